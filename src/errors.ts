@@ -1,0 +1,14 @@
+/**
+ * An error caused by what the user asked for (bad flag, bad file, missing tensor …). The CLI prints its message as
+ * one line and exits non-zero; the HTTP layer answers 4xx. Anything else is a bug and keeps its stack trace.
+ */
+export class UserError extends Error {
+  constructor(message: string, readonly status: 400 | 404 | 409 | 413 | 422 = 400, readonly details?: unknown) {
+    super(message);
+    this.name = "UserError";
+  }
+}
+
+export function isUserError(err: unknown): err is UserError {
+  return err instanceof UserError;
+}
