@@ -1,0 +1,121 @@
+/**
+ * The TypeScript side of shaders/: one dispatcher module per kernel family (src/gpu/kernels/<family>.ts beside
+ * shaders/<family>.wgsl), composed here. This file is the contract the model graph is written against.
+ *
+ * Conventions: tensors are row-major f32 (token ids and targets u32) passed as `Binding`s (a buffer, or a byte range
+ * of one, offsets multiples of 256). "+=" outputs accumulate into what is there (parameter gradients, so gradient
+ * accumulation and weight tying just work; the caller clears them at the start of a step); "=" outputs overwrite.
+ * Kernels only record into the Recorder; nothing runs until `recorder.submit()`. Every kernel is deterministic:
+ * no float atomics, fixed reduction order.
+ */
+import type { Gpu } from "../device.ts";
+import type { Binding, Recorder } from "../recorder.ts";
+import { ShaderLibrary } from "../shaders.ts";
+import { createMatmulKernels } from "./matmul.ts";
+import { createCrossEntropyKernels } from "./crossentropy.ts";
+import { createAdamWKernels } from "./adamw.ts";
+import { createResidualKernels } from "./residual.ts";
+import { createLayerNormKernels } from "./layernorm.ts";
+import { createGeluKernels } from "./gelu.ts";
+import { createAttentionKernels } from "./attention.ts";
+import { createEmbeddingKernels } from "./embedding.ts";
+
+export interface KernelContext {
+  gpu: Gpu;
+  shaders: ShaderLibrary;
+}
+
+export interface MatmulKernels {
+  /** out[M,N] (= or += with accumulate) op(a)·op(b) (+ bias[N]); a is [M,K] ([K,M] if transA), b is [K,N] ([N,K] if transB). */
+  matmul(r: Recorder, o: { out: Binding; a: Binding; b: Binding; bias?: Binding; M: number; N: number; K: number; transA?: boolean; transB?: boolean; accumulate?: boolean }): void;
+  /** dbias[N] += Σ_rows dout[M,N]. */
+  biasBackward(r: Recorder, o: { dbias: Binding; dout: Binding; M: number; N: number }): void;
+}
+
+export interface CrossEntropyKernels {
+  /**
+   * Per row i of logits[N,V]: losses[i] = weights[i]·(logsumexp(logits[i]) − logits[i,targets[i]]).
+   * If gradScale ≠ 0, logits[i,:] is then overwritten by dlogits = weights[i]·gradScale·(softmax(logits[i]) − onehot).
+   */
+  crossEntropy(r: Recorder, o: { logits: Binding; losses: Binding; targets: Binding; weights: Binding; N: number; V: number; gradScale: number }): void;
+}
+
+export interface AdamWKernels {
+  /** out[0] = Σ grads[i]² over n floats (deterministic two-pass reduction). */
+  gradNormSquared(r: Recorder, o: { out: Binding; grads: Binding; n: number }): void;
+  /**
+   * PyTorch AdamW on n floats, step ≥ 1, after clipping by global norm: g = grads·c where c = maxNorm/(‖g‖+1e-6)
+   * when maxNorm > 0 and ‖g‖ > maxNorm, else 1, with ‖g‖² read from normSquared[0] on the GPU.
+   */
+  adamw(r: Recorder, o: { params: Binding; grads: Binding; m: Binding; v: Binding; n: number; lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; normSquared: Binding; maxNorm: number }): void;
+}
+
+export interface ResidualKernels {
+  /** out = a + b. */
+  add(r: Recorder, o: { out: Binding; a: Binding; b: Binding; n: number }): void;
+  /** dst += src. */
+  accumulate(r: Recorder, o: { dst: Binding; src: Binding; n: number }): void;
+}
+
+export interface LayerNormKernels {
+  /** Per row of inp[N,C]: out = (x−mean)·rstd·weight + bias; saves mean[N], rstd[N]. */
+  forward(r: Recorder, o: { out: Binding; mean: Binding; rstd: Binding; inp: Binding; weight: Binding; bias: Binding; N: number; C: number; eps?: number }): void;
+  /** dinp += …, dweight += …, dbias += … */
+  backward(r: Recorder, o: { dinp: Binding; dweight: Binding; dbias: Binding; dout: Binding; inp: Binding; weight: Binding; mean: Binding; rstd: Binding; N: number; C: number }): void;
+}
+
+export interface GeluKernels {
+  /** GPT-2's tanh approximation: out = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+  forward(r: Recorder, o: { out: Binding; inp: Binding; n: number }): void;
+  /** dinp = dout·gelu'(inp). */
+  backward(r: Recorder, o: { dinp: Binding; inp: Binding; dout: Binding; n: number }): void;
+}
+
+export interface AttentionKernels {
+  /** Causal multi-head attention. qkv[B,T,3C] = [q|k|v]; att[B,NH,T,T] = softmax probabilities (saved); out[B,T,C]. */
+  forward(r: Recorder, o: { out: Binding; att: Binding; qkv: Binding; B: number; T: number; C: number; NH: number }): void;
+  /** dqkv = …; datt is scratch of att's size. */
+  backward(r: Recorder, o: { dqkv: Binding; datt: Binding; dout: Binding; qkv: Binding; att: Binding; B: number; T: number; C: number; NH: number }): void;
+}
+
+/** Token positions grouped by token id on the CPU, so the wte gradient needs no atomics. */
+export interface EmbeddingBuckets {
+  /** Re-groups for a new batch of B·T token ids (uploads into preallocated buffers). */
+  update(tokens: Uint32Array): void;
+}
+
+export interface EmbeddingKernels {
+  /** out[B,T,C] = wte[tokens[b,t]] + wpe[t]. */
+  forward(r: Recorder, o: { out: Binding; tokens: Binding; wte: Binding; wpe: Binding; B: number; T: number; C: number }): void;
+  createBuckets(maxTokens: number): EmbeddingBuckets;
+  /** dwte += Σ over positions of each token; dwpe[t] += Σ_b dout[b,t]. */
+  backward(r: Recorder, o: { dwte: Binding; dwpe: Binding; dout: Binding; buckets: EmbeddingBuckets; B: number; T: number; C: number }): void;
+}
+
+export interface Kernels {
+  context: KernelContext;
+  matmul: MatmulKernels;
+  crossEntropy: CrossEntropyKernels;
+  adamw: AdamWKernels;
+  residual: ResidualKernels;
+  layerNorm: LayerNormKernels;
+  gelu: GeluKernels;
+  attention: AttentionKernels;
+  embedding: EmbeddingKernels;
+}
+
+/** Compiles every kernel family for `gpu` (pipelines are built up front, so shader errors surface here). */
+export async function createKernels(gpu: Gpu, shaders = new ShaderLibrary(gpu.device)): Promise<Kernels> {
+  const context = { gpu, shaders };
+  const [matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding] = await Promise.all([
+    createMatmulKernels(context),
+    createCrossEntropyKernels(context),
+    createAdamWKernels(context),
+    createResidualKernels(context),
+    createLayerNormKernels(context),
+    createGeluKernels(context),
+    createAttentionKernels(context),
+    createEmbeddingKernels(context),
+  ]);
+  return { context, matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding };
+}
