@@ -1,0 +1,344 @@
+/**
+ * Float64 reference implementations of every GPU kernel (the contract in src/gpu/kernels/index.ts), written in the
+ * plain loop style of llm.c's train_gpt2.c. They are slow and obvious on purpose: the WGSL kernels are tested
+ * against them, and src/reference/gpt2.ts composes them into a whole GPT-2 that is tested against PyTorch.
+ *
+ * All tensors are row-major. Outputs are freshly allocated (the GPU's "+=" accumulation is the caller's business),
+ * except adamwStep, which updates its arrays in place like the optimizer it mirrors.
+ */
+
+/** out[M,N] = op(a)·op(b) + bias; a is [M,K] ([K,M] if transA), b is [K,N] ([N,K] if transB). */
+export function matmul(
+  a: Float64Array,
+  b: Float64Array,
+  bias: Float64Array | null,
+  M: number,
+  N: number,
+  K: number,
+  transA: boolean,
+  transB: boolean,
+): Float64Array {
+  const out = new Float64Array(M * N);
+  for (let i = 0; i < M; i++) {
+    for (let j = 0; j < N; j++) {
+      let sum = bias ? bias[j] : 0;
+      for (let k = 0; k < K; k++) {
+        const aik = transA ? a[k * M + i] : a[i * K + k];
+        const bkj = transB ? b[j * K + k] : b[k * N + j];
+        sum += aik * bkj;
+      }
+      out[i * N + j] = sum;
+    }
+  }
+  return out;
+}
+
+/** dbias[N] = Σ over the M rows of dout[M,N]. */
+export function biasBackward(dout: Float64Array, M: number, N: number): Float64Array {
+  const dbias = new Float64Array(N);
+  for (let i = 0; i < M; i++) {
+    for (let j = 0; j < N; j++) dbias[j] += dout[i * N + j];
+  }
+  return dbias;
+}
+
+/**
+ * Weighted softmax cross-entropy over rows of logits[N,V]:
+ * losses[i] = w_i·(logsumexp(logits_i) − logits_i[target_i]); dlogits_i = w_i·gradScale·(softmax(logits_i) − onehot).
+ * gradScale is how the caller turns a sum of losses into the mean it optimises (e.g. 1/Σw).
+ */
+export function crossEntropy(
+  logits: Float64Array,
+  targets: Uint32Array,
+  weights: Float64Array,
+  N: number,
+  V: number,
+  gradScale: number,
+): { losses: Float64Array; dlogits: Float64Array } {
+  const losses = new Float64Array(N);
+  const dlogits = new Float64Array(N * V);
+  for (let i = 0; i < N; i++) {
+    const row = i * V;
+    let max = -Infinity;
+    for (let v = 0; v < V; v++) max = Math.max(max, logits[row + v]);
+    let sumExp = 0;
+    for (let v = 0; v < V; v++) sumExp += Math.exp(logits[row + v] - max);
+    const logSumExp = max + Math.log(sumExp);
+    const target = targets[i];
+    losses[i] = weights[i] * (logSumExp - logits[row + target]);
+    const scale = weights[i] * gradScale;
+    for (let v = 0; v < V; v++) {
+      const prob = Math.exp(logits[row + v] - logSumExp);
+      dlogits[row + v] = scale * (prob - (v === target ? 1 : 0));
+    }
+  }
+  return { losses, dlogits };
+}
+
+export interface AdamWOptions {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** 1-based step count, for the bias corrections. */
+  step: number;
+  /** Gradients are multiplied by this first (global-norm clipping: maxNorm/(‖g‖+1e-6) when ‖g‖ > maxNorm, else 1). */
+  clipScale: number;
+}
+
+/** One torch.optim.AdamW step (decoupled weight decay), in place on params, m and v. */
+export function adamwStep(params: Float64Array, grads: Float64Array, m: Float64Array, v: Float64Array, o: AdamWOptions): void {
+  const biasCorrection1 = 1 - Math.pow(o.beta1, o.step);
+  const biasCorrection2 = 1 - Math.pow(o.beta2, o.step);
+  for (let i = 0; i < params.length; i++) {
+    const g = grads[i] * o.clipScale;
+    m[i] = o.beta1 * m[i] + (1 - o.beta1) * g;
+    v[i] = o.beta2 * v[i] + (1 - o.beta2) * g * g;
+    const mHat = m[i] / biasCorrection1;
+    const vHat = v[i] / biasCorrection2;
+    params[i] -= o.lr * (mHat / (Math.sqrt(vHat) + o.eps) + o.weightDecay * params[i]);
+  }
+}
+
+/** Σ g² — the square of the global gradient norm that clipping uses. */
+export function gradNormSquared(grads: Float64Array): number {
+  let sum = 0;
+  for (let i = 0; i < grads.length; i++) sum += grads[i] * grads[i];
+  return sum;
+}
+
+/** The clip factor torch.nn.utils.clip_grad_norm_ applies for a given ‖g‖² (1 when no clipping is needed). */
+export function clipScale(normSquared: number, maxNorm: number): number {
+  const norm = Math.sqrt(normSquared);
+  return maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1;
+}
+
+/** Per row of inp[N,C]: out = (x − mean)·rstd·weight + bias, with the biased variance; mean and rstd saved for backward. */
+export function layerNormForward(
+  inp: Float64Array,
+  weight: Float64Array,
+  bias: Float64Array,
+  N: number,
+  C: number,
+  eps: number,
+): { out: Float64Array; mean: Float64Array; rstd: Float64Array } {
+  const out = new Float64Array(N * C);
+  const mean = new Float64Array(N);
+  const rstd = new Float64Array(N);
+  for (let i = 0; i < N; i++) {
+    const row = i * C;
+    let m = 0;
+    for (let c = 0; c < C; c++) m += inp[row + c];
+    m /= C;
+    let variance = 0;
+    for (let c = 0; c < C; c++) variance += (inp[row + c] - m) ** 2;
+    variance /= C;
+    const s = 1 / Math.sqrt(variance + eps);
+    for (let c = 0; c < C; c++) out[row + c] = (inp[row + c] - m) * s * weight[c] + bias[c];
+    mean[i] = m;
+    rstd[i] = s;
+  }
+  return { out, mean, rstd };
+}
+
+/** LayerNorm gradients, as in llm.c: dnorm = dout·weight, then the two row means that the normalisation couples. */
+export function layerNormBackward(
+  dout: Float64Array,
+  inp: Float64Array,
+  weight: Float64Array,
+  mean: Float64Array,
+  rstd: Float64Array,
+  N: number,
+  C: number,
+): { dinp: Float64Array; dweight: Float64Array; dbias: Float64Array } {
+  const dinp = new Float64Array(N * C);
+  const dweight = new Float64Array(C);
+  const dbias = new Float64Array(C);
+  for (let i = 0; i < N; i++) {
+    const row = i * C;
+    let dnormMean = 0;
+    let dnormNormMean = 0;
+    for (let c = 0; c < C; c++) {
+      const norm = (inp[row + c] - mean[i]) * rstd[i];
+      const dnorm = weight[c] * dout[row + c];
+      dnormMean += dnorm;
+      dnormNormMean += dnorm * norm;
+    }
+    dnormMean /= C;
+    dnormNormMean /= C;
+    for (let c = 0; c < C; c++) {
+      const norm = (inp[row + c] - mean[i]) * rstd[i];
+      const dnorm = weight[c] * dout[row + c];
+      dbias[c] += dout[row + c];
+      dweight[c] += norm * dout[row + c];
+      dinp[row + c] = (dnorm - dnormMean - norm * dnormNormMean) * rstd[i];
+    }
+  }
+  return { dinp, dweight, dbias };
+}
+
+const GELU_SCALE = Math.sqrt(2 / Math.PI);
+
+/** GPT-2's tanh approximation ("gelu_new"): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+export function gelu(x: Float64Array): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const xi = x[i];
+    out[i] = 0.5 * xi * (1 + Math.tanh(GELU_SCALE * (xi + 0.044715 * xi * xi * xi)));
+  }
+  return out;
+}
+
+/** dinp = dout·gelu'(x), differentiating the tanh approximation exactly. */
+export function geluBackward(x: Float64Array, dout: Float64Array): Float64Array {
+  const dinp = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const xi = x[i];
+    const tanhOut = Math.tanh(GELU_SCALE * (xi + 0.044715 * xi * xi * xi));
+    const sech2 = 1 - tanhOut * tanhOut;
+    const localGrad = 0.5 * (1 + tanhOut) + 0.5 * xi * sech2 * GELU_SCALE * (1 + 3 * 0.044715 * xi * xi);
+    dinp[i] = localGrad * dout[i];
+  }
+  return dinp;
+}
+
+/**
+ * Causal multi-head self-attention. qkv[B,T,3C] holds [q|k|v] per token, head h using channels h·hs … (h+1)·hs − 1
+ * of each. att[B,NH,T,T] holds the softmax probabilities (zero above the diagonal); out[B,T,C] the heads side by side.
+ */
+export function attentionForward(
+  qkv: Float64Array,
+  B: number,
+  T: number,
+  C: number,
+  NH: number,
+): { out: Float64Array; att: Float64Array } {
+  const hs = C / NH;
+  const scale = 1 / Math.sqrt(hs);
+  const out = new Float64Array(B * T * C);
+  const att = new Float64Array(B * NH * T * T);
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      for (let h = 0; h < NH; h++) {
+        const q = (b * T + t) * 3 * C + h * hs;
+        const attRow = ((b * NH + h) * T + t) * T;
+        // scores against keys 0..t, then a numerically stable softmax
+        let max = -Infinity;
+        for (let t2 = 0; t2 <= t; t2++) {
+          const k = (b * T + t2) * 3 * C + C + h * hs;
+          let dot = 0;
+          for (let i = 0; i < hs; i++) dot += qkv[q + i] * qkv[k + i];
+          att[attRow + t2] = dot * scale;
+          max = Math.max(max, dot * scale);
+        }
+        let sumExp = 0;
+        for (let t2 = 0; t2 <= t; t2++) {
+          att[attRow + t2] = Math.exp(att[attRow + t2] - max);
+          sumExp += att[attRow + t2];
+        }
+        for (let t2 = 0; t2 <= t; t2++) att[attRow + t2] /= sumExp;
+        // weighted sum of the values
+        const o = (b * T + t) * C + h * hs;
+        for (let t2 = 0; t2 <= t; t2++) {
+          const v = (b * T + t2) * 3 * C + 2 * C + h * hs;
+          for (let i = 0; i < hs; i++) out[o + i] += att[attRow + t2] * qkv[v + i];
+        }
+      }
+    }
+  }
+  return { out, att };
+}
+
+/** dqkv[B,T,3C] from dout[B,T,C], through the value sum, the softmax and the scaled q·k scores. */
+export function attentionBackward(
+  dout: Float64Array,
+  qkv: Float64Array,
+  att: Float64Array,
+  B: number,
+  T: number,
+  C: number,
+  NH: number,
+): Float64Array {
+  const hs = C / NH;
+  const scale = 1 / Math.sqrt(hs);
+  const dqkv = new Float64Array(B * T * 3 * C);
+  const datt = new Float64Array(T);
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      for (let h = 0; h < NH; h++) {
+        const q = (b * T + t) * 3 * C + h * hs;
+        const o = (b * T + t) * C + h * hs;
+        const attRow = ((b * NH + h) * T + t) * T;
+        // through out = Σ att·v
+        for (let t2 = 0; t2 <= t; t2++) {
+          const v = (b * T + t2) * 3 * C + 2 * C + h * hs;
+          let dot = 0;
+          for (let i = 0; i < hs; i++) {
+            dot += qkv[v + i] * dout[o + i];
+            dqkv[v + i] += att[attRow + t2] * dout[o + i];
+          }
+          datt[t2] = dot;
+        }
+        // through the softmax: dscore = att·(datt − Σ att·datt)
+        let weighted = 0;
+        for (let t2 = 0; t2 <= t; t2++) weighted += att[attRow + t2] * datt[t2];
+        // through score = scale·q·k
+        for (let t2 = 0; t2 <= t; t2++) {
+          const dscore = att[attRow + t2] * (datt[t2] - weighted) * scale;
+          const k = (b * T + t2) * 3 * C + C + h * hs;
+          for (let i = 0; i < hs; i++) {
+            dqkv[q + i] += dscore * qkv[k + i];
+            dqkv[k + i] += dscore * qkv[q + i];
+          }
+        }
+      }
+    }
+  }
+  return dqkv;
+}
+
+/** out[B,T,C] = wte[tokens[b,t]] + wpe[t]. */
+export function embeddingForward(
+  tokens: Uint32Array,
+  wte: Float64Array,
+  wpe: Float64Array,
+  B: number,
+  T: number,
+  C: number,
+): Float64Array {
+  const out = new Float64Array(B * T * C);
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const row = (b * T + t) * C;
+      const tokenRow = tokens[b * T + t] * C;
+      for (let c = 0; c < C; c++) out[row + c] = wte[tokenRow + c] + wpe[t * C + c];
+    }
+  }
+  return out;
+}
+
+/** dwte[V,C] sums dout over every position of each token; dwpe[maxT,C] sums over the batch at each position. */
+export function embeddingBackward(
+  dout: Float64Array,
+  tokens: Uint32Array,
+  B: number,
+  T: number,
+  C: number,
+  V: number,
+  maxT: number,
+): { dwte: Float64Array; dwpe: Float64Array } {
+  const dwte = new Float64Array(V * C);
+  const dwpe = new Float64Array(maxT * C);
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const row = (b * T + t) * C;
+      const tokenRow = tokens[b * T + t] * C;
+      for (let c = 0; c < C; c++) {
+        dwte[tokenRow + c] += dout[row + c];
+        dwpe[t * C + c] += dout[row + c];
+      }
+    }
+  }
+  return { dwte, dwpe };
+}
