@@ -1,0 +1,219 @@
+/**
+ * A fault-injecting OpenAI-compatible server on 127.0.0.1 for tests: it speaks the real wire format of
+ * POST /v1/chat/completions and can be scripted per request to be slow, rate-limit (429 + Retry-After), fail (5xx),
+ * hang, answer malformed JSON, truncate (finish_reason "length") or refuse (finish_reason "content_filter").
+ * Healthy answers are deterministic CoT-looking completions derived from the last question of the prompt.
+ *
+ * Other routes (e.g. /v1/files, /v1/batches for Batch-API tests) are mounted through `extend` without editing this file.
+ */
+import { Hono } from "hono";
+
+export type Behaviour =
+  | { kind: "ok"; latencyMs?: number; content?: string }
+  | { kind: "rate_limit"; retryAfter?: string; retryAfterMs?: string }
+  | { kind: "error"; status?: number; retryAfter?: string }
+  | { kind: "hang" }
+  | { kind: "malformed" }
+  | { kind: "truncated" }
+  | { kind: "content_filter" };
+
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
+
+export interface ChatCompletionBody {
+  model: string;
+  messages: ChatMessage[];
+  temperature?: number;
+  max_tokens?: number;
+  max_completion_tokens?: number;
+  n?: number;
+  stop?: string | string[];
+}
+
+export interface RecordedRequest {
+  /** 1-based order of arrival across all chat requests. */
+  number: number;
+  body: ChatCompletionBody;
+  /** The Authorization header matched the expected key (the key itself is never recorded). */
+  authorized: boolean;
+  receivedAt: number;
+  behaviour: Behaviour["kind"];
+}
+
+export interface FakeOpenAIOptions {
+  /** When set, requests without `Authorization: Bearer <apiKey>` get 401. */
+  apiKey?: string;
+  /** Behaviour when the script is empty (default: a healthy answer). */
+  fallback?: (request: RecordedRequest) => Behaviour;
+  /** Mount extra routes (they are matched before the fallback 404). */
+  extend?: (app: Hono, fake: FakeOpenAI) => void;
+  /** The answer the fake teacher gives for a question (default: derived deterministically from the text). */
+  answerFor?: (question: string, choiceLabels: string[]) => string;
+}
+
+export interface FakeOpenAI {
+  /** e.g. "http://127.0.0.1:41234/v1" — what OPENAI_BASE_URL would be. */
+  baseURL: string;
+  app: Hono;
+  /** Every chat request received, in order of arrival. */
+  requests: RecordedRequest[];
+  /** Requests currently being answered (hanging ones included); `maxInFlight` is the high-water mark. */
+  inFlight: number;
+  maxInFlight: number;
+  /** Queue behaviours for the next chat requests, in order. */
+  script(...behaviours: Behaviour[]): void;
+  stop(): Promise<void>;
+}
+
+/** The question being asked: the text after the last "Q:" of the last user message. */
+export function lastQuestion(body: ChatCompletionBody): string {
+  const text = body.messages.filter((m) => m.role === "user").at(-1)?.content ?? "";
+  const at = text.lastIndexOf("Q:");
+  return (at >= 0 ? text.slice(at + 2) : text).replace(/\n?A:\s*$/, "").trim();
+}
+
+function stableHash(text: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619) >>> 0;
+  return h;
+}
+
+/** "(a)".."(e)" labels offered in the question, upper-cased. */
+function choiceLabels(question: string): string[] {
+  return [...question.matchAll(/\(([a-z])\)/g)].map((m) => m[1].toUpperCase());
+}
+
+/** Multiple choice: a choice picked by hash; math: the sum of the numbers in the question. */
+export function defaultAnswer(question: string, labels: string[]): string {
+  if (labels.length > 0) return labels[stableHash(question) % labels.length];
+  const numbers = [...question.matchAll(/\d+(?:\.\d+)?/g)].map((m) => Number(m[0]));
+  return String(numbers.reduce((a, b) => a + b, 0));
+}
+
+/** A completion in the style of the few-shot exemplars, different per sample index so n>1 gives distinct texts. */
+export function cotCompletion(question: string, sampleIndex: number, answerFor = defaultAnswer): string {
+  const labels = choiceLabels(question);
+  const answer = answerFor(question, labels);
+  const stem = question.split("\n")[0].slice(0, 60);
+  const shown = labels.length > 0 ? `(${answer.toLowerCase()})` : answer;
+  return `The question asks: ${stem}. Thinking step ${sampleIndex + 1}, the best fit is ${shown}. So the answer is ${shown}.`;
+}
+
+/** Whitespace-separated pieces: a crude but deterministic stand-in for a tokenizer in `usage`. */
+export function countTokens(text: string): number {
+  return text.split(/\s+/).filter(Boolean).length;
+}
+
+/** The full chat.completion object for `body`, as the real API returns it. */
+export function chatCompletionFor(
+  body: ChatCompletionBody,
+  finishReason: "stop" | "length" | "content_filter" = "stop",
+  answerFor?: FakeOpenAIOptions["answerFor"],
+  content?: string,
+) {
+  const question = lastQuestion(body);
+  const n = body.n ?? 1;
+  const choices = Array.from({ length: n }, (_, index) => {
+    let text = content ?? cotCompletion(question, index, answerFor);
+    if (finishReason === "length") text = text.slice(0, Math.max(1, Math.floor(text.length / 3)));
+    if (finishReason === "content_filter") text = "";
+    return { index, message: { role: "assistant", content: text, refusal: null }, logprobs: null, finish_reason: finishReason };
+  });
+  const promptTokens = countTokens(body.messages.map((m) => m.content).join("\n"));
+  const completionTokens = choices.reduce((sum, c) => sum + countTokens(c.message.content), 0);
+  return {
+    id: `chatcmpl-fake-${stableHash(question + n).toString(16)}`,
+    object: "chat.completion",
+    created: Math.floor(Date.now() / 1000),
+    model: body.model,
+    choices,
+    usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
+    system_fingerprint: "fp_fake",
+  };
+}
+
+function errorBody(message: string, type: string) {
+  return { error: { message, type, param: null, code: null } };
+}
+
+export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<FakeOpenAI> {
+  const queue: Behaviour[] = [];
+  const hanging = new Set<() => void>();
+  const app = new Hono();
+  const fake: FakeOpenAI = {
+    baseURL: "",
+    app,
+    requests: [],
+    inFlight: 0,
+    maxInFlight: 0,
+    script: (...behaviours) => void queue.push(...behaviours),
+    stop: async () => {
+      for (const release of hanging) release();
+      server.stop(true);
+    },
+  };
+
+  async function answer(body: ChatCompletionBody, behaviour: Behaviour): Promise<Response> {
+    switch (behaviour.kind) {
+      case "ok":
+        if (behaviour.latencyMs) await Bun.sleep(behaviour.latencyMs);
+        return Response.json(chatCompletionFor(body, "stop", options.answerFor, behaviour.content));
+      case "truncated":
+        return Response.json(chatCompletionFor(body, "length", options.answerFor));
+      case "content_filter":
+        return Response.json(chatCompletionFor(body, "content_filter", options.answerFor));
+      case "malformed":
+        return new Response('{"id": "chatcmpl-broken", "choices": [{"index": 0, "mess', {
+          headers: { "content-type": "application/json" },
+        });
+      case "rate_limit": {
+        const headers: Record<string, string> = {};
+        if (behaviour.retryAfter !== undefined) headers["retry-after"] = behaviour.retryAfter;
+        if (behaviour.retryAfterMs !== undefined) headers["retry-after-ms"] = behaviour.retryAfterMs;
+        return Response.json(errorBody("Rate limit reached (fake)", "requests"), { status: 429, headers });
+      }
+      case "error": {
+        const headers: Record<string, string> = behaviour.retryAfter ? { "retry-after": behaviour.retryAfter } : {};
+        return Response.json(errorBody("The server had an error (fake)", "server_error"), {
+          status: behaviour.status ?? 500,
+          headers,
+        });
+      }
+      case "hang":
+        // Never answers; released only when the server stops so the test process can exit.
+        await new Promise<void>((resolve) => hanging.add(resolve));
+        return new Response(null, { status: 499 });
+    }
+  }
+
+  app.post("/v1/chat/completions", async (c) => {
+    const authorized = !options.apiKey || c.req.header("authorization") === `Bearer ${options.apiKey}`;
+    const body = (await c.req.json()) as ChatCompletionBody;
+    const request: RecordedRequest = {
+      number: fake.requests.length + 1,
+      body,
+      authorized,
+      receivedAt: performance.now(),
+      behaviour: "ok",
+    };
+    const behaviour = queue.shift() ?? options.fallback?.(request) ?? { kind: "ok" };
+    request.behaviour = behaviour.kind;
+    fake.requests.push(request);
+    if (!authorized) return c.json(errorBody("Incorrect API key provided (fake)", "invalid_request_error"), 401);
+    fake.inFlight++;
+    fake.maxInFlight = Math.max(fake.maxInFlight, fake.inFlight);
+    try {
+      return await answer(body, behaviour);
+    } finally {
+      fake.inFlight--;
+    }
+  });
+  options.extend?.(app, fake);
+  app.notFound((c) => c.json(errorBody(`No route ${c.req.method} ${c.req.path} (fake)`, "invalid_request_error"), 404));
+
+  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: app.fetch, idleTimeout: 0 });
+  fake.baseURL = `http://127.0.0.1:${server.port}/v1`;
+  return fake;
+}
