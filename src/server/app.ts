@@ -1,0 +1,58 @@
+/**
+ * The ONE Hono app of cot-distill: shared middleware (auth, body limit, errors) once, then one route module per
+ * concern. Adding a concern is one line: `app.route("/v1/runs", runsRoutes(deps))`.
+ */
+import { Hono } from "hono";
+import { toJsonSchema } from "@valibot/to-json-schema";
+import { UserError } from "../errors.ts";
+import type { JobManager } from "../teacher/jobs.ts";
+import type { TeacherService } from "../teacher/service.ts";
+import { handleError, handleNotFound, limitBody, requireToken } from "./middleware.ts";
+import { jobsRoutes } from "./routes/jobs.ts";
+import { rationalesRoutes, type RationaleLister } from "./routes/rationales.ts";
+import { requestSchemas } from "./schemas.ts";
+
+export interface AppDeps {
+  teacher: Pick<TeacherService, "rationales">;
+  jobs: JobManager;
+  /** Streams stored rationales of a dataset split (the rationale store's listing). */
+  listRationales: RationaleLister;
+  /** Throws UserError(404) for an unknown dataset (the dataset registry's getDataset). */
+  requireDataset: (name: string) => unknown;
+  /** Bearer token required on every route but /healthz; undefined = open (serve allows that on loopback only). */
+  token?: string;
+  /** Largest request body accepted, bytes (default 1 MiB). */
+  maxBodyBytes?: number;
+}
+
+export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
+
+export function createApp(deps: AppDeps): Hono {
+  const app = new Hono();
+  app.onError(handleError);
+  app.notFound(handleNotFound);
+  app.get("/healthz", (c) => c.json({ ok: true }));
+  app.use("*", requireToken(deps.token));
+  app.use("*", limitBody(deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES));
+
+  app.route("/v1/rationales", rationalesRoutes(deps));
+  app.route("/v1/jobs", jobsRoutes(deps));
+  app.route("/v1/schema", schemaRoutes());
+  return app;
+}
+
+/** JSON Schemas of every request body, generated from the valibot schemas (input side: what a client sends). */
+function schemaRoutes(): Hono {
+  const asJson = (name: keyof typeof requestSchemas) => toJsonSchema(requestSchemas[name], { typeMode: "input", errorMode: "ignore" });
+  return new Hono()
+    .get("/", (c) =>
+      c.json(Object.fromEntries(Object.keys(requestSchemas).map((name) => [name, asJson(name as keyof typeof requestSchemas)]))),
+    )
+    .get("/:name", (c) => {
+      const name = c.req.param("name");
+      if (!Object.hasOwn(requestSchemas, name)) {
+        throw new UserError(`unknown schema "${name}" (known: ${Object.keys(requestSchemas).join(", ")})`, 404);
+      }
+      return c.json(asJson(name as keyof typeof requestSchemas));
+    });
+}

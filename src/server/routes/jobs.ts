@@ -1,0 +1,31 @@
+/**
+ * Bulk jobs over a dataset split: POST /v1/jobs → id; GET /v1/jobs/:id → counts; GET /v1/jobs/:id/events → progress
+ * as server-sent events (`progress` while running, one `end` when the job stops); POST /v1/jobs/:id/cancel.
+ */
+import { Hono } from "hono";
+import type { AppDeps } from "../app.ts";
+import { validate } from "../middleware.ts";
+import { JobRequestSchema } from "../schemas.ts";
+import { sse } from "../sse.ts";
+
+export function jobsRoutes(deps: Pick<AppDeps, "jobs" | "requireDataset">): Hono {
+  const { jobs } = deps;
+  return new Hono()
+    .post("/", validate("json", JobRequestSchema), async (c) => {
+      const request = c.req.valid("json");
+      deps.requireDataset(request.dataset);
+      return c.json(await jobs.create(request), 202);
+    })
+    .get("/", (c) => c.json({ jobs: jobs.store.list().map((job) => jobs.snapshot(job.id)) }))
+    .get("/:id", (c) => c.json(jobs.require(c.req.param("id"))))
+    .post("/:id/cancel", (c) => c.json(jobs.cancel(c.req.param("id"))))
+    .get("/:id/events", (c) => {
+      const id = c.req.param("id");
+      jobs.require(id); // 404 before the stream starts
+      return sse(c, async function* (signal) {
+        for await (const snapshot of jobs.watch(id, signal)) {
+          yield { event: snapshot.status === "running" ? "progress" : "end", data: snapshot };
+        }
+      });
+    });
+}

@@ -1,0 +1,74 @@
+/**
+ * Every HTTP request body and query as a valibot schema: the one source for validation (src/server/validate.ts),
+ * TypeScript types (`v.InferOutput`) and the JSON Schemas served at /v1/schema. Later route modules add theirs to
+ * `requestSchemas`.
+ */
+import * as v from "valibot";
+
+/** Dataset names are folder names under datasets/: no separators, no dots first, so "../x" never reaches the disk. */
+export const DatasetName = v.pipe(
+  v.string(),
+  v.regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "dataset must be a plain name: lower-case letters, digits, _ or -"),
+);
+
+/** Which splits exist is the registry's business (unknown → 404); here only the shape is checked. */
+export const SplitName = v.pipe(
+  v.string(),
+  v.regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, "split must be a plain name such as train, test or dev"),
+);
+
+export const ModelName = v.pipe(v.string(), v.minLength(1), v.maxLength(200));
+
+const Temperature = v.pipe(v.number(), v.minValue(0), v.maxValue(2));
+const SampleCount = v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(16));
+const MaxTokens = v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(32_768));
+
+export const ChoiceSchema = v.object({
+  label: v.pipe(v.string(), v.regex(/^[A-Za-z]$/, "a choice label is one letter")),
+  text: v.pipe(v.string(), v.minLength(1), v.maxLength(1_000)),
+});
+
+/** Shared generation parameters of one-off requests and bulk jobs. */
+const generation = {
+  model: v.optional(ModelName),
+  temperature: v.optional(Temperature),
+  n: v.optional(SampleCount),
+  maxTokens: v.optional(MaxTokens),
+};
+
+export const RationaleRequestSchema = v.strictObject({
+  question: v.pipe(v.string(), v.trim(), v.minLength(1, "question must not be empty"), v.maxLength(10_000)),
+  choices: v.optional(v.pipe(v.array(ChoiceSchema), v.minLength(2), v.maxLength(10))),
+  answer: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(100))),
+  dataset: v.optional(DatasetName),
+  split: v.optional(SplitName),
+  id: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(200))),
+  ...generation,
+});
+export type RationaleRequestBody = v.InferOutput<typeof RationaleRequestSchema>;
+
+/** GET /v1/rationales query string. */
+export const RationaleListQuerySchema = v.object({
+  dataset: DatasetName,
+  split: SplitName,
+  model: v.optional(ModelName),
+});
+export type RationaleListQuery = v.InferOutput<typeof RationaleListQuerySchema>;
+
+export const JobRequestSchema = v.strictObject({
+  dataset: DatasetName,
+  split: SplitName,
+  limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  concurrency: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(256))),
+  /** Use the Batch API (upload, create, poll, download) instead of one request per item. */
+  batch: v.optional(v.boolean()),
+  ...generation,
+});
+export type JobRequestBody = v.InferOutput<typeof JobRequestSchema>;
+
+/** Request schemas by name, served as JSON Schema at /v1/schema/:name. */
+export const requestSchemas = {
+  RationaleRequest: RationaleRequestSchema,
+  RationaleListQuery: RationaleListQuerySchema,
+  JobRequest: JobRequestSchema,
+} as const;

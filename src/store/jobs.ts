@@ -1,0 +1,310 @@
+/**
+ * Durable bulk jobs: one row per job, one row per (job, item) enumerated when the job is created, and the Batch-API
+ * state of batch-mode jobs. Everything a job needs to resume after kill -9 lives here; the rationales themselves live
+ * in the rationale store (whose key makes a retried item idempotent).
+ *
+ * Item life: pending → claimed (a runner took it) → done | failed. A runner that dies leaves claimed items behind;
+ * the next runner to take the job over puts them back to pending.
+ */
+import type { Database } from "bun:sqlite";
+import type { Item } from "../data/types.ts";
+import { registerSchema } from "./db.ts";
+
+registerSchema(
+  "jobs",
+  `CREATE TABLE IF NOT EXISTS jobs (
+    id          TEXT PRIMARY KEY,
+    dataset     TEXT NOT NULL,
+    split       TEXT NOT NULL,
+    mode        TEXT NOT NULL CHECK (mode IN ('online', 'batch')),
+    params      TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('running', 'done', 'cancelled')),
+    total       INTEGER NOT NULL,
+    runner      TEXT,
+    heartbeat   INTEGER,
+    created_at  INTEGER NOT NULL,
+    finished_at INTEGER
+  );
+  CREATE TABLE IF NOT EXISTS job_items (
+    job_id            TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    seq               INTEGER NOT NULL,
+    item              TEXT NOT NULL,
+    state             TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'claimed', 'done', 'failed')),
+    cached            INTEGER NOT NULL DEFAULT 0,
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd          REAL NOT NULL DEFAULT 0,
+    error             TEXT,
+    PRIMARY KEY (job_id, seq)
+  );
+  CREATE INDEX IF NOT EXISTS job_items_by_state ON job_items (job_id, state, seq);
+  CREATE TABLE IF NOT EXISTS job_batches (
+    job_id         TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+    batch_id       TEXT,
+    input_file_id  TEXT,
+    output_file_id TEXT,
+    error_file_id  TEXT,
+    state          TEXT NOT NULL,
+    updated_at     INTEGER NOT NULL
+  );`,
+);
+
+export type JobMode = "online" | "batch";
+export type JobStatus = "running" | "done" | "cancelled";
+
+/** Generation parameters a job was created with (what every item is requested with). */
+export interface JobParams {
+  model?: string;
+  temperature?: number;
+  n?: number;
+  maxTokens?: number;
+  concurrency?: number;
+  limit?: number;
+}
+
+export interface JobRow {
+  id: string;
+  dataset: string;
+  split: string;
+  mode: JobMode;
+  params: JobParams;
+  status: JobStatus;
+  total: number;
+  createdAt: number;
+  finishedAt: number | null;
+}
+
+export interface JobCounts {
+  total: number;
+  done: number;
+  cached: number;
+  failed: number;
+  pending: number;
+  promptTokens: number;
+  completionTokens: number;
+  tokens: number;
+  costUsd: number;
+}
+
+export interface ClaimedItem {
+  seq: number;
+  item: Item;
+  attempts: number;
+}
+
+/** What one finished item contributed: `cached` when every sample came from the store (nothing was paid). */
+export interface ItemOutcome {
+  cached: boolean;
+  promptTokens: number;
+  completionTokens: number;
+  costUsd: number;
+}
+
+export interface BatchState {
+  batchId: string | null;
+  inputFileId: string | null;
+  outputFileId: string | null;
+  errorFileId: string | null;
+  state: string;
+}
+
+interface RawJob {
+  id: string;
+  dataset: string;
+  split: string;
+  mode: JobMode;
+  params: string;
+  status: JobStatus;
+  total: number;
+  created_at: number;
+  finished_at: number | null;
+}
+
+const toJob = (r: RawJob): JobRow => ({
+  id: r.id,
+  dataset: r.dataset,
+  split: r.split,
+  mode: r.mode,
+  params: JSON.parse(r.params),
+  status: r.status,
+  total: r.total,
+  createdAt: r.created_at,
+  finishedAt: r.finished_at,
+});
+
+/** All SQL about jobs. One instance per connection; statements are prepared once. */
+export class JobStore {
+  constructor(readonly db: Database) {}
+
+  /** The job and all its items in one transaction: a job is never visible half-enumerated. */
+  create(job: { id: string; dataset: string; split: string; mode: JobMode; params: JobParams; items: Item[] }): JobRow {
+    const now = Date.now();
+    const insertItem = this.db.prepare("INSERT INTO job_items (job_id, seq, item) VALUES (?, ?, ?)");
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO jobs (id, dataset, split, mode, params, status, total, created_at)
+           VALUES (?, ?, ?, ?, ?, 'running', ?, ?)`,
+        )
+        .run(job.id, job.dataset, job.split, job.mode, JSON.stringify(job.params), job.items.length, now);
+      job.items.forEach((item, seq) => insertItem.run(job.id, seq, JSON.stringify(item)));
+    })();
+    return this.get(job.id)!;
+  }
+
+  get(id: string): JobRow | null {
+    const row = this.db.query<RawJob, [string]>("SELECT * FROM jobs WHERE id = ?").get(id);
+    return row ? toJob(row) : null;
+  }
+
+  list(limit = 100): JobRow[] {
+    return this.db
+      .query<RawJob, [number]>("SELECT * FROM jobs ORDER BY created_at DESC, id LIMIT ?")
+      .all(limit)
+      .map(toJob);
+  }
+
+  /** Jobs still running: after a restart these are the ones to resume. */
+  unfinished(): JobRow[] {
+    return this.db
+      .query<RawJob, []>("SELECT * FROM jobs WHERE status = 'running' ORDER BY created_at")
+      .all()
+      .map(toJob);
+  }
+
+  /**
+   * Takes the job for `runner` if nobody holds it, it is already ours, or its holder is gone (`isGone`) or silent
+   * for longer than `staleMs`. Items the previous holder claimed but never finished go back to pending.
+   */
+  takeOver(id: string, runner: string, staleMs: number, isGone: (runner: string) => boolean): boolean {
+    return this.db.transaction(() => {
+      const row = this.db
+        .query<{ runner: string | null; heartbeat: number | null; status: JobStatus }, [string]>(
+          "SELECT runner, heartbeat, status FROM jobs WHERE id = ?",
+        )
+        .get(id);
+      if (!row || row.status !== "running") return false;
+      const now = Date.now();
+      const free =
+        row.runner === null || row.runner === runner || isGone(row.runner) || (row.heartbeat ?? 0) < now - staleMs;
+      if (!free) return false;
+      this.db.prepare("UPDATE jobs SET runner = ?, heartbeat = ? WHERE id = ?").run(runner, now, id);
+      this.db.prepare("UPDATE job_items SET state = 'pending' WHERE job_id = ? AND state = 'claimed'").run(id);
+      return true;
+    })();
+  }
+
+  heartbeat(id: string, runner: string): void {
+    this.db.prepare("UPDATE jobs SET heartbeat = ? WHERE id = ? AND runner = ?").run(Date.now(), id, runner);
+  }
+
+  release(id: string, runner: string): void {
+    this.db.prepare("UPDATE jobs SET runner = NULL WHERE id = ? AND runner = ?").run(id, runner);
+  }
+
+  /** Atomically marks the next pending item claimed (lowest seq first) and returns it, or null when none is left. */
+  claimNext(id: string): ClaimedItem | null {
+    const row = this.db
+      .query<{ seq: number; item: string; attempts: number }, [string]>(
+        `UPDATE job_items SET state = 'claimed', attempts = attempts + 1
+         WHERE job_id = ?1 AND seq = (SELECT seq FROM job_items WHERE job_id = ?1 AND state = 'pending' ORDER BY seq LIMIT 1)
+         RETURNING seq, item, attempts`,
+      )
+      .get(id);
+    return row ? { seq: row.seq, item: JSON.parse(row.item), attempts: row.attempts } : null;
+  }
+
+  /** Pending items without claiming them (batch mode writes them all into one input file). */
+  pendingItems(id: string): ClaimedItem[] {
+    return this.db
+      .query<{ seq: number; item: string; attempts: number }, [string]>(
+        "SELECT seq, item, attempts FROM job_items WHERE job_id = ? AND state IN ('pending', 'claimed') ORDER BY seq",
+      )
+      .all(id)
+      .map((r) => ({ seq: r.seq, item: JSON.parse(r.item), attempts: r.attempts }));
+  }
+
+  markDone(id: string, seq: number, outcome: ItemOutcome): void {
+    this.db
+      .prepare(
+        `UPDATE job_items SET state = 'done', cached = ?, prompt_tokens = ?, completion_tokens = ?, cost_usd = ?,
+         error = NULL WHERE job_id = ? AND seq = ?`,
+      )
+      .run(outcome.cached ? 1 : 0, outcome.promptTokens, outcome.completionTokens, outcome.costUsd, id, seq);
+  }
+
+  markFailed(id: string, seq: number, error: string): void {
+    this.db.prepare("UPDATE job_items SET state = 'failed', error = ? WHERE job_id = ? AND seq = ?").run(error, id, seq);
+  }
+
+  /** Puts a claimed item back (e.g. the runner was cancelled while it was in flight). */
+  unclaim(id: string, seq: number): void {
+    this.db.prepare("UPDATE job_items SET state = 'pending' WHERE job_id = ? AND seq = ? AND state = 'claimed'").run(id, seq);
+  }
+
+  finish(id: string, status: Exclude<JobStatus, "running">): boolean {
+    const changed = this.db
+      .prepare("UPDATE jobs SET status = ?, finished_at = ?, runner = NULL WHERE id = ? AND status = 'running'")
+      .run(status, Date.now(), id).changes;
+    return changed > 0;
+  }
+
+  counts(id: string): JobCounts {
+    const r = this.db
+      .query<Record<string, number | null>, [string]>(
+        `SELECT count(*) AS total,
+           sum(state = 'done') AS done, sum(state = 'done' AND cached) AS cached, sum(state = 'failed') AS failed,
+           sum(state IN ('pending', 'claimed')) AS pending,
+           sum(prompt_tokens) AS promptTokens, sum(completion_tokens) AS completionTokens, sum(cost_usd) AS costUsd
+         FROM job_items WHERE job_id = ?`,
+      )
+      .get(id)!;
+    const n = (k: string) => Number(r[k] ?? 0);
+    return {
+      total: n("total"),
+      done: n("done"),
+      cached: n("cached"),
+      failed: n("failed"),
+      pending: n("pending"),
+      promptTokens: n("promptTokens"),
+      completionTokens: n("completionTokens"),
+      tokens: n("promptTokens") + n("completionTokens"),
+      costUsd: n("costUsd"),
+    };
+  }
+
+  /** Per-item failures, for reports. */
+  failures(id: string, limit = 100): { seq: number; error: string | null }[] {
+    return this.db
+      .query<{ seq: number; error: string | null }, [string, number]>(
+        "SELECT seq, error FROM job_items WHERE job_id = ? AND state = 'failed' ORDER BY seq LIMIT ?",
+      )
+      .all(id, limit);
+  }
+
+  getBatch(id: string): BatchState | null {
+    const r = this.db
+      .query<
+        { batch_id: string | null; input_file_id: string | null; output_file_id: string | null; error_file_id: string | null; state: string },
+        [string]
+      >("SELECT batch_id, input_file_id, output_file_id, error_file_id, state FROM job_batches WHERE job_id = ?")
+      .get(id);
+    return r
+      ? { batchId: r.batch_id, inputFileId: r.input_file_id, outputFileId: r.output_file_id, errorFileId: r.error_file_id, state: r.state }
+      : null;
+  }
+
+  /** Upserts the remote batch's state; called after every step so a restart continues from the last one. */
+  saveBatch(id: string, batch: BatchState): void {
+    this.db
+      .prepare(
+        `INSERT INTO job_batches (job_id, batch_id, input_file_id, output_file_id, error_file_id, state, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (job_id) DO UPDATE SET batch_id = excluded.batch_id, input_file_id = excluded.input_file_id,
+           output_file_id = excluded.output_file_id, error_file_id = excluded.error_file_id, state = excluded.state,
+           updated_at = excluded.updated_at`,
+      )
+      .run(id, batch.batchId, batch.inputFileId, batch.outputFileId, batch.errorFileId, batch.state, Date.now());
+  }
+}

@@ -1,0 +1,277 @@
+/**
+ * Durable bulk jobs over a dataset split. Creating a job enumerates its items into SQLite (src/store/jobs.ts); a
+ * runner then claims items one by one, asks the teacher and marks each done or failed. Nothing lives only in memory:
+ * after kill -9 the next JobManager on the same database takes the job over (its claimed-but-unfinished items go
+ * back to pending) and carries on. A retried item costs nothing twice — the rationale store's key makes the teacher
+ * call idempotent, so a rationale stored just before the crash is served from the store.
+ */
+import { hostname } from "node:os";
+import type { Item } from "../data/types.ts";
+import { UserError } from "../errors.ts";
+import type { ItemOutcome, JobCounts, JobMode, JobParams, JobRow, JobStore } from "../store/jobs.ts";
+import type { GenerationParams, RationaleResult, TeacherItem, TeacherService } from "./service.ts";
+
+export interface JobSnapshot extends JobCounts {
+  id: string;
+  dataset: string;
+  split: string;
+  mode: JobMode;
+  status: JobRow["status"];
+  params: JobParams;
+  createdAt: number;
+  finishedAt: number | null;
+}
+
+export interface CreateJobRequest extends JobParams {
+  dataset: string;
+  split: string;
+  batch?: boolean;
+}
+
+/** What runs a batch-mode job to completion (src/teacher/batch.ts); injected so jobs.ts does not depend on it. */
+export type BatchRunner = (job: JobRow, context: JobContext) => Promise<void>;
+
+/** What a job's runner may touch: the store, the abort signal, and a way to tell watchers that counts moved. */
+export interface JobContext {
+  store: JobStore;
+  signal: AbortSignal;
+  changed(): void;
+  params: GenerationParams;
+}
+
+export interface JobManagerOptions {
+  store: JobStore;
+  teacher: Pick<TeacherService, "rationales">;
+  /** The dataset registry's loadSplit; throws UserError(404) for unknown datasets. */
+  loadSplit: (dataset: string, split: string) => Promise<Item[]>;
+  batch?: BatchRunner;
+  /** Model recorded with jobs that name none, so a restart with another TEACHER_MODEL does not switch mid-job. */
+  defaultModel?: string;
+  defaultConcurrency?: number;
+  /** A runner silent this long is presumed dead and its jobs are taken over. */
+  staleMs?: number;
+}
+
+/** `host:pid:nonce`: the pid lets a runner on the same host tell a crashed holder from a live one at once. */
+function newRunnerId(): string {
+  return `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`;
+}
+
+function runnerIsGone(runner: string, self: string): boolean {
+  const [host, pid] = runner.split(":");
+  if (host !== hostname()) return false; // another machine: only the heartbeat can tell
+  if (Number(pid) === process.pid) return runner !== self; // an earlier manager of this very process
+  try {
+    process.kill(Number(pid), 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+export function newJobId(): string {
+  return `job_${Date.now().toString(36)}${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+}
+
+export function teacherItem(item: Item): TeacherItem {
+  return { question: item.question, choices: item.choices, answer: item.answer, dataset: item.dataset, split: item.split, id: item.id };
+}
+
+export function generationParams(params: JobParams): GenerationParams {
+  const { model, temperature, maxTokens, n } = params;
+  return { model, temperature, maxTokens, n };
+}
+
+/** Tokens and cost this item actually paid for; an item entirely served from the store is `cached`. */
+export function outcomeOf(result: RationaleResult): ItemOutcome {
+  const paid = result.samples.filter((s) => !s.fromStore);
+  return {
+    cached: paid.length === 0,
+    promptTokens: paid.reduce((sum, s) => sum + (s.usage?.promptTokens ?? 0), 0),
+    completionTokens: paid.reduce((sum, s) => sum + (s.usage?.completionTokens ?? 0), 0),
+    costUsd: paid.reduce((sum, s) => sum + (s.costUsd ?? 0), 0),
+  };
+}
+
+interface ActiveJob {
+  abort: AbortController;
+  done: Promise<void>;
+}
+
+export class JobManager {
+  readonly runner = newRunnerId();
+  private readonly active = new Map<string, ActiveJob>();
+  private readonly listeners = new Map<string, Set<() => void>>();
+  private adoptTimer: ReturnType<typeof setInterval> | null = null;
+  private readonly staleMs: number;
+
+  constructor(private readonly options: JobManagerOptions) {
+    this.staleMs = options.staleMs ?? 15_000;
+  }
+
+  get store(): JobStore {
+    return this.options.store;
+  }
+
+  async create(request: CreateJobRequest): Promise<JobSnapshot> {
+    const items = await this.options.loadSplit(request.dataset, request.split);
+    const chosen = request.limit === undefined ? items : items.slice(0, request.limit);
+    if (chosen.length === 0) throw new UserError(`${request.dataset}/${request.split} has no items`, 422);
+    const mode: JobMode = request.batch ? "batch" : "online";
+    if (mode === "batch" && !this.options.batch) throw new UserError("batch mode is not available here", 422);
+    const params: JobParams = {
+      model: request.model ?? this.options.defaultModel,
+      temperature: request.temperature,
+      n: request.n,
+      maxTokens: request.maxTokens,
+      concurrency: request.concurrency,
+      limit: request.limit,
+    };
+    const id = newJobId();
+    this.store.create({ id, dataset: request.dataset, split: request.split, mode, params, items: chosen });
+    this.start(id);
+    return this.snapshot(id)!;
+  }
+
+  snapshot(id: string): JobSnapshot | null {
+    const job = this.store.get(id);
+    if (!job) return null;
+    const { id: _id, total: _total, ...rest } = job;
+    return { id, ...rest, ...this.store.counts(id) };
+  }
+
+  /** Like snapshot, but an unknown id is a 404 for the caller. */
+  require(id: string): JobSnapshot {
+    const snap = this.snapshot(id);
+    if (!snap) throw new UserError(`unknown job "${id}"`, 404);
+    return snap;
+  }
+
+  /** Runs the job in the background if this manager can take it (nobody alive holds it). */
+  start(id: string): boolean {
+    if (this.active.has(id)) return true;
+    if (!this.store.takeOver(id, this.runner, this.staleMs, (r) => runnerIsGone(r, this.runner))) return false;
+    const abort = new AbortController();
+    const heartbeat = setInterval(() => this.store.heartbeat(id, this.runner), Math.max(50, this.staleMs / 3));
+    const done = this.run(id, abort.signal)
+      .catch((err) => console.error(`cot-distill: job ${id} stopped:`, err instanceof Error ? err.message : err))
+      .finally(() => {
+        clearInterval(heartbeat);
+        this.active.delete(id);
+        this.store.release(id, this.runner);
+        this.notify(id);
+      });
+    this.active.set(id, { abort, done });
+    return true;
+  }
+
+  /** Takes over every unfinished job nobody alive holds; with `everyMs`, keeps doing so (jobs of crashed peers). */
+  resumeAll(everyMs?: number): string[] {
+    const adopt = () => this.store.unfinished().filter((job) => this.start(job.id)).map((job) => job.id);
+    if (everyMs && !this.adoptTimer) this.adoptTimer = setInterval(adopt, everyMs);
+    return adopt();
+  }
+
+  cancel(id: string): JobSnapshot {
+    this.require(id);
+    this.active.get(id)?.abort.abort();
+    this.store.finish(id, "cancelled");
+    this.notify(id);
+    return this.require(id);
+  }
+
+  /** Resolves when this manager's runner for the job has stopped (immediately if none runs here). */
+  async settled(id: string): Promise<JobSnapshot> {
+    await this.active.get(id)?.done;
+    return this.require(id);
+  }
+
+  /** Snapshots as counts move, until the job is no longer running. Polls too, for jobs run by another process. */
+  async *watch(id: string, signal: AbortSignal, pollMs = 1_000): AsyncGenerator<JobSnapshot> {
+    let last = "";
+    let wake: (() => void) | null = null;
+    let dirty = true;
+    const listener = () => {
+      dirty = true;
+      wake?.();
+    };
+    this.subscribe(id, listener);
+    const onAbort = () => wake?.();
+    signal.addEventListener("abort", onAbort);
+    try {
+      while (!signal.aborted) {
+        dirty = false;
+        const snap = this.require(id);
+        const key = JSON.stringify(snap);
+        if (key !== last) {
+          last = key;
+          yield snap;
+        }
+        if (snap.status !== "running") return;
+        if (!dirty) {
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            setTimeout(resolve, pollMs);
+          });
+          wake = null;
+        }
+      }
+    } finally {
+      this.unsubscribe(id, listener);
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** Stops every runner of this manager; their jobs stay 'running' in the database for the next start-up. */
+  async close(): Promise<void> {
+    if (this.adoptTimer) clearInterval(this.adoptTimer);
+    this.adoptTimer = null;
+    const running = [...this.active.values()];
+    for (const job of running) job.abort.abort();
+    await Promise.all(running.map((job) => job.done));
+  }
+
+  private subscribe(id: string, listener: () => void): void {
+    const set = this.listeners.get(id) ?? new Set();
+    set.add(listener);
+    this.listeners.set(id, set);
+  }
+
+  private unsubscribe(id: string, listener: () => void): void {
+    const set = this.listeners.get(id);
+    set?.delete(listener);
+    if (set?.size === 0) this.listeners.delete(id);
+  }
+
+  private notify(id: string): void {
+    for (const listener of this.listeners.get(id) ?? []) listener();
+  }
+
+  private async run(id: string, signal: AbortSignal): Promise<void> {
+    const job = this.store.get(id)!;
+    const context: JobContext = { store: this.store, signal, changed: () => this.notify(id), params: generationParams(job.params) };
+    if (job.mode === "batch") await this.options.batch!(job, context);
+    else await this.runOnline(job, context);
+    if (!signal.aborted && this.store.counts(id).pending === 0) this.store.finish(id, "done");
+  }
+
+  /** `concurrency` workers, each claiming the next pending item until none is left or the job is aborted. */
+  private async runOnline(job: JobRow, context: JobContext): Promise<void> {
+    const concurrency = job.params.concurrency ?? this.options.defaultConcurrency ?? 8;
+    const worker = async () => {
+      while (!context.signal.aborted) {
+        const claimed = this.store.claimNext(job.id);
+        if (!claimed) return;
+        try {
+          const result = await this.options.teacher.rationales({ item: teacherItem(claimed.item), params: context.params });
+          this.store.markDone(job.id, claimed.seq, outcomeOf(result));
+        } catch (err) {
+          if (context.signal.aborted) this.store.unclaim(job.id, claimed.seq);
+          else this.store.markFailed(job.id, claimed.seq, err instanceof Error ? err.message : String(err));
+        }
+        context.changed();
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+  }
+}
