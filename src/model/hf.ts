@@ -1,0 +1,139 @@
+/**
+ * Hugging Face GPT-2 folders: config.json + model.safetensors, loaded into (and saved from) the flat parameter
+ * layout of params.ts, and found in the local HF hub cache by repo id. Only local files are read: nothing is
+ * downloaded.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { UserError } from "../errors.ts";
+import { configFromHF, configToHF, type GPT2Config } from "./config.ts";
+import { type ParamLayout, paramLayout, tensorView } from "./params.ts";
+import { readSafetensorsFile, type SafetensorsEntry, toFloat32, writeSafetensorsFile } from "./safetensors.ts";
+
+export interface LoadedModel {
+  config: GPT2Config;
+  layout: ParamLayout;
+  /** Flat parameters in `layout`. */
+  params: Float32Array;
+}
+
+export const CONFIG_FILE = "config.json";
+export const WEIGHTS_FILE = "model.safetensors";
+
+/** Buffers HF keeps in some checkpoints (the causal mask); they are not parameters. */
+const IGNORED_SUFFIXES = [".attn.bias", ".attn.masked_bias"];
+
+export async function readConfig(dir: string): Promise<GPT2Config> {
+  const path = join(dir, CONFIG_FILE);
+  if (!existsSync(path)) throw new UserError(`${dir}: no ${CONFIG_FILE} (not a Hugging Face model folder?)`, 404);
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    throw new UserError(`${path}: invalid JSON (${(err as Error).message})`, 422);
+  }
+  return configFromHF(json, path);
+}
+
+/** Loads a GPT-2 folder. Tensor names may carry the `transformer.` prefix or not; lm_head must be tied to wte. */
+export async function loadHFModel(dir: string): Promise<LoadedModel> {
+  const config = await readConfig(dir);
+  const layout = paramLayout(config);
+  const weightsPath = join(dir, WEIGHTS_FILE);
+  if (!existsSync(weightsPath)) throw new UserError(`${dir}: no ${WEIGHTS_FILE} (only safetensors weights are read)`, 404);
+  const file = await readSafetensorsFile(weightsPath);
+  const found = new Map<string, SafetensorsEntry>();
+  let lmHead: SafetensorsEntry | undefined;
+  for (const [name, entry] of file.tensors) {
+    if (IGNORED_SUFFIXES.some((s) => name.endsWith(s))) continue;
+    if (name === "lm_head.weight") lmHead = entry;
+    else found.set(name.startsWith("transformer.") ? name : `transformer.${name}`, entry);
+  }
+  const params = new Float32Array(layout.size);
+  for (const spec of layout.tensors) {
+    const entry = found.get(spec.name);
+    if (!entry) throw new UserError(`${weightsPath}: missing tensor ${spec.name}`, 422);
+    expectShape(weightsPath, spec.name, spec.shape, entry.shape);
+    tensorView(params, spec).set(toFloat32(entry));
+    found.delete(spec.name);
+  }
+  if (found.size > 0) throw new UserError(`${weightsPath}: unexpected tensor ${[...found.keys()][0]} for a GPT-2 of this config`, 422);
+  if (lmHead) {
+    expectShape(weightsPath, "lm_head.weight", layout.wte.shape, lmHead.shape);
+    const head = toFloat32(lmHead);
+    const wte = tensorView(params, layout.wte);
+    if (head.some((x, i) => x !== wte[i])) {
+      throw new UserError(`${weightsPath}: lm_head.weight differs from transformer.wte.weight (only tied heads are supported)`, 422);
+    }
+  }
+  return { config, layout, params };
+}
+
+function expectShape(file: string, name: string, expected: number[], found: number[]): void {
+  if (expected.length !== found.length || expected.some((d, i) => d !== found[i])) {
+    throw new UserError(`${file}: tensor ${name} has shape [${found.join(", ")}], expected [${expected.join(", ")}]`, 422);
+  }
+}
+
+/** Writes config.json + model.safetensors that `transformers` GPT2LMHeadModel.from_pretrained loads (tied head). */
+export async function saveHFModel(dir: string, model: { config: GPT2Config; params: Float32Array }, extraConfig: Record<string, unknown> = {}): Promise<void> {
+  const layout = paramLayout(model.config);
+  if (model.params.length !== layout.size) throw new Error(`params has ${model.params.length} floats, layout needs ${layout.size}`);
+  await mkdir(dir, { recursive: true });
+  const byHFOrder = [...layout.tensors].sort((a, b) => a.name.localeCompare(b.name));
+  const tensors = byHFOrder.map((spec) => ({ name: spec.name, shape: spec.shape, data: tensorView(model.params, spec) }));
+  // transformers refuses safetensors files whose metadata does not say which framework wrote them
+  await writeSafetensorsFile(join(dir, WEIGHTS_FILE), tensors, { format: "pt" });
+  await Bun.write(join(dir, CONFIG_FILE), JSON.stringify(configToHF(model.config, extraConfig), null, 2) + "\n");
+}
+
+/** The hub cache folder, as huggingface_hub computes it: HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub. */
+export function hubCacheDir(env: Record<string, string | undefined> = process.env): string {
+  if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE;
+  const hfHome = env.HF_HOME ?? join(env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "huggingface");
+  return join(hfHome, "hub");
+}
+
+/** Repo ids GPT-2 checkpoints are known under (the OpenAI models moved to "openai-community/"). */
+function repoAliases(repoId: string): string[] {
+  const bare = repoId.startsWith("openai-community/") ? repoId.slice("openai-community/".length) : repoId;
+  return /^gpt2(-medium|-large|-xl)?$/.test(bare) ? [bare, `openai-community/${bare}`] : [repoId];
+}
+
+/**
+ * A model folder from a path or a hub repo id ("gpt2", "org/name"): an existing directory is used as is; otherwise
+ * the snapshot that refs/main names in the hub cache, or the newest snapshot if there is no ref.
+ */
+export function resolveModelDir(nameOrPath: string, env: Record<string, string | undefined> = process.env): string {
+  if (existsSync(nameOrPath) && statSync(nameOrPath).isDirectory()) return nameOrPath;
+  const cache = hubCacheDir(env);
+  for (const repoId of repoAliases(nameOrPath)) {
+    const repoDir = join(cache, `models--${repoId.replaceAll("/", "--")}`);
+    const snapshot = pickSnapshot(repoDir);
+    if (snapshot) return snapshot;
+  }
+  throw new UserError(`model "${nameOrPath}" is neither a folder nor in the Hugging Face cache at ${cache}`, 404);
+}
+
+function pickSnapshot(repoDir: string): string | undefined {
+  const snapshots = join(repoDir, "snapshots");
+  if (!existsSync(snapshots)) return undefined;
+  const ref = join(repoDir, "refs", "main");
+  if (existsSync(ref)) {
+    const named = join(snapshots, readFileSync(ref, "utf8").trim());
+    if (existsSync(named)) return named;
+  }
+  const revisions = readdirSync(snapshots)
+    .map((rev) => join(snapshots, rev))
+    .filter((path) => statSync(path).isDirectory())
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+  return revisions[0];
+}
+
+/** resolveModelDir + loadHFModel. */
+export async function loadPretrained(nameOrPath: string, env?: Record<string, string | undefined>): Promise<LoadedModel & { dir: string }> {
+  const dir = resolveModelDir(nameOrPath, env);
+  return { dir, ...(await loadHFModel(dir)) };
+}
