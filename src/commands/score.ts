@@ -1,0 +1,59 @@
+import { UserError } from "../errors.ts";
+import { acquireGpu } from "../gpu/device.ts";
+import { createKernels } from "../gpu/kernels/index.ts";
+import { Gpt2 } from "../model/gpt2.ts";
+import { loadPretrained } from "../model/hf.ts";
+import { nextTokenBatch, scoreBatch } from "../model/loss.ts";
+import { loadTokenizer } from "../model/tokenizer.ts";
+import { type Command, parseFlags, requiredFlag } from "./command.ts";
+
+export const command: Command = {
+  summary: "mean next-token cross-entropy of a text or token ids under a model",
+  help: `usage: bun src/cli.ts score --model <hf-dir | hub id> (--text "<text>" | --ids 1,2,3) [--json] [--adapter NAME]
+
+Runs the model forward on the GPU and prints the mean next-token cross-entropy in nats over the predicted
+positions (a sequence of n tokens has n-1).
+  --model    a Hugging Face GPT-2 folder (config.json + model.safetensors), or a repo id in the local HF cache
+  --text     text to score, tokenized with the folder's vocab.json + merges.txt
+  --ids      comma-separated token ids
+  --json     print {"loss": <nats>, "tokens": <predicted positions>}
+  --adapter  pick the WebGPU adapter whose name contains NAME`,
+  usesGpu: true,
+  async run(argv) {
+    const { values } = parseFlags(argv, {
+      model: { type: "string" },
+      text: { type: "string" },
+      ids: { type: "string" },
+      json: { type: "boolean" },
+      adapter: { type: "string" },
+    });
+    const modelArg = requiredFlag(values.model, "model");
+    if ((values.text === undefined) === (values.ids === undefined)) throw new UserError("give exactly one of --text or --ids");
+    const loaded = await loadPretrained(modelArg);
+    const ids = values.ids !== undefined ? parseIds(values.ids) : (await loadTokenizer(loaded.dir)).encode(values.text!);
+    if (ids.length > loaded.config.nPositions) {
+      throw new UserError(`input is ${ids.length} tokens, longer than the model's n_positions (${loaded.config.nPositions})`);
+    }
+    const gpu = await acquireGpu({ adapter: values.adapter });
+    try {
+      const model = new Gpt2(gpu, await createKernels(gpu), loaded.config, { B: 1, T: Math.max(ids.length, 2), training: false });
+      model.setParameters(loaded.params);
+      const result = await scoreBatch(model, nextTokenBatch(ids));
+      if (values.json) console.log(JSON.stringify(result));
+      else console.log(`loss ${result.loss.toFixed(6)} nats over ${result.tokens} predicted tokens (perplexity ${Math.exp(result.loss).toFixed(3)})`);
+      model.destroy();
+    } finally {
+      gpu.destroy();
+    }
+    return 0;
+  },
+};
+
+function parseIds(text: string): number[] {
+  const ids = text.split(",").map((s) => s.trim());
+  return ids.map((s) => {
+    const n = Number(s);
+    if (s === "" || !Number.isInteger(n) || n < 0) throw new UserError(`--ids: "${s}" is not a token id`);
+    return n;
+  });
+}
