@@ -1,0 +1,89 @@
+import { describe, expect, test } from "bun:test";
+import { type Batch, createOptimizerState, gpt2ForwardBackward, optimizerStep } from "../../src/reference/gpt2.ts";
+import { paramLayout, tensorView } from "../../src/model/params.ts";
+import { initParams } from "../../src/model/init.ts";
+import { Rng } from "../../src/model/rng.ts";
+import { loadReferenceFixture } from "../fixtures/reference.ts";
+import { expectGradient } from "./finite-diff.ts";
+
+/** max |a − b| / max |b| */
+function relativeError(a: Float64Array, b: Float64Array): number {
+  expect(a.length).toBe(b.length);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return diff / scale;
+}
+
+describe("float64 reference GPT-2", () => {
+  test("finite-difference check of every parameter gradient on a tiny random model", () => {
+    const config = { nLayer: 2, nHead: 2, nEmbd: 8, vocabSize: 11, nPositions: 6, layerNormEps: 1e-5 };
+    const layout = paramLayout(config);
+    const rng = new Rng(99);
+    // larger-than-init weights so every path (attention softmax, GELU curvature) matters to the loss
+    const params = new Float64Array(layout.size);
+    for (const spec of layout.tensors) rng.fillNormal(tensorView(params, spec), 0.5);
+    const B = 2, T = 5;
+    const batch: Batch = {
+      B, T,
+      tokens: Uint32Array.from({ length: B * T }, () => rng.int(11)),
+      targets: Uint32Array.from({ length: B * T }, () => rng.int(11)),
+      weights: new Float64Array([0, 0, 1, 1, 2, 0, 1, 0.5, 1, 3]),
+    };
+    const { grads } = gpt2ForwardBackward(config, params, batch, layout);
+    const loss = () => gpt2ForwardBackward(config, params, batch, layout).loss;
+    // one check over the whole flat array: every tensor, and the padding (whose gradient must be 0)
+    expectGradient(loss, params, grads, { tolerance: 1e-6 });
+    // positions past T get no gradient
+    expect(tensorView(grads, layout.wpe).subarray(T * 8).every((g) => g === 0)).toBe(true);
+  });
+
+  test("matches PyTorch on tiny-random-gpt2: logits, loss, every gradient, 10 AdamW steps", async () => {
+    const fixture = await loadReferenceFixture();
+    const { config, layout } = fixture.model;
+    const params = Float64Array.from(fixture.model.params);
+    const batch: Batch = { B: fixture.B, T: fixture.T, tokens: fixture.tokens, targets: fixture.targets, weights: fixture.weights };
+    const result = gpt2ForwardBackward(config, params, batch, layout);
+    expect(Math.abs(result.loss - fixture.loss)).toBeLessThan(1e-12);
+    expect(relativeError(result.logits, fixture.logits)).toBeLessThan(1e-12);
+    expect(fixture.grads.size).toBe(layout.tensors.length);
+    for (const spec of layout.tensors) {
+      const err = relativeError(tensorView(result.grads, spec), fixture.grads.get(spec.name)!);
+      if (!(err < 1e-9)) throw new Error(`${spec.name}: relative error ${err}`);
+    }
+
+    const state = createOptimizerState(layout);
+    const losses: number[] = [];
+    const norms: number[] = [];
+    for (let step = 0; step < fixture.adamw.steps; step++) {
+      const { loss, grads } = gpt2ForwardBackward(config, params, batch, layout);
+      losses.push(loss);
+      norms.push(optimizerStep(layout, params, grads, state, fixture.adamw));
+    }
+    for (let i = 0; i < losses.length; i++) {
+      expect(Math.abs(losses[i] - fixture.stepLosses[i])).toBeLessThan(1e-10);
+      expect(Math.abs(norms[i] - fixture.gradNorms[i]) / fixture.gradNorms[i]).toBeLessThan(1e-9);
+    }
+  });
+
+  test("training from GPT-2 init lowers the loss", () => {
+    const config = { nLayer: 1, nHead: 2, nEmbd: 16, vocabSize: 13, nPositions: 8, layerNormEps: 1e-5 };
+    const layout = paramLayout(config);
+    const params = Float64Array.from(initParams(layout, 5));
+    const tokens = Uint32Array.from({ length: 8 }, (_, i) => i % 4);
+    const batch: Batch = { B: 1, T: 8, tokens, targets: tokens.map((t) => (t + 1) % 4), weights: new Float64Array(8).fill(1) };
+    const state = createOptimizerState(layout);
+    const settings = { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, maxGradNorm: 1 };
+    const first = gpt2ForwardBackward(config, params, batch, layout);
+    let last = first;
+    for (let i = 0; i < 30; i++) {
+      optimizerStep(layout, params, last.grads, state, settings);
+      last = gpt2ForwardBackward(config, params, batch, layout);
+    }
+    expect(first.loss).toBeCloseTo(Math.log(13), 1);
+    expect(last.loss).toBeLessThan(first.loss / 2);
+  });
+});
