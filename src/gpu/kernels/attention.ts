@@ -1,0 +1,82 @@
+/**
+ * Causal multi-head self-attention, see shaders/attention.wgsl: forward and backward are sequences of three tiled
+ * products over "head views" of qkv/out/dout (no permute copies) and the row softmax with its backward.
+ */
+import { f32bits, type Binding, type Recorder } from "../recorder.ts";
+import { grid1d } from "../grid.ts";
+import type { AttentionKernels, KernelContext } from "./index.ts";
+
+const TILE = 16; // must match TILE in shaders/attention.wgsl
+const WG = 256;
+
+interface Shape {
+  B: number;
+  T: number;
+  C: number;
+  NH: number;
+}
+
+/** A head view: tensor [B,T,stride] whose head h occupies columns offset + h·hs …. */
+interface HeadView {
+  binding: Binding;
+  stride: number;
+  offset: number;
+}
+
+function headSize({ C, NH }: Shape): number {
+  if (!Number.isInteger(C / NH)) throw new Error(`attention: C=${C} is not a multiple of NH=${NH}`);
+  return C / NH;
+}
+
+/** The q, k and v views of a [B,T,3C] tensor laid out as GPT-2's c_attn output. */
+function qkvViews(binding: Binding, C: number): { q: HeadView; k: HeadView; v: HeadView } {
+  const view = (part: number): HeadView => ({ binding, stride: 3 * C, offset: part * C });
+  return { q: view(0), k: view(1), v: view(2) };
+}
+
+export async function createAttentionKernels(ctx: KernelContext): Promise<AttentionKernels> {
+  const entries = ["scores", "weightedSum", "transposedWeightedSum", "softmaxForward", "softmaxBackward"] as const;
+  const pipelines = await Promise.all(entries.map((entry) => ctx.shaders.pipeline("attention", entry, { WG })));
+  const [scores, weightedSum, transposedWeightedSum, softmaxForward, softmaxBackward] = pipelines;
+
+  // Params layout of shaders/attention.wgsl.
+  const params = (s: Shape, lhs?: HeadView, rhs?: HeadView, out?: HeadView, scale = 1) => [
+    s.T, s.NH, headSize(s), s.B * s.NH * s.T,
+    lhs?.stride ?? 0, lhs?.offset ?? 0, rhs?.stride ?? 0, rhs?.offset ?? 0, out?.stride ?? 0, out?.offset ?? 0,
+    f32bits(scale),
+  ];
+  const tiles = (n: number) => Math.ceil(n / TILE);
+
+  /** probs[b,h,i,j≤i] = scale · l_i·r_j. */
+  function recordScores(r: Recorder, s: Shape, probs: Binding, l: HeadView, rr: HeadView, scale: number) {
+    r.dispatch(scores, params(s, l, rr, undefined, scale), [probs, l.binding, rr.binding], [tiles(s.T), tiles(s.T), s.B * s.NH]);
+  }
+  /** out_i = scale · Σ_{j≤i} probs[i,j]·r_j (or, transposed, out_j = scale · Σ_{i≥j} probs[i,j]·r_i). */
+  function recordWeightedSum(r: Recorder, s: Shape, out: HeadView, probs: Binding, rr: HeadView, scale: number, transposed: boolean) {
+    const pipeline = transposed ? transposedWeightedSum : weightedSum;
+    const grid = [tiles(headSize(s)), tiles(s.T), s.B * s.NH] as const;
+    r.dispatch(pipeline, params(s, undefined, rr, out, scale), [out.binding, probs, rr.binding], grid);
+  }
+  const rowGrid = (s: Shape) => grid1d(s.B * s.NH * s.T, 1);
+
+  return {
+    forward(r, o) {
+      const scale = 1 / Math.sqrt(headSize(o));
+      const { q, k, v } = qkvViews(o.qkv, o.C);
+      recordScores(r, o, o.att, q, k, scale);
+      r.dispatch(softmaxForward, params(o), [o.att], rowGrid(o));
+      recordWeightedSum(r, o, { binding: o.out, stride: o.C, offset: 0 }, o.att, v, 1, false);
+    },
+    backward(r, o) {
+      const scale = 1 / Math.sqrt(headSize(o));
+      const { q, k, v } = qkvViews(o.qkv, o.C);
+      const d = qkvViews(o.dqkv, o.C);
+      const dout: HeadView = { binding: o.dout, stride: o.C, offset: 0 };
+      recordScores(r, o, o.datt, dout, v, 1); // datt = dout·vᵀ
+      recordWeightedSum(r, o, d.v, o.att, dout, 1, true); // dv = attᵀ·dout
+      r.dispatch(softmaxBackward, params(o), [o.datt, o.att], rowGrid(o)); // datt → d(scaled scores)
+      recordWeightedSum(r, o, d.q, o.datt, k, scale, false); // dq = scale · dscores·k
+      recordWeightedSum(r, o, d.k, o.datt, q, scale, true); // dk = scale · dscoresᵀ·q
+    },
+  };
+}
