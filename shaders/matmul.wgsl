@@ -1,0 +1,196 @@
+// out[M,N] (= or +=) op(a)·op(b) (+ bias[N]), row-major, any M, N, K.
+//   a is [M,K], or [K,M] when TRANS_A;  b is [K,N], or [N,K] when TRANS_B.
+// The GPT-2 graph uses: x·W (Conv1D weights [in,out]), x·wteᵀ (TRANS_B, tied LM head), dout·Wᵀ (TRANS_B) and
+// xᵀ·dout (TRANS_A, weight gradients, with accumulate).
+//
+// Register-blocked tiling in the style of the classic CUDA SGEMM kernels: a workgroup of WG_M×WG_N threads owns a
+// BM×BN = (8·WG_M)×(8·WG_N) tile of out, each thread an 8×8 block kept in registers as 16 vec4 accumulators.
+// K is walked in BK-deep slices staged in workgroup memory in k-major order (tileA[k][m], tileB[k][n]) whatever the
+// transposes, so the inner loop is the same for all four variants: per k, two vec4 reads of a, two of b, 16 vec4
+// FMAs. Slices are double-buffered and the next one is fetched into registers while the current one is consumed,
+// so there is one barrier per slice and global loads overlap arithmetic. Loads and stores are bounds-checked
+// (zero padding), which is what makes ragged M, N, K correct.
+//
+// A thread's 8 rows are two groups of 4 (tRow·4 and BM/2 + tRow·4), likewise its columns: the vec4 reads of a
+// warp then cover contiguous workgroup memory, and stores of neighbouring threads land in neighbouring columns.
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override WG_M: u32 = 16u;   // threads along M; BM = 8·WG_M
+override WG_N: u32 = 16u;   // threads along N; BN = 8·WG_N
+override BK: u32 = 8u;      // depth of a K slice
+
+const HAS_BIAS = 1u;
+const ACCUMULATE = 2u;
+const MAX_LOADS = 16u;      // per thread per slice and operand: 8·BK/WG_N (a) and 8·BK/WG_M (b)
+
+struct Params { M: u32, N: u32, K: u32, flags: u32 }
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+
+// Rows of the staged slices are padded by one vec4, so the k-strided stores of the untransposed loads spread
+// over the memory banks instead of hitting one.
+override THREADS: u32 = WG_M * WG_N;
+override A_ROW: u32 = 2u * WG_M + 1u;  // vec4s per k row of as: BM/4 + 1
+override B_ROW: u32 = 2u * WG_N + 1u;
+var<workgroup> tileA: array<vec4<f32>, 2u * BK * A_ROW>;
+var<workgroup> tileB: array<vec4<f32>, 2u * BK * B_ROW>;
+
+var<private> ra: array<f32, MAX_LOADS>;
+var<private> rb: array<f32, MAX_LOADS>;
+
+// Element e of the BM×BK slice of op(a) starting at (row0, k0), enumerated so that consecutive threads read
+// consecutive addresses: along k for an untransposed a (rows are contiguous in k), along m for a transposed one.
+fn sliceA(e: u32) -> vec2<u32> {  // (m, k) within the slice
+  let BM = 8u * WG_M;
+  if (TRANS_A) { return vec2(e % BM, e / BM); }
+  return vec2(e / BK, e % BK);
+}
+fn sliceB(e: u32) -> vec2<u32> {  // (n, k) within the slice
+  let BN = 8u * WG_N;
+  if (TRANS_B) { return vec2(e / BK, e % BK); }
+  return vec2(e % BN, e / BN);
+}
+
+fn fetch(tid: u32, row0: u32, col0: u32, k0: u32) {
+  let loadsA = 8u * BK / WG_N;
+  for (var i = 0u; i < loadsA; i++) {
+    let mk = sliceA(tid + i * THREADS);
+    let m = row0 + mk.x;
+    let k = k0 + mk.y;
+    var v = 0.0;
+    if (m < p.M && k < p.K) { v = a[select(m * p.K + k, k * p.M + m, TRANS_A)]; }
+    ra[i] = v;
+  }
+  let loadsB = 8u * BK / WG_M;
+  for (var i = 0u; i < loadsB; i++) {
+    let nk = sliceB(tid + i * THREADS);
+    let n = col0 + nk.x;
+    let k = k0 + nk.y;
+    var v = 0.0;
+    if (n < p.N && k < p.K) { v = b[select(k * p.N + n, n * p.K + k, TRANS_B)]; }
+    rb[i] = v;
+  }
+}
+
+fn stage(tid: u32, buffer: u32) {
+  let loadsA = 8u * BK / WG_N;
+  for (var i = 0u; i < loadsA; i++) {
+    let mk = sliceA(tid + i * THREADS);
+    tileA[(buffer * BK + mk.y) * A_ROW + mk.x / 4u][mk.x % 4u] = ra[i];
+  }
+  let loadsB = 8u * BK / WG_M;
+  for (var i = 0u; i < loadsB; i++) {
+    let nk = sliceB(tid + i * THREADS);
+    tileB[(buffer * BK + nk.y) * B_ROW + nk.x / 4u][nk.x % 4u] = rb[i];
+  }
+}
+
+@compute @workgroup_size(WG_M * WG_N)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+  let BM = 8u * WG_M;
+  let BN = 8u * WG_N;
+  let row0 = wid.y * BM;
+  let col0 = wid.x * BN;
+  let tRow = tid / WG_N;  // this thread's rows: 4·tRow + 0..3 and BM/2 + 4·tRow + 0..3
+  let tCol = tid % WG_N;  // columns likewise
+
+  var acc: array<vec4<f32>, 16>;  // acc[2i + j] = row group i (0..7), column half j
+  let slices = (p.K + BK - 1u) / BK;
+
+  fetch(tid, row0, col0, 0u);
+  stage(tid, 0u);
+  workgroupBarrier();
+  for (var s = 0u; s < slices; s++) {
+    let current = s % 2u;
+    let more = s + 1u < slices;
+    if (more) { fetch(tid, row0, col0, (s + 1u) * BK); }
+    for (var k = 0u; k < BK; k++) {
+      let ar = (current * BK + k) * A_ROW;
+      let br = (current * BK + k) * B_ROW;
+      let a0 = tileA[ar + tRow];
+      let a1 = tileA[ar + WG_M + tRow];
+      let b0 = tileB[br + tCol];
+      let b1 = tileB[br + WG_N + tCol];
+      acc[0] = fma(vec4(a0.x), b0, acc[0]);
+      acc[1] = fma(vec4(a0.x), b1, acc[1]);
+      acc[2] = fma(vec4(a0.y), b0, acc[2]);
+      acc[3] = fma(vec4(a0.y), b1, acc[3]);
+      acc[4] = fma(vec4(a0.z), b0, acc[4]);
+      acc[5] = fma(vec4(a0.z), b1, acc[5]);
+      acc[6] = fma(vec4(a0.w), b0, acc[6]);
+      acc[7] = fma(vec4(a0.w), b1, acc[7]);
+      acc[8] = fma(vec4(a1.x), b0, acc[8]);
+      acc[9] = fma(vec4(a1.x), b1, acc[9]);
+      acc[10] = fma(vec4(a1.y), b0, acc[10]);
+      acc[11] = fma(vec4(a1.y), b1, acc[11]);
+      acc[12] = fma(vec4(a1.z), b0, acc[12]);
+      acc[13] = fma(vec4(a1.z), b1, acc[13]);
+      acc[14] = fma(vec4(a1.w), b0, acc[14]);
+      acc[15] = fma(vec4(a1.w), b1, acc[15]);
+    }
+    if (more) { stage(tid, 1u - current); }
+    workgroupBarrier();
+  }
+
+  for (var i = 0u; i < 8u; i++) {
+    let m = row0 + (i / 4u) * (BM / 2u) + 4u * tRow + i % 4u;
+    if (m >= p.M) { continue; }
+    for (var j = 0u; j < 2u; j++) {
+      let v = acc[2u * i + j];
+      for (var c = 0u; c < 4u; c++) {
+        let n = col0 + j * (BN / 2u) + 4u * tCol + c;
+        if (n >= p.N) { continue; }
+        var r = v[c];
+        if ((p.flags & HAS_BIAS) != 0u) { r += bias[n]; }
+        let index = m * p.N + n;
+        if ((p.flags & ACCUMULATE) != 0u) { r += out[index]; }
+        out[index] = r;
+      }
+    }
+  }
+}
+
+// biasBackward, deterministically in two passes. Pass 1: workgroup (x, y) sums rows y·ROWS … y·ROWS+ROWS−1 of
+// columns x·COLS … for a COLS×LANES workgroup (each lane a strided subset of the rows, then a fixed tree over
+// lanes) into partial[y, n]. Pass 2: dbias[n] += Σ_y partial[y, n] in order.
+override COLS: u32 = 32u;
+override LANES: u32 = 8u;
+override ROWS: u32 = 256u;
+
+struct ColumnParams { M: u32, N: u32, blocks: u32 }
+@group(0) @binding(0) var<uniform> q: ColumnParams;
+@group(0) @binding(1) var<storage, read_write> partial: array<f32>;  // [blocks, N]; dbias in pass 2
+@group(0) @binding(2) var<storage, read> dout: array<f32>;           // [M, N]; partials in pass 2
+
+var<workgroup> lanes: array<f32, COLS * LANES>;
+
+@compute @workgroup_size(COLS, LANES)
+fn columnPartials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let n = wid.x * COLS + lid.x;
+  let first = wid.y * ROWS;
+  let last = min(first + ROWS, q.M);
+  var sum = 0.0;
+  if (n < q.N) {
+    for (var m = first + lid.y; m < last; m += LANES) { sum += dout[m * q.N + n]; }
+  }
+  lanes[lid.y * COLS + lid.x] = sum;
+  for (var stride = LANES / 2u; stride > 0u; stride /= 2u) {
+    workgroupBarrier();
+    if (lid.y < stride) { lanes[lid.y * COLS + lid.x] += lanes[(lid.y + stride) * COLS + lid.x]; }
+  }
+  if (lid.y == 0u && n < q.N) { partial[wid.y * q.N + n] = lanes[lid.x]; }
+}
+
+@compute @workgroup_size(COLS * LANES)
+fn columnTotals(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n = gid.x;
+  if (n >= q.N) { return; }
+  var sum = 0.0;
+  for (var y = 0u; y < q.blocks; y++) { sum += dout[y * q.N + n]; }
+  partial[n] += sum;
+}

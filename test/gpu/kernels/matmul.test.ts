@@ -1,0 +1,122 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { bind, createStorage, upload } from "../../../src/gpu/buffers.ts";
+import { createMatmulKernels, LARGE_TILING, SMALL_TILING } from "../../../src/gpu/kernels/matmul.ts";
+import * as ref from "../../../src/reference/ops.ts";
+import { context, expectClose, freeTensors, gpu, random, read, readRaw, run, tensor, zeros } from "./harness.ts";
+
+afterAll(freeTensors);
+
+// fp32 against fp64: a K-term dot product carries ~√K·2⁻²⁴ relative error; these bounds leave a wide margin.
+const tolerance = (K: number) => (K <= 100 ? 1e-5 : 1e-4);
+
+// Ragged sizes (not multiples of any tile), degenerate ones, exact tile multiples, and a few K slices deep.
+const SHAPES: [M: number, N: number, K: number][] = [
+  [1, 1, 1], [7, 5, 3], [1, 1000, 3], [130, 1, 100], [65, 77, 100], [130, 1000, 100], [64, 64, 64], [128, 128, 16], [33, 70, 1000],
+];
+const TRANSPOSES = [[false, false], [false, true], [true, false], [true, true]] as const;
+
+const kernelsByTiling = {
+  default: await createMatmulKernels(context),
+  "64×64": await createMatmulKernels(context, { tiling: SMALL_TILING }),
+  "128×128": await createMatmulKernels(context, { tiling: LARGE_TILING }),
+};
+
+describe.each(Object.keys(kernelsByTiling) as (keyof typeof kernelsByTiling)[])("matmul, %s tiles", (tiling) => {
+  const mm = kernelsByTiling[tiling];
+  test.each(TRANSPOSES)("transA=%p transB=%p: out = op(a)·op(b) + bias for every shape", async (transA, transB) => {
+    for (const [M, N, K] of SHAPES) {
+      const seed = M * 1_000_003 + N * 1009 + K;
+      const a = random(M * K, seed), b = random(K * N, seed + 1), bias = random(N, seed + 2);
+      const plain = zeros(M * N), biased = zeros(M * N);
+      run((r) => {
+        mm.matmul(r, { out: plain, a: tensor(a), b: tensor(b), M, N, K, transA, transB });
+        mm.matmul(r, { out: biased, a: tensor(a), b: tensor(b), bias: tensor(bias), M, N, K, transA, transB });
+      });
+      const what = `M=${M} N=${N} K=${K}`;
+      expectClose(await read(plain), ref.matmul(a, b, null, M, N, K, transA, transB), tolerance(K), what);
+      expectClose(await read(biased), ref.matmul(a, b, bias, M, N, K, transA, transB), tolerance(K), `${what} with bias`);
+    }
+  });
+
+  test.each(TRANSPOSES)("transA=%p transB=%p: accumulate adds onto what out holds", async (transA, transB) => {
+    const [M, N, K] = [70, 90, 40];
+    const a = random(M * K, 11), b = random(K * N, 12), bias = random(N, 13), before = random(M * N, 14);
+    const out = tensor(before);
+    run((r) => mm.matmul(r, { out, a: tensor(a), b: tensor(b), bias: tensor(bias), M, N, K, transA, transB, accumulate: true }));
+    const product = ref.matmul(a, b, bias, M, N, K, transA, transB);
+    expectClose(await read(out), product.map((x, i) => x + before[i]), tolerance(K));
+  });
+});
+
+test("the shapes GPT-2 uses (x·W, x·wteᵀ, dout·Wᵀ, dW += xᵀ·dout) agree with the reference at small sizes", async () => {
+  const mm = kernelsByTiling.default;
+  const [BT, C, V] = [24, 48, 301]; // tokens, channels, vocabulary
+  const x = random(BT * C, 1), w = random(C * 3 * C, 2), wte = random(V * C, 3), dout = random(BT * 3 * C, 4);
+  const qkv = zeros(BT * 3 * C), logits = zeros(BT * V), dx = zeros(BT * C), dw = tensor(random(C * 3 * C, 5));
+  const dwBefore = await read(dw);
+  run((r) => {
+    mm.matmul(r, { out: qkv, a: tensor(x), b: tensor(w), M: BT, N: 3 * C, K: C });
+    mm.matmul(r, { out: logits, a: tensor(x), b: tensor(wte), M: BT, N: V, K: C, transB: true });
+    mm.matmul(r, { out: dx, a: tensor(dout), b: tensor(w), M: BT, N: C, K: 3 * C, transB: true });
+    mm.matmul(r, { out: dw, a: tensor(x), b: tensor(dout), M: C, N: 3 * C, K: BT, transA: true, accumulate: true });
+  });
+  expectClose(await read(qkv), ref.matmul(x, w, null, BT, 3 * C, C, false, false), 1e-5, "x·W");
+  expectClose(await read(logits), ref.matmul(x, wte, null, BT, V, C, false, true), 1e-5, "x·wteᵀ");
+  expectClose(await read(dx), ref.matmul(dout, w, null, BT, C, 3 * C, false, true), 1e-4, "dout·Wᵀ");
+  const dW = ref.matmul(x, dout, null, C, 3 * C, BT, true, false);
+  expectClose(await read(dw), dW.map((g, i) => g + dwBefore[i]), 1e-5, "dW += xᵀ·dout");
+});
+
+test("operands bound at offsets inside packed buffers are read and written in place", async () => {
+  // WebGPU forbids one buffer being written and read by the same dispatch, so inputs and output are packed apart.
+  const [M, N, K] = [9, 13, 21];
+  const a = random(M * K, 21), b = random(K * N, 22), sentinel = random(4096, 23);
+  const inputs = createStorage(gpu, "packed inputs", 4096 * 4);
+  const outputs = tensor(sentinel);
+  const [aAt, bAt, outAt] = [256, 1280, 2560]; // byte offsets, multiples of 256
+  const aBinding = bind(inputs, aAt, a.length * 4), bBinding = bind(inputs, bAt, b.length * 4);
+  upload(gpu, aBinding, Float32Array.from(a));
+  upload(gpu, bBinding, Float32Array.from(b));
+  const out = bind(outputs.buffer, outAt, M * N * 4);
+  run((r) => kernelsByTiling.default.matmul(r, { out, a: aBinding, b: bBinding, M, N, K }));
+  expectClose(await read(out), ref.matmul(a, b, null, M, N, K, false, false), 1e-5);
+  const all = await read(outputs);
+  const untouched = [...all.subarray(0, outAt / 4), ...all.subarray(outAt / 4 + M * N)];
+  expect(untouched).toEqual([...sentinel.subarray(0, outAt / 4), ...sentinel.subarray(outAt / 4 + M * N)]);
+  inputs.destroy();
+});
+
+test("matmul is deterministic: two runs give bit-identical results", async () => {
+  const [M, N, K] = [100, 150, 300];
+  const a = tensor(random(M * K, 31)), b = tensor(random(N * K, 32));
+  const first = zeros(M * N), second = zeros(M * N);
+  run((r) => kernelsByTiling.default.matmul(r, { out: first, a, b, M, N, K, transB: true }));
+  run((r) => kernelsByTiling.default.matmul(r, { out: second, a, b, M, N, K, transB: true }));
+  expect(await readRaw(second)).toEqual(await readRaw(first));
+});
+
+describe("biasBackward", () => {
+  const mm = kernelsByTiling.default;
+  test.each([[1, 1], [7, 77], [256, 5], [300, 1000], [1000, 33]])("dbias += column sums for M=%d N=%d", async (M, N) => {
+    const dout = random(M * N, M + N), before = random(N, 7);
+    const dbias = tensor(before);
+    run((r) => mm.biasBackward(r, { dbias, dout: tensor(dout), M, N }));
+    const sums = ref.biasBackward(dout, M, N);
+    // the reference sum is float64; relative to the largest |dbias| (column sums can cancel to ~0)
+    expectClose(await read(dbias), sums.map((s, i) => s + before[i]), M <= 256 ? 1e-5 : 1e-4);
+  });
+
+  test("is deterministic and reuses its scratch across shapes in one submission", async () => {
+    const dout = tensor(random(1000 * 50, 3));
+    const small = tensor(random(7 * 20, 4));
+    const results = [zeros(50), zeros(50)];
+    const other = zeros(20);
+    run((r) => {
+      mm.biasBackward(r, { dbias: results[0], dout, M: 1000, N: 50 });
+      mm.biasBackward(r, { dbias: other, dout: small, M: 7, N: 20 });
+      mm.biasBackward(r, { dbias: results[1], dout, M: 1000, N: 50 });
+    });
+    expect(await readRaw(results[1])).toEqual(await readRaw(results[0]));
+    expectClose(await read(other), ref.biasBackward(await read(small), 7, 20), 1e-5);
+  });
+});
