@@ -1,0 +1,418 @@
+/**
+ * The rationale store: every teacher rationale ever paid for, keyed so that the same question asked of the same
+ * model with the same prompt template and generation parameters is never paid for twice. Failures (truncated,
+ * filtered, given up) live in their own table and are never served as rationales.
+ *
+ * Key = SHA-256 of the canonical JSON of (item identity, model, template version, params, sample index), where item
+ * identity is dataset + id when the item has one, else the normalised question text and choices.
+ */
+import type { Database } from "bun:sqlite";
+import { createHash } from "node:crypto";
+import * as v from "valibot";
+import type { Choice } from "../data/types.ts";
+import { registerSchema } from "./db.ts";
+
+registerSchema(
+  "rationales",
+  `CREATE TABLE IF NOT EXISTS rationales (
+    key               TEXT PRIMARY KEY,
+    dataset           TEXT,
+    split             TEXT,
+    item_id           TEXT,
+    question          TEXT NOT NULL,
+    choices           TEXT,
+    answer            TEXT,
+    sample_index      INTEGER NOT NULL,
+    model             TEXT NOT NULL,
+    template          TEXT NOT NULL,
+    params            TEXT NOT NULL,
+    rationale         TEXT NOT NULL,
+    label             TEXT,
+    agrees            INTEGER,
+    raw_completion    TEXT NOT NULL,
+    prompt_tokens     INTEGER,
+    completion_tokens INTEGER,
+    latency_ms        REAL,
+    cost_usd          REAL,
+    source            TEXT NOT NULL CHECK (source IN ('teacher', 'import')),
+    created_at        INTEGER NOT NULL
+  );
+  CREATE INDEX IF NOT EXISTS rationales_by_split ON rationales (dataset, split, model, item_id, sample_index);
+  CREATE TABLE IF NOT EXISTS rationale_failures (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    key             TEXT NOT NULL,
+    dataset         TEXT,
+    split           TEXT,
+    item_id         TEXT,
+    question        TEXT NOT NULL,
+    sample_index    INTEGER NOT NULL,
+    model           TEXT NOT NULL,
+    template        TEXT NOT NULL,
+    params          TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    upstream_status INTEGER,
+    message         TEXT NOT NULL,
+    raw_completion  TEXT,
+    attempts        INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL
+  );
+  CREATE INDEX IF NOT EXISTS rationale_failures_by_key ON rationale_failures (key);`,
+);
+
+export type RationaleSource = "teacher" | "import";
+
+/** What identifies a question: dataset + id when known, otherwise its text and choices. */
+export interface ItemIdentity {
+  question: string;
+  choices?: Choice[] | null;
+  dataset?: string | null;
+  id?: string | null;
+}
+
+export interface KeyParts {
+  item: ItemIdentity;
+  model: string;
+  template: string;
+  /** Generation parameters that change the answer (temperature, max tokens …), not n. */
+  params: Record<string, unknown>;
+  sampleIndex: number;
+}
+
+function normaliseText(text: string): string {
+  return text.normalize("NFKC").trim().replace(/\s+/g, " ");
+}
+
+/** JSON with object keys sorted, so equal values always hash the same. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v) =>
+    v && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, (v as Record<string, unknown>)[k]]))
+      : v,
+  );
+}
+
+function identityOf(item: ItemIdentity): unknown {
+  if (item.dataset && item.id) return { dataset: item.dataset, id: item.id };
+  return {
+    question: normaliseText(item.question),
+    choices: (item.choices ?? []).map((c) => [c.label.toUpperCase(), normaliseText(c.text)]),
+  };
+}
+
+export function rationaleKey(parts: KeyParts): string {
+  const material = canonicalJson({
+    item: identityOf(parts.item),
+    model: parts.model,
+    template: parts.template,
+    params: parts.params,
+    sample: parts.sampleIndex,
+  });
+  return createHash("sha256").update(material).digest("hex");
+}
+
+const ChoiceSchema = v.object({ label: v.string(), text: v.string() });
+const Count = v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0)));
+
+/** One stored rationale, as exported to and imported from JSONL (the key is recomputed on import). */
+export const RationaleRecordSchema = v.object({
+  key: v.optional(v.string()),
+  dataset: v.nullable(v.string()),
+  split: v.nullable(v.string()),
+  itemId: v.nullable(v.string()),
+  question: v.pipe(v.string(), v.minLength(1)),
+  choices: v.nullable(v.array(ChoiceSchema)),
+  answer: v.nullable(v.string()),
+  sampleIndex: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  model: v.pipe(v.string(), v.minLength(1)),
+  template: v.pipe(v.string(), v.minLength(1)),
+  params: v.record(v.string(), v.unknown()),
+  rationale: v.string(),
+  label: v.nullable(v.string()),
+  agrees: v.nullable(v.boolean()),
+  rawCompletion: v.string(),
+  promptTokens: Count,
+  completionTokens: Count,
+  latencyMs: v.nullable(v.pipe(v.number(), v.minValue(0))),
+  costUsd: v.nullable(v.pipe(v.number(), v.minValue(0))),
+  source: v.picklist(["teacher", "import"]),
+  createdAt: v.pipe(v.number(), v.integer()),
+});
+
+export type RationaleRecord = Omit<v.InferOutput<typeof RationaleRecordSchema>, "key"> & { key: string };
+export type NewRationale = Omit<RationaleRecord, "key" | "createdAt"> & { createdAt?: number };
+
+export interface FailureRecord {
+  key: string;
+  dataset: string | null;
+  split: string | null;
+  itemId: string | null;
+  question: string;
+  sampleIndex: number;
+  model: string;
+  template: string;
+  params: Record<string, unknown>;
+  kind: string;
+  upstreamStatus: number | null;
+  message: string;
+  rawCompletion: string | null;
+  attempts: number;
+  createdAt: number;
+}
+
+export type ListFilter = {
+  dataset?: string;
+  split?: string;
+  model?: string;
+};
+
+export interface ImportReport {
+  inserted: number;
+  /** Valid lines whose key was already stored (re-import is idempotent). */
+  duplicates: number;
+  errors: Array<{ line: number; message: string }>;
+}
+
+interface RationaleRow {
+  key: string;
+  dataset: string | null;
+  split: string | null;
+  item_id: string | null;
+  question: string;
+  choices: string | null;
+  answer: string | null;
+  sample_index: number;
+  model: string;
+  template: string;
+  params: string;
+  rationale: string;
+  label: string | null;
+  agrees: number | null;
+  raw_completion: string;
+  prompt_tokens: number | null;
+  completion_tokens: number | null;
+  latency_ms: number | null;
+  cost_usd: number | null;
+  source: RationaleSource;
+  created_at: number;
+}
+
+function fromRow(row: RationaleRow): RationaleRecord {
+  return {
+    key: row.key,
+    dataset: row.dataset,
+    split: row.split,
+    itemId: row.item_id,
+    question: row.question,
+    choices: row.choices === null ? null : (JSON.parse(row.choices) as Choice[]),
+    answer: row.answer,
+    sampleIndex: row.sample_index,
+    model: row.model,
+    template: row.template,
+    params: JSON.parse(row.params) as Record<string, unknown>,
+    rationale: row.rationale,
+    label: row.label,
+    agrees: row.agrees === null ? null : row.agrees === 1,
+    rawCompletion: row.raw_completion,
+    promptTokens: row.prompt_tokens,
+    completionTokens: row.completion_tokens,
+    latencyMs: row.latency_ms,
+    costUsd: row.cost_usd,
+    source: row.source,
+    createdAt: row.created_at,
+  };
+}
+
+function toRow(r: RationaleRecord): RationaleRow {
+  return {
+    key: r.key,
+    dataset: r.dataset,
+    split: r.split,
+    item_id: r.itemId,
+    question: r.question,
+    choices: r.choices === null ? null : JSON.stringify(r.choices),
+    answer: r.answer,
+    sample_index: r.sampleIndex,
+    model: r.model,
+    template: r.template,
+    params: JSON.stringify(r.params),
+    rationale: r.rationale,
+    label: r.label,
+    agrees: r.agrees === null ? null : Number(r.agrees),
+    raw_completion: r.rawCompletion,
+    prompt_tokens: r.promptTokens,
+    completion_tokens: r.completionTokens,
+    latency_ms: r.latencyMs,
+    cost_usd: r.costUsd,
+    source: r.source,
+    created_at: r.createdAt,
+  };
+}
+
+const COLUMNS = Object.keys(toRow({ choices: null, agrees: null, params: {} } as unknown as RationaleRecord));
+const INSERT_SQL = `INSERT OR IGNORE INTO rationales (${COLUMNS.join(", ")}) VALUES (${COLUMNS.map((c) => "$" + c).join(", ")})`;
+
+/** The key a record is stored under, from its own fields. */
+export function keyOfRecord(r: Omit<RationaleRecord, "key" | "createdAt">): string {
+  return rationaleKey({
+    item: { question: r.question, choices: r.choices, dataset: r.dataset, id: r.itemId },
+    model: r.model,
+    template: r.template,
+    params: r.params,
+    sampleIndex: r.sampleIndex,
+  });
+}
+
+/** WHERE clause for a filter; absent fields match everything. */
+function whereOf(filter: Record<string, string | undefined>): { sql: string; args: Record<string, string> } {
+  const clauses: string[] = [];
+  const args: Record<string, string> = {};
+  for (const [field, value] of Object.entries(filter)) {
+    if (value === undefined) continue;
+    clauses.push(`${field} = $${field}`);
+    args[field] = value;
+  }
+  return { sql: clauses.length ? clauses.join(" AND ") : "1", args };
+}
+
+const PAGE = 500;
+
+export class RationaleStore {
+  constructor(readonly db: Database) {}
+
+  get(key: string): RationaleRecord | null {
+    const row = this.db.query<RationaleRow, [string]>("SELECT * FROM rationales WHERE key = ?").get(key);
+    return row ? fromRow(row) : null;
+  }
+
+  /** Stores a rationale under the key of its own fields; returns the key and whether it was new. */
+  put(rationale: NewRationale): { key: string; inserted: boolean } {
+    const record = { ...rationale, key: keyOfRecord(rationale), createdAt: rationale.createdAt ?? Date.now() };
+    const result = this.db.query(INSERT_SQL).run(toRow(record) as never);
+    return { key: record.key, inserted: result.changes === 1 };
+  }
+
+  /** Several rationales in one transaction (all or none). */
+  putMany(rationales: NewRationale[]): number {
+    let inserted = 0;
+    this.db.transaction(() => {
+      for (const r of rationales) inserted += Number(this.put(r).inserted);
+    })();
+    return inserted;
+  }
+
+  recordFailure(failure: Omit<FailureRecord, "createdAt">): void {
+    this.db
+      .query(
+        `INSERT INTO rationale_failures (key, dataset, split, item_id, question, sample_index, model, template, params,
+           kind, upstream_status, message, raw_completion, attempts, created_at)
+         VALUES ($key, $dataset, $split, $itemId, $question, $sampleIndex, $model, $template, $params,
+           $kind, $upstreamStatus, $message, $rawCompletion, $attempts, $createdAt)`,
+      )
+      .run({ ...failure, params: JSON.stringify(failure.params), createdAt: Date.now() } as never);
+  }
+
+  failures(key?: string): FailureRecord[] {
+    const sql = `SELECT key, dataset, split, item_id AS itemId, question, sample_index AS sampleIndex, model, template,
+        params, kind, upstream_status AS upstreamStatus, message, raw_completion AS rawCompletion, attempts,
+        created_at AS createdAt
+      FROM rationale_failures ${key === undefined ? "" : "WHERE key = $key"} ORDER BY id`;
+    const rows = this.db.query<FailureRecord & { params: string }, Record<string, string>>(sql).all(key === undefined ? {} : { key });
+    return rows.map((row) => ({ ...row, params: JSON.parse(row.params) as Record<string, unknown> }));
+  }
+
+  /**
+   * Rationales matching the filter, in (item, sample) order, read a page at a time so a caller can stream tens of
+   * thousands without holding them all (and without a statement left open across awaits).
+   */
+  async *list(filter: ListFilter = {}): AsyncGenerator<RationaleRecord> {
+    const where = whereOf(filter);
+    const query = this.db.query<RationaleRow & { rid: number }, Record<string, string | number>>(
+      `SELECT rowid AS rid, * FROM rationales WHERE ${where.sql} AND rowid > $after ORDER BY rowid LIMIT ${PAGE}`,
+    );
+    let after = 0;
+    for (;;) {
+      const rows = query.all({ ...where.args, after });
+      for (const row of rows) yield fromRow(row);
+      if (rows.length < PAGE) return;
+      after = rows[rows.length - 1].rid;
+    }
+  }
+
+  /** Every stored rationale of one item under one model (all templates and samples). */
+  forItem(dataset: string, itemId: string, model?: string): RationaleRecord[] {
+    const where = whereOf({ dataset, item_id: itemId, model });
+    return this.db
+      .query<RationaleRow, Record<string, string>>(`SELECT * FROM rationales WHERE ${where.sql} ORDER BY sample_index, rowid`)
+      .all(where.args)
+      .map(fromRow);
+  }
+
+  count(filter: ListFilter = {}): number {
+    const where = whereOf(filter);
+    return this.db.query<{ n: number }, Record<string, string>>(`SELECT COUNT(*) AS n FROM rationales WHERE ${where.sql}`).get(where.args)!.n;
+  }
+
+  countFailures(filter: ListFilter = {}): number {
+    const where = whereOf(filter);
+    return this.db
+      .query<{ n: number }, Record<string, string>>(`SELECT COUNT(*) AS n FROM rationale_failures WHERE ${where.sql}`)
+      .get(where.args)!.n;
+  }
+
+  /** Counts per (dataset, split, model), for dashboards and `rationales --stats`. */
+  summary(): Array<{ dataset: string | null; split: string | null; model: string; rationales: number; agreeing: number; costUsd: number }> {
+    return this.db
+      .query<{ dataset: string | null; split: string | null; model: string; rationales: number; agreeing: number; costUsd: number }, []>(
+        `SELECT dataset, split, model, COUNT(*) AS rationales, COALESCE(SUM(agrees), 0) AS agreeing,
+           COALESCE(SUM(cost_usd), 0) AS costUsd
+         FROM rationales GROUP BY dataset, split, model ORDER BY dataset, split, model`,
+      )
+      .all();
+  }
+
+  /** Writes the matching rationales as JSON lines; returns how many. */
+  async exportJsonl(path: string, filter: ListFilter = {}): Promise<number> {
+    const writer = Bun.file(path).writer();
+    let n = 0;
+    try {
+      for await (const record of this.list(filter)) {
+        writer.write(JSON.stringify(record) + "\n");
+        n++;
+      }
+    } finally {
+      await writer.end();
+    }
+    return n;
+  }
+
+  /**
+   * Reads JSON lines written by exportJsonl (or by hand): every line is validated; bad lines are reported with their
+   * 1-based line number and skipped, the good ones are inserted in one transaction as source "import". Keys are
+   * recomputed from the fields, so re-importing the same file inserts nothing.
+   */
+  importJsonl(text: string): ImportReport {
+    const report: ImportReport = { inserted: 0, duplicates: 0, errors: [] };
+    const good: NewRationale[] = [];
+    text.split("\n").forEach((line, i) => {
+      if (line.trim() === "") return;
+      let json: unknown;
+      try {
+        json = JSON.parse(line);
+      } catch (err) {
+        report.errors.push({ line: i + 1, message: `not JSON: ${(err as Error).message}` });
+        return;
+      }
+      const parsed = v.safeParse(RationaleRecordSchema, json);
+      if (!parsed.success) {
+        const issue = parsed.issues[0];
+        report.errors.push({ line: i + 1, message: `${v.getDotPath(issue) ?? "(line)"}: ${issue.message}` });
+        return;
+      }
+      const { key: _ignored, ...record } = parsed.output;
+      good.push({ ...record, source: "import" });
+    });
+    report.inserted = this.putMany(good);
+    report.duplicates = good.length - report.inserted;
+    return report;
+  }
+}
