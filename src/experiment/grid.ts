@@ -1,0 +1,274 @@
+/**
+ * Experiment grids: one JSON file names datasets × models × conditions (rationale placement × token selection) ×
+ * seeds, and expands to cells, each one distillation run (train → eval) in `<root>/<grid>/<cell>-s<seed>/`.
+ *
+ * A cell is finished when its `result.json` exists; running a grid again skips finished cells and resumes an
+ * interrupted one from its latest checkpoint, so a grid killed at any point costs at most one cell's progress.
+ * How a cell is trained and evaluated is a `CellRunner` (the real one is in ./runner.ts), so expansion and
+ * resumption are testable without a GPU.
+ */
+import { existsSync, readFileSync, writeFileSync, mkdirSync, renameSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
+import * as v from "valibot";
+import { UserError } from "../errors.ts";
+import { PLACEMENTS, type Placement } from "../distill/placement.ts";
+import type { SelectionKind } from "../distill/selection.ts";
+
+const PlainName = v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9_.-]{0,63}$/, "use lower-case letters, digits, '.', '_' or '-'"));
+const Count = v.pipe(v.number(), v.integer(), v.minValue(1));
+const PlacementName = v.picklist(PLACEMENTS, `placement must be one of: ${PLACEMENTS.join(", ")}`);
+const PlacementList = v.pipe(v.array(PlacementName), v.minLength(1));
+
+/** Which placements a selection combines with (default: every placement of the grid that carries a rationale). */
+const restrict = { placements: v.optional(PlacementList) };
+export const SelectionSpecSchema = v.variant(
+  "kind",
+  [
+    v.strictObject({ kind: v.picklist(["full", "shuffled", "random"]), ...restrict }),
+    v.strictObject({ kind: v.literal("key"), k: Count, ...restrict }),
+    v.strictObject({
+      kind: v.literal("masked"),
+      p: v.pipe(v.number(), v.minValue(0, "p must be in [0, 1]"), v.maxValue(1, "p must be in [0, 1]")),
+      ...restrict,
+    }),
+  ],
+  'selection kind must be one of: full, shuffled, random, key (with "k"), masked (with "p")',
+);
+export type SelectionSpec = v.InferOutput<typeof SelectionSpecSchema>;
+
+/** Options passed through to every run of the grid (the train command's flags). */
+export const TrainingOptionsSchema = v.strictObject({
+  batchSize: v.optional(Count),
+  lr: v.optional(v.pipe(v.number(), v.gtValue(0))),
+  /** Loss weight of rationale tokens. */
+  alpha: v.optional(v.pipe(v.number(), v.minValue(0))),
+  warmupSteps: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
+  weightDecay: v.optional(v.pipe(v.number(), v.minValue(0))),
+  gradClip: v.optional(v.pipe(v.number(), v.minValue(0))),
+  /** Longest training sequence in tokens (longer examples are cut). */
+  maxTokens: v.optional(Count),
+});
+export type TrainingOptions = v.InferOutput<typeof TrainingOptionsSchema>;
+
+const GridInput = v.strictObject({
+  name: PlainName,
+  dataset: v.optional(PlainName),
+  datasets: v.optional(v.pipe(v.array(PlainName), v.minLength(1))),
+  /** A size preset ("micro", "small" …) or a Hugging Face model folder. */
+  model: v.optional(v.pipe(v.string(), v.minLength(1))),
+  models: v.optional(v.pipe(v.array(v.pipe(v.string(), v.minLength(1))), v.minLength(1))),
+  placements: PlacementList,
+  selections: v.optional(v.pipe(v.array(SelectionSpecSchema), v.minLength(1)), [{ kind: "full" }]),
+  seeds: v.optional(v.pipe(v.array(v.pipe(v.number(), v.integer(), v.minValue(0))), v.minLength(1)), [0]),
+  epochs: v.pipe(v.number(), v.gtValue(0)),
+  /** Training items used (the first N of the train split). */
+  limit: v.optional(Count),
+  evalSplit: v.optional(v.pipe(v.string(), v.minLength(1)), "test"),
+  evalLimit: v.optional(Count),
+  training: v.optional(TrainingOptionsSchema, {}),
+});
+
+export const GridSchema = v.pipe(
+  GridInput,
+  v.check((g) => (g.dataset === undefined) !== (g.datasets === undefined), 'give exactly one of "dataset" or "datasets"'),
+  v.check((g) => (g.model === undefined) !== (g.models === undefined), 'give exactly one of "model" or "models"'),
+  v.transform(({ dataset, datasets, model, models, ...rest }) => ({
+    ...rest,
+    datasets: datasets ?? [dataset as string],
+    models: models ?? [model as string],
+  })),
+);
+export type Grid = v.InferOutput<typeof GridSchema>;
+
+export interface CellSelection {
+  kind: SelectionKind;
+  k?: number;
+  p?: number;
+}
+
+/** One run of the grid. */
+export interface Cell {
+  /** Folder name under the grid's folder: `<condition>-s<seed>`. */
+  name: string;
+  /** Everything but the seed: results are averaged over seeds per condition. */
+  condition: string;
+  dataset: string;
+  model: string;
+  placement: Placement;
+  selection: CellSelection;
+  seed: number;
+  epochs: number;
+  limit?: number;
+  evalSplit: string;
+  evalLimit?: number;
+  training: TrainingOptions;
+  runDir: string;
+}
+
+/** What a finished cell leaves in `result.json`. */
+export interface CellResult {
+  cell: string;
+  condition: string;
+  dataset: string;
+  model: string;
+  placement: Placement;
+  selection: CellSelection;
+  seed: number;
+  accuracy: number;
+  rankAccuracy?: number;
+  /** Evaluated examples. */
+  n: number;
+  finalLoss?: number;
+  steps?: number;
+}
+
+export interface CellRunner {
+  /** Trains the cell into cell.runDir; `resume`: the folder holds an interrupted run of this cell. */
+  train(cell: Cell, resume: boolean): Promise<void>;
+  evaluate(cell: Cell): Promise<Omit<CellResult, keyof Cell | "cell">>;
+}
+
+export function parseGrid(json: unknown, source = "grid"): Grid {
+  const result = v.safeParse(GridSchema, json);
+  if (result.success) return result.output;
+  const first = result.issues[0];
+  const where = v.getDotPath(first);
+  throw new UserError(`${source}: ${where ? `${where}: ` : ""}${first.message}`, 400, result.issues.map((i) => ({ path: v.getDotPath(i) ?? "", message: i.message })));
+}
+
+export function readGrid(path: string): Grid {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    throw new UserError(`${path}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
+  }
+  return parseGrid(json, path);
+}
+
+function selectionName(s: CellSelection): string {
+  if (s.kind === "key") return `key-${s.k}`;
+  if (s.kind === "masked") return `masked-${s.p}`;
+  return s.kind;
+}
+
+/** "after-shuffled", "before", "none": the paper's condition names (full selection is the unmarked case). */
+export function conditionName(placement: Placement, selection: CellSelection): string {
+  return placement === "none" || selection.kind === "full" ? placement : `${placement}-${selectionName(selection)}`;
+}
+
+/** A model folder is named by its last path part, a preset by itself. */
+function modelLabel(model: string): string {
+  return basename(resolve(model)).toLowerCase().replace(/[^a-z0-9_.-]+/g, "-");
+}
+
+/** The placement × selection pairs of a grid, "none" once (it has no rationale to select from). */
+function conditions(grid: Grid): Array<{ placement: Placement; selection: CellSelection }> {
+  const pairs: Array<{ placement: Placement; selection: CellSelection }> = [];
+  for (const placement of grid.placements) {
+    if (placement === "none") {
+      pairs.push({ placement, selection: { kind: "full" } });
+      continue;
+    }
+    for (const { placements, ...selection } of grid.selections) {
+      if (!placements || placements.includes(placement)) pairs.push({ placement, selection });
+    }
+  }
+  const seen = new Set<string>();
+  return pairs.filter((c) => {
+    const name = conditionName(c.placement, c.selection);
+    return !seen.has(name) && seen.add(name);
+  });
+}
+
+export function gridDir(grid: Grid, root: string): string {
+  return join(root, grid.name);
+}
+
+/** The cross product datasets × models × conditions × seeds, in that nesting order. */
+export function expandGrid(grid: Grid, root = "runs"): Cell[] {
+  const prefix = (dataset: string, model: string) =>
+    [grid.datasets.length > 1 ? dataset : "", grid.models.length > 1 ? modelLabel(model) : ""].filter(Boolean).join("-");
+  const cells: Cell[] = [];
+  for (const dataset of grid.datasets) {
+    for (const model of grid.models) {
+      for (const { placement, selection } of conditions(grid)) {
+        const condition = [prefix(dataset, model), conditionName(placement, selection)].filter(Boolean).join("-");
+        for (const seed of grid.seeds) {
+          const name = `${condition}-s${seed}`;
+          cells.push({
+            name,
+            condition,
+            dataset,
+            model,
+            placement,
+            selection,
+            seed,
+            epochs: grid.epochs,
+            limit: grid.limit,
+            evalSplit: grid.evalSplit,
+            evalLimit: grid.evalLimit,
+            training: grid.training,
+            runDir: join(gridDir(grid, root), name),
+          });
+        }
+      }
+    }
+  }
+  return cells;
+}
+
+export const RESULT_FILE = "result.json";
+
+export function readCellResult(cell: Pick<Cell, "runDir">): CellResult | null {
+  const path = join(cell.runDir, RESULT_FILE);
+  return existsSync(path) ? (JSON.parse(readFileSync(path, "utf8")) as CellResult) : null;
+}
+
+/** Written last and atomically: its presence is what "finished" means. */
+function writeCellResult(cell: Cell, result: CellResult): void {
+  mkdirSync(cell.runDir, { recursive: true });
+  const path = join(cell.runDir, RESULT_FILE);
+  writeFileSync(`${path}.tmp`, `${JSON.stringify(result, null, 2)}\n`);
+  renameSync(`${path}.tmp`, path);
+}
+
+export type CellEvent =
+  | { kind: "skip"; cell: Cell; index: number; total: number; result: CellResult }
+  | { kind: "start"; cell: Cell; index: number; total: number; resume: boolean }
+  | { kind: "done"; cell: Cell; index: number; total: number; result: CellResult };
+
+/**
+ * Runs every unfinished cell in order and returns all results (finished earlier or now). A cell folder without a
+ * result holds an interrupted run: it is resumed, not restarted.
+ */
+export async function runGrid(cells: Cell[], runner: CellRunner, onEvent: (e: CellEvent) => void = () => {}): Promise<CellResult[]> {
+  const results: CellResult[] = [];
+  for (const [index, cell] of cells.entries()) {
+    const total = cells.length;
+    const finished = readCellResult(cell);
+    if (finished) {
+      results.push(finished);
+      onEvent({ kind: "skip", cell, index, total, result: finished });
+      continue;
+    }
+    const resume = existsSync(cell.runDir);
+    onEvent({ kind: "start", cell, index, total, resume });
+    await runner.train(cell, resume);
+    const evaluation = await runner.evaluate(cell);
+    const result: CellResult = {
+      cell: cell.name,
+      condition: cell.condition,
+      dataset: cell.dataset,
+      model: cell.model,
+      placement: cell.placement,
+      selection: cell.selection,
+      seed: cell.seed,
+      ...evaluation,
+    };
+    writeCellResult(cell, result);
+    results.push(result);
+    onEvent({ kind: "done", cell, index, total, result });
+  }
+  return results;
+}

@@ -1,0 +1,135 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { isUserError } from "../../src/errors.ts";
+import { expandGrid, parseGrid, readGrid, runGrid, type Cell, type CellRunner } from "../../src/experiment/grid.ts";
+
+const root = mkdtempSync(join(tmpdir(), "cot-grid-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const base = { name: "g", dataset: "cqa", model: "micro", epochs: 1 };
+
+/** Records what it was asked to do; "trains" by writing a marker file, "evaluates" with a made-up accuracy. */
+function recordingRunner(failOn?: string) {
+  const trained: Array<{ cell: string; resume: boolean }> = [];
+  const runner: CellRunner = {
+    async train(cell: Cell, resume: boolean) {
+      trained.push({ cell: cell.name, resume });
+      mkdirSync(cell.runDir, { recursive: true });
+      writeFileSync(join(cell.runDir, "metrics.jsonl"), "");
+      if (cell.name === failOn) throw new Error("killed");
+    },
+    async evaluate(cell: Cell) {
+      return { accuracy: (cell.seed + 1) / 10, n: 10 };
+    },
+  };
+  return { runner, trained };
+}
+
+describe("grid expansion", () => {
+  test("placements × selections × seeds, 'none' once, selection restricted to its placements", () => {
+    const grid = parseGrid({
+      ...base,
+      placements: ["none", "before", "after"],
+      selections: [{ kind: "full" }, { kind: "shuffled", placements: ["after"] }, { kind: "key", k: 4 }, { kind: "masked", p: 0.25 }],
+      seeds: [0, 1],
+    });
+    const cells = expandGrid(grid, root);
+    const conditions = [...new Set(cells.map((c) => c.condition))];
+    expect(conditions).toEqual(["none", "before", "before-key-4", "before-masked-0.25", "after", "after-shuffled", "after-key-4", "after-masked-0.25"]);
+    expect(cells).toHaveLength(conditions.length * 2);
+    expect(new Set(cells.map((c) => c.runDir)).size).toBe(cells.length);
+    const keyCell = cells.find((c) => c.name === "after-key-4-s1")!;
+    expect(keyCell.selection).toEqual({ kind: "key", k: 4 });
+    expect(keyCell.runDir).toBe(join(root, "g", "after-key-4-s1"));
+    expect(cells.find((c) => c.condition === "none")!.selection.kind).toBe("full");
+  });
+
+  test("several datasets and models prefix the condition; one of each does not", () => {
+    const grid = parseGrid({ ...base, dataset: undefined, model: undefined, datasets: ["cqa", "svamp"], models: ["micro", "models/stories260k"], placements: ["after"] });
+    const names = expandGrid(grid, root).map((c) => c.name);
+    expect(names).toEqual(["cqa-micro-after-s0", "cqa-stories260k-after-s0", "svamp-micro-after-s0", "svamp-stories260k-after-s0"]);
+  });
+
+  test("defaults: full selection, seed 0, test split", () => {
+    const [cell] = expandGrid(parseGrid({ ...base, placements: ["after"] }), root);
+    expect(cell).toMatchObject({ name: "after-s0", selection: { kind: "full" }, seed: 0, evalSplit: "test" });
+  });
+
+  const bad: Array<[string, Record<string, unknown>, string]> = [
+    ["unknown placement", { placements: ["middle"] }, "placements.0"],
+    ["unknown selection", { placements: ["after"], selections: [{ kind: "best" }] }, "selections.0.kind"],
+    ["key without k", { placements: ["after"], selections: [{ kind: "key" }] }, "selections.0.k"],
+    ["p above 1", { placements: ["after"], selections: [{ kind: "masked", p: 1.5 }] }, "selections.0.p"],
+    ["p below 0", { placements: ["after"], selections: [{ kind: "masked", p: -0.1 }] }, "selections.0.p"],
+    ["unknown field", { placements: ["after"], lr: 3 }, "lr"],
+    ["no seeds", { placements: ["after"], seeds: [] }, "seeds"],
+  ];
+  for (const [what, patch, path] of bad) {
+    test(`rejects ${what} with the offending path`, () => {
+      let error: unknown;
+      try {
+        parseGrid({ ...base, ...patch });
+      } catch (err) {
+        error = err;
+      }
+      expect(isUserError(error)).toBe(true);
+      const details = (error as { details: Array<{ path: string }> }).details;
+      expect(details.map((d) => d.path)).toContain(path);
+      expect((error as Error).message).toContain(path);
+    });
+  }
+
+  test("dataset and datasets together are refused", () => {
+    expect(() => parseGrid({ ...base, datasets: ["cqa"], placements: ["after"] })).toThrow(/exactly one of "dataset" or "datasets"/);
+  });
+
+  test("a missing grid file is one readable error", () => {
+    expect(() => readGrid(join(root, "nope.json"))).toThrow(/nope\.json: no such file/);
+  });
+
+  test("the shipped example grids are valid", () => {
+    for (const file of ["paper-cqa.json", "tiny.json"]) {
+      const grid = readGrid(join(import.meta.dir, "../../experiments", file));
+      expect(expandGrid(grid, root).length).toBeGreaterThan(0);
+    }
+    const paper = expandGrid(readGrid(join(import.meta.dir, "../../experiments/paper-cqa.json")), root);
+    expect([...new Set(paper.map((c) => c.condition))]).toEqual(
+      ["none", "before", "after", "after-shuffled", "after-random", expect.stringMatching(/^after-key-\d+$/), expect.stringMatching(/^after-masked-/)],
+    );
+  });
+});
+
+describe("running a grid", () => {
+  const grid = parseGrid({ ...base, name: "resume", placements: ["none", "after"], seeds: [0, 1] });
+
+  test("runs every cell once, then a second invocation reruns nothing", async () => {
+    const cells = expandGrid(grid, root);
+    const first = recordingRunner();
+    const results = await runGrid(cells, first.runner);
+    expect(first.trained.map((t) => t.cell)).toEqual(["none-s0", "none-s1", "after-s0", "after-s1"]);
+    expect(results.map((r) => r.accuracy)).toEqual([0.1, 0.2, 0.1, 0.2]);
+    for (const cell of cells) expect(JSON.parse(readFileSync(join(cell.runDir, "result.json"), "utf8")).cell).toBe(cell.name);
+
+    const second = recordingRunner();
+    const skipped: string[] = [];
+    const again = await runGrid(expandGrid(grid, root), second.runner, (e) => e.kind === "skip" && skipped.push(e.cell.name));
+    expect(second.trained).toHaveLength(0);
+    expect(skipped).toHaveLength(4);
+    expect(again).toEqual(results);
+  });
+
+  test("an interrupted cell is resumed, finished ones are not touched", async () => {
+    const g = parseGrid({ ...base, name: "interrupted", placements: ["after"], seeds: [0, 1, 2] });
+    const crashing = recordingRunner("after-s1");
+    await expect(runGrid(expandGrid(g, root), crashing.runner)).rejects.toThrow("killed");
+    expect(crashing.trained).toEqual([{ cell: "after-s0", resume: false }, { cell: "after-s1", resume: false }]);
+    expect(existsSync(join(root, "interrupted", "after-s1", "result.json"))).toBe(false);
+
+    const next = recordingRunner();
+    const results = await runGrid(expandGrid(g, root), next.runner);
+    expect(next.trained).toEqual([{ cell: "after-s1", resume: true }, { cell: "after-s2", resume: false }]);
+    expect(results.map((r) => r.cell)).toEqual(["after-s0", "after-s1", "after-s2"]);
+  });
+});
