@@ -21,9 +21,9 @@ export const PRESETS = {
   gpt2: { nLayer: 12, nHead: 12, nEmbd: 768, vocabSize: GPT2_VOCAB, nPositions: 1024, layerNormEps: 1e-5 },
   "gpt2-medium": { nLayer: 24, nHead: 16, nEmbd: 1024, vocabSize: GPT2_VOCAB, nPositions: 1024, layerNormEps: 1e-5 },
   "gpt2-large": { nLayer: 36, nHead: 20, nEmbd: 1280, vocabSize: GPT2_VOCAB, nPositions: 1024, layerNormEps: 1e-5 },
-  small: { nLayer: 6, nHead: 8, nEmbd: 256, vocabSize: 2048 + 3, nPositions: 512, layerNormEps: 1e-5 },
-  tiny: { nLayer: 4, nHead: 4, nEmbd: 128, vocabSize: 2048 + 3, nPositions: 512, layerNormEps: 1e-5 },
-  micro: { nLayer: 2, nHead: 2, nEmbd: 64, vocabSize: 2048 + 3, nPositions: 256, layerNormEps: 1e-5 },
+  small: { nLayer: 6, nHead: 8, nEmbd: 256, vocabSize: 2048, nPositions: 512, layerNormEps: 1e-5 },
+  tiny: { nLayer: 4, nHead: 4, nEmbd: 128, vocabSize: 2048, nPositions: 512, layerNormEps: 1e-5 },
+  micro: { nLayer: 2, nHead: 2, nEmbd: 64, vocabSize: 2048, nPositions: 256, layerNormEps: 1e-5 },
 } satisfies Record<string, GPT2Config>;
 
 export type PresetName = keyof typeof PRESETS;
