@@ -155,7 +155,7 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     },
   };
 
-  async function answer(body: ChatCompletionBody, behaviour: Behaviour): Promise<Response> {
+  async function answer(body: ChatCompletionBody, behaviour: Behaviour, signal: AbortSignal): Promise<Response> {
     switch (behaviour.kind) {
       case "ok":
         if (behaviour.latencyMs) await Bun.sleep(behaviour.latencyMs);
@@ -182,8 +182,11 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
         });
       }
       case "hang":
-        // Never answers; released only when the server stops so the test process can exit.
-        await new Promise<void>((resolve) => hanging.add(resolve));
+        // Never answers; ends when the client gives up (so it stops counting as in flight) or the server stops.
+        await new Promise<void>((resolve) => {
+          hanging.add(resolve);
+          signal.addEventListener("abort", () => resolve());
+        });
         return new Response(null, { status: 499 });
     }
   }
@@ -205,7 +208,7 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     fake.inFlight++;
     fake.maxInFlight = Math.max(fake.maxInFlight, fake.inFlight);
     try {
-      return await answer(body, behaviour);
+      return await answer(body, behaviour, c.req.raw.signal);
     } finally {
       fake.inFlight--;
     }

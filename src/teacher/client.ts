@@ -1,0 +1,237 @@
+/**
+ * The teacher client: chat completions through the official `openai` SDK against any OpenAI-compatible endpoint
+ * (OPENAI_BASE_URL / OPENAI_API_KEY / TEACHER_MODEL, overridable by options). The SDK's own retries are off so the
+ * policy here is the only one: exponential backoff with full jitter on 429, 5xx, timeouts, connection errors and
+ * unreadable answers, honouring Retry-After / retry-after-ms; every attempt passes through the limiter.
+ *
+ * The API key goes to the SDK and nowhere else: it is not kept on this object, and errors and events never carry it.
+ */
+import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError } from "openai";
+import { TeacherError, type TeacherFailureKind } from "./errors.ts";
+import { estimateTokens, Limiter, realClock, type Clock, type LimitOptions } from "./limits.ts";
+
+export interface ChatRequest {
+  prompt: string;
+  model: string;
+  temperature: number;
+  maxTokens: number;
+  n: number;
+  stop?: string[];
+}
+
+export interface ChatChoice {
+  index: number;
+  text: string;
+  /** "stop", "length", "content_filter", … as the API reported it. */
+  finishReason: string;
+}
+
+export interface ChatResult {
+  choices: ChatChoice[];
+  usage: { promptTokens: number; completionTokens: number } | null;
+  /** The model the API says answered (may be a dated snapshot of the requested one). */
+  model: string;
+  /** Wall time of the successful attempt. */
+  latencyMs: number;
+  attempts: number;
+}
+
+export interface RetryPolicy {
+  /** Attempts in total, the first included (default 5). */
+  maxAttempts: number;
+  /** Backoff cap for attempt k is min(maxDelayMs, baseDelayMs * 2^k); the wait is uniform in [0, cap] (full jitter). */
+  baseDelayMs: number;
+  maxDelayMs: number;
+  /** Longest Retry-After that is honoured as is; longer ones are clamped to it (default 120 s). */
+  maxRetryAfterMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 30_000, maxRetryAfterMs: 120_000 };
+
+export type ClientEvent =
+  | { type: "retry"; attempt: number; delayMs: number; kind: TeacherFailureKind; status?: number; message: string }
+  | { type: "response"; attempt: number; latencyMs: number; status: number };
+
+export interface TeacherClientOptions {
+  baseURL?: string;
+  apiKey?: string;
+  /** Default model when a request names none. */
+  model?: string;
+  /** Per-attempt request timeout (default 60 s). */
+  timeoutMs?: number;
+  retry?: Partial<RetryPolicy>;
+  limits?: Partial<LimitOptions>;
+  /** A limiter shared with other clients (overrides `limits`). */
+  limiter?: Limiter;
+  clock?: Clock;
+  /** Uniform [0, 1) for the jitter (tests pin it). */
+  random?: () => number;
+  onEvent?: (event: ClientEvent) => void;
+}
+
+export interface TeacherClientConfig {
+  baseURL: string;
+  model: string;
+}
+
+/** Settings from the environment, overridden by explicit options. */
+export function resolveClientConfig(options: TeacherClientOptions = {}, env = process.env) {
+  return {
+    baseURL: options.baseURL ?? env.OPENAI_BASE_URL ?? "https://api.openai.com/v1",
+    apiKey: options.apiKey ?? env.OPENAI_API_KEY ?? "",
+    model: options.model ?? env.TEACHER_MODEL ?? "gpt-4o-mini",
+  };
+}
+
+/** A wait in ms from Retry-After (seconds or HTTP date) or retry-after-ms; null when absent or unreadable. */
+export function retryAfterMs(headers: Headers | undefined, nowEpochMs = Date.now()): number | null {
+  if (!headers) return null;
+  const ms = headers.get("retry-after-ms");
+  if (ms !== null && ms.trim() !== "" && Number.isFinite(Number(ms))) return Math.max(0, Number(ms));
+  const after = headers.get("retry-after");
+  if (after === null || after.trim() === "") return null;
+  if (/^\s*\d+(\.\d+)?\s*$/.test(after)) return Number(after) * 1000;
+  const date = Date.parse(after);
+  return Number.isNaN(date) ? null : Math.max(0, date - nowEpochMs);
+}
+
+interface Classified {
+  kind: TeacherFailureKind;
+  retryable: boolean;
+  status?: number;
+  retryAfterMs: number | null;
+  message: string;
+}
+
+/** What went wrong in one attempt, and whether another attempt could help. */
+export function classifyError(err: unknown): Classified {
+  if (err instanceof TeacherError) {
+    return { kind: err.kind, retryable: err.kind === "bad_response", retryAfterMs: null, message: err.message };
+  }
+  if (err instanceof APIConnectionTimeoutError) {
+    return { kind: "timeout", retryable: true, retryAfterMs: null, message: "request timed out" };
+  }
+  if (err instanceof APIConnectionError) {
+    return { kind: "connection", retryable: true, retryAfterMs: null, message: `connection failed: ${err.message}` };
+  }
+  if (err instanceof APIError && err.status !== undefined) {
+    const status = err.status;
+    const wait = retryAfterMs(err.headers);
+    if (status === 429) return { kind: "rate_limited", retryable: true, status, retryAfterMs: wait, message: err.message };
+    if (status === 408) return { kind: "timeout", retryable: true, status, retryAfterMs: wait, message: err.message };
+    if (status >= 500) return { kind: "upstream", retryable: true, status, retryAfterMs: wait, message: err.message };
+    return { kind: "upstream", retryable: false, status, retryAfterMs: null, message: err.message };
+  }
+  if (err instanceof SyntaxError) {
+    return { kind: "bad_response", retryable: true, retryAfterMs: null, message: `unreadable response: ${err.message}` };
+  }
+  throw err; // a bug, not a teacher failure
+}
+
+/** The HTTP status our own API should answer for a teacher failure. */
+export function statusFor(kind: TeacherFailureKind): 502 | 503 | 504 {
+  if (kind === "rate_limited" || kind === "connection") return 503;
+  if (kind === "timeout") return 504;
+  return 502;
+}
+
+/** The finish reasons that make a choice a failure rather than a rationale. */
+export function finishFailure(finishReason: string): TeacherFailureKind | null {
+  if (finishReason === "length") return "truncated";
+  if (finishReason === "content_filter") return "content_filter";
+  return null;
+}
+
+function readChoices(response: OpenAI.Chat.Completions.ChatCompletion): ChatChoice[] {
+  if (!Array.isArray(response?.choices) || response.choices.length === 0) {
+    throw new TeacherError("teacher answered without choices", "bad_response", 502, 1);
+  }
+  return response.choices.map((c, i) => ({
+    index: typeof c.index === "number" ? c.index : i,
+    text: typeof c.message?.content === "string" ? c.message.content : "",
+    finishReason: String(c.finish_reason ?? "stop"),
+  }));
+}
+
+export class TeacherClient {
+  readonly baseURL: string;
+  readonly model: string;
+  readonly limiter: Limiter;
+  private readonly sdk: OpenAI;
+  private readonly retry: RetryPolicy;
+  private readonly clock: Clock;
+  private readonly random: () => number;
+  private readonly onEvent?: (event: ClientEvent) => void;
+
+  constructor(options: TeacherClientOptions = {}) {
+    const config = resolveClientConfig(options);
+    this.baseURL = config.baseURL;
+    this.model = config.model;
+    this.clock = options.clock ?? realClock;
+    this.retry = { ...DEFAULT_RETRY, ...options.retry };
+    this.random = options.random ?? Math.random;
+    this.onEvent = options.onEvent;
+    this.limiter = options.limiter ?? new Limiter(options.limits, this.clock);
+    this.sdk = new OpenAI({
+      baseURL: config.baseURL,
+      // a local or fake endpoint may need no key; the SDK insists on a string
+      apiKey: config.apiKey || "none",
+      maxRetries: 0,
+      timeout: options.timeoutMs ?? 60_000,
+    });
+  }
+
+  /** Backoff before attempt `attempt + 1`: the server's Retry-After if it sent one, else full jitter. */
+  backoffMs(attempt: number, serverWait: number | null): number {
+    if (serverWait !== null) return Math.min(serverWait, this.retry.maxRetryAfterMs);
+    const cap = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempt - 1));
+    return Math.floor(this.random() * cap);
+  }
+
+  /** One chat completion, retried per the policy; throws TeacherError when it gives up. */
+  async complete(request: ChatRequest): Promise<ChatResult> {
+    const estimate = estimateTokens(request.prompt, request.maxTokens, request.n);
+    for (let attempt = 1; ; attempt++) {
+      const permit = await this.limiter.acquire(estimate);
+      const started = this.clock.now();
+      let failure: Classified;
+      try {
+        const response = await this.sdk.chat.completions.create({
+          model: request.model,
+          messages: [{ role: "user", content: request.prompt }],
+          temperature: request.temperature,
+          max_tokens: request.maxTokens,
+          n: request.n,
+          ...(request.stop?.length ? { stop: request.stop } : {}),
+        });
+        const choices = readChoices(response);
+        const usage = response.usage
+          ? { promptTokens: response.usage.prompt_tokens, completionTokens: response.usage.completion_tokens }
+          : null;
+        permit.release(usage ? usage.promptTokens + usage.completionTokens : undefined);
+        const latencyMs = this.clock.now() - started;
+        this.onEvent?.({ type: "response", attempt, latencyMs, status: 200 });
+        return { choices, usage, model: response.model ?? request.model, latencyMs, attempts: attempt };
+      } catch (err) {
+        permit.release();
+        failure = classifyError(err);
+      }
+      if (failure.kind === "rate_limited" && failure.retryAfterMs !== null) {
+        this.limiter.pauseUntil(this.clock.now() + Math.min(failure.retryAfterMs, this.retry.maxRetryAfterMs));
+      }
+      if (!failure.retryable || attempt >= this.retry.maxAttempts) {
+        const what = failure.retryable ? `gave up after ${attempt} attempts` : "not retried";
+        throw new TeacherError(
+          `teacher ${failure.kind} (${what}): ${failure.message}`,
+          failure.kind,
+          statusFor(failure.kind),
+          attempt,
+          failure.status,
+        );
+      }
+      const delayMs = this.backoffMs(attempt, failure.retryAfterMs);
+      this.onEvent?.({ type: "retry", attempt, delayMs, kind: failure.kind, status: failure.status, message: failure.message });
+      await this.clock.sleep(delayMs);
+    }
+  }
+}
