@@ -21,7 +21,10 @@ export function specialIdsOf(codec: TokenCodec): Set<number> {
 export function maskIdOf(codec: TokenCodec): number {
   if (codec.maskId !== undefined) return codec.maskId;
   const ids = codec.encode("_");
-  if (ids.length !== 1) throw new Error(`the tokenizer has no single token for the mask "_" (got ${ids.length})`);
+  // a vocabulary without "_" encodes it as its unknown token, which is a special one
+  if (ids.length !== 1 || specialIdsOf(codec).has(ids[0])) {
+    throw new Error(`the tokenizer has neither a mask token nor a single token for "_"`);
+  }
   return ids[0];
 }
 

@@ -1,0 +1,64 @@
+/**
+ * Which tokenizer an example is built with: a model folder's own (vocab.json + merges.txt), or — for students
+ * trained from scratch — a compact byte-level BPE trained on the dataset's training text (prompts and PaLM
+ * rationales), cached in .cache/tokenizers/<dataset>/ so every command of a run agrees on the ids.
+ */
+import { existsSync, readFileSync, renameSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { palmRationales } from "../data/palm.ts";
+import { loadSplit } from "../data/registry.ts";
+import { loadTokenizer, MERGES_FILE, saveTokenizer, trainTokenizer, VOCAB_FILE, type Tokenizer } from "../model/tokenizer.ts";
+import { promptText } from "./placement.ts";
+
+export const COMPACT_VOCAB_SIZE = 2048;
+
+export interface LoadedCodec {
+  codec: Tokenizer;
+  /** Names the vocabulary for caches that depend on ids (attribution): changes when the files change. */
+  key: string;
+  /** Where it came from, for humans. */
+  source: string;
+}
+
+export function tokenizerCacheDir(dataset: string): string {
+  const root = process.env.COT_DISTILL_CACHE ?? resolve(import.meta.dir, "../../.cache");
+  return join(root, "tokenizers", dataset);
+}
+
+/** The texts a dataset's compact vocabulary is learned from: each training prompt with its rationale. */
+async function trainingTexts(dataset: string): Promise<string[]> {
+  const items = await loadSplit(dataset, "train");
+  const rationales = await palmRationales(dataset, "train").catch(() => items.map(() => null));
+  return items.map((item, i) => `${promptText(item)} ${rationales[i]?.rationale ?? ""} (${item.answer})`);
+}
+
+/** The dataset's compact BPE, trained once and then read from the cache. */
+export async function datasetTokenizer(dataset: string, vocabSize = COMPACT_VOCAB_SIZE): Promise<{ tokenizer: Tokenizer; dir: string }> {
+  const dir = join(tokenizerCacheDir(dataset), `bpe-${vocabSize}`);
+  if (existsSync(join(dir, VOCAB_FILE)) && existsSync(join(dir, MERGES_FILE))) return { tokenizer: await loadTokenizer(dir), dir };
+  const tokenizer = trainTokenizer(await trainingTexts(dataset), { vocabSize });
+  // saved beside, then renamed into place: a concurrent reader sees no folder or a whole one
+  const partial = `${dir}.${process.pid}.tmp`;
+  await saveTokenizer(partial, tokenizer);
+  try {
+    renameSync(partial, dir);
+  } catch {
+    // another process finished first; its vocabulary is the same (training is deterministic)
+  }
+  return { tokenizer, dir };
+}
+
+function fileKey(dir: string): string {
+  const hash = Bun.hash(readFileSync(join(dir, VOCAB_FILE), "utf8") + readFileSync(join(dir, MERGES_FILE), "utf8"));
+  return `bpe-${hash.toString(16)}`;
+}
+
+/** `dir` given: that folder's tokenizer; otherwise the dataset's compact BPE. */
+export async function loadCodec(dataset: string, dir?: string): Promise<LoadedCodec> {
+  if (dir !== undefined) {
+    const codec = await loadTokenizer(dir);
+    return { codec, key: fileKey(dir), source: dir };
+  }
+  const compact = await datasetTokenizer(dataset);
+  return { codec: compact.tokenizer, key: fileKey(compact.dir), source: compact.dir };
+}
