@@ -43,6 +43,8 @@ export function describeIssues(issues: readonly v.BaseIssue<unknown>[]): NonNull
   return issues.map((issue) => ({ path: v.getDotPath(issue) ?? "", message: issue.message }));
 }
 
+const WHAT: Partial<Record<keyof ValidationTargets, string>> = { json: "request body", query: "query string", param: "path" };
+
 /**
  * The one validation helper: `validate("json", Schema)` as route middleware, then `c.req.valid("json")` is the
  * schema's typed output. Invalid input → 400 `{error, issues}` through the error handler.
@@ -50,7 +52,7 @@ export function describeIssues(issues: readonly v.BaseIssue<unknown>[]): NonNull
 export function validate<Target extends keyof ValidationTargets, S extends v.GenericSchema>(target: Target, schema: S) {
   return validator(target, (value): v.InferOutput<S> => {
     const result = v.safeParse(schema, value);
-    if (!result.success) throw new UserError(`invalid ${target}`, 400, describeIssues(result.issues));
+    if (!result.success) throw new UserError(`invalid ${WHAT[target] ?? target}`, 400, describeIssues(result.issues));
     return result.output;
   });
 }

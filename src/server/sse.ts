@@ -33,17 +33,3 @@ export function sse(c: Context, source: EventSource): Response {
     }
   });
 }
-
-/** Resolves after `ms` or as soon as the signal aborts, whichever is first (for polling sources). */
-export function sleepUnlessAborted(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
-}

@@ -69,6 +69,20 @@ function runnerIsGone(runner: string, self: string): boolean {
   }
 }
 
+/** Resolves after `ms` or as soon as the signal aborts, whichever is first (for polling loops). */
+export function sleepUnlessAborted(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
 export function newJobId(): string {
   return `job_${Date.now().toString(36)}${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
 }
