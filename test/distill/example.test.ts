@@ -130,3 +130,28 @@ test("numeric datasets build the same way", async () => {
   expect(ex.prompt).toBe(`Q: ${svamp.question}\nA:`);
   expect(ex.target).toBe(" 84 / 2 = 42. So the answer is (42).<|endoftext|>");
 });
+
+describe("with the project's byte-level BPE", async () => {
+  const { trainTokenizer } = await import("../../src/model/tokenizer.ts");
+  const bpe = trainTokenizer(items.map((it, i) => `${it.question} ${rationales[i]}`), { vocabSize: 700 });
+
+  test("each part's tokens decode to that part's text and carry its weight", () => {
+    for (const placement of ["before", "after"] as const) {
+      const ex = buildExample(item, rationale, { ...full, placement, weights: { prompt: 0, label: 2, rationale: 0.5 } }, bpe);
+      expect(bpe.decode(ex.ids)).toBe(ex.prompt + ex.target);
+      expect(bpe.decode(ex.ids.slice(ex.labelSpan.start, ex.labelSpan.end))).toBe(" (D)");
+      const rationaleSpan = ex.spans.find((s) => s.kind === "rationale")!;
+      expect(bpe.decode(ex.ids.slice(rationaleSpan.start, rationaleSpan.end))).toBe(` ${rationale}`);
+      expect(ex.weights.slice(rationaleSpan.start, rationaleSpan.end).every((w) => w === 0.5)).toBe(true);
+      expect(ex.weights.slice(ex.labelSpan.start, ex.labelSpan.end).every((w) => w === 2)).toBe(true);
+      expect(ex.ids.at(-1)).toBe(bpe.eotId!);
+    }
+  });
+
+  test("masked uses the vocabulary's <|mask|> token; random never draws a special token", () => {
+    const masked = buildExample(item, rationale, { ...full, selection: { kind: "masked", p: 1, seed: 0 } }, bpe);
+    expect(new Set(masked.rationaleTokens)).toEqual(new Set(["<|mask|>"]));
+    const random = buildExample(item, rationale, { ...full, selection: { kind: "random", seed: 0 } }, bpe);
+    expect(random.rationaleIds.some((id) => bpe.specialIds.includes(id))).toBe(false);
+  });
+});
