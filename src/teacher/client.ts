@@ -4,7 +4,8 @@
  * policy here is the only one: exponential backoff with full jitter on 429, 5xx, timeouts, connection errors and
  * unreadable answers, honouring Retry-After / retry-after-ms; every attempt passes through the limiter.
  *
- * The API key goes to the SDK and nowhere else: it is not kept on this object, and errors and events never carry it.
+ * The API key goes to the SDK and nowhere else: it is not a field of this object, and error and event messages are
+ * scrubbed of it (and of anything key-like the API echoes back).
  */
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError } from "openai";
 import { TeacherError, type TeacherFailureKind } from "./errors.ts";
@@ -103,6 +104,12 @@ interface Classified {
   message: string;
 }
 
+/** Anything that looks like an API key (the real API echoes rejected keys, partly masked) is cut out of messages. */
+export function redactSecrets(message: string, apiKey = ""): string {
+  const masked = apiKey.length >= 8 ? message.replaceAll(apiKey, "[REDACTED]") : message;
+  return masked.replace(/\b(sk|key|api[-_]?key)[-_][\w*.-]{4,}/gi, "$1-[REDACTED]");
+}
+
 /** What went wrong in one attempt, and whether another attempt could help. */
 export function classifyError(err: unknown): Classified {
   if (err instanceof TeacherError) {
@@ -162,6 +169,7 @@ export class TeacherClient {
   private readonly clock: Clock;
   private readonly random: () => number;
   private readonly onEvent?: (event: ClientEvent) => void;
+  private readonly redact: (message: string) => string;
 
   constructor(options: TeacherClientOptions = {}) {
     const config = resolveClientConfig(options);
@@ -172,6 +180,7 @@ export class TeacherClient {
     this.random = options.random ?? Math.random;
     this.onEvent = options.onEvent;
     this.limiter = options.limiter ?? new Limiter(options.limits, this.clock);
+    this.redact = (message) => redactSecrets(message, config.apiKey);
     this.sdk = new OpenAI({
       baseURL: config.baseURL,
       // a local or fake endpoint may need no key; the SDK insists on a string
@@ -215,6 +224,7 @@ export class TeacherClient {
       } catch (err) {
         permit.release();
         failure = classifyError(err);
+        failure.message = this.redact(failure.message);
       }
       if (failure.kind === "rate_limited" && failure.retryAfterMs !== null) {
         this.limiter.pauseUntil(this.clock.now() + Math.min(failure.retryAfterMs, this.retry.maxRetryAfterMs));

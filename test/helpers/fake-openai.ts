@@ -204,7 +204,12 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     const behaviour = queue.shift() ?? options.fallback?.(request) ?? { kind: "ok" };
     request.behaviour = behaviour.kind;
     fake.requests.push(request);
-    if (!authorized) return c.json(errorBody("Incorrect API key provided (fake)", "invalid_request_error"), 401);
+    if (!authorized) {
+      // like the real API: the rejected key comes back, partly masked
+      const sent = (c.req.header("authorization") ?? "").replace(/^Bearer /, "");
+      const masked = sent.length > 8 ? `${sent.slice(0, 3)}${"*".repeat(sent.length - 7)}${sent.slice(-4)}` : "***";
+      return c.json(errorBody(`Incorrect API key provided: ${masked}.`, "invalid_request_error"), 401);
+    }
     fake.inFlight++;
     fake.maxInFlight = Math.max(fake.maxInFlight, fake.inFlight);
     try {
