@@ -5,6 +5,7 @@
  *   import { context, random, tensor, zeros, run, read, expectClose } from "./harness.ts";
  *   const a = random(M * K, seed);                      // Float64Array whose values are exactly representable in f32
  *   const out = zeros(M * N);                           // Binding of a fresh zero-filled f32 buffer
+ *   write(out, values);                                 // overwrite a tensor's contents
  *   run((r) => kernels.matmul(r, { out, a: tensor(a), … }));   // record + submit
  *   expectClose(await read(out), ref.matmul(a, …), 1e-4);     // max|gpu−ref| / max|ref| below the tolerance
  *
@@ -72,8 +73,13 @@ export function tensor(data: Float64Array | Float32Array | Uint32Array | readonl
   const buffer = createStorage(gpu, label, words.byteLength);
   created.push(buffer);
   const binding = bind(buffer, 0, Math.max(4, words.byteLength));
-  upload(gpu, binding, words);
+  write(binding, words);
   return binding;
+}
+
+/** Overwrites a tensor's contents (float arrays as f32, Uint32Array as u32), e.g. fresh gradients for a next step. */
+export function write(target: Binding, data: Float64Array | Float32Array | Uint32Array): void {
+  upload(gpu, target, data instanceof Uint32Array || data instanceof Float32Array ? data : Float32Array.from(data));
 }
 
 /** A zero-filled f32 tensor of n elements. */
