@@ -49,9 +49,14 @@ const BYTE_SYMBOLS_IN_GPT2_ORDER = [...BYTE_TO_CHAR].sort((a, b) => a.codePointA
 
 const utf8 = new TextEncoder();
 
-/** Pre-tokens of `text`, each as its byte-mapped string. */
+/** Pre-tokens of `text` (GPT-2's regex). */
 function pretokenize(text: string): string[] {
-  return (text.match(PRETOKENIZE) ?? []).map((piece) => Array.from(utf8.encode(piece), (b) => BYTE_TO_CHAR[b]).join(""));
+  return text.match(PRETOKENIZE) ?? [];
+}
+
+/** A pre-token's UTF-8 bytes as byte-map symbols, one per byte. */
+function byteSymbols(piece: string): string[] {
+  return Array.from(utf8.encode(piece), (b) => BYTE_TO_CHAR[b]);
 }
 
 const mergeKey = (a: string, b: string) => `${a} ${b}`;
@@ -89,7 +94,7 @@ export class Tokenizer {
     const parts = this.specialPattern ? text.split(this.specialPattern) : [text];
     parts.forEach((part, i) => {
       if (i % 2 === 1) ids.push(this.vocab.get(part)!);
-      else for (const word of pretokenize(part)) ids.push(...this.encodeWord(word));
+      else for (const piece of pretokenize(part)) ids.push(...this.encodePiece(piece));
     });
     return ids;
   }
@@ -105,11 +110,11 @@ export class Tokenizer {
     return new TextDecoder().decode(new Uint8Array(bytes));
   }
 
-  /** BPE on one byte-mapped pre-token: repeatedly merge the adjacent pair with the lowest merge rank. */
-  private encodeWord(word: string): number[] {
-    const cached = this.cache.get(word);
+  /** BPE on one pre-token: repeatedly merge the adjacent pair with the lowest merge rank. */
+  private encodePiece(piece: string): number[] {
+    const cached = this.cache.get(piece);
     if (cached) return cached;
-    let symbols = Array.from(word);
+    let symbols = byteSymbols(piece);
     while (symbols.length > 1) {
       let best = -1;
       let bestRank = Infinity;
@@ -122,13 +127,49 @@ export class Tokenizer {
     }
     const unknown = this.eotId ?? 0;
     const ids = symbols.map((s) => this.vocab.get(s) ?? unknown);
-    if (this.cache.size < 100_000) this.cache.set(word, ids);
+    if (this.cache.size < 100_000) this.cache.set(piece, ids);
     return ids;
   }
 }
 
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** A binary heap whose top is the item `before` ranks first. */
+class MaxHeap<T> {
+  private items: T[] = [];
+  constructor(private readonly before: (a: T, b: T) => boolean) {}
+
+  push(item: T): void {
+    const items = this.items;
+    items.push(item);
+    for (let i = items.length - 1; i > 0; ) {
+      const parent = (i - 1) >> 1;
+      if (!this.before(items[i], items[parent])) break;
+      [items[i], items[parent]] = [items[parent], items[i]];
+      i = parent;
+    }
+  }
+
+  pop(): T | undefined {
+    const items = this.items;
+    const top = items[0];
+    const last = items.pop();
+    if (items.length === 0 || last === undefined) return top;
+    items[0] = last;
+    for (let i = 0; ; ) {
+      const left = 2 * i + 1;
+      const right = left + 1;
+      let first = i;
+      if (left < items.length && this.before(items[left], items[first])) first = left;
+      if (right < items.length && this.before(items[right], items[first])) first = right;
+      if (first === i) break;
+      [items[i], items[first]] = [items[first], items[i]];
+      i = first;
+    }
+    return top;
+  }
 }
 
 /** Every non-overlapping left-to-right occurrence of the pair (a, b) in symbols, merged. */
@@ -197,21 +238,31 @@ export function trainTokenizer(texts: Iterable<string>, options: TrainOptions = 
   const mergeBudget = vocabSize - 256 - SPECIAL_TOKENS.length;
   if (mergeBudget < 0) throw new UserError(`tokenizer vocabSize must be at least ${256 + SPECIAL_TOKENS.length}, got ${vocabSize}`);
 
-  // word types with their frequencies
+  // pre-token types with their frequencies
   const frequencies = new Map<string, number>();
   for (const text of texts) for (const word of pretokenize(text)) frequencies.set(word, (frequencies.get(word) ?? 0) + 1);
-  const words = [...frequencies.keys()].map((w) => Array.from(w));
+  const words = [...frequencies.keys()].map(byteSymbols);
   const counts = [...frequencies.values()];
 
   const pairCounts = new Map<string, number>();
+  // every count a pair has had goes on the heap; entries that no longer match pairCounts are skipped when popped
+  const candidates = new MaxHeap<{ key: string; count: number }>((a, b) => a.count > b.count || (a.count === b.count && a.key < b.key));
   const wordsWithPair = new Map<string, Set<number>>();
+  const touched = new Set<string>();
+  const pushTouched = () => {
+    for (const key of touched) {
+      const count = pairCounts.get(key)!;
+      if (count > 0) candidates.push({ key, count });
+    }
+    touched.clear();
+  };
   const countPairs = (w: number, sign: 1 | -1) => {
     const symbols = words[w];
     for (let i = 0; i < symbols.length - 1; i++) {
       const key = mergeKey(symbols[i], symbols[i + 1]);
       const count = (pairCounts.get(key) ?? 0) + sign * counts[w];
-      if (count === 0) pairCounts.delete(key); // keeps the arg-max scan short
-      else pairCounts.set(key, count);
+      pairCounts.set(key, count);
+      touched.add(key);
       if (sign > 0) {
         let set = wordsWithPair.get(key);
         if (!set) wordsWithPair.set(key, (set = new Set()));
@@ -220,15 +271,14 @@ export function trainTokenizer(texts: Iterable<string>, options: TrainOptions = 
     }
   };
   for (let w = 0; w < words.length; w++) countPairs(w, 1);
+  pushTouched();
 
   const merges: [string, string][] = [];
   while (merges.length < mergeBudget) {
-    let bestKey = "";
-    let bestCount = 0;
-    for (const [key, count] of pairCounts) {
-      if (count > bestCount || (count === bestCount && count > 0 && key < bestKey)) [bestKey, bestCount] = [key, count];
-    }
-    if (bestCount < minFrequency) break;
+    let best = candidates.pop();
+    while (best && pairCounts.get(best.key) !== best.count) best = candidates.pop();
+    if (!best || best.count < minFrequency) break;
+    const bestKey = best.key;
     const [a, b] = bestKey.split(" ") as [string, string];
     merges.push([a, b]);
     for (const w of wordsWithPair.get(bestKey) ?? []) {
@@ -238,6 +288,8 @@ export function trainTokenizer(texts: Iterable<string>, options: TrainOptions = 
     }
     pairCounts.delete(bestKey);
     wordsWithPair.delete(bestKey);
+    touched.delete(bestKey);
+    pushTouched();
   }
 
   // two different merges can spell the same token ("ab"+"c", "a"+"bc"): it gets one id

@@ -63,6 +63,23 @@ function linearBackward(dy: Float64Array, x: Float64Array, params: Float64Array,
   return ops.matmul(dy, tensorView(params, weight), null, M, K, N, false, true);
 }
 
+/** Backward of a LayerNorm over x[M,C]: accumulates dweight and dbias into grads, returns dx. */
+function layerNormBackward(
+  dy: Float64Array,
+  x: Float64Array,
+  saved: { mean: Float64Array; rstd: Float64Array },
+  params: Float64Array,
+  grads: Float64Array,
+  weight: TensorSpec,
+  bias: TensorSpec,
+  M: number,
+): Float64Array {
+  const g = ops.layerNormBackward(dy, x, tensorView(params, weight), saved.mean, saved.rstd, M, weight.size);
+  accumulate(grads, weight, g.dweight);
+  accumulate(grads, bias, g.dbias);
+  return g.dinp;
+}
+
 function accumulate(grads: Float64Array, spec: TensorSpec, value: Float64Array): void {
   const view = tensorView(grads, spec);
   for (let i = 0; i < view.length; i++) view[i] += value[i];
@@ -111,10 +128,7 @@ export function gpt2ForwardBackward(config: GPT2Config, params: Float64Array, ba
   const grads = new Float64Array(layout.size);
   accumulate(grads, layout.wte, ops.matmul(dlogits, lnf.out, null, V, C, BT, true, false));
   const dlnf = ops.matmul(dlogits, p(layout.wte), null, BT, C, V, false, false);
-  const lnfGrads = ops.layerNormBackward(dlnf, residual, p(layout.lnfWeight), lnf.mean, lnf.rstd, BT, C);
-  accumulate(grads, layout.lnfWeight, lnfGrads.dweight);
-  accumulate(grads, layout.lnfBias, lnfGrads.dbias);
-  let dresidual = lnfGrads.dinp;
+  let dresidual = layerNormBackward(dlnf, residual, lnf, params, grads, layout.lnfWeight, layout.lnfBias, BT);
   for (let i = layout.layers.length - 1; i >= 0; i--) {
     const l = layout.layers[i];
     const a = blocks[i];
@@ -122,18 +136,12 @@ export function gpt2ForwardBackward(config: GPT2Config, params: Float64Array, ba
     const dfcGelu = linearBackward(dresidual, a.fcGelu, params, grads, l.fcProjWeight, l.fcProjBias, BT);
     const dfc = ops.geluBackward(a.fc, dfcGelu);
     const dln2 = linearBackward(dfc, a.ln2.out, params, grads, l.fcWeight, l.fcBias, BT);
-    const ln2Grads = ops.layerNormBackward(dln2, a.residual2, p(l.ln2Weight), a.ln2.mean, a.ln2.rstd, BT, C);
-    accumulate(grads, l.ln2Weight, ln2Grads.dweight);
-    accumulate(grads, l.ln2Bias, ln2Grads.dbias);
-    const dresidual2 = add(dresidual, ln2Grads.dinp);
+    const dresidual2 = add(dresidual, layerNormBackward(dln2, a.residual2, a.ln2, params, grads, l.ln2Weight, l.ln2Bias, BT));
     // attention branch: residual2 = input + attnProj(attention(qkv(ln1(input))))
     const datt = linearBackward(dresidual2, a.attention.out, params, grads, l.attnProjWeight, l.attnProjBias, BT);
     const dqkv = ops.attentionBackward(datt, a.qkv, a.attention.att, B, T, C, NH);
     const dln1 = linearBackward(dqkv, a.ln1.out, params, grads, l.qkvWeight, l.qkvBias, BT);
-    const ln1Grads = ops.layerNormBackward(dln1, a.input, p(l.ln1Weight), a.ln1.mean, a.ln1.rstd, BT, C);
-    accumulate(grads, l.ln1Weight, ln1Grads.dweight);
-    accumulate(grads, l.ln1Bias, ln1Grads.dbias);
-    dresidual = add(dresidual2, ln1Grads.dinp);
+    dresidual = add(dresidual2, layerNormBackward(dln1, a.input, a.ln1, params, grads, l.ln1Weight, l.ln1Bias, BT));
   }
   const embeddingGrads = ops.embeddingBackward(dresidual, batch.tokens, B, T, C, V, config.nPositions);
   accumulate(grads, layout.wte, embeddingGrads.dwte);
