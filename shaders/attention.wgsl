@@ -5,14 +5,21 @@
 // The kernels work on "head views": for a tensor [B,T,stride] and a column offset, head (b,h) is the T×hs matrix
 // at columns offset + h·hs. That lets the same three products serve forward and backward without any permute:
 //   scores                 P[i,j]  = scale · Σ_d L[i,d]·R[j,d]    for j ≤ i   (Q·Kᵀ; and dout·Vᵀ)
-//   weightedSum            O[i,d]  = scale · Σ_{j≤i} P[i,j]·R[j,d]           (att·V; and dpreatt·K → dq)
-//   transposedWeightedSum  O[j,d]  = scale · Σ_{i≥j} P[i,j]·R[i,d]           (attᵀ·dout → dv; dpreattᵀ·Q → dk)
-// Each is a tiled product: a TILE×TILE workgroup stages TILE×TILE blocks of both operands in workgroup memory, so
-// every global value is read once per tile instead of once per output; tiles wholly above the diagonal are skipped.
-// The row softmax and its backward run one workgroup per row with tree reductions. Every sum has a fixed order.
+//   weightedSum            O[i,d]  = scale · Σ_{j≤i} P[i,j]·R[j,d]           (att·V; and dscores·K → dq)
+//   transposedWeightedSum  O[j,d]  = scale · Σ_{i≥j} P[i,j]·R[i,d]           (attᵀ·dout → dv; dscoresᵀ·Q → dk)
+// Each is a tiled product. A 16×16 workgroup computes a BM × BN block of outputs, each thread TM × TN of them
+// (rows ty + 16·r, columns tx + 16·c), stepping through the summed dimension BK at a time with both operand blocks
+// staged in workgroup memory: a global value is read once per block, and each thread does TM·TN multiply-adds per
+// pair of workgroup-memory reads. Blocks wholly above the diagonal are skipped. The row softmax and its backward run
+// one workgroup per row with tree reductions. Every sum has a fixed order, so results are deterministic.
 
-const TILE: u32 = 16u;
-override WG: u32 = 256u; // softmax workgroup size, a power of two
+const THREADS: u32 = 16u;          // workgroup is THREADS × THREADS
+const TM: u32 = 4u;                // output rows per thread
+const BM: u32 = THREADS * TM;      // output rows per workgroup
+const BK: u32 = 16u;               // step along the summed dimension
+const MAX_TN: u32 = 4u;
+override TN: u32 = 4u;             // output columns per thread (1, 2 or 4): the weighted sums match it to hs
+override WG: u32 = 32u;            // softmax workgroup size, a power of two
 
 struct Params {
   T: u32,
@@ -33,9 +40,12 @@ struct Params {
 @group(0) @binding(2) var<storage, read> lhs: array<f32>;
 @group(0) @binding(3) var<storage, read> rhs: array<f32>;
 
-// One padding column so threads reading a tile column hit different memory banks.
-var<workgroup> tileL: array<array<f32, TILE + 1u>, TILE>;
-var<workgroup> tileR: array<array<f32, TILE + 1u>, TILE>;
+// Operand blocks. The scores kernel keeps both as [row][k], the weighted sums as [k][row or column]. One padding
+// column where threads walk down a column (reading blockR, writing blockP), so they hit different memory banks.
+var<workgroup> blockL: array<array<f32, BK + 1u>, BM>;
+var<workgroup> blockR: array<array<f32, BK + 1u>, BM>;
+var<workgroup> blockP: array<array<f32, BM + 1u>, BK>;
+var<workgroup> blockV: array<array<f32, THREADS * MAX_TN>, BK>;
 
 // Element (row, d) of head bh = b·NH + h in a [B,T,stride] tensor whose head columns start at offset.
 fn headIndex(stride: u32, offset: u32, bh: u32, row: u32, d: u32) -> u32 {
@@ -48,7 +58,7 @@ fn probIndex(bh: u32, i: u32, j: u32) -> u32 {
   return (bh * p.T + i) * p.T + j;
 }
 
-// Operand loads with zero outside the matrix (tiles overhang T and hs) and, for probabilities, above the diagonal.
+// Operand loads with zero outside the matrix (blocks overhang T and hs) and, for probabilities, above the diagonal.
 fn lhsHead(bh: u32, row: u32, d: u32) -> f32 {
   if (row < p.T && d < p.hs) { return lhs[headIndex(p.lhsStride, p.lhsOffset, bh, row, d)]; }
   return 0.0;
@@ -68,60 +78,113 @@ fn storeHead(bh: u32, row: u32, d: u32, value: f32) {
   if (row < p.T && d < p.hs) { out[headIndex(p.outStride, p.outOffset, bh, row, d)] = value * p.scale; }
 }
 
-// grid (⌈T/TILE⌉, ⌈T/TILE⌉, B·NH): workgroup (x, y) computes P[y·TILE …, x·TILE …].
-@compute @workgroup_size(TILE, TILE)
-fn scores(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+// grid (⌈T/BM⌉, ⌈T/BM⌉, B·NH): workgroup (x, y) computes P[y·BM …, x·BM …]. Always TN = TM (square blocks).
+@compute @workgroup_size(THREADS, THREADS)
+fn scores(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+          @builtin(local_invocation_index) flat: u32) {
   let bh = wg.z;
-  let i0 = wg.y * TILE;
-  let j0 = wg.x * TILE;
-  if (j0 >= i0 + TILE) { return; } // wholly above the diagonal; the softmax writes those zeros
-  var acc = 0.0;
-  for (var d0 = 0u; d0 < p.hs; d0 += TILE) {
-    tileL[lid.y][lid.x] = lhsHead(bh, i0 + lid.y, d0 + lid.x);
-    tileR[lid.y][lid.x] = rhsHead(bh, j0 + lid.y, d0 + lid.x);
+  let i0 = wg.y * BM;
+  let j0 = wg.x * BM;
+  if (j0 >= i0 + BM) { return; } // wholly above the diagonal; the softmax writes those zeros
+  var acc: array<array<f32, MAX_TN>, TM>;
+  for (var d0 = 0u; d0 < p.hs; d0 += BK) {
+    for (var e = flat; e < BM * BK; e += THREADS * THREADS) {
+      let row = e / BK;
+      let k = e % BK;
+      blockL[row][k] = lhsHead(bh, i0 + row, d0 + k);
+      blockR[row][k] = rhsHead(bh, j0 + row, d0 + k);
+    }
     workgroupBarrier();
-    for (var k = 0u; k < TILE; k++) { acc += tileL[lid.y][k] * tileR[lid.x][k]; }
+    for (var k = 0u; k < BK; k++) {
+      var a: array<f32, TM>;
+      var b: array<f32, MAX_TN>;
+      for (var r = 0u; r < TM; r++) { a[r] = blockL[lid.y + THREADS * r][k]; }
+      for (var c = 0u; c < TM; c++) { b[c] = blockR[lid.x + THREADS * c][k]; }
+      for (var r = 0u; r < TM; r++) {
+        for (var c = 0u; c < TM; c++) { acc[r][c] += a[r] * b[c]; }
+      }
+    }
     workgroupBarrier();
   }
-  let i = i0 + lid.y;
-  let j = j0 + lid.x;
-  if (i < p.T && j <= i) { out[probIndex(bh, i, j)] = acc * p.scale; }
+  for (var r = 0u; r < TM; r++) {
+    for (var c = 0u; c < TM; c++) {
+      let i = i0 + lid.y + THREADS * r;
+      let j = j0 + lid.x + THREADS * c;
+      if (i < p.T && j <= i) { out[probIndex(bh, i, j)] = acc[r][c] * p.scale; }
+    }
+  }
 }
 
-// grid (⌈hs/TILE⌉, ⌈T/TILE⌉, B·NH): workgroup (x, y) computes O[y·TILE …, x·TILE …].
-@compute @workgroup_size(TILE, TILE)
-fn weightedSum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let bh = wg.z;
-  let i0 = wg.y * TILE;
-  let d0 = wg.x * TILE;
-  let i = i0 + lid.y;
-  var acc = 0.0;
-  let end = min(i0 + TILE, p.T); // causal: these rows only see j < i0 + TILE
-  for (var j0 = 0u; j0 < end; j0 += TILE) {
-    tileL[lid.y][lid.x] = lhsProb(bh, i, j0 + lid.x);
-    tileR[lid.y][lid.x] = rhsHead(bh, j0 + lid.y, d0 + lid.x);
-    workgroupBarrier();
-    for (var k = 0u; k < TILE; k++) { acc += tileL[lid.y][k] * tileR[k][lid.x]; }
-    workgroupBarrier();
+// Adds one BK step of blockP·blockV into acc: rows ty + 16·r from blockP[k][row], columns tx + 16·c of blockV.
+fn accumulateWeighted(acc: ptr<function, array<array<f32, MAX_TN>, TM>>, lid: vec3<u32>) {
+  for (var k = 0u; k < BK; k++) {
+    var a: array<f32, TM>;
+    var b: array<f32, MAX_TN>;
+    for (var r = 0u; r < TM; r++) { a[r] = blockP[k][lid.y + THREADS * r]; }
+    for (var c = 0u; c < TN; c++) { b[c] = blockV[k][lid.x + THREADS * c]; }
+    for (var r = 0u; r < TM; r++) {
+      for (var c = 0u; c < TN; c++) { (*acc)[r][c] += a[r] * b[c]; }
+    }
   }
-  storeHead(bh, i, d0 + lid.x, acc);
 }
 
-// grid (⌈hs/TILE⌉, ⌈T/TILE⌉, B·NH): workgroup (x, y) computes O[y·TILE …, x·TILE …] from the columns of P.
-@compute @workgroup_size(TILE, TILE)
-fn transposedWeightedSum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+// Stages rows k0 … k0+BK−1, columns d0 … d0 + 16·TN − 1 of the rhs head into blockV.
+fn stageValues(bh: u32, k0: u32, d0: u32, flat: u32) {
+  let width = THREADS * TN;
+  for (var e = flat; e < BK * width; e += THREADS * THREADS) {
+    blockV[e / width][e % width] = rhsHead(bh, k0 + e / width, d0 + e % width);
+  }
+}
+
+fn storeBlock(acc: ptr<function, array<array<f32, MAX_TN>, TM>>, bh: u32, row0: u32, d0: u32, lid: vec3<u32>) {
+  for (var r = 0u; r < TM; r++) {
+    for (var c = 0u; c < TN; c++) { storeHead(bh, row0 + lid.y + THREADS * r, d0 + lid.x + THREADS * c, (*acc)[r][c]); }
+  }
+}
+
+// grid (⌈hs/(16·TN)⌉, ⌈T/BM⌉, B·NH): workgroup (x, y) computes O[y·BM …, x·16·TN …].
+@compute @workgroup_size(THREADS, THREADS)
+fn weightedSum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+               @builtin(local_invocation_index) flat: u32) {
   let bh = wg.z;
-  let j0 = wg.y * TILE;
-  let d0 = wg.x * TILE;
-  var acc = 0.0;
-  for (var i0 = j0; i0 < p.T; i0 += TILE) { // causal: rows above j0 are zero in these columns
-    tileL[lid.y][lid.x] = lhsProb(bh, i0 + lid.y, j0 + lid.x);
-    tileR[lid.y][lid.x] = rhsHead(bh, i0 + lid.y, d0 + lid.x);
+  let i0 = wg.y * BM;
+  let d0 = wg.x * THREADS * TN;
+  var acc: array<array<f32, MAX_TN>, TM>;
+  let end = min(i0 + BM, p.T); // causal: these rows only see j < i0 + BM
+  for (var j0 = 0u; j0 < end; j0 += BK) {
+    for (var e = flat; e < BK * BM; e += THREADS * THREADS) {
+      let row = e / BK; // read along j: contiguous in memory
+      let k = e % BK;
+      blockP[k][row] = lhsProb(bh, i0 + row, j0 + k);
+    }
+    stageValues(bh, j0, d0, flat);
     workgroupBarrier();
-    for (var k = 0u; k < TILE; k++) { acc += tileL[k][lid.y] * tileR[k][lid.x]; }
+    accumulateWeighted(&acc, lid);
     workgroupBarrier();
   }
-  storeHead(bh, j0 + lid.y, d0 + lid.x, acc);
+  storeBlock(&acc, bh, i0, d0, lid);
+}
+
+// grid (⌈hs/(16·TN)⌉, ⌈T/BM⌉, B·NH): workgroup (x, y) computes O[y·BM …, x·16·TN …] from the columns of P.
+@compute @workgroup_size(THREADS, THREADS)
+fn transposedWeightedSum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+                         @builtin(local_invocation_index) flat: u32) {
+  let bh = wg.z;
+  let j0 = wg.y * BM;
+  let d0 = wg.x * THREADS * TN;
+  var acc: array<array<f32, MAX_TN>, TM>;
+  for (var i0 = j0; i0 < p.T; i0 += BK) { // causal: rows above j0 are zero in these columns
+    for (var e = flat; e < BK * BM; e += THREADS * THREADS) {
+      let k = e / BM; // read along j: contiguous in memory
+      let col = e % BM;
+      blockP[k][col] = lhsProb(bh, i0 + k, j0 + col);
+    }
+    stageValues(bh, i0, d0, flat);
+    workgroupBarrier();
+    accumulateWeighted(&acc, lid);
+    workgroupBarrier();
+  }
+  storeBlock(&acc, bh, j0, d0, lid);
 }
 
 // ---- row softmax over the causal prefix, one workgroup per row of B·NH·T (grid folded: row = x + y·65535) ----

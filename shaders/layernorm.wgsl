@@ -9,7 +9,7 @@
 //
 // Rows are 1-D grids of workgroups folded into x/y (row = x + y·65535); see residual.wgsl for the conventions.
 
-override WG: u32 = 256u; // a power of two: the tree reduction halves it
+override WG: u32 = 32u; // a power of two: the tree reduction halves it
 
 struct Params {
   N: u32,

@@ -6,8 +6,18 @@ import { f32bits, type Binding, type Recorder } from "../recorder.ts";
 import { grid1d } from "../grid.ts";
 import type { AttentionKernels, KernelContext } from "./index.ts";
 
-const TILE = 16; // must match TILE in shaders/attention.wgsl
-const WG = 256;
+// Block sizes of shaders/attention.wgsl: 16×16 threads, each computing ROWS_PER_THREAD rows × TN columns.
+const THREADS = 16;
+const ROWS_PER_THREAD = 4;
+const BLOCK_ROWS = THREADS * ROWS_PER_THREAD;
+/** Softmax threads per row, warp-sized as in layernorm.ts (256 was 2–6× slower on the software adapter). */
+const WG = 32;
+/** Columns per thread the weighted sums are compiled for; a head uses the smallest that covers it in one block. */
+const COLUMN_WIDTHS = [1, 2, 4] as const;
+
+function columnsPerThread(hs: number): number {
+  return COLUMN_WIDTHS.find((tn) => THREADS * tn >= hs) ?? COLUMN_WIDTHS[COLUMN_WIDTHS.length - 1];
+}
 
 interface Shape {
   B: number;
@@ -35,9 +45,10 @@ function qkvViews(binding: Binding, C: number): { q: HeadView; k: HeadView; v: H
 }
 
 export async function createAttentionKernels(ctx: KernelContext): Promise<AttentionKernels> {
-  const entries = ["scores", "weightedSum", "transposedWeightedSum", "softmaxForward", "softmaxBackward"] as const;
-  const pipelines = await Promise.all(entries.map((entry) => ctx.shaders.pipeline("attention", entry, { WG })));
-  const [scores, weightedSum, transposedWeightedSum, softmaxForward, softmaxBackward] = pipelines;
+  const pipeline = (entry: string, TN = 4) => ctx.shaders.pipeline("attention", entry, { WG, TN });
+  const [scores, softmaxForward, softmaxBackward] = await Promise.all(["scores", "softmaxForward", "softmaxBackward"].map((e) => pipeline(e)));
+  const byWidth = (entry: string) => Promise.all(COLUMN_WIDTHS.map((tn) => pipeline(entry, tn)));
+  const [weightedSums, transposedWeightedSums] = await Promise.all([byWidth("weightedSum"), byWidth("transposedWeightedSum")]);
 
   // Params layout of shaders/attention.wgsl.
   const params = (s: Shape, lhs?: HeadView, rhs?: HeadView, out?: HeadView, scale = 1) => [
@@ -45,16 +56,18 @@ export async function createAttentionKernels(ctx: KernelContext): Promise<Attent
     lhs?.stride ?? 0, lhs?.offset ?? 0, rhs?.stride ?? 0, rhs?.offset ?? 0, out?.stride ?? 0, out?.offset ?? 0,
     f32bits(scale),
   ];
-  const tiles = (n: number) => Math.ceil(n / TILE);
+  const blocks = (n: number, size: number) => Math.ceil(n / size);
 
   /** probs[b,h,i,j≤i] = scale · l_i·r_j. */
   function recordScores(r: Recorder, s: Shape, probs: Binding, l: HeadView, rr: HeadView, scale: number) {
-    r.dispatch(scores, params(s, l, rr, undefined, scale), [probs, l.binding, rr.binding], [tiles(s.T), tiles(s.T), s.B * s.NH]);
+    r.dispatch(scores, params(s, l, rr, undefined, scale), [probs, l.binding, rr.binding], [blocks(s.T, BLOCK_ROWS), blocks(s.T, BLOCK_ROWS), s.B * s.NH]);
   }
   /** out_i = scale · Σ_{j≤i} probs[i,j]·r_j (or, transposed, out_j = scale · Σ_{i≥j} probs[i,j]·r_i). */
   function recordWeightedSum(r: Recorder, s: Shape, out: HeadView, probs: Binding, rr: HeadView, scale: number, transposed: boolean) {
-    const pipeline = transposed ? transposedWeightedSum : weightedSum;
-    const grid = [tiles(headSize(s)), tiles(s.T), s.B * s.NH] as const;
+    const hs = headSize(s);
+    const width = COLUMN_WIDTHS.indexOf(columnsPerThread(hs) as 1 | 2 | 4);
+    const pipeline = (transposed ? transposedWeightedSums : weightedSums)[width];
+    const grid = [blocks(hs, THREADS * COLUMN_WIDTHS[width]), blocks(s.T, BLOCK_ROWS), s.B * s.NH] as const;
     r.dispatch(pipeline, params(s, undefined, rr, out, scale), [out.binding, probs, rr.binding], grid);
   }
   const rowGrid = (s: Shape) => grid1d(s.B * s.NH * s.T, 1);
