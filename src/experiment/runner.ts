@@ -1,0 +1,133 @@
+/**
+ * How one distillation run is trained and evaluated from here: as `bun src/cli.ts train …` and `… eval …` child
+ * processes. A child per run keeps a GPU crash, a leak or a long run from taking the caller (a grid, the demo, the
+ * HTTP server) down with it, and the train command is the one place that turns settings into a run.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { UserError } from "../errors.ts";
+import { softwareAdapterEnv, PROJECT_ROOT } from "../gpu/runtime.ts";
+import type { Placement } from "../distill/placement.ts";
+import type { Cell, CellRunner, CellSelection, TrainingOptions } from "./grid.ts";
+
+export const CLI_PATH = join(PROJECT_ROOT, "src", "cli.ts");
+
+/** Everything the train command needs for one run (a grid cell is one, so is a POST /v1/runs body). */
+export interface TrainSpec {
+  dataset: string;
+  model: string;
+  placement: Placement;
+  selection: CellSelection;
+  seed: number;
+  epochs: number;
+  limit?: number;
+  training: TrainingOptions;
+  runDir: string;
+}
+
+/** The train command's flags for a spec (see src/commands/train.ts). */
+export function trainArgs(spec: TrainSpec, options: { db?: string; resume?: boolean } = {}): string[] {
+  const { selection, training } = spec;
+  const flags: Array<[string, string | number | undefined]> = [
+    ["dataset", spec.dataset],
+    ["model", spec.model],
+    ["placement", spec.placement],
+    ["selection", selection.kind],
+    ["k", selection.k],
+    ["p", selection.p],
+    ["seed", spec.seed],
+    ["epochs", spec.epochs],
+    ["limit", spec.limit],
+    ["batch-size", training.batchSize],
+    ["lr", training.lr],
+    ["alpha", training.alpha],
+    ["warmup-steps", training.warmupSteps],
+    ["weight-decay", training.weightDecay],
+    ["grad-clip", training.gradClip],
+    ["max-tokens", training.maxTokens],
+    ["out", spec.runDir],
+    ["db", options.db],
+  ];
+  const args = ["train", ...flags.flatMap(([name, value]) => (value === undefined ? [] : [`--${name}`, String(value)]))];
+  if (options.resume) args.push("--resume");
+  return args;
+}
+
+export function evalArgs(target: string, dataset: string, split: string, options: { limit?: number; db?: string } = {}): string[] {
+  const args = ["eval", "--run", target, "--dataset", dataset, "--split", split, "--json"];
+  if (options.limit !== undefined) args.push("--limit", String(options.limit));
+  if (options.db !== undefined) args.push("--db", options.db);
+  return args;
+}
+
+/** The environment a CLI child needs: ours plus the software adapter when it is the only GPU. */
+export function childEnv(extra: Record<string, string> = {}): Record<string, string | undefined> {
+  return { ...process.env, ...softwareAdapterEnv(), COT_DISTILL_REEXEC: "1", ...extra };
+}
+
+/** `bun src/cli.ts <args>` as a child process; stdout/stderr as given (default: inherited). */
+export function spawnCli(args: string[], io: { stdout?: "pipe" | "inherit" | "ignore"; stderr?: "pipe" | "inherit" | "ignore" | number } = {}) {
+  return Bun.spawn([process.execPath, CLI_PATH, ...args], {
+    cwd: process.cwd(),
+    env: childEnv(),
+    stdin: "ignore",
+    stdout: io.stdout ?? "inherit",
+    stderr: io.stderr ?? "inherit",
+  });
+}
+
+/** Runs the CLI to the end; a non-zero exit becomes an error carrying the child's last stderr line. */
+export async function runCli(args: string[], io: { quiet?: boolean } = {}): Promise<string> {
+  const child = spawnCli(args, { stdout: "pipe", stderr: io.quiet ? "pipe" : "inherit" });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(child.stdout).text(),
+    child.stderr instanceof ReadableStream ? new Response(child.stderr).text() : Promise.resolve(""),
+    child.exited,
+  ]);
+  if (code !== 0) {
+    const why = stderr.trim().split("\n").at(-1) ?? "";
+    throw new UserError(`\`${args[0]}\` exited with code ${code}${why ? `: ${why.replace(/^cot-distill: /, "")}` : ""}`);
+  }
+  return stdout;
+}
+
+/** The eval command's --json summary (src/eval). */
+export interface EvalSummary {
+  accuracy: number;
+  rankAccuracy?: number;
+  n: number;
+  [key: string]: unknown;
+}
+
+export function parseEvalSummary(stdout: string): EvalSummary {
+  const line = stdout.trim().split("\n").at(-1) ?? "";
+  const summary = JSON.parse(line) as EvalSummary;
+  if (typeof summary.accuracy !== "number") throw new Error(`eval printed no accuracy: ${line.slice(0, 200)}`);
+  return summary;
+}
+
+/** The last training loss and step count of a run folder (metrics.jsonl). */
+export function finalTraining(runDir: string): { finalLoss?: number; steps?: number } {
+  const path = join(runDir, "metrics.jsonl");
+  if (!existsSync(path)) return {};
+  const last = readFileSync(path, "utf8").trim().split("\n").at(-1);
+  if (!last) return {};
+  const m = JSON.parse(last) as { loss: number; step: number };
+  return { finalLoss: m.loss, steps: m.step };
+}
+
+/** Trains and evaluates grid cells through the CLI, registering each run in the database at `db`. */
+export function cliCellRunner(options: { db?: string; quiet?: boolean } = {}): CellRunner {
+  const db = options.db === undefined ? undefined : resolve(options.db);
+  return {
+    async train(cell: Cell, resume: boolean) {
+      await runCli(trainArgs(cell, { db, resume }), options);
+    },
+    async evaluate(cell: Cell) {
+      const summary = parseEvalSummary(
+        await runCli(evalArgs(cell.runDir, cell.dataset, cell.evalSplit, { limit: cell.evalLimit, db }), options),
+      );
+      return { accuracy: summary.accuracy, rankAccuracy: summary.rankAccuracy, n: summary.n, ...finalTraining(cell.runDir) };
+    },
+  };
+}
