@@ -66,6 +66,13 @@ test("backward with one token at every position sums all of them into its row", 
   expectClose(dwte, got.want.dwte, 1e-4, "dwte");
 });
 
+test("backward with more distinct tokens than 65535 (a folded grid of workgroups) reaches every one", async () => {
+  const [B, T, C, V] = [2, 35_000, 2, 70_001];
+  const tokens = Uint32Array.from({ length: B * T }, (_, i) => (i * 7919) % V); // all distinct
+  const got = await backwardOnGpu(tokens, B, T, C, V, T);
+  expectClose(await read(got.dwte), add(got.start.dwte, got.want.dwte), 1e-4, "dwte");
+});
+
 test("backward is bit-for-bit deterministic", async () => {
   const [B, T, C, V] = [4, 64, 40, 7];
   const tokens = randomInts(B * T, V, 1);

@@ -14,8 +14,9 @@ function inputs(N: number, C: number, seed: number) {
   return { inp: random(N * C, seed, 3, 5), weight: random(C, seed + 1, 0.5, 1.5), bias: random(C, seed + 2) };
 }
 
-// N = 300 and 9000 split into several row blocks (9000: more rows per block than the minimum); C = 1 has zero variance.
-const shapes = [[1, 1], [3, 7], [17, 768], [300, 100], [9000, 33], [5, 1600]] as const;
+// N = 300 and 9000 split into several row blocks (9000: more rows per block than the minimum); C = 1 has zero variance;
+// N = 70000 rows need a grid folded past 65535 workgroups.
+const shapes = [[1, 1], [3, 7], [17, 768], [300, 100], [9000, 33], [5, 1600], [70_000, 16]] as const;
 
 // forward: relative error (max |gpu − ref| / max |ref|) below 1e-5 for out and rstd, 1e-6 for the mean.
 test.each(shapes)("forward N=%d C=%d matches the float64 reference (out, mean, rstd)", async (N, C) => {
