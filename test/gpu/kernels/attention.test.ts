@@ -25,11 +25,12 @@ function backwardOnGpu([B, T, C, NH]: Shape, qkv: Binding, att: Binding, dout: B
 }
 
 // T is 1, below, at and past the 64-row block (and the 16-step), and not a multiple of them, up to GPT-2's 1024;
-// head sizes 8, 16, 32, 48, 64 cover every columns-per-thread variant, full and partial; up to 8 heads side by side.
+// head sizes 8, 16, 32, 48, 64, 96 cover every columns-per-thread variant, full and partial, and several column
+// blocks per head; up to 8 heads side by side.
 // The last shape has more than 65535 softmax rows (a folded grid) and 1025 heads in the grid's z dimension.
 const shapes: Shape[] = [
   [1, 1, 8, 1], [2, 3, 16, 2], [2, 17, 32, 2], [1, 64, 128, 2], [2, 100, 64, 4], [1, 33, 48, 6], [1, 130, 64, 2],
-  [1, 70, 96, 2], [1, 1024, 64, 1], [1025, 64, 8, 1],
+  [1, 70, 96, 2], [1, 20, 192, 2], [1, 1024, 64, 1], [1025, 64, 8, 1],
 ];
 const label = (s: Shape) => `B=${s[0]} T=${s[1]} C=${s[2]} NH=${s[3]} (hs=${s[2] / s[3]})`;
 
