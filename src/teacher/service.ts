@@ -14,7 +14,7 @@ import { finishFailure, TeacherClient, type ChatChoice, type ChatRequest, type C
 import { TeacherError } from "./errors.ts";
 import { agreesWithGold, parseCompletion } from "./parse.ts";
 import { costUsd } from "./pricing.ts";
-import { STOP_SEQUENCES, templateFor, type PromptTemplate } from "./prompts.ts";
+import { STOP_SEQUENCES, templateFor, type AnswerFormat, type PromptTemplate } from "./prompts.ts";
 
 export { TeacherError, isTeacherError, type TeacherFailureKind } from "./errors.ts";
 
@@ -83,6 +83,8 @@ export interface TeacherServiceOptions {
   /** Built from the environment (OPENAI_BASE_URL, OPENAI_API_KEY, TEACHER_MODEL) when absent. */
   client?: TeacherClient;
   defaults?: Partial<TeacherDefaults>;
+  /** Prompt templates to use instead of the shipped ones (e.g. `loadTemplate("my-exemplars.json")`). */
+  templates?: Partial<Record<AnswerFormat, PromptTemplate>>;
 }
 
 /** Everything needed to ask for (and store) the samples of one request, computed without any I/O. */
@@ -126,15 +128,18 @@ export class TeacherService {
   readonly defaults: TeacherDefaults;
   /** Single flight: one promise per cache key being fetched right now. */
   private readonly inFlight = new Map<string, Promise<RationaleSample>>();
+  private readonly templates: Partial<Record<AnswerFormat, PromptTemplate>>;
 
   constructor(options: TeacherServiceOptions) {
     this.store = new RationaleStore(options.db);
     this.client = options.client ?? new TeacherClient();
+    this.templates = options.templates ?? {};
     this.defaults = { model: this.client.model, temperature: 0, maxTokens: 256, n: 1, stop: STOP_SEQUENCES, ...options.defaults };
   }
 
   plan({ item, params = {} }: RationaleRequest): RationalePlan {
-    const template = templateFor(item);
+    const shipped = templateFor(item);
+    const template = this.templates[shipped.format] ?? shipped;
     const model = params.model ?? this.defaults.model;
     const keyParams = {
       temperature: params.temperature ?? this.defaults.temperature,

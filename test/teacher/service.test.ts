@@ -1,9 +1,10 @@
 import { afterAll, beforeEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openDatabase } from "../../src/store/db.ts";
 import { TeacherClient, type TeacherClientOptions } from "../../src/teacher/client.ts";
+import { loadTemplate } from "../../src/teacher/prompts.ts";
 import { TeacherError, TeacherService, type TeacherItem } from "../../src/teacher/service.ts";
 import { startFakeOpenAI, type Behaviour } from "../helpers/fake-openai.ts";
 
@@ -154,6 +155,18 @@ describe("TeacherService", () => {
     expect(fake.requests).toHaveLength(3);
     expect(teacher.store.failures().map((f) => f.kind)).toEqual(["rate_limited"]);
     expect(teacher.store.count()).toBe(0);
+  });
+
+  test("a user's own exemplar file is used and is a different cache key", async () => {
+    const { teacher, db } = service();
+    const shipped = await teacher.rationales({ item: mathItem });
+    const file = join(dir, "my-math.json");
+    writeFileSync(file, JSON.stringify({ name: "my-math", revision: 3, format: "math", exemplars: [{ question: "1 + 1?", rationale: "One and one make 2.", answer: "2" }] }));
+    const mine = new TeacherService({ db, client: teacher.client, templates: { math: loadTemplate(file) } });
+    const custom = await mine.rationales({ item: mathItem, params: { maxTokens: 128 } });
+    expect(custom.samples[0].template).toMatch(/^my-math@3\+/);
+    expect(custom.samples[0].key).not.toBe(shipped.samples[0].key);
+    expect(fake.requests.at(-1)!.body.messages[0].content).toStartWith("Q: 1 + 1?\nA: One and one make 2. So the answer is 2.\n\nQ: Dan");
   });
 
   test("plan() gives the keys the answers are stored under (the Batch-API path relies on it)", async () => {
