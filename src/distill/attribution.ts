@@ -9,9 +9,10 @@
  * tokenizer in .cache/attribution/.
  */
 import { mkdirSync, renameSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { palmRationales } from "../data/palm.ts";
 import type { Item } from "../data/types.ts";
+import { cachePath } from "./cache.ts";
 import type { TokenCodec } from "./codec.ts";
 
 export interface Attribution {
@@ -57,10 +58,9 @@ export function idfOverlapAttribution(freq: TokenFrequencies, codec: TokenCodec)
   };
 }
 
+/** Where attribution statistics are cached (the saliency attribution keeps its scores there too). */
 export function attributionCacheDir(): string {
-  return process.env.COT_DISTILL_CACHE
-    ? join(process.env.COT_DISTILL_CACHE, "attribution")
-    : resolve(import.meta.dir, "../../.cache/attribution");
+  return cachePath("attribution");
 }
 
 /**

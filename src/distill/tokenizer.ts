@@ -4,10 +4,11 @@
  * rationales), cached in .cache/tokenizers/<dataset>/ so every command of a run agrees on the ids.
  */
 import { existsSync, readFileSync, renameSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { palmRationales } from "../data/palm.ts";
 import { loadSplit } from "../data/registry.ts";
 import { loadTokenizer, MERGES_FILE, saveTokenizer, trainTokenizer, VOCAB_FILE, type Tokenizer } from "../model/tokenizer.ts";
+import { cachePath } from "./cache.ts";
 import { promptText } from "./placement.ts";
 
 export const COMPACT_VOCAB_SIZE = 2048;
@@ -20,11 +21,6 @@ export interface LoadedCodec {
   source: string;
 }
 
-export function tokenizerCacheDir(dataset: string): string {
-  const root = process.env.COT_DISTILL_CACHE ?? resolve(import.meta.dir, "../../.cache");
-  return join(root, "tokenizers", dataset);
-}
-
 /** The texts a dataset's compact vocabulary is learned from: each training prompt with its rationale. */
 async function trainingTexts(dataset: string): Promise<string[]> {
   const items = await loadSplit(dataset, "train");
@@ -34,7 +30,7 @@ async function trainingTexts(dataset: string): Promise<string[]> {
 
 /** The dataset's compact BPE, trained once and then read from the cache. */
 export async function datasetTokenizer(dataset: string, vocabSize = COMPACT_VOCAB_SIZE): Promise<{ tokenizer: Tokenizer; dir: string }> {
-  const dir = join(tokenizerCacheDir(dataset), `bpe-${vocabSize}`);
+  const dir = cachePath("tokenizers", dataset, `bpe-${vocabSize}`);
   if (existsSync(join(dir, VOCAB_FILE)) && existsSync(join(dir, MERGES_FILE))) return { tokenizer: await loadTokenizer(dir), dir };
   const tokenizer = trainTokenizer(await trainingTexts(dataset), { vocabSize });
   // saved beside, then renamed into place: a concurrent reader sees no folder or a whole one
