@@ -12,11 +12,13 @@ const ROWS_PER_THREAD = 4;
 const BLOCK_ROWS = THREADS * ROWS_PER_THREAD;
 /** Softmax threads per row, warp-sized as in layernorm.ts (256 was 2–6× slower on the software adapter). */
 const WG = 32;
-/** Columns per thread the weighted sums are compiled for; a head uses the smallest that covers it in one block. */
-const COLUMN_WIDTHS = [1, 2, 4] as const;
+/** Columns per thread (TN) the weighted sums are compiled for; small heads would leave most of a wide block idle. */
+const COLUMN_WIDTHS = [1, 2, 4];
 
-function columnsPerThread(hs: number): number {
-  return COLUMN_WIDTHS.find((tn) => THREADS * tn >= hs) ?? COLUMN_WIDTHS[COLUMN_WIDTHS.length - 1];
+/** Index into COLUMN_WIDTHS of the narrowest block that covers a head of hs columns (else the widest). */
+function widthFor(hs: number): number {
+  const index = COLUMN_WIDTHS.findIndex((tn) => THREADS * tn >= hs);
+  return index >= 0 ? index : COLUMN_WIDTHS.length - 1;
 }
 
 interface Shape {
@@ -46,9 +48,14 @@ function qkvViews(binding: Binding, C: number): { q: HeadView; k: HeadView; v: H
 
 export async function createAttentionKernels(ctx: KernelContext): Promise<AttentionKernels> {
   const pipeline = (entry: string, TN = 4) => ctx.shaders.pipeline("attention", entry, { WG, TN });
-  const [scores, softmaxForward, softmaxBackward] = await Promise.all(["scores", "softmaxForward", "softmaxBackward"].map((e) => pipeline(e)));
   const byWidth = (entry: string) => Promise.all(COLUMN_WIDTHS.map((tn) => pipeline(entry, tn)));
-  const [weightedSums, transposedWeightedSums] = await Promise.all([byWidth("weightedSum"), byWidth("transposedWeightedSum")]);
+  const [scores, softmaxForward, softmaxBackward, weightedSums, transposedWeightedSums] = await Promise.all([
+    pipeline("scores"),
+    pipeline("softmaxForward"),
+    pipeline("softmaxBackward"),
+    byWidth("weightedSum"),
+    byWidth("transposedWeightedSum"),
+  ]);
 
   // Params layout of shaders/attention.wgsl.
   const params = (s: Shape, lhs?: HeadView, rhs?: HeadView, out?: HeadView, scale = 1) => [
@@ -60,12 +67,15 @@ export async function createAttentionKernels(ctx: KernelContext): Promise<Attent
 
   /** probs[b,h,i,j≤i] = scale · l_i·r_j. */
   function recordScores(r: Recorder, s: Shape, probs: Binding, l: HeadView, rr: HeadView, scale: number) {
-    r.dispatch(scores, params(s, l, rr, undefined, scale), [probs, l.binding, rr.binding], [blocks(s.T, BLOCK_ROWS), blocks(s.T, BLOCK_ROWS), s.B * s.NH]);
+    const grid = [blocks(s.T, BLOCK_ROWS), blocks(s.T, BLOCK_ROWS), s.B * s.NH] as const;
+    r.dispatch(scores, params(s, l, rr, undefined, scale), [probs, l.binding, rr.binding], grid);
   }
   /** out_i = scale · Σ_{j≤i} probs[i,j]·r_j (or, transposed, out_j = scale · Σ_{i≥j} probs[i,j]·r_i). */
-  function recordWeightedSum(r: Recorder, s: Shape, out: HeadView, probs: Binding, rr: HeadView, scale: number, transposed: boolean) {
+  function recordWeightedSum(
+    r: Recorder, s: Shape, out: HeadView, probs: Binding, rr: HeadView, scale: number, transposed: boolean,
+  ) {
     const hs = headSize(s);
-    const width = COLUMN_WIDTHS.indexOf(columnsPerThread(hs) as 1 | 2 | 4);
+    const width = widthFor(hs);
     const pipeline = (transposed ? transposedWeightedSums : weightedSums)[width];
     const grid = [blocks(hs, THREADS * COLUMN_WIDTHS[width]), blocks(s.T, BLOCK_ROWS), s.B * s.NH] as const;
     r.dispatch(pipeline, params(s, undefined, rr, out, scale), [out.binding, probs, rr.binding], grid);
