@@ -1,0 +1,157 @@
+import { UserError } from "../errors.ts";
+import { DEFAULT_DB_PATH } from "../store/db.ts";
+import type { JobSnapshot } from "../teacher/jobs.ts";
+import { importPalmRationales } from "../teacher/palm.ts";
+import { openTeacherRuntime, type TeacherRuntime } from "../teacher/runtime.ts";
+import type { Command } from "./command.ts";
+import { intFlag, numberFlag, parseFlags, requiredFlag } from "./command.ts";
+import { teacherClientFlags, teacherClientOptions } from "./teacher-flags.ts";
+
+export const command: Command = {
+  summary: "generate teacher rationales for a dataset split (durable bulk job), or import the shipped PaLM ones",
+  help: `usage: bun src/cli.ts rationales --dataset D --split S [options]
+       bun src/cli.ts rationales --resume JOB_ID [--db PATH]
+       bun src/cli.ts rationales --import-palm --dataset D --split S [--db PATH]
+
+Runs the same durable job as POST /v1/jobs, in this process, with a progress line on stderr (done / cached / failed,
+tokens, cost, ETA) and a summary at the end. Answers go to the same store as the service: anything already stored
+is not requested again. Interrupted (Ctrl-C, crash)? Run again with --resume, or let \`serve\` pick the job up.
+  --dataset D            dataset name (cqa, svamp, or a registered one)
+  --split S              train, test or dev
+  --limit N              only the first N items
+  --concurrency C        items in flight (default: --max-concurrency)
+  --n N                  samples per item (default 1)
+  --temperature T        sampling temperature (default 0)
+  --max-tokens N         completion budget per sample (default 256)
+  --batch                use the Batch API (upload, create, poll, download; resumable)
+  --poll-seconds S       Batch API status poll interval (default 30)
+  --resume JOB_ID        continue an unfinished job
+  --import-palm          load the shipped PaLM-540B rationales of the split into the store (offline, idempotent)
+  --db PATH              SQLite database (default $COT_DISTILL_DB or cot-distill.sqlite)
+  --json                 print the final job (or import report) as JSON on stdout
+${teacherClientFlags.help}`,
+  async run(argv) {
+    const { values } = parseFlags(argv, {
+      dataset: { type: "string" },
+      split: { type: "string" },
+      limit: { type: "string" },
+      concurrency: { type: "string" },
+      n: { type: "string" },
+      temperature: { type: "string" },
+      "max-tokens": { type: "string" },
+      batch: { type: "boolean" },
+      "poll-seconds": { type: "string" },
+      resume: { type: "string" },
+      "import-palm": { type: "boolean" },
+      db: { type: "string", default: DEFAULT_DB_PATH },
+      json: { type: "boolean" },
+      ...teacherClientFlags.options,
+    });
+    const runtime = openTeacherRuntime({
+      dbPath: values.db,
+      client: teacherClientOptions(values),
+      batchPollMs: numberFlag(values["poll-seconds"], "poll-seconds", 30) * 1000,
+    });
+    try {
+      if (values["import-palm"]) {
+        const report = await importPalmRationales(runtime.teacher.store, requiredFlag(values.dataset, "dataset"), requiredFlag(values.split, "split"));
+        if (values.json) console.log(JSON.stringify(report));
+        else console.error(`imported ${report.inserted} PaLM rationales for ${report.dataset}/${report.split} (${report.duplicates} already stored, ${report.unanswered} unanswered, ${report.items} items)`);
+        return 0;
+      }
+      const job = values.resume
+        ? resume(runtime, values.resume)
+        : await runtime.jobs.create({
+            dataset: requiredFlag(values.dataset, "dataset"),
+            split: requiredFlag(values.split, "split"),
+            limit: optionalInt(values.limit, "limit", 1),
+            concurrency: optionalInt(values.concurrency, "concurrency", 1),
+            n: optionalInt(values.n, "n", 1),
+            maxTokens: optionalInt(values["max-tokens"], "max-tokens", 1),
+            temperature: values.temperature === undefined ? undefined : numberFlag(values.temperature, "temperature"),
+            batch: values.batch,
+          });
+      const final = await follow(runtime, job);
+      if (values.json) console.log(JSON.stringify(final));
+      console.error(summary(final));
+      if (final.status === "running") console.error(`interrupted: resume with  bun src/cli.ts rationales --resume ${final.id} --db ${values.db}`);
+      return final.status === "done" && final.failed === 0 ? 0 : 1;
+    } finally {
+      await runtime.close();
+    }
+  },
+};
+
+function optionalInt(value: string | undefined, name: string, min: number): number | undefined {
+  return value === undefined ? undefined : intFlag(value, name, undefined, min);
+}
+
+function resume(runtime: TeacherRuntime, id: string): JobSnapshot {
+  const job = runtime.jobs.require(id);
+  if (job.status !== "running") return job;
+  if (!runtime.jobs.start(id)) throw new UserError(`job ${id} is being run by another live process (serve?)`, 409);
+  return job;
+}
+
+/** Prints progress until the job stops, or until Ctrl-C (the job then stays resumable). */
+async function follow(runtime: TeacherRuntime, job: JobSnapshot): Promise<JobSnapshot> {
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const progress = progressPrinter(job);
+  let last = job;
+  try {
+    for await (const snap of runtime.jobs.watch(job.id, stop.signal, 1_000)) {
+      last = snap;
+      progress(snap);
+    }
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  if (stop.signal.aborted) await runtime.jobs.close();
+  else await runtime.jobs.settled(job.id);
+  progress(last, true);
+  return runtime.jobs.require(job.id);
+}
+
+/** One line rewritten in place on a terminal; a line every few seconds otherwise (logs, CI). */
+function progressPrinter(start: JobSnapshot): (snap: JobSnapshot, final?: boolean) => void {
+  const tty = process.stderr.isTTY;
+  const startedAt = Date.now();
+  const settledAtStart = start.done + start.failed;
+  let printedAt = 0;
+  return (snap, final = false) => {
+    const now = Date.now();
+    if (!tty && !final && now - printedAt < 5_000) return;
+    printedAt = now;
+    const line = progressLine(snap, (snap.done + snap.failed - settledAtStart) / Math.max(1, now - startedAt));
+    if (tty) process.stderr.write(`\r\x1b[2K${line}${final ? "\n" : ""}`);
+    else console.error(line);
+  };
+}
+
+export function progressLine(snap: JobSnapshot, itemsPerMs: number): string {
+  const eta = snap.pending > 0 && itemsPerMs > 0 ? formatDuration(snap.pending / itemsPerMs) : "-";
+  return (
+    `${snap.dataset}/${snap.split} ${snap.done + snap.failed}/${snap.total}` +
+    `  done ${snap.done} (cached ${snap.cached})  failed ${snap.failed}` +
+    `  tokens ${snap.tokens}  cost $${snap.costUsd.toFixed(4)}  ETA ${eta}`
+  );
+}
+
+function summary(snap: JobSnapshot): string {
+  const took = snap.finishedAt ? `  in ${formatDuration(snap.finishedAt - snap.createdAt)}` : "";
+  return (
+    `job ${snap.id} ${snap.status}: ${snap.done}/${snap.total} done (${snap.cached} from the store), ${snap.failed} failed, ` +
+    `${snap.pending} pending; ${snap.tokens} tokens, $${snap.costUsd.toFixed(4)}${took}`
+  );
+}
+
+function formatDuration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
