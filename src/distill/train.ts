@@ -1,0 +1,342 @@
+/**
+ * One distillation run, end to end: training items and their teacher rationales → examples under one experimental
+ * condition (placement × selection × α) → a student (Hugging Face weights, or a seeded from-scratch GPT-2 sized to the
+ * tokenizer and the longest example) → `runTraining` into the run folder, with the run registered in SQLite and every
+ * setting written to run.json, which evaluation reads back (placement, template, budget).
+ */
+import type { Database } from "bun:sqlite";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { palmRationales } from "../data/palm.ts";
+import { readJsonLines } from "../data/jsonl.ts";
+import { loadSplit } from "../data/registry.ts";
+import type { Item } from "../data/types.ts";
+import { UserError } from "../errors.ts";
+import type { Gpu } from "../gpu/device.ts";
+import type { Kernels } from "../gpu/kernels/index.ts";
+import { type GPT2Config, PRESETS, presetConfig } from "../model/config.ts";
+import { loadPretrained } from "../model/hf.ts";
+import { initParams } from "../model/init.ts";
+import { paramLayout } from "../model/params.ts";
+import { saveTokenizer, type Tokenizer } from "../model/tokenizer.ts";
+import { openDatabase } from "../store/db.ts";
+import { RunStore } from "../store/runs.ts";
+import { SequenceSource } from "../train/batches.ts";
+import { readMetrics, type StepMetrics } from "../train/metrics.ts";
+import { runTraining } from "../train/run.ts";
+import { DEFAULT_OPTIMIZER, type OptimizerOptions } from "../train/trainer.ts";
+import { type Attribution, datasetIdfAttribution } from "./attribution.ts";
+import { buildExample, type DistillExample, toSequence } from "./example.ts";
+import { DEFAULT_TEMPLATE, type Placement, PLACEMENTS, type Template } from "./placement.ts";
+import { checkFraction, type Selection, SELECTIONS } from "./selection.ts";
+import { saliencyAttribution } from "./saliency.ts";
+import { type LoadedCodec, loadCodec } from "./tokenizer.ts";
+import { DEFAULT_WEIGHTS, type LossWeights } from "./weights.ts";
+
+export const ATTRIBUTIONS = ["idf", "saliency"] as const;
+export type AttributionKind = (typeof ATTRIBUTIONS)[number];
+
+export interface DistillSpec {
+  dataset: string;
+  placement: Placement;
+  selection: Selection;
+  /** Loss weight of the rationale tokens (label tokens weigh 1). */
+  alpha?: number;
+  /** A Hugging Face model folder / hub id, or a size preset (micro, tiny, small, gpt2 …) trained from scratch. */
+  model: string;
+  epochs: number;
+  /** Use the first N training items (that have a rationale). */
+  limit?: number;
+  batchSize?: number;
+  optimizer?: Partial<OptimizerOptions>;
+  seed: number;
+  outDir: string;
+  name?: string;
+  /** "palm" (the shipped PaLM rationales, default) or a JSON-lines file of {id or index, rationale}. */
+  rationales?: string;
+  /** Scorer of the "key" selection: the model-free baseline (default) or gradient×input of a trained student. */
+  attribution?: AttributionKind;
+  attributionModel?: string;
+  /** Longest training sequence; longer examples lose their end (default: the longest example, within n_positions). */
+  maxLength?: number;
+  checkpointEvery?: number;
+  resume?: boolean;
+}
+
+export interface DistillOptions {
+  /** A database path or an open database (default: the project's database file). */
+  db?: Database | string;
+  gpu?: Gpu;
+  kernels?: Kernels;
+  /** Progress lines (default: stderr). */
+  log?: (line: string) => void;
+  /** Stop after this many steps of this invocation (tests of resumed runs). */
+  stopAfter?: number;
+}
+
+export interface DistillResult {
+  runId: string;
+  runDir: string;
+  modelDir: string;
+  steps: number;
+  finalLoss: number;
+  examples: number;
+  metrics: StepMetrics[];
+}
+
+/** Everything a run was asked for and derived, as written to run.json (and stored as the run's config). */
+export interface RunSettings {
+  id: string;
+  name: string;
+  dataset: string;
+  placement: Placement;
+  selection: Selection;
+  weights: LossWeights;
+  template: Template;
+  model: string;
+  modelConfig: GPT2Config;
+  tokenizer: string;
+  rationales: string;
+  attribution: { kind: AttributionKind; model?: string } | null;
+  epochs: number;
+  limit: number | null;
+  batchSize: number;
+  seqLength: number;
+  steps: number;
+  optimizer: OptimizerOptions;
+  seed: number;
+  examples: number;
+  skippedNoRationale: number;
+  truncated: number;
+  /** Longest target (tokens after the prompt): the generation budget for placement "before". */
+  longestTarget: number;
+}
+
+export const RUN_FILE = "run.json";
+
+/** Checks what the CLI and the HTTP API accept, one readable error each. */
+export function validateSpec(spec: DistillSpec): void {
+  if (!(PLACEMENTS as readonly string[]).includes(spec.placement)) {
+    throw new UserError(`unknown placement "${spec.placement}" (valid: ${PLACEMENTS.join(", ")})`);
+  }
+  const { kind, k, p } = spec.selection;
+  if (!(SELECTIONS as readonly string[]).includes(kind)) throw new UserError(`unknown selection "${kind}" (valid: ${SELECTIONS.join(", ")})`);
+  if (spec.placement === "none" && kind !== "full") throw new UserError(`selection "${kind}" needs a rationale: placement "none" has none`);
+  if (kind === "key" && !(Number.isInteger(k) && k! >= 1)) throw new UserError(`selection "key" needs --k, a positive integer`);
+  if (kind === "masked") checkFraction(p ?? Number.NaN);
+  if (spec.alpha !== undefined && !(Number.isFinite(spec.alpha) && spec.alpha >= 0)) throw new UserError(`--alpha must be a number >= 0, got ${spec.alpha}`);
+  if (!(Number.isFinite(spec.epochs) && spec.epochs > 0)) throw new UserError(`--epochs must be > 0, got ${spec.epochs}`);
+  if (spec.limit !== undefined && !(Number.isInteger(spec.limit) && spec.limit >= 1)) throw new UserError(`--limit must be a positive integer, got ${spec.limit}`);
+  if (spec.batchSize !== undefined && !(Number.isInteger(spec.batchSize) && spec.batchSize >= 1)) {
+    throw new UserError(`--batch-size must be a positive integer, got ${spec.batchSize}`);
+  }
+  const attribution = spec.attribution ?? "idf";
+  if (!(ATTRIBUTIONS as readonly string[]).includes(attribution)) {
+    throw new UserError(`unknown attribution "${attribution}" (valid: ${ATTRIBUTIONS.join(", ")})`);
+  }
+  if (attribution === "saliency" && !spec.attributionModel) throw new UserError("--attribution saliency needs --attribution-model <dir>");
+}
+
+/** The rationale text of each item (null where there is none), from the shipped PaLM outputs or a JSON-lines file. */
+export async function loadRationales(dataset: string, items: Item[], source = "palm"): Promise<Array<string | null>> {
+  if (source === "palm") {
+    const palm = await palmRationales(dataset, "train", { excludeDev: true });
+    const byIndex = new Map(palm.flatMap((p) => (p ? [[p.index, p.rationale] as const] : [])));
+    return items.map((item) => byIndex.get(item.index) ?? null);
+  }
+  const byKey = new Map<string, string>();
+  for (const { line, row } of await readJsonLines(source)) {
+    const key = row.id ?? row.index;
+    if (key === undefined || typeof row.rationale !== "string") {
+      throw new UserError(`${source}:${line}: expected {"id" or "index", "rationale": "..."}`, 422);
+    }
+    byKey.set(String(key), row.rationale);
+  }
+  return items.map((item) => byKey.get(item.id) ?? byKey.get(String(item.index)) ?? null);
+}
+
+/** The student's tokenizer: the model folder's, the attribution model's (saliency must see the same ids), or a compact BPE of the dataset. */
+function studentTokenizer(spec: DistillSpec, modelDir: string | null): Promise<LoadedCodec> {
+  const saliency = spec.attribution === "saliency" && spec.selection.kind === "key";
+  return loadCodec(spec.dataset, modelDir ?? (saliency ? studentModelDir(spec.attributionModel!) : undefined));
+}
+
+/** A run folder's model/ or a model folder itself. */
+export function studentModelDir(runOrModelDir: string): string {
+  const inner = join(runOrModelDir, "model");
+  return existsSync(join(inner, "config.json")) ? inner : runOrModelDir;
+}
+
+async function keyAttribution(spec: DistillSpec, codec: LoadedCodec, items: Item[], rationales: Array<string | null>, options: DistillOptions): Promise<Attribution | undefined> {
+  if (spec.selection.kind !== "key") return undefined;
+  if (spec.attribution === "saliency") {
+    return saliencyAttribution({
+      dataset: spec.dataset,
+      modelDir: studentModelDir(spec.attributionModel!),
+      items: items.flatMap((item, i) => (rationales[i] ? [{ item, rationale: rationales[i]! }] : [])),
+      gpu: options.gpu,
+      kernels: options.kernels,
+      log: options.log,
+    });
+  }
+  return datasetIdfAttribution(spec.dataset, codec.codec, codec.key);
+}
+
+interface PreparedData {
+  examples: DistillExample[];
+  skipped: number;
+}
+
+/** Training examples of the first `limit` items that have a rationale (all items for placement none without one). */
+function buildExamples(spec: DistillSpec, items: Item[], rationales: Array<string | null>, tokenizer: Tokenizer, attribution?: Attribution): PreparedData {
+  const weights = { ...DEFAULT_WEIGHTS, rationale: spec.alpha ?? DEFAULT_WEIGHTS.rationale };
+  const anyRationale = rationales.some((r) => r !== null);
+  const examples: DistillExample[] = [];
+  let skipped = 0;
+  for (let i = 0; i < items.length && examples.length < (spec.limit ?? Infinity); i++) {
+    // every condition trains on the same items: those with a rationale, whether or not it shows them
+    if (rationales[i] === null && (spec.placement !== "none" || anyRationale)) {
+      skipped++;
+      continue;
+    }
+    const config = { placement: spec.placement, selection: spec.selection, weights, attribution };
+    examples.push(buildExample(items[i], rationales[i], config, tokenizer));
+  }
+  if (examples.length === 0) throw new UserError(`no training examples: no item of ${spec.dataset}/train has a rationale`, 422);
+  return { examples, skipped };
+}
+
+async function initialStudent(spec: DistillSpec, modelDir: string | null, vocabSize: number, longest: number, seed: number) {
+  if (modelDir) {
+    const loaded = await loadPretrained(modelDir);
+    if (loaded.config.vocabSize < vocabSize) {
+      throw new UserError(`${modelDir}: the model's vocabulary (${loaded.config.vocabSize}) is smaller than its tokenizer's (${vocabSize})`, 422);
+    }
+    return { config: loaded.config, params: loaded.params };
+  }
+  const preset = PRESETS[spec.model as keyof typeof PRESETS];
+  const config = presetConfig(spec.model, { vocabSize, nPositions: Math.max(preset.nPositions, longest) });
+  return { config, params: initParams(paramLayout(config), seed) };
+}
+
+function isPreset(model: string): boolean {
+  return Object.hasOwn(PRESETS, model) && !existsSync(model);
+}
+
+function openRuns(db: DistillOptions["db"]): { runs: RunStore; close: () => void } {
+  if (db && typeof db !== "string") return { runs: new RunStore(db), close: () => {} };
+  const opened = openDatabase(db);
+  return { runs: new RunStore(opened), close: () => opened.close() };
+}
+
+export function readRunSettings(runDir: string): RunSettings | null {
+  const path = join(runDir, RUN_FILE);
+  return existsSync(path) ? (JSON.parse(readFileSync(path, "utf8")) as RunSettings) : null;
+}
+
+/** Trains one run into spec.outDir; registers it (queued → running → done/failed) in the runs table. */
+export async function trainDistillation(spec: DistillSpec, options: DistillOptions = {}): Promise<DistillResult> {
+  validateSpec(spec);
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const runDir = resolve(spec.outDir);
+  const name = spec.name ?? runDir.split("/").pop()!;
+  const modelDir = isPreset(spec.model) ? null : spec.model;
+
+  const items = await loadSplit(spec.dataset, "train", { excludeDev: true });
+  const rationaleSource = spec.rationales ?? "palm";
+  const rationales = await loadRationales(spec.dataset, items, rationaleSource).catch((err) => {
+    // a dataset without shipped rationales can still train the label-only baseline
+    if (spec.placement === "none" && rationaleSource === "palm") return items.map(() => null);
+    throw err;
+  });
+  const codec = await studentTokenizer(spec, modelDir);
+  const tokenizer = codec.codec;
+  const tokenizerSource = codec.source;
+  const attribution = await keyAttribution(spec, codec, items, rationales, options);
+  const { examples, skipped } = buildExamples(spec, items, rationales, tokenizer, attribution);
+
+  const longest = Math.max(...examples.map((e) => e.ids.length));
+  const student = await initialStudent(spec, modelDir, tokenizer.vocabSize, longest, spec.seed);
+  // a sequence of n tokens makes n−1 predictions; one T-wide row holds a sequence of T+1
+  const seqLength = Math.min(spec.maxLength ?? longest - 1, student.config.nPositions);
+  const truncated = examples.filter((e) => e.ids.length - 1 > seqLength).length;
+  const batchSize = Math.min(spec.batchSize ?? 8, examples.length);
+  const steps = Math.max(1, Math.ceil((spec.epochs * examples.length) / batchSize));
+  const optimizer = { ...DEFAULT_OPTIMIZER, ...spec.optimizer };
+
+  mkdirSync(runDir, { recursive: true });
+  const tokenizerFiles = await saveTokenizer(join(runDir, "tokenizer"), tokenizer);
+  const { runs, close } = openRuns(options.db);
+  const previous = runs.byDir(runDir);
+  const settings: RunSettings = {
+    id: previous?.id ?? readRunSettings(runDir)?.id ?? "",
+    name,
+    dataset: spec.dataset,
+    placement: spec.placement,
+    selection: spec.selection,
+    weights: { ...DEFAULT_WEIGHTS, rationale: spec.alpha ?? DEFAULT_WEIGHTS.rationale },
+    template: DEFAULT_TEMPLATE,
+    model: spec.model,
+    modelConfig: student.config,
+    tokenizer: tokenizerSource,
+    rationales: rationaleSource,
+    attribution: spec.selection.kind === "key" ? { kind: spec.attribution ?? "idf", model: spec.attributionModel } : null,
+    epochs: spec.epochs,
+    limit: spec.limit ?? null,
+    batchSize,
+    seqLength,
+    steps,
+    optimizer,
+    seed: spec.seed,
+    examples: examples.length,
+    skippedNoRationale: skipped,
+    truncated,
+    longestTarget: Math.max(...examples.map((e) => e.ids.length - e.promptLength)),
+  };
+  const row = runs.register({ id: settings.id || undefined, name, runDir, config: settings as unknown as Record<string, unknown> });
+  settings.id = row.id;
+  await Bun.write(join(runDir, RUN_FILE), JSON.stringify(settings, null, 2) + "\n");
+  log(
+    `run ${row.id} (${name}): ${spec.dataset} ${spec.placement}/${spec.selection.kind}, ${examples.length} examples` +
+      `${skipped ? ` (${skipped} without rationale skipped)` : ""}${truncated ? `, ${truncated} cut to ${seqLength + 1} tokens` : ""}, ` +
+      `${steps} steps of ${batchSize}x${seqLength}, model ${spec.model} (vocab ${student.config.vocabSize})`,
+  );
+
+  runs.markRunning(row.id);
+  try {
+    const result = await runTraining({
+      outDir: runDir,
+      config: student.config,
+      initialParams: student.params,
+      source: new SequenceSource(examples.map(toSequence), batchSize, seqLength),
+      steps,
+      optimizer,
+      seed: spec.seed,
+      checkpointEvery: spec.checkpointEvery ?? 0,
+      extraFiles: tokenizerFiles,
+      run: { dataset: spec.dataset, placement: spec.placement, selection: spec.selection, weights: settings.weights, model: spec.model, examples: examples.length, batchSize, seqLength, steps },
+      resume: spec.resume,
+      gpu: options.gpu,
+      kernels: options.kernels,
+      stopAfter: options.stopAfter,
+      onStep: (m) => {
+        if (m.step === 1 || m.step % 10 === 0 || m.step === steps) {
+          log(`step ${m.step}/${steps}  loss ${m.loss.toFixed(4)}  lr ${m.lr.toExponential(2)}  ${Math.round(m.tokens_per_s)} tok/s`);
+        }
+      },
+    });
+    const all = readMetrics(join(runDir, "metrics.jsonl"));
+    const finalLoss = all.at(-1)?.loss ?? Number.NaN;
+    if (result.steps === steps) {
+      runs.markDone(row.id, { steps, final_loss: finalLoss, first_loss: all[0]?.loss, elapsed_s: all.at(-1)?.elapsed_s, examples: examples.length });
+    } else {
+      runs.markFailed(row.id, `stopped after step ${result.steps} of ${steps} (resume with --resume)`);
+    }
+    return { runId: row.id, runDir, modelDir: result.modelDir, steps: result.steps, finalLoss, examples: examples.length, metrics: result.metrics };
+  } catch (err) {
+    runs.markFailed(row.id, (err as Error).message);
+    throw err;
+  } finally {
+    close();
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * A trained student as evaluation sees it: weights, tokenizer, and the condition it was trained under (placement
+ * and template decide how it is decoded). Found from a run folder (run.json + model/), a bare Hugging Face model
+ * folder (decoded as placement "after": the label first), or a run id / name in the runs table.
+ */
+import type { Database } from "bun:sqlite";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { UserError } from "../errors.ts";
+import type { GPT2Config } from "../model/config.ts";
+import { loadHFModel } from "../model/hf.ts";
+import { loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
+import { DEFAULT_TEMPLATE, type Placement, type Template } from "../distill/placement.ts";
+import { readRunSettings, type RunSettings } from "../distill/train.ts";
+import { DEFAULT_DB_PATH, openDatabase } from "../store/db.ts";
+import { RunStore } from "../store/runs.ts";
+
+export interface Student {
+  modelDir: string;
+  /** Where evaluation files are written: the run folder, or the model folder for a bare model. */
+  outDir: string;
+  run: RunSettings | null;
+  placement: Placement;
+  template: Template;
+  config: GPT2Config;
+  params: Float32Array;
+  codec: Tokenizer;
+}
+
+/** A run folder (or a run's id/name in the database) → its folder; a model folder → itself. */
+export function resolveTarget(target: string, db?: Database | string): string {
+  if (existsSync(join(target, "run.json")) || existsSync(join(target, "config.json"))) return target;
+  const path = typeof db === "string" ? db : DEFAULT_DB_PATH;
+  if (db === undefined && !existsSync(path)) throw new UserError(`no run or model folder "${target}"`, 404);
+  const opened = typeof db === "object" ? db : openDatabase(path);
+  try {
+    const run = new RunStore(opened).find(target);
+    if (!run) throw new UserError(`no run "${target}" (neither a folder nor a run id or name in ${typeof db === "object" ? "the database" : path})`, 404);
+    return run.runDir;
+  } finally {
+    if (opened !== db) opened.close();
+  }
+}
+
+export async function loadStudent(target: string, db?: Database | string): Promise<Student> {
+  const dir = resolveTarget(target, db);
+  const run = readRunSettings(dir);
+  const modelDir = run ? join(dir, "model") : dir;
+  if (run && !existsSync(join(modelDir, "config.json"))) {
+    throw new UserError(`run ${run.name} has no trained model yet (${modelDir} is missing: still training, or stopped early)`, 409);
+  }
+  const [loaded, codec] = await Promise.all([loadHFModel(modelDir), loadTokenizer(modelDir)]);
+  return {
+    modelDir,
+    outDir: dir,
+    run,
+    placement: run?.placement ?? "after",
+    template: run?.template ?? DEFAULT_TEMPLATE,
+    config: loaded.config,
+    params: loaded.params,
+    codec,
+  };
+}
