@@ -45,8 +45,9 @@ async function startServe(args: string[], env: Record<string, string> = {}): Pro
   });
   const collect = async (stream: ReadableStream<Uint8Array>, onText?: (text: string) => void) => {
     const decoder = new TextDecoder();
-    for await (const chunk of stream) {
-      const text = decoder.decode(chunk);
+    const reader = stream.getReader();
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+      const text = decoder.decode(chunk.value);
       seen.push(text);
       onText?.(text);
     }
