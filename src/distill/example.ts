@@ -54,7 +54,7 @@ export interface DistillExample {
   spans: Span[];
 }
 
-function selectRationale(item: Item, rationale: string, config: ExampleConfig, codec: TokenCodec, text: string): number[] {
+function selectRationale(item: Item, text: string, config: ExampleConfig, codec: TokenCodec): number[] {
   const ids = codec.encode(text);
   const { selection } = config;
   const scores = selection.kind === "key" ? requireAttribution(config).scores(item, ids) : undefined;
@@ -91,7 +91,7 @@ export function buildExample(item: Item, rationale: string | null, config: Examp
   push("prompt", codec.encode(prompt));
   let rationaleIds: number[] = [];
   for (const piece of targetPieces(config.placement, item.answer, rationale ?? "", template)) {
-    if (piece.kind === "rationale") rationaleIds = selectRationale(item, rationale!, config, codec, piece.text);
+    if (piece.kind === "rationale") rationaleIds = selectRationale(item, piece.text, config, codec);
     push(piece.kind, piece.kind === "rationale" ? rationaleIds : codec.encode(piece.text));
   }
   if (codec.eotId !== undefined && config.endOfText !== false) push("end", [codec.eotId]);
