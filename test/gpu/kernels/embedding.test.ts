@@ -31,14 +31,20 @@ test("groupByToken on a random batch with large token ids is a partition by toke
 });
 
 // An f32 add is exactly rounded: the forward must equal the float64 sum rounded to f32, bit for bit.
-test.each([[1, 1, 1, 1], [2, 17, 33, 50], [3, 64, 96, 1000]])("forward B=%d T=%d C=%d V=%d is wte[token] + wpe[t]", async (B, T, C, V) => {
+const forwardShapes = [[1, 1, 1, 1], [2, 17, 33, 50], [3, 64, 96, 1000]];
+test.each(forwardShapes)("forward B=%d T=%d C=%d V=%d is wte[token] + wpe[t]", async (B, T, C, V) => {
   const tokens = randomInts(B * T, V, B + T), wte = random(V * C, 1), wpe = random(T * C, 2);
   const out = zeros(B * T * C);
   run((r) => embedding.forward(r, { out, tokens: tensor(tokens), wte: tensor(wte), wpe: tensor(wpe), B, T, C }));
   expect(await read(out)).toEqual(f32(ref.embeddingForward(tokens, wte, wpe, B, T, C)));
 });
 
-async function backwardOnGpu(tokens: Uint32Array, B: number, T: number, C: number, V: number, maxT: number, start = { dwte: random(V * C, 5), dwpe: random(maxT * C, 6) }) {
+type Start = { dwte: Float64Array; dwpe: Float64Array };
+const randomStart = (V: number, maxT: number, C: number): Start => ({ dwte: random(V * C, 5), dwpe: random(maxT * C, 6) });
+
+async function backwardOnGpu(
+  tokens: Uint32Array, B: number, T: number, C: number, V: number, maxT: number, start = randomStart(V, maxT, C),
+) {
   const dout = random(B * T * C, B * T + C);
   const buckets = embedding.createBuckets(B * T + 5);
   buckets.update(tokens);
@@ -60,7 +66,8 @@ test.each([[1, 1, 1, 1], [2, 17, 33, 5], [4, 64, 96, 5], [3, 40, 20, 300]])(
 
 test("backward with one token at every position sums all of them into its row", async () => {
   const [B, T, C, V] = [4, 50, 8, 3];
-  const got = await backwardOnGpu(new Uint32Array(B * T).fill(1), B, T, C, V, T, { dwte: new Float64Array(V * C), dwpe: new Float64Array(T * C) });
+  const start = { dwte: new Float64Array(V * C), dwpe: new Float64Array(T * C) };
+  const got = await backwardOnGpu(new Uint32Array(B * T).fill(1), B, T, C, V, T, start);
   const dwte = await read(got.dwte);
   expect(dwte.subarray(0, C).every((x) => x === 0) && dwte.subarray(2 * C).every((x) => x === 0)).toBe(true);
   expectClose(dwte, got.want.dwte, 1e-4, "dwte");

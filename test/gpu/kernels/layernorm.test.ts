@@ -22,26 +22,26 @@ const shapes = [[1, 1], [3, 7], [17, 768], [300, 100], [9000, 33], [5, 1600], [7
 test.each(shapes)("forward N=%d C=%d matches the float64 reference (out, mean, rstd)", async (N, C) => {
   const x = inputs(N, C, N + C);
   const out = zeros(N * C), mean = zeros(N), rstd = zeros(N);
-  run((r) => layerNorm.forward(r, { out, mean, rstd, inp: tensor(x.inp), weight: tensor(x.weight), bias: tensor(x.bias), N, C }));
+  const params = { inp: tensor(x.inp), weight: tensor(x.weight), bias: tensor(x.bias) };
+  run((r) => layerNorm.forward(r, { out, mean, rstd, ...params, N, C }));
   const want = ref.layerNormForward(x.inp, x.weight, x.bias, N, C, EPS);
   expectClose(await read(out), want.out, 1e-5, "out");
   expectClose(await read(mean), want.mean, 1e-6, "mean");
   expectClose(await read(rstd), want.rstd, 1e-5, "rstd");
 });
 
-async function backwardOnGpu(N: number, C: number, seed: number, start: { dinp: Float64Array; dweight: Float64Array; dbias: Float64Array }) {
+type Gradients = { dinp: Float64Array; dweight: Float64Array; dbias: Float64Array };
+
+async function backwardOnGpu(N: number, C: number, seed: number, start: Gradients) {
   const x = inputs(N, C, seed);
   const saved = ref.layerNormForward(x.inp, x.weight, x.bias, N, C, EPS);
   const mean = f32(saved.mean), rstd = f32(saved.rstd); // what the GPU forward would have saved
   const dout = random(N * C, seed + 3);
   const dinp = tensor(start.dinp), dweight = tensor(start.dweight), dbias = tensor(start.dbias);
-  run((r) =>
-    layerNorm.backward(r, {
-      dinp, dweight, dbias, dout: tensor(dout), inp: tensor(x.inp), weight: tensor(x.weight), mean: tensor(mean), rstd: tensor(rstd), N, C,
-    }),
-  );
+  const saved32 = { dout: tensor(dout), inp: tensor(x.inp), weight: tensor(x.weight), mean: tensor(mean), rstd: tensor(rstd) };
+  run((r) => layerNorm.backward(r, { dinp, dweight, dbias, ...saved32, N, C }));
   return {
-    got: { dinp: dinp, dweight: dweight, dbias: dbias },
+    got: { dinp, dweight, dbias },
     want: ref.layerNormBackward(dout, x.inp, x.weight, mean, rstd, N, C),
   };
 }
