@@ -165,6 +165,17 @@ export type ListFilter = {
   model?: string;
 };
 
+export interface SplitSummary {
+  dataset: string | null;
+  split: string | null;
+  model: string;
+  rationales: number;
+  /** Rationales whose label matched the gold answer. */
+  agreeing: number;
+  /** Null when no rationale of the group has a cost estimate (imports, unpriced models). */
+  costUsd: number | null;
+}
+
 export interface ImportReport {
   inserted: number;
   /** Valid lines whose key was already stored (re-import is idempotent). */
@@ -360,11 +371,11 @@ export class RationaleStore {
   }
 
   /** Counts per (dataset, split, model), for dashboards and `rationales --stats`. */
-  summary(): Array<{ dataset: string | null; split: string | null; model: string; rationales: number; agreeing: number; costUsd: number }> {
+  summary(): Array<SplitSummary> {
     return this.db
-      .query<{ dataset: string | null; split: string | null; model: string; rationales: number; agreeing: number; costUsd: number }, []>(
+      .query<SplitSummary, []>(
         `SELECT dataset, split, model, COUNT(*) AS rationales, COALESCE(SUM(agrees), 0) AS agreeing,
-           COALESCE(SUM(cost_usd), 0) AS costUsd
+           SUM(cost_usd) AS costUsd
          FROM rationales GROUP BY dataset, split, model ORDER BY dataset, split, model`,
       )
       .all();

@@ -29,6 +29,7 @@ describe("importing the shipped PaLM rationales", () => {
     const summary = store.summary()[0];
     expect(summary.agreeing / summary.rationales).toBeGreaterThan(0.6);
     expect(summary.agreeing).toBeLessThan(summary.rationales);
+    expect(summary.costUsd).toBeNull(); // imported, never paid for here
   });
 
   test("SVAMP test: items where PaLM gave no answer are counted, not invented", async () => {
