@@ -67,6 +67,8 @@ export class Gpt2 {
   private readonly scratch: BackwardScratch | null;
   private readonly buckets: EmbeddingBuckets | null;
   private current: { B: number; T: number } | null = null;
+  /** Bytes of every GPU buffer this model allocated (the trainer's GPU memory, kernel scratch aside). */
+  readonly allocatedBytes: number;
 
   constructor(
     readonly gpu: Gpu,
@@ -78,7 +80,12 @@ export class Gpt2 {
     const { nLayer: L, nHead: NH, nEmbd: C, vocabSize: V, nPositions } = config;
     if (T > nPositions) throw new UserError(`sequence length ${T} exceeds the model's n_positions (${nPositions})`);
     this.layout = paramLayout(config);
-    const f = (label: string, floats: number) => createStorage(gpu, label, floats * 4);
+    let allocated = 0;
+    const f = (label: string, floats: number) => {
+      const buffer = createStorage(gpu, label, floats * 4);
+      allocated += buffer.size;
+      return buffer;
+    };
     const N = B * T;
     this.params = f("params", this.layout.size);
     this.grads = options.training ? f("grads", this.layout.size) : null;
@@ -110,6 +117,7 @@ export class Gpt2 {
         }
       : null;
     this.buckets = options.training ? kernels.embedding.createBuckets(N) : null;
+    this.allocatedBytes = allocated;
   }
 
   /** A parameter tensor (HF name) as a binding into the flat buffer. */
