@@ -47,6 +47,8 @@ export const TrainingOptionsSchema = v.strictObject({
   gradClip: v.optional(v.pipe(v.number(), v.minValue(0))),
   /** Longest training sequence in tokens (longer examples are cut). */
   maxTokens: v.optional(Count),
+  /** Steps between checkpoints: what an interrupted run loses at most (default 50). */
+  checkpointEvery: v.optional(Count),
 });
 export type TrainingOptions = v.InferOutput<typeof TrainingOptionsSchema>;
 
@@ -115,7 +117,7 @@ export interface CellResult {
   selection: CellSelection;
   seed: number;
   accuracy: number;
-  rankAccuracy?: number;
+  rankAccuracy?: number | null;
   /** Evaluated examples. */
   n: number;
   finalLoss?: number;

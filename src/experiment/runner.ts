@@ -25,6 +25,9 @@ export interface TrainSpec {
   runDir: string;
 }
 
+/** Steps between checkpoints unless a grid says otherwise: at most this much work is redone after a crash. */
+export const DEFAULT_CHECKPOINT_EVERY = 50;
+
 /** The train command's flags for a spec (see src/commands/train.ts). */
 export function trainArgs(spec: TrainSpec, options: { db?: string; resume?: boolean } = {}): string[] {
   const { selection, training } = spec;
@@ -45,6 +48,7 @@ export function trainArgs(spec: TrainSpec, options: { db?: string; resume?: bool
     ["weight-decay", training.weightDecay],
     ["grad-clip", training.gradClip],
     ["max-tokens", training.maxTokens],
+    ["checkpoint-every", training.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY],
     ["out", spec.runDir],
     ["db", options.db],
   ];
@@ -76,12 +80,37 @@ export function spawnCli(args: string[], io: { stdout?: "pipe" | "inherit" | "ig
   });
 }
 
+export interface CliOutput {
+  /** Hide the child's stderr (progress lines); its last line still explains a failure. */
+  quiet?: boolean;
+  /** Receives each stderr line instead of the terminal (e.g. to draw a progress bar). */
+  onLine?: (line: string) => void;
+}
+
+/** Calls `onLine` per complete line of a stream; returns the whole text. */
+async function forwardLines(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<string> {
+  const decoder = new TextDecoder();
+  let text = "";
+  let pending = "";
+  const reader = stream.getReader();
+  for (let read = await reader.read(); !read.done; read = await reader.read()) {
+    const chunk = decoder.decode(read.value, { stream: true });
+    text += chunk;
+    const lines = (pending + chunk).split("\n");
+    pending = lines.pop() ?? "";
+    for (const line of lines) onLine(line);
+  }
+  if (pending) onLine(pending);
+  return text;
+}
+
 /** Runs the CLI to the end; a non-zero exit becomes an error carrying the child's last stderr line. */
-export async function runCli(args: string[], io: { quiet?: boolean } = {}): Promise<string> {
-  const child = spawnCli(args, { stdout: "pipe", stderr: io.quiet ? "pipe" : "inherit" });
+export async function runCli(args: string[], output: CliOutput = {}): Promise<string> {
+  const piped = output.quiet || output.onLine !== undefined;
+  const child = spawnCli(args, { stdout: "pipe", stderr: piped ? "pipe" : "inherit" });
   const [stdout, stderr, code] = await Promise.all([
     new Response(child.stdout).text(),
-    child.stderr instanceof ReadableStream ? new Response(child.stderr).text() : Promise.resolve(""),
+    child.stderr instanceof ReadableStream ? forwardLines(child.stderr, output.onLine ?? (() => {})) : Promise.resolve(""),
     child.exited,
   ]);
   if (code !== 0) {
@@ -94,7 +123,7 @@ export async function runCli(args: string[], io: { quiet?: boolean } = {}): Prom
 /** The eval command's --json summary (src/eval). */
 export interface EvalSummary {
   accuracy: number;
-  rankAccuracy?: number;
+  rankAccuracy?: number | null;
   n: number;
   [key: string]: unknown;
 }
@@ -117,15 +146,16 @@ export function finalTraining(runDir: string): { finalLoss?: number; steps?: num
 }
 
 /** Trains and evaluates grid cells through the CLI, registering each run in the database at `db`. */
-export function cliCellRunner(options: { db?: string; quiet?: boolean } = {}): CellRunner {
+export function cliCellRunner(options: { db?: string; quiet?: boolean; onLine?: (cell: Cell, line: string) => void } = {}): CellRunner {
   const db = options.db === undefined ? undefined : resolve(options.db);
+  const output = (cell: Cell): CliOutput => ({ quiet: options.quiet, onLine: options.onLine && ((line) => options.onLine?.(cell, line)) });
   return {
     async train(cell: Cell, resume: boolean) {
-      await runCli(trainArgs(cell, { db, resume }), options);
+      await runCli(trainArgs(cell, { db, resume }), output(cell));
     },
     async evaluate(cell: Cell) {
       const summary = parseEvalSummary(
-        await runCli(evalArgs(cell.runDir, cell.dataset, cell.evalSplit, { limit: cell.evalLimit, db }), options),
+        await runCli(evalArgs(cell.runDir, cell.dataset, cell.evalSplit, { limit: cell.evalLimit, db }), output(cell)),
       );
       return { accuracy: summary.accuracy, rankAccuracy: summary.rankAccuracy, n: summary.n, ...finalTraining(cell.runDir) };
     },
