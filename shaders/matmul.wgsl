@@ -137,22 +137,38 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
   }
 
-  for (var i = 0u; i < 8u; i++) {
-    let m = row0 + (i / 4u) * (BM / 2u) + 4u * tRow + i % 4u;
-    if (m >= p.M) { continue; }
-    for (var j = 0u; j < 2u; j++) {
-      let v = acc[2u * i + j];
-      for (var c = 0u; c < 4u; c++) {
-        let n = col0 + j * (BN / 2u) + 4u * tCol + c;
-        if (n >= p.N) { continue; }
-        var r = v[c];
-        if ((p.flags & HAS_BIAS) != 0u) { r += bias[n]; }
-        let index = m * p.N + n;
-        if ((p.flags & ACCUMULATE) != 0u) { r += out[index]; }
-        out[index] = r;
-      }
-    }
+  // Constant accumulator indices throughout, so acc stays in registers on every compiler.
+  let rowA = row0 + 4u * tRow;
+  let rowB = rowA + BM / 2u;
+  let colA = col0 + 4u * tCol;
+  let colB = colA + BN / 2u;
+  store(rowA, colA, colB, acc[0], acc[1]);
+  store(rowA + 1u, colA, colB, acc[2], acc[3]);
+  store(rowA + 2u, colA, colB, acc[4], acc[5]);
+  store(rowA + 3u, colA, colB, acc[6], acc[7]);
+  store(rowB, colA, colB, acc[8], acc[9]);
+  store(rowB + 1u, colA, colB, acc[10], acc[11]);
+  store(rowB + 2u, colA, colB, acc[12], acc[13]);
+  store(rowB + 3u, colA, colB, acc[14], acc[15]);
+}
+
+// Writes out[m, colA…colA+3] = left and out[m, colB…colB+3] = right (plus bias, plus what is there when
+// accumulating), skipping what lies outside out.
+fn store(m: u32, colA: u32, colB: u32, left: vec4<f32>, right: vec4<f32>) {
+  if (m >= p.M) { return; }
+  for (var c = 0u; c < 4u; c++) {
+    storeOne(m, colA + c, left[c]);
+    storeOne(m, colB + c, right[c]);
   }
+}
+
+fn storeOne(m: u32, n: u32, value: f32) {
+  if (n >= p.N) { return; }
+  var r = value;
+  if ((p.flags & HAS_BIAS) != 0u) { r += bias[n]; }
+  let index = m * p.N + n;
+  if ((p.flags & ACCUMULATE) != 0u) { r += out[index]; }
+  out[index] = r;
 }
 
 // biasBackward, deterministically in two passes. Pass 1: workgroup (x, y) sums rows y·ROWS … y·ROWS+ROWS−1 of

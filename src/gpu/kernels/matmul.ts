@@ -1,7 +1,8 @@
 /**
  * Matrix products and the bias gradient (shaders/matmul.wgsl). One shader serves all four transpose variants
  * (override constants, so each variant is its own specialised pipeline) and two tile sizes: 128×128 tiles for
- * big products, 64×64 tiles when 128×128 would leave too few workgroups to fill the GPU.
+ * big products, 64×64 tiles when 128×128 would leave too few workgroups to fill the GPU (one compact tiling on
+ * adapters with only the minimum 16 KiB of workgroup memory).
  */
 import { bind, createStorage } from "../buffers.ts";
 import type { Binding, Recorder } from "../recorder.ts";
@@ -16,6 +17,8 @@ export interface MatmulTiling {
 
 export const LARGE_TILING: MatmulTiling = { wgM: 16, wgN: 16, bk: 8 }; // 128×128 tiles, 256 threads
 export const SMALL_TILING: MatmulTiling = { wgM: 8, wgN: 8, bk: 16 }; // 64×64 tiles, 64 threads
+/** For adapters at WebGPU's minimum of 16 KiB workgroup memory, where the two above do not fit. */
+export const COMPACT_TILING: MatmulTiling = { wgM: 8, wgN: 8, bk: 8 };
 
 /** Below this many 128×128 tiles a product uses 64×64 tiles instead (4× the workgroups). */
 const LARGE_TILES_WANTED = 512;
@@ -32,15 +35,23 @@ const COLUMN_PARTIALS = { COLS: 32, LANES: 8, ROWS: 256 };
 const tileRows = (t: MatmulTiling) => 8 * t.wgM;
 const tileCols = (t: MatmulTiling) => 8 * t.wgN;
 
-function checkTiling(t: MatmulTiling): void {
+/** Bytes of workgroup memory a tiling stages: two slices each of a and b, rows padded by one vec4. */
+function workgroupBytes(t: MatmulTiling): number {
+  return 2 * t.bk * (2 * t.wgM + 1) * 16 + 2 * t.bk * (2 * t.wgN + 1) * 16;
+}
+
+function checkTiling(t: MatmulTiling, maxWorkgroupBytes: number): void {
   // Each thread stages 8·BK/WG_N elements of a and 8·BK/WG_M of b per slice, at most 16 (MAX_LOADS).
   const loads = [(8 * t.bk) / t.wgN, (8 * t.bk) / t.wgM];
-  if (loads.some((n) => !Number.isInteger(n) || n < 1 || n > 16)) throw new Error(`unsupported matmul tiling ${JSON.stringify(t)}`);
+  const bad = loads.some((n) => !Number.isInteger(n) || n < 1 || n > 16) || workgroupBytes(t) > maxWorkgroupBytes;
+  if (bad) throw new Error(`unsupported matmul tiling ${JSON.stringify(t)} (workgroup memory limit ${maxWorkgroupBytes} bytes)`);
 }
 
 export async function createMatmulKernels(ctx: KernelContext, options: MatmulOptions = {}): Promise<MatmulKernels> {
-  const tilings = options.tiling ? [options.tiling] : [LARGE_TILING, SMALL_TILING];
-  tilings.forEach(checkTiling);
+  const maxWorkgroupBytes = ctx.gpu.device.limits.maxComputeWorkgroupStorageSize;
+  const defaults = [LARGE_TILING, SMALL_TILING].every((t) => workgroupBytes(t) <= maxWorkgroupBytes) ? [LARGE_TILING, SMALL_TILING] : [COMPACT_TILING];
+  const tilings = options.tiling ? [options.tiling] : defaults;
+  tilings.forEach((t) => checkTiling(t, maxWorkgroupBytes));
   const variants = tilings.flatMap((tiling) =>
     [false, true].flatMap((transA) => [false, true].map((transB) => ({ tiling, transA, transB }))),
   );

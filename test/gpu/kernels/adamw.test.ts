@@ -1,8 +1,10 @@
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import { createAdamWKernels } from "../../../src/gpu/kernels/adamw.ts";
 import type { AdamWKernels } from "../../../src/gpu/kernels/index.ts";
 import * as ref from "../../../src/reference/ops.ts";
 import { context, expectClose, freeTensors, random, read, readRaw, Rng, run, tensor, write, zeros } from "./harness.ts";
+
+setDefaultTimeout(120_000); // the software adapter shares two CPU cores with everything else
 
 afterAll(freeTensors);
 

@@ -1,7 +1,9 @@
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import { createCrossEntropyKernels } from "../../../src/gpu/kernels/crossentropy.ts";
 import * as ref from "../../../src/reference/ops.ts";
 import { context, expectClose, freeTensors, random, randomInts, read, readRaw, Rng, run, tensor, zeros } from "./harness.ts";
+
+setDefaultTimeout(120_000); // the software adapter shares two CPU cores with everything else
 
 const ce = await createCrossEntropyKernels(context);
 afterAll(freeTensors);

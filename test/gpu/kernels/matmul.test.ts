@@ -1,8 +1,10 @@
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { bind, createStorage, upload } from "../../../src/gpu/buffers.ts";
-import { createMatmulKernels, LARGE_TILING, SMALL_TILING } from "../../../src/gpu/kernels/matmul.ts";
+import { COMPACT_TILING, createMatmulKernels, LARGE_TILING, SMALL_TILING } from "../../../src/gpu/kernels/matmul.ts";
 import * as ref from "../../../src/reference/ops.ts";
 import { context, expectClose, freeTensors, gpu, random, read, readRaw, run, tensor, zeros } from "./harness.ts";
+
+setDefaultTimeout(120_000); // the software adapter shares two CPU cores with everything else
 
 afterAll(freeTensors);
 
@@ -19,6 +21,7 @@ const kernelsByTiling = {
   default: await createMatmulKernels(context),
   "64×64": await createMatmulKernels(context, { tiling: SMALL_TILING }),
   "128×128": await createMatmulKernels(context, { tiling: LARGE_TILING }),
+  "64×64 compact": await createMatmulKernels(context, { tiling: COMPACT_TILING }),
 };
 
 describe.each(Object.keys(kernelsByTiling) as (keyof typeof kernelsByTiling)[])("matmul, %s tiles", (tiling) => {

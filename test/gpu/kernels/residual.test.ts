@@ -1,7 +1,9 @@
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import { createResidualKernels } from "../../../src/gpu/kernels/residual.ts";
 import { MAX_GROUPS_X } from "../../../src/gpu/grid.ts";
 import { context, f32, freeTensors, random, read, run, tensor } from "./harness.ts";
+
+setDefaultTimeout(120_000); // the software adapter shares two CPU cores with everything else
 
 const residual = await createResidualKernels(context);
 afterAll(freeTensors);
