@@ -29,15 +29,28 @@ async function usage(): Promise<string> {
   return lines.join("\n");
 }
 
+/** Dawn's notes on limits it lowers for lavapipe: noise on every start, not something a user can act on. */
+const DAWN_NOISE = /^Warning: maxDynamic\w+ artificially reduced/;
+
 /** The Vulkan loader reads its driver list from the C environment at start-up, which Bun cannot change in-process. */
-function rerunWithSoftwareAdapter(): number | null {
+async function rerunWithSoftwareAdapter(): Promise<number | null> {
   const extra = softwareAdapterEnv();
   if (!extra || process.env.COT_DISTILL_REEXEC) return null;
-  const child = Bun.spawnSync([process.execPath, ...process.argv.slice(1)], {
+  const child = Bun.spawn([process.execPath, ...process.argv.slice(1)], {
     env: { ...process.env, ...extra, COT_DISTILL_REEXEC: "1" },
-    stdio: ["inherit", "inherit", "inherit"],
+    stdio: ["inherit", "inherit", "pipe"],
   });
-  return child.exitCode ?? 1;
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => child.kill(signal));
+  let pending = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of child.stderr) {
+    pending += decoder.decode(chunk, { stream: true });
+    const lines = pending.split("\n");
+    pending = lines.pop() ?? "";
+    for (const line of lines) if (!DAWN_NOISE.test(line)) process.stderr.write(`${line}\n`);
+  }
+  if (pending && !DAWN_NOISE.test(pending)) process.stderr.write(pending);
+  return await child.exited;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -57,7 +70,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command.usesGpu) {
-    const code = rerunWithSoftwareAdapter();
+    const code = await rerunWithSoftwareAdapter();
     if (code !== null) return code;
   }
   return await command.run(rest);
