@@ -133,17 +133,17 @@ const toJob = (r: RawJob): JobRow => ({
   finishedAt: r.finished_at,
 });
 
-/** All SQL about jobs. One instance per connection; statements are prepared once. */
+/** All SQL about jobs. One instance per connection; `db.query` caches each statement after its first use. */
 export class JobStore {
   constructor(readonly db: Database) {}
 
   /** The job and all its items in one transaction: a job is never visible half-enumerated. */
   create(job: { id: string; dataset: string; split: string; mode: JobMode; params: JobParams; items: Item[] }): JobRow {
     const now = Date.now();
-    const insertItem = this.db.prepare("INSERT INTO job_items (job_id, seq, item) VALUES (?, ?, ?)");
+    const insertItem = this.db.query("INSERT INTO job_items (job_id, seq, item) VALUES (?, ?, ?)");
     this.db.transaction(() => {
       this.db
-        .prepare(
+        .query(
           `INSERT INTO jobs (id, dataset, split, mode, params, status, total, created_at)
            VALUES (?, ?, ?, ?, ?, 'running', ?, ?)`,
         )
@@ -189,30 +189,39 @@ export class JobStore {
       const free =
         row.runner === null || row.runner === runner || isGone(row.runner) || (row.heartbeat ?? 0) < now - staleMs;
       if (!free) return false;
-      this.db.prepare("UPDATE jobs SET runner = ?, heartbeat = ? WHERE id = ?").run(runner, now, id);
-      this.db.prepare("UPDATE job_items SET state = 'pending' WHERE job_id = ? AND state = 'claimed'").run(id);
+      this.db.query("UPDATE jobs SET runner = ?, heartbeat = ? WHERE id = ?").run(runner, now, id);
+      this.db.query("UPDATE job_items SET state = 'pending' WHERE job_id = ? AND state = 'claimed'").run(id);
       return true;
     })();
   }
 
   heartbeat(id: string, runner: string): void {
-    this.db.prepare("UPDATE jobs SET heartbeat = ? WHERE id = ? AND runner = ?").run(Date.now(), id, runner);
+    this.db.query("UPDATE jobs SET heartbeat = ? WHERE id = ? AND runner = ?").run(Date.now(), id, runner);
   }
 
   release(id: string, runner: string): void {
-    this.db.prepare("UPDATE jobs SET runner = NULL WHERE id = ? AND runner = ?").run(id, runner);
+    this.db.query("UPDATE jobs SET runner = NULL WHERE id = ? AND runner = ?").run(id, runner);
   }
 
-  /** Atomically marks the next pending item claimed (lowest seq first) and returns it, or null when none is left. */
-  claimNext(id: string): ClaimedItem | null {
-    const row = this.db
-      .query<{ seq: number; item: string; attempts: number }, [string]>(
+  /**
+   * Atomically claims up to `limit` pending items (lowest seq first) in one statement — one commit for a whole
+   * round of workers rather than one each. Empty when none is left.
+   */
+  claim(id: string, limit: number): ClaimedItem[] {
+    return this.db
+      .query<{ seq: number; item: string; attempts: number }, [string, number]>(
         `UPDATE job_items SET state = 'claimed', attempts = attempts + 1
-         WHERE job_id = ?1 AND seq = (SELECT seq FROM job_items WHERE job_id = ?1 AND state = 'pending' ORDER BY seq LIMIT 1)
+         WHERE job_id = ?1 AND seq IN
+           (SELECT seq FROM job_items WHERE job_id = ?1 AND state = 'pending' ORDER BY seq LIMIT ?2)
          RETURNING seq, item, attempts`,
       )
-      .get(id);
-    return row ? { seq: row.seq, item: JSON.parse(row.item), attempts: row.attempts } : null;
+      .all(id, limit)
+      .map((r) => ({ seq: r.seq, item: JSON.parse(r.item), attempts: r.attempts }))
+      .sort((a, b) => a.seq - b.seq);
+  }
+
+  claimNext(id: string): ClaimedItem | null {
+    return this.claim(id, 1)[0] ?? null;
   }
 
   /** Pending items without claiming them (batch mode writes them all into one input file). */
@@ -227,7 +236,7 @@ export class JobStore {
 
   markDone(id: string, seq: number, outcome: ItemOutcome): void {
     this.db
-      .prepare(
+      .query(
         `UPDATE job_items SET state = 'done', cached = ?, prompt_tokens = ?, completion_tokens = ?, cost_usd = ?,
          error = NULL WHERE job_id = ? AND seq = ?`,
       )
@@ -235,17 +244,17 @@ export class JobStore {
   }
 
   markFailed(id: string, seq: number, error: string): void {
-    this.db.prepare("UPDATE job_items SET state = 'failed', error = ? WHERE job_id = ? AND seq = ?").run(error, id, seq);
+    this.db.query("UPDATE job_items SET state = 'failed', error = ? WHERE job_id = ? AND seq = ?").run(error, id, seq);
   }
 
   /** Puts a claimed item back (e.g. the runner was cancelled while it was in flight). */
   unclaim(id: string, seq: number): void {
-    this.db.prepare("UPDATE job_items SET state = 'pending' WHERE job_id = ? AND seq = ? AND state = 'claimed'").run(id, seq);
+    this.db.query("UPDATE job_items SET state = 'pending' WHERE job_id = ? AND seq = ? AND state = 'claimed'").run(id, seq);
   }
 
   finish(id: string, status: Exclude<JobStatus, "running">): boolean {
     const changed = this.db
-      .prepare("UPDATE jobs SET status = ?, finished_at = ?, runner = NULL WHERE id = ? AND status = 'running'")
+      .query("UPDATE jobs SET status = ?, finished_at = ?, runner = NULL WHERE id = ? AND status = 'running'")
       .run(status, Date.now(), id).changes;
     return changed > 0;
   }
@@ -298,7 +307,7 @@ export class JobStore {
   /** Upserts the remote batch's state; called after every step so a restart continues from the last one. */
   saveBatch(id: string, batch: BatchState): void {
     this.db
-      .prepare(
+      .query(
         `INSERT INTO job_batches (job_id, batch_id, input_file_id, output_file_id, error_file_id, state, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (job_id) DO UPDATE SET batch_id = excluded.batch_id, input_file_id = excluded.input_file_id,

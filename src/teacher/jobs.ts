@@ -8,7 +8,7 @@
 import { hostname } from "node:os";
 import type { Item } from "../data/types.ts";
 import { UserError } from "../errors.ts";
-import type { ItemOutcome, JobCounts, JobMode, JobParams, JobRow, JobStore } from "../store/jobs.ts";
+import type { ClaimedItem, ItemOutcome, JobCounts, JobMode, JobParams, JobRow, JobStore } from "../store/jobs.ts";
 import type { GenerationParams, RationaleResult, TeacherItem, TeacherService } from "./service.ts";
 
 export interface JobSnapshot extends JobCounts {
@@ -269,12 +269,21 @@ export class JobManager {
     if (!signal.aborted && this.store.counts(id).pending === 0) this.store.finish(id, "done");
   }
 
-  /** `concurrency` workers, each claiming the next pending item until none is left or the job is aborted. */
+  /**
+   * `concurrency` workers, each taking the next claimed item until none is left or the job is aborted. Items are
+   * claimed a round (`concurrency`) at a time; claimed-but-unstarted ones go back to pending on abort, and a
+   * crash leaves them claimed for the next runner's take-over to reset.
+   */
   private async runOnline(job: JobRow, context: JobContext): Promise<void> {
     const concurrency = job.params.concurrency ?? this.options.defaultConcurrency ?? 8;
+    const queue: ClaimedItem[] = [];
+    const next = (): ClaimedItem | undefined => {
+      if (queue.length === 0) queue.push(...this.store.claim(job.id, concurrency));
+      return queue.shift();
+    };
     const worker = async () => {
       while (!context.signal.aborted) {
-        const claimed = this.store.claimNext(job.id);
+        const claimed = next();
         if (!claimed) return;
         try {
           const result = await this.options.teacher.rationales({ item: teacherItem(claimed.item), params: context.params });
@@ -287,5 +296,6 @@ export class JobManager {
       }
     };
     await Promise.all(Array.from({ length: concurrency }, worker));
+    for (const unstarted of queue) this.store.unclaim(job.id, unstarted.seq);
   }
 }
