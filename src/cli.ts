@@ -32,10 +32,14 @@ async function usage(): Promise<string> {
 /** Dawn's notes on limits it lowers for lavapipe: noise on every start, not something a user can act on. */
 const DAWN_NOISE = /^Warning: maxDynamic\w+ artificially reduced/;
 
-/** The Vulkan loader reads its driver list from the C environment at start-up, which Bun cannot change in-process. */
-async function rerunWithSoftwareAdapter(): Promise<number | null> {
-  const extra = softwareAdapterEnv();
-  if (!extra || process.env.COT_DISTILL_REEXEC) return null;
+/**
+ * GPU commands run in a child process: the Vulkan loader reads its driver list from the C environment, which Bun
+ * cannot change in-process (the software adapter needs it), and Dawn writes its notes straight to fd 2, which only
+ * a parent can filter — so stderr stays one readable line on errors.
+ */
+async function rerunForGpu(): Promise<number | null> {
+  if (process.env.COT_DISTILL_REEXEC) return null;
+  const extra = softwareAdapterEnv() ?? {};
   const child = Bun.spawn([process.execPath, ...process.argv.slice(1)], {
     env: { ...process.env, ...extra, COT_DISTILL_REEXEC: "1" },
     stdio: ["inherit", "inherit", "pipe"],
@@ -70,7 +74,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command.usesGpu) {
-    const code = await rerunWithSoftwareAdapter();
+    const code = await rerunForGpu();
     if (code !== null) return code;
   }
   return await command.run(rest);
