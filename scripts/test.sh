@@ -3,10 +3,7 @@
 # the closing line "N passed, N failed" that CI reads (bun's own summary is not in that form).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-if [ -f .vulkan/lvp_icd.json ] && [ -z "${VK_ICD_FILENAMES:-}${VK_DRIVER_FILES:-}" ]; then
-  export VK_ADD_DRIVER_FILES="$PWD/.vulkan/lvp_icd.json${VK_ADD_DRIVER_FILES:+:$VK_ADD_DRIVER_FILES}"
-fi
-export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+. scripts/gpu-env.sh
 log=$(mktemp)
 node_modules/.bin/bun test --timeout "${COT_DISTILL_TEST_TIMEOUT_MS:-600000}" "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

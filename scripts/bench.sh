@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the benchmarks (figures, never pass/fail) with the software adapter visible. Arguments: bench names
+# (matmul, train, teacher, teacher-core); none = all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/gpu-env.sh
+benches=("$@")
+[ ${#benches[@]} -gt 0 ] || benches=(matmul train teacher teacher-core)
+for name in "${benches[@]}"; do
+  echo "== bench/$name.ts"
+  node_modules/.bin/bun "bench/$name.ts"
+done
