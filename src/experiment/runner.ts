@@ -23,6 +23,8 @@ export interface TrainSpec {
   limit?: number;
   training: TrainingOptions;
   runDir: string;
+  /** Shown in listings (default: the folder's name). */
+  name?: string;
 }
 
 /** Steps between checkpoints unless a grid says otherwise: at most this much work is redone after a crash. */
@@ -50,6 +52,7 @@ export function trainArgs(spec: TrainSpec, options: { db?: string; resume?: bool
     ["max-tokens", training.maxTokens],
     ["checkpoint-every", training.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY],
     ["out", spec.runDir],
+    ["name", spec.name],
     ["db", options.db],
   ];
   const args = ["train", ...flags.flatMap(([name, value]) => (value === undefined ? [] : [`--${name}`, String(value)]))];

@@ -8,9 +8,11 @@ import { UserError } from "../errors.ts";
 import type { JobManager } from "../teacher/jobs.ts";
 import type { TeacherService } from "../teacher/service.ts";
 import { handleError, handleNotFound, limitBody, requireToken } from "./middleware.ts";
+import { experimentRoutes } from "./routes/experiments.ts";
 import { jobsRoutes } from "./routes/jobs.ts";
 import { rationalesRoutes, type RationaleLister } from "./routes/rationales.ts";
 import { requestSchemas } from "./schemas.ts";
+import type { RunSupervisor } from "./worker.ts";
 
 export interface AppDeps {
   teacher: Pick<TeacherService, "rationales">;
@@ -21,6 +23,8 @@ export interface AppDeps {
   requireDataset: (name: string) => unknown;
   /** Bearer token required on every route but /healthz; undefined = open (serve allows that on loopback only). */
   token?: string;
+  /** Training/evaluation child processes behind /v1/runs, /v1/evaluate, /v1/predict and the dashboard. */
+  supervisor?: RunSupervisor;
   /** Largest request body accepted, bytes (default 1 MiB). */
   maxBodyBytes?: number;
 }
@@ -38,6 +42,7 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/v1/rationales", rationalesRoutes(deps));
   app.route("/v1/jobs", jobsRoutes(deps));
   app.route("/v1/schema", schemaRoutes());
+  app.route("/", experimentRoutes(deps));
   return app;
 }
 

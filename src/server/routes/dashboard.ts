@@ -1,0 +1,255 @@
+/**
+ * The dashboard at GET /: one self-contained page (inline CSS and JS, no build step, no external requests) over the
+ * same JSON routes a program uses: the runs table (GET /v1/runs, refreshed), live loss curves (the SSE stream of
+ * GET /v1/runs/:id/metrics, read with fetch so a bearer token can be sent), and the results of experiment grids
+ * (GET /v1/experiments: every `<runs root>/<grid>/results.json`).
+ *
+ * Everything the server sends is put into the page with textContent, never as HTML.
+ */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Hono } from "hono";
+
+export interface DashboardDeps {
+  /** Folder whose sub-folders are experiment grids (default runs). */
+  experimentsRoot?: string;
+}
+
+/** The results.json of every grid folder under root, newest name last. */
+export function listExperiments(root: string): unknown[] {
+  if (!existsSync(root)) return [];
+  return readdirSync(root, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory() && existsSync(join(root, entry.name, "results.json")))
+    .map((entry) => JSON.parse(readFileSync(join(root, entry.name, "results.json"), "utf8")) as unknown);
+}
+
+export function dashboardRoutes(deps: DashboardDeps = {}): Hono {
+  return new Hono()
+    .get("/", (c) => c.html(PAGE))
+    .get("/v1/experiments", (c) => c.json({ experiments: listExperiments(deps.experimentsRoot ?? "runs") }));
+}
+
+const PAGE = /* html */ `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>cot-distill dashboard</title>
+<style>
+  :root { --fg: #1d2330; --muted: #6b7385; --line: #e3e6ec; --bg: #fafbfc; font-family: system-ui, sans-serif; color: var(--fg); }
+  body { margin: 0; background: var(--bg); }
+  header { padding: 14px 24px; border-bottom: 1px solid var(--line); background: #fff; display: flex; gap: 16px; align-items: baseline; }
+  header h1 { font-size: 18px; margin: 0; }
+  header span { color: var(--muted); font-size: 13px; }
+  main { padding: 16px 24px; display: grid; gap: 20px; }
+  section { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px 16px; }
+  h2 { font-size: 15px; margin: 0 0 10px; }
+  table { border-collapse: collapse; width: 100%; font-size: 13px; }
+  th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
+  th { color: var(--muted); font-weight: 600; }
+  td.num { text-align: right; font-variant-numeric: tabular-nums; }
+  tr.run { cursor: pointer; }
+  tr.run:hover { background: #f3f5f9; }
+  .status { padding: 1px 8px; border-radius: 10px; font-size: 12px; }
+  .status.queued { background: #eef0f4; } .status.running { background: #dcebff; color: #0b4fb3; }
+  .status.done { background: #dcf5e3; color: #146c2e; } .status.failed { background: #fde2e1; color: #a4161a; }
+  .empty { color: var(--muted); font-size: 13px; }
+  svg text { font-size: 11px; fill: var(--muted); }
+  #legend { display: flex; flex-wrap: wrap; gap: 12px; font-size: 12px; margin-top: 6px; }
+  #legend i { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 4px; }
+  .grid-name { font-weight: 600; margin: 10px 0 4px; }
+</style>
+</head>
+<body>
+<header><h1>cot-distill</h1><span>CoT-augmented distillation runs, loss curves and experiment results</span></header>
+<main>
+  <section>
+    <h2>Runs</h2>
+    <table id="runs"><thead><tr><th>name</th><th>status</th><th>dataset</th><th>condition</th><th>model</th>
+      <th>steps</th><th>loss</th><th>test accuracy</th><th>started</th></tr></thead><tbody></tbody></table>
+    <p class="empty" id="no-runs" hidden>No runs yet. Start one with <code>POST /v1/runs</code> or <code>bun src/cli.ts train</code>.</p>
+  </section>
+  <section>
+    <h2>Training loss</h2>
+    <svg id="loss" width="100%" height="280" viewBox="0 0 800 280" preserveAspectRatio="none" role="img" aria-label="training loss curves"></svg>
+    <div id="legend"></div>
+  </section>
+  <section>
+    <h2>Experiment results <span class="empty">(accuracy, mean ± 95% CI over seeds)</span></h2>
+    <div id="experiments"></div>
+    <p class="empty" id="no-experiments" hidden>No finished experiment grids yet (<code>bun src/cli.ts experiment experiments/tiny.json</code>).</p>
+  </section>
+</main>
+<script>
+"use strict";
+const token = localStorage.getItem("cot-distill-token");
+const headers = token ? { authorization: "Bearer " + token } : {};
+const COLORS = ["#2f6fdb", "#e4572e", "#29a36a", "#9b5de5", "#f3a712", "#17bebb", "#d1495b", "#5c6b73"];
+const MAX_CURVES = 8;
+const curves = new Map(); // run id -> { name, points: [[step, loss]], color }
+const streams = new Map(); // run id -> AbortController
+
+function el(tag, text, cls) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (cls) node.className = cls;
+  return node;
+}
+const fmt = (x, digits) => (typeof x === "number" && Number.isFinite(x) ? x.toFixed(digits) : "–");
+function condition(config) {
+  const s = config.selection || {};
+  const kind = typeof s === "string" ? s : s.kind;
+  const extra = s.k !== undefined && s.k !== null ? "-" + s.k : s.p !== undefined && s.p !== null ? "-" + s.p : "";
+  return (config.placement || "?") + (kind && kind !== "full" && config.placement !== "none" ? "-" + kind + extra : "");
+}
+
+async function getJson(path) {
+  const res = await fetch(path, { headers });
+  if (!res.ok) throw new Error(path + ": " + res.status);
+  return res.json();
+}
+
+async function refreshRuns() {
+  const { runs } = await getJson("/v1/runs?limit=50");
+  const body = document.querySelector("#runs tbody");
+  body.replaceChildren();
+  document.getElementById("no-runs").hidden = runs.length > 0;
+  for (const run of runs) {
+    const c = run.config || {};
+    const m = run.finalMetrics || {};
+    const curve = curves.get(run.id);
+    const last = curve && curve.points.length ? curve.points[curve.points.length - 1] : null;
+    const tr = el("tr", undefined, "run");
+    tr.dataset.id = run.id;
+    tr.append(el("td", run.name));
+    const status = el("td");
+    status.append(el("span", run.status, "status " + run.status));
+    if (run.error) status.title = run.error;
+    tr.append(status, el("td", c.dataset ?? "–"), el("td", condition(c)), el("td", c.model ?? "–"));
+    tr.append(el("td", m.steps ?? (last ? last[0] : "–"), "num"), el("td", fmt(m.final_loss ?? (last ? last[1] : undefined), 3), "num"));
+    tr.append(el("td", fmt(m.test_accuracy, 3), "num"), el("td", run.startedAt ? new Date(run.startedAt).toLocaleString() : "–"));
+    body.append(tr);
+  }
+  for (const run of runs.slice(0, MAX_CURVES)) follow(run);
+}
+
+/** Reads the run's SSE metrics stream with fetch (EventSource cannot send a token) and extends its curve. */
+async function follow(run) {
+  if (streams.has(run.id)) return;
+  const abort = new AbortController();
+  streams.set(run.id, abort);
+  if (!curves.has(run.id)) curves.set(run.id, { name: run.name, points: [], color: COLORS[curves.size % COLORS.length] });
+  const curve = curves.get(run.id);
+  curve.points = [];
+  try {
+    const res = await fetch("/v1/runs/" + encodeURIComponent(run.id) + "/metrics", { headers, signal: abort.signal });
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let cut;
+      while ((cut = buffer.indexOf("\\n\\n")) >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        const event = /^event: (.*)$/m.exec(block)?.[1];
+        const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (event === "metrics" && data) {
+          const m = JSON.parse(data);
+          curve.points.push([m.step, m.loss]);
+          scheduleDraw();
+        }
+      }
+    }
+  } catch (err) {
+    if (err.name !== "AbortError") console.warn("metrics stream of", run.id, err);
+  }
+  // a finished run keeps its stream entry: its curve is complete and need not be read again
+}
+
+let drawPending = false;
+function scheduleDraw() {
+  if (drawPending) return;
+  drawPending = true;
+  requestAnimationFrame(() => { drawPending = false; drawLoss(); });
+}
+
+function drawLoss() {
+  const svg = document.getElementById("loss");
+  const NS = "http://www.w3.org/2000/svg";
+  const W = 800, H = 280, L = 48, R = 12, T = 10, B = 26;
+  const shown = [...curves.entries()].filter(([, c]) => c.points.length > 0);
+  svg.replaceChildren();
+  const legend = document.getElementById("legend");
+  legend.replaceChildren();
+  if (!shown.length) {
+    const t = document.createElementNS(NS, "text");
+    t.setAttribute("x", "20"); t.setAttribute("y", "30"); t.textContent = "no training metrics yet";
+    svg.append(t);
+    return;
+  }
+  const all = shown.flatMap(([, c]) => c.points);
+  const maxStep = Math.max(1, ...all.map((p) => p[0]));
+  const losses = all.map((p) => p[1]).filter(Number.isFinite);
+  let lo = Math.min(...losses), hi = Math.max(...losses);
+  if (hi - lo < 1e-9) { lo -= 0.5; hi += 0.5; }
+  const x = (s) => L + (s / maxStep) * (W - L - R);
+  const y = (l) => T + (1 - (l - lo) / (hi - lo)) * (H - T - B);
+  for (let i = 0; i <= 4; i++) {
+    const v = lo + ((hi - lo) * i) / 4;
+    const line = document.createElementNS(NS, "line");
+    line.setAttribute("x1", L); line.setAttribute("x2", W - R); line.setAttribute("y1", y(v)); line.setAttribute("y2", y(v));
+    line.setAttribute("stroke", "#e3e6ec");
+    const label = document.createElementNS(NS, "text");
+    label.setAttribute("x", "4"); label.setAttribute("y", y(v) + 4); label.textContent = v.toFixed(2);
+    svg.append(line, label);
+  }
+  const xl = document.createElementNS(NS, "text");
+  xl.setAttribute("x", W - R - 60); xl.setAttribute("y", H - 6); xl.textContent = "step " + maxStep;
+  svg.append(xl);
+  for (const [id, c] of shown) {
+    const path = document.createElementNS(NS, "polyline");
+    path.setAttribute("points", c.points.map((p) => x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1)).join(" "));
+    path.setAttribute("fill", "none"); path.setAttribute("stroke", c.color); path.setAttribute("stroke-width", "1.6");
+    path.setAttribute("class", "loss-curve"); path.dataset.run = id;
+    svg.append(path);
+    const item = el("span");
+    const swatch = el("i"); swatch.style.background = c.color;
+    item.append(swatch, document.createTextNode(c.name));
+    legend.append(item);
+  }
+}
+
+async function refreshExperiments() {
+  const { experiments } = await getJson("/v1/experiments");
+  const box = document.getElementById("experiments");
+  box.replaceChildren();
+  document.getElementById("no-experiments").hidden = experiments.length > 0;
+  for (const exp of experiments) {
+    box.append(el("div", exp.grid ?? exp.name ?? "grid", "grid-name"));
+    const table = el("table");
+    table.className = "results";
+    const head = el("tr");
+    for (const h of ["condition", "seeds", "accuracy", "± 95% CI", "rank accuracy", "final loss"]) head.append(el("th", h));
+    table.append(head);
+    for (const row of exp.conditions ?? []) {
+      const tr = el("tr");
+      tr.append(el("td", row.condition), el("td", row.n, "num"), el("td", fmt(row.accuracy?.mean, 3), "num"),
+        el("td", fmt(row.accuracy?.ci95, 3), "num"), el("td", fmt(row.rankAccuracy?.mean, 3), "num"), el("td", fmt(row.finalLoss?.mean, 3), "num"));
+      table.append(tr);
+    }
+    box.append(table);
+  }
+}
+
+async function tick() {
+  await Promise.all([refreshRuns(), refreshExperiments()]).catch((err) => console.warn(err));
+  drawLoss();
+}
+tick();
+setInterval(tick, 3000);
+</script>
+</body>
+</html>
+`;

@@ -1,0 +1,75 @@
+/**
+ * Distillation runs over HTTP: POST /v1/runs starts one headless (a `train` child process) → 202 with the run;
+ * GET /v1/runs lists them (?status=); GET /v1/runs/:id; GET /v1/runs/:id/metrics streams metrics.jsonl as
+ * server-sent events — every line so far, then new ones as training writes them (`metrics`), and one `end` with
+ * the run when it has finished.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Hono } from "hono";
+import * as v from "valibot";
+import { RUN_STATUSES, type RunRow } from "../../store/runs.ts";
+import type { StepMetrics } from "../../train/metrics.ts";
+import { validate } from "../middleware.ts";
+import { sse, type ServerEvent } from "../sse.ts";
+import type { RunSupervisor } from "../worker.ts";
+import { RunRequestSchema } from "./run-schemas.ts";
+
+export interface RunRoutesDeps {
+  supervisor: RunSupervisor;
+  /** Throws UserError(404) for an unknown dataset. */
+  requireDataset: (name: string) => unknown;
+}
+
+const RunListQuery = v.object({
+  status: v.optional(v.picklist(RUN_STATUSES)),
+  limit: v.optional(v.pipe(v.string(), v.toNumber(), v.integer(), v.minValue(1), v.maxValue(1_000))),
+});
+
+/** How often a metrics stream looks for new lines while the run trains. */
+const POLL_MS = 250;
+
+const finished = (run: RunRow | null) => run === null || run.status === "done" || run.status === "failed";
+
+/** Complete lines appended to `path` after `offset` bytes; the offset moves only past whole lines. */
+function newLines(path: string, offset: number): { lines: string[]; offset: number } {
+  if (!existsSync(path)) return { lines: [], offset };
+  const text = readFileSync(path).subarray(offset).toString("utf8");
+  const end = text.lastIndexOf("\n") + 1;
+  return { lines: text.slice(0, end).split("\n").filter((l) => l.trim()), offset: offset + Buffer.byteLength(text.slice(0, end)) };
+}
+
+async function* metricsEvents(deps: RunRoutesDeps, id: string, signal: AbortSignal): AsyncGenerator<ServerEvent> {
+  const path = join(deps.supervisor.requireRun(id).runDir, "metrics.jsonl");
+  let offset = 0;
+  while (!signal.aborted) {
+    const run = deps.supervisor.runs.get(id); // read before the file: a run seen finished has written its last line
+    const read = newLines(path, offset);
+    offset = read.offset;
+    for (const line of read.lines) yield { event: "metrics", data: JSON.parse(line) as StepMetrics };
+    if (finished(run)) {
+      yield { event: "end", data: run };
+      return;
+    }
+    await Bun.sleep(POLL_MS); // a client that left is noticed within one poll
+  }
+}
+
+export function runsRoutes(deps: RunRoutesDeps): Hono {
+  const { supervisor } = deps;
+  return new Hono()
+    .post("/", validate("json", RunRequestSchema), async (c) => {
+      const request = c.req.valid("json");
+      deps.requireDataset(request.dataset);
+      return c.json(await supervisor.startRun(request), 202);
+    })
+    .get("/", validate("query", RunListQuery), (c) => {
+      const query = c.req.valid("query");
+      return c.json({ runs: supervisor.runs.list(query), counts: supervisor.runs.counts() });
+    })
+    .get("/:id", (c) => c.json(supervisor.requireRun(c.req.param("id"))))
+    .get("/:id/metrics", (c) => {
+      const id = supervisor.requireRun(c.req.param("id")).id; // 404 before the stream starts
+      return sse(c, (signal) => metricsEvents(deps, id, signal));
+    });
+}
