@@ -9,18 +9,27 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Hono } from "hono";
+import type { Cell } from "../../experiment/results.ts";
 
 export interface DashboardDeps {
   /** Folder whose sub-folders are experiment grids (default runs). */
   experimentsRoot?: string;
 }
 
-/** The results.json of every grid folder under root, newest name last. */
-export function listExperiments(root: string): unknown[] {
+export interface ExperimentSummary {
+  /** The grid's folder name. */
+  name: string;
+  /** results.json's per-condition summaries (src/experiment/results.ts). */
+  cells: Cell[];
+}
+
+/** The results of every grid folder under root that has a results.json, by name. */
+export function listExperiments(root: string): ExperimentSummary[] {
   if (!existsSync(root)) return [];
   return readdirSync(root, { withFileTypes: true })
     .filter((entry) => entry.isDirectory() && existsSync(join(root, entry.name, "results.json")))
-    .map((entry) => JSON.parse(readFileSync(join(root, entry.name, "results.json"), "utf8")) as unknown);
+    .map((entry) => ({ name: entry.name, cells: (JSON.parse(readFileSync(join(root, entry.name, "results.json"), "utf8")) as { cells: Cell[] }).cells }))
+    .sort((a, b) => a.name.localeCompare(b.name));
 }
 
 export function dashboardRoutes(deps: DashboardDeps = {}): Hono {
@@ -227,16 +236,16 @@ async function refreshExperiments() {
   box.replaceChildren();
   document.getElementById("no-experiments").hidden = experiments.length > 0;
   for (const exp of experiments) {
-    box.append(el("div", exp.grid ?? exp.name ?? "grid", "grid-name"));
+    box.append(el("div", exp.name, "grid-name"));
     const table = el("table");
     table.className = "results";
     const head = el("tr");
-    for (const h of ["condition", "seeds", "accuracy", "± 95% CI", "rank accuracy", "final loss"]) head.append(el("th", h));
+    for (const h of ["condition", "seeds", "accuracy", "± 95% CI"]) head.append(el("th", h));
     table.append(head);
-    for (const row of exp.conditions ?? []) {
+    for (const cell of exp.cells ?? []) {
       const tr = el("tr");
-      tr.append(el("td", row.condition), el("td", row.n, "num"), el("td", fmt(row.accuracy?.mean, 3), "num"),
-        el("td", fmt(row.accuracy?.ci95, 3), "num"), el("td", fmt(row.rankAccuracy?.mean, 3), "num"), el("td", fmt(row.finalLoss?.mean, 3), "num"));
+      tr.append(el("td", Object.values(cell.condition).join(" · ")), el("td", cell.n, "num"),
+        el("td", fmt(cell.mean, 3), "num"), el("td", cell.ci95 === null ? "(one seed)" : fmt(cell.ci95, 3), "num"));
       table.append(tr);
     }
     box.append(table);

@@ -1,0 +1,114 @@
+/**
+ * The dashboard as a person sees it, in headless Chromium (Debian's /usr/bin/chromium through playwright-core),
+ * against the real app on a loopback port: a finished run and a running one in the database, an experiment grid's
+ * results on disk. Checks the runs table (names, statuses), the loss curves (drawn, and growing while a run trains)
+ * and the results table. Skipped, with a message, only where /usr/bin/chromium is not installed.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { writeResultTables } from "../../src/experiment/results.ts";
+import { startRunServer, type RunServer } from "../helpers/run-server.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium) console.warn(`dashboard.test.ts: skipped — ${CHROMIUM} is absent (apt-get install -y chromium)`);
+
+const metricsLine = (step: number) => `${JSON.stringify({ step, loss: 6 / step, lr: 1e-3, grad_norm: 1, tokens_per_s: 100, tokens: 10, elapsed_s: step })}\n`;
+
+describe.skipIf(!haveChromium)("dashboard in a browser", () => {
+  let server: RunServer;
+  let experiments: string;
+  let profile: string;
+  let liveMetrics: string;
+  let liveId: string;
+  // playwright-core's types, loaded only when the browser exists
+  let context: import("playwright-core").BrowserContext;
+  let page: import("playwright-core").Page;
+
+  beforeAll(async () => {
+    experiments = mkdtempSync(join(tmpdir(), "cot-dash-"));
+    profile = join(experiments, "chromium-profile");
+    await writeResultTables(
+      [0, 1, 2].flatMap((seed) => [
+        { condition: { condition: "none" }, seed, accuracy: 0.3 + seed / 100 },
+        { condition: { condition: "after-shuffled" }, seed, accuracy: 0.4 + seed / 100 },
+      ]),
+      join(experiments, "paper-mini"),
+    );
+    server = await startRunServer({ experimentsRoot: experiments });
+    const runs = server.supervisor.runs;
+
+    const doneDir = join(experiments, "runs", "finished");
+    mkdirSync(doneDir, { recursive: true });
+    writeFileSync(join(doneDir, "metrics.jsonl"), [1, 2, 3, 4, 5, 6].map(metricsLine).join(""));
+    const done = runs.register({ name: "finished-after-full", runDir: doneDir, config: { dataset: "cqa", placement: "after", selection: { kind: "full" }, model: "micro" } });
+    runs.markRunning(done.id);
+    runs.markDone(done.id, { steps: 6, final_loss: 1, test_accuracy: 0.25 });
+
+    const liveDir = join(experiments, "runs", "live");
+    mkdirSync(liveDir, { recursive: true });
+    liveMetrics = join(liveDir, "metrics.jsonl");
+    writeFileSync(liveMetrics, [1, 2].map(metricsLine).join(""));
+    const live = runs.register({ name: "live-before-shuffled", runDir: liveDir, config: { dataset: "cqa", placement: "before", selection: { kind: "shuffled" }, model: "micro" } });
+    runs.markRunning(live.id);
+    liveId = live.id;
+
+    const { chromium } = await import("playwright-core");
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+    page = await context.newPage();
+    await page.goto(server.base + "/");
+  }, 60_000);
+
+  afterAll(async () => {
+    await context?.close();
+    await server?.close();
+    rmSync(experiments, { recursive: true, force: true });
+  });
+
+  test("the runs table shows each run's name and status", async () => {
+    const row = (name: string) => page.locator("#runs tbody tr", { hasText: name });
+    await row("finished-after-full").waitFor();
+    expect(await row("finished-after-full").locator(".status").textContent()).toBe("done");
+    expect(await row("live-before-shuffled").locator(".status").textContent()).toBe("running");
+    expect(await row("live-before-shuffled").textContent()).toContain("before-shuffled");
+    expect(await row("finished-after-full").textContent()).toContain("0.250");
+  });
+
+  test("loss curves are drawn, and the running one grows as metrics arrive", async () => {
+    const points = (id: string) =>
+      page.evaluate((run) => {
+        const curve = document.querySelector(`#loss polyline[data-run="${run}"]`);
+        return curve ? (curve.getAttribute("points") ?? "").trim().split(/\s+/).length : 0;
+      }, id);
+    await page.waitForFunction(() => document.querySelectorAll("#loss polyline.loss-curve").length === 2);
+    expect(await points(liveId)).toBe(2);
+    expect(await page.locator("#legend").textContent()).toContain("finished-after-full");
+
+    appendFileSync(liveMetrics, [3, 4, 5].map(metricsLine).join(""));
+    await page.waitForFunction((run) => {
+      const curve = document.querySelector(`#loss polyline[data-run="${run}"]`);
+      return (curve?.getAttribute("points") ?? "").trim().split(/\s+/).length === 5;
+    }, liveId);
+    // lower loss is drawn lower: the last point of a falling curve sits below its first (SVG y grows downwards)
+    const ys = await page.evaluate((run) => {
+      const pts = document.querySelector(`#loss polyline[data-run="${run}"]`)!.getAttribute("points")!.trim().split(/\s+/);
+      return pts.map((p) => Number(p.split(",")[1]));
+    }, liveId);
+    expect(ys.at(-1)!).toBeGreaterThan(ys[0]);
+  });
+
+  test("the experiment results table lists each condition with its mean and CI", async () => {
+    const table = page.locator("#experiments table.results");
+    await table.waitFor();
+    expect(await page.locator("#experiments .grid-name").textContent()).toBe("paper-mini");
+    const rows = await table.locator("tr").allTextContents();
+    expect(rows.some((r) => r.includes("after-shuffled") && r.includes("0.410"))).toBe(true);
+    expect(rows.some((r) => r.startsWith("none") && r.includes("0.310"))).toBe(true);
+  });
+});
