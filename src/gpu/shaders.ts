@@ -18,11 +18,17 @@ export function readShaderSource(file: string): string {
   return readFileSync(join(SHADER_DIR, file.endsWith(".wgsl") ? file : `${file}.wgsl`), "utf8");
 }
 
+/** Where WGSL text comes from: files under shaders/ here; a browser or Deno host can pass a fetch-based reader. */
+export type ShaderSourceReader = (file: string) => string | Promise<string>;
+
 export class ShaderLibrary {
   private readonly modules = new Map<string, Promise<GPUShaderModule>>();
   private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
 
-  constructor(private readonly device: GPUDevice) {}
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly readSource: ShaderSourceReader = readShaderSource,
+  ) {}
 
   module(file: string): Promise<GPUShaderModule> {
     let pending = this.modules.get(file);
@@ -33,8 +39,8 @@ export class ShaderLibrary {
     return pending;
   }
 
-  private compile(file: string): Promise<GPUShaderModule> {
-    return this.compileSource(file, readShaderSource(file));
+  private async compile(file: string): Promise<GPUShaderModule> {
+    return this.compileSource(file, await this.readSource(file));
   }
 
   /** Compiles WGSL text; `name` is the file name (without .wgsl) that error messages point at. */
