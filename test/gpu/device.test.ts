@@ -37,3 +37,20 @@ test("a WGSL compile error names the shader file and line", async () => {
   expect(await failure).toBeInstanceOf(ShaderError);
   expect(String(await failure)).toMatch(/shaders\/broken\.wgsl:3:\d+: .*undefined_name/);
 });
+
+test("with no usable Vulkan driver the CLI says how to get the software adapter, never a silent null adapter", () => {
+  const child = Bun.spawnSync([process.execPath, "src/cli.ts", "doctor"], {
+    cwd: `${import.meta.dir}/../..`,
+    env: { ...process.env, VK_ICD_FILENAMES: "/nonexistent/icd.json", VK_ADD_DRIVER_FILES: "" },
+  });
+  expect(child.exitCode).toBe(1);
+  const lastLine = child.stderr.toString().trim().split("\n").at(-1);
+  expect(lastLine).toStartWith("cot-distill: no WebGPU adapter found.");
+  expect(lastLine).toContain("npm run setup");
+});
+
+test("an adapter name that matches nothing is refused, naming the adapters there are", () => {
+  const child = Bun.spawnSync([process.execPath, "src/cli.ts", "doctor", "--adapter", "no-such-gpu-xyz"], { cwd: `${import.meta.dir}/../..` });
+  expect(child.exitCode).toBe(1);
+  expect(child.stderr.toString()).toMatch(/cot-distill: no adapter matching "no-such-gpu-xyz" \(.*Available adapters/);
+});
