@@ -11,6 +11,10 @@
 // so there is one barrier per slice and global loads overlap arithmetic. Loads and stores are bounds-checked
 // (zero padding), which is what makes ragged M, N, K correct.
 //
+// Products with few output tiles but a deep K (the weight gradients, K = B·T) would leave most of the GPU idle,
+// so they are split along K: workgroup layer z computes the partial product over its K range into scratch, and
+// splitSum adds the layers in a fixed order (deterministic, no atomics).
+//
 // A thread's 8 rows are two groups of 4 (tRow·4 and BM/2 + tRow·4), likewise its columns: the vec4 reads of a
 // warp then cover contiguous workgroup memory, and stores of neighbouring threads land in neighbouring columns.
 
@@ -24,7 +28,8 @@ const HAS_BIAS = 1u;
 const ACCUMULATE = 2u;
 const MAX_LOADS = 16u;      // per thread per slice and operand: 8·BK/WG_N (a) and 8·BK/WG_M (b)
 
-struct Params { M: u32, N: u32, K: u32, flags: u32 }
+// kSplit: depth of K each workgroup layer z covers (split-K writes layer z of partial products to out[z·M·N …]).
+struct Params { M: u32, N: u32, K: u32, flags: u32, kSplit: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -56,14 +61,14 @@ fn sliceB(e: u32) -> vec2<u32> {  // (n, k) within the slice
   return vec2(e % BN, e / BN);
 }
 
-fn fetch(tid: u32, row0: u32, col0: u32, k0: u32) {
+fn fetch(tid: u32, row0: u32, col0: u32, k0: u32, kEnd: u32) {
   let loadsA = 8u * BK / WG_N;
   for (var i = 0u; i < loadsA; i++) {
     let mk = sliceA(tid + i * THREADS);
     let m = row0 + mk.x;
     let k = k0 + mk.y;
     var v = 0.0;
-    if (m < p.M && k < p.K) { v = a[select(m * p.K + k, k * p.M + m, TRANS_A)]; }
+    if (m < p.M && k < kEnd) { v = a[select(m * p.K + k, k * p.M + m, TRANS_A)]; }
     ra[i] = v;
   }
   let loadsB = 8u * BK / WG_M;
@@ -72,7 +77,7 @@ fn fetch(tid: u32, row0: u32, col0: u32, k0: u32) {
     let n = col0 + nk.x;
     let k = k0 + nk.y;
     var v = 0.0;
-    if (n < p.N && k < p.K) { v = b[select(k * p.N + n, n * p.K + k, TRANS_B)]; }
+    if (n < p.N && k < kEnd) { v = b[select(k * p.N + n, n * p.K + k, TRANS_B)]; }
     rb[i] = v;
   }
 }
@@ -100,15 +105,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let tCol = tid % WG_N;  // columns likewise
 
   var acc: array<vec4<f32>, 16>;  // acc[2i + j] = row group i (0..7), column half j
-  let slices = (p.K + BK - 1u) / BK;
+  let kStart = wid.z * p.kSplit;
+  let kEnd = min(p.K, kStart + p.kSplit);
+  let slices = (kEnd - kStart + BK - 1u) / BK;
 
-  fetch(tid, row0, col0, 0u);
+  fetch(tid, row0, col0, kStart, kEnd);
   stage(tid, 0u);
   workgroupBarrier();
   for (var s = 0u; s < slices; s++) {
     let current = s % 2u;
     let more = s + 1u < slices;
-    if (more) { fetch(tid, row0, col0, (s + 1u) * BK); }
+    if (more) { fetch(tid, row0, col0, kStart + (s + 1u) * BK, kEnd); }
     for (var k = 0u; k < BK; k++) {
       let ar = (current * BK + k) * A_ROW;
       let br = (current * BK + k) * B_ROW;
@@ -142,33 +149,51 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let rowB = rowA + BM / 2u;
   let colA = col0 + 4u * tCol;
   let colB = colA + BN / 2u;
-  store(rowA, colA, colB, acc[0], acc[1]);
-  store(rowA + 1u, colA, colB, acc[2], acc[3]);
-  store(rowA + 2u, colA, colB, acc[4], acc[5]);
-  store(rowA + 3u, colA, colB, acc[6], acc[7]);
-  store(rowB, colA, colB, acc[8], acc[9]);
-  store(rowB + 1u, colA, colB, acc[10], acc[11]);
-  store(rowB + 2u, colA, colB, acc[12], acc[13]);
-  store(rowB + 3u, colA, colB, acc[14], acc[15]);
+  let layer = wid.z * p.M * p.N;
+  store(layer, rowA, colA, colB, acc[0], acc[1]);
+  store(layer, rowA + 1u, colA, colB, acc[2], acc[3]);
+  store(layer, rowA + 2u, colA, colB, acc[4], acc[5]);
+  store(layer, rowA + 3u, colA, colB, acc[6], acc[7]);
+  store(layer, rowB, colA, colB, acc[8], acc[9]);
+  store(layer, rowB + 1u, colA, colB, acc[10], acc[11]);
+  store(layer, rowB + 2u, colA, colB, acc[12], acc[13]);
+  store(layer, rowB + 3u, colA, colB, acc[14], acc[15]);
 }
 
 // Writes out[m, colA…colA+3] = left and out[m, colB…colB+3] = right (plus bias, plus what is there when
 // accumulating), skipping what lies outside out.
-fn store(m: u32, colA: u32, colB: u32, left: vec4<f32>, right: vec4<f32>) {
+fn store(layer: u32, m: u32, colA: u32, colB: u32, left: vec4<f32>, right: vec4<f32>) {
   if (m >= p.M) { return; }
   for (var c = 0u; c < 4u; c++) {
-    storeOne(m, colA + c, left[c]);
-    storeOne(m, colB + c, right[c]);
+    storeOne(layer, m, colA + c, left[c]);
+    storeOne(layer, m, colB + c, right[c]);
   }
 }
 
-fn storeOne(m: u32, n: u32, value: f32) {
+fn storeOne(layer: u32, m: u32, n: u32, value: f32) {
   if (n >= p.N) { return; }
   var r = value;
   if ((p.flags & HAS_BIAS) != 0u) { r += bias[n]; }
-  let index = m * p.N + n;
+  let index = layer + m * p.N + n;
   if ((p.flags & ACCUMULATE) != 0u) { r += out[index]; }
   out[index] = r;
+}
+
+// Split-K epilogue: out[i] (= or +=) Σ_z partials[z·count + i] in order of z (+ bias[i mod N]).
+struct SplitParams { count: u32, N: u32, splits: u32, flags: u32 }
+@group(0) @binding(0) var<uniform> sp: SplitParams;
+@group(0) @binding(2) var<storage, read> partials: array<f32>;
+@group(0) @binding(3) var<storage, read> splitBias: array<f32>;
+
+@compute @workgroup_size(256)
+fn splitSum(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = gid.x + gid.y * 65535u * 256u;
+  if (i >= sp.count) { return; }
+  var r = 0.0;
+  for (var z = 0u; z < sp.splits; z++) { r += partials[z * sp.count + i]; }
+  if ((sp.flags & HAS_BIAS) != 0u) { r += splitBias[i % sp.N]; }
+  if ((sp.flags & ACCUMULATE) != 0u) { r += out[i]; }
+  out[i] = r;
 }
 
 // biasBackward, deterministically in two passes. Pass 1: workgroup (x, y) sums rows y·ROWS … y·ROWS+ROWS−1 of

@@ -4,10 +4,10 @@
  * walk the buffers in chunks bound at offsets. A chunk is a whole number of norm-reduction blocks, which keeps the
  * norm independent of the chunking (and its offsets multiples of 256 bytes).
  */
-import { bind, createStorage } from "../buffers.ts";
 import { grid1d } from "../grid.ts";
 import { f32bits, type Binding } from "../recorder.ts";
 import type { AdamWKernels, KernelContext } from "./index.ts";
+import { Scratch } from "./scratch.ts";
 
 const WG = 256;
 const ITEMS = 16;
@@ -31,7 +31,7 @@ export async function createAdamWKernels(ctx: KernelContext, options: AdamWKerne
   const maxBytes = Math.min(options.maxBindingBytes ?? Infinity, ctx.gpu.device.limits.maxStorageBufferBindingSize);
   const chunkFloats = Math.floor(maxBytes / (BLOCK * 4)) * BLOCK;
   if (chunkFloats === 0) throw new Error(`maxBindingBytes ${maxBytes} is below one block of ${BLOCK * 4} bytes`);
-  let partials: GPUBuffer | null = null; // grown on demand; a replaced one may still be in recorded work
+  const partialSums = new Scratch(ctx.gpu, "adamw: norm partial sums");
 
   function chunks(n: number): { first: number; count: number }[] {
     const list = [];
@@ -39,20 +39,15 @@ export async function createAdamWKernels(ctx: KernelContext, options: AdamWKerne
     return list;
   }
 
-  function partialSums(count: number): GPUBuffer {
-    if (!partials || partials.size < count * 4) partials = createStorage(ctx.gpu, "adamw: norm partial sums", count * 4);
-    return partials;
-  }
-
   return {
     gradNormSquared(r, { out, grads, n }) {
       const blocks = Math.ceil(n / BLOCK);
-      const scratch = partialSums(blocks);
+      const scratch = partialSums.floats(blocks);
       for (const { first, count } of chunks(n)) {
         const chunkBlocks = Math.ceil(count / BLOCK);
-        r.dispatch(partialSquares, [count, first / BLOCK], [bind(scratch), slice(grads, first, count)], grid1d(chunkBlocks, 1));
+        r.dispatch(partialSquares, [count, first / BLOCK], [scratch, slice(grads, first, count)], grid1d(chunkBlocks, 1));
       }
-      r.dispatch(total, [blocks, 0], [out, bind(scratch, 0, blocks * 4)], [1]);
+      r.dispatch(total, [blocks, 0], [out, scratch], [1]);
     },
 
     adamw(r, o) {

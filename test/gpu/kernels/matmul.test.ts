@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { bind, createStorage, upload } from "../../../src/gpu/buffers.ts";
 import { COMPACT_TILING, createMatmulKernels, LARGE_TILING, SMALL_TILING } from "../../../src/gpu/kernels/matmul.ts";
+import { Recorder } from "../../../src/gpu/recorder.ts";
 import * as ref from "../../../src/reference/ops.ts";
 import { context, expectClose, freeTensors, gpu, random, read, readRaw, run, tensor, zeros } from "./harness.ts";
 
@@ -17,15 +18,18 @@ const SHAPES: [M: number, N: number, K: number][] = [
 ];
 const TRANSPOSES = [[false, false], [false, true], [true, false], [true, true]] as const;
 
-const kernelsByTiling = {
+// Every tiling forced on, and K split into partial products (ragged splits: K=100 in 5 ways is 32+32+32+4).
+const kernelsByConfig = {
   default: await createMatmulKernels(context),
-  "64×64": await createMatmulKernels(context, { tiling: SMALL_TILING }),
-  "128×128": await createMatmulKernels(context, { tiling: LARGE_TILING }),
-  "64×64 compact": await createMatmulKernels(context, { tiling: COMPACT_TILING }),
+  "64×64 tiles": await createMatmulKernels(context, { tiling: SMALL_TILING }),
+  "128×128 tiles": await createMatmulKernels(context, { tiling: LARGE_TILING }),
+  "compact 64×64 tiles": await createMatmulKernels(context, { tiling: COMPACT_TILING }),
+  "K split 3 ways": await createMatmulKernels(context, { splitK: 3 }),
+  "128×128 tiles, K split 5 ways": await createMatmulKernels(context, { tiling: LARGE_TILING, splitK: 5 }),
 };
 
-describe.each(Object.keys(kernelsByTiling) as (keyof typeof kernelsByTiling)[])("matmul, %s tiles", (tiling) => {
-  const mm = kernelsByTiling[tiling];
+describe.each(Object.keys(kernelsByConfig) as (keyof typeof kernelsByConfig)[])("matmul, %s", (config) => {
+  const mm = kernelsByConfig[config];
   test.each(TRANSPOSES)("transA=%p transB=%p: out = op(a)·op(b) + bias for every shape", async (transA, transB) => {
     for (const [M, N, K] of SHAPES) {
       const seed = M * 1_000_003 + N * 1009 + K;
@@ -52,7 +56,7 @@ describe.each(Object.keys(kernelsByTiling) as (keyof typeof kernelsByTiling)[])(
 });
 
 test("the shapes GPT-2 uses (x·W, x·wteᵀ, dout·Wᵀ, dW += xᵀ·dout) agree with the reference at small sizes", async () => {
-  const mm = kernelsByTiling.default;
+  const mm = kernelsByConfig.default;
   const [BT, C, V] = [24, 48, 301]; // tokens, channels, vocabulary
   const x = random(BT * C, 1), w = random(C * 3 * C, 2), wte = random(V * C, 3), dout = random(BT * 3 * C, 4);
   const qkv = zeros(BT * 3 * C), logits = zeros(BT * V), dx = zeros(BT * C), dw = tensor(random(C * 3 * C, 5));
@@ -81,7 +85,7 @@ test("operands bound at offsets inside packed buffers are read and written in pl
   upload(gpu, aBinding, Float32Array.from(a));
   upload(gpu, bBinding, Float32Array.from(b));
   const out = bind(outputs.buffer, outAt, M * N * 4);
-  run((r) => kernelsByTiling.default.matmul(r, { out, a: aBinding, b: bBinding, M, N, K }));
+  run((r) => kernelsByConfig.default.matmul(r, { out, a: aBinding, b: bBinding, M, N, K }));
   expectClose(await read(out), ref.matmul(a, b, null, M, N, K, false, false), 1e-5);
   const all = await read(outputs);
   const untouched = [...all.subarray(0, outAt / 4), ...all.subarray(outAt / 4 + M * N)];
@@ -89,17 +93,29 @@ test("operands bound at offsets inside packed buffers are read and written in pl
   inputs.destroy();
 });
 
-test("matmul is deterministic: two runs give bit-identical results", async () => {
+test.each(["default", "K split 3 ways"] as const)("matmul (%s) is deterministic: two runs give bit-identical results", async (config) => {
   const [M, N, K] = [100, 150, 300];
   const a = tensor(random(M * K, 31)), b = tensor(random(N * K, 32));
   const first = zeros(M * N), second = zeros(M * N);
-  run((r) => kernelsByTiling.default.matmul(r, { out: first, a, b, M, N, K, transB: true }));
-  run((r) => kernelsByTiling.default.matmul(r, { out: second, a, b, M, N, K, transB: true }));
+  run((r) => kernelsByConfig[config].matmul(r, { out: first, a, b, M, N, K, transB: true }));
+  run((r) => kernelsByConfig[config].matmul(r, { out: second, a, b, M, N, K, transB: true }));
   expect(await readRaw(second)).toEqual(await readRaw(first));
 });
 
+test("the automatic choice splits K for a small-output, deep product (a weight gradient) and stays exact", async () => {
+  const [M, N, K] = [40, 24, 2048]; // one 64×64 tile: split min(2048/256, 16) = 8 ways
+  const a = random(K * M, 41), b = random(K * N, 42), before = random(M * N, 43);
+  const out = tensor(before);
+  const recorder = new Recorder(gpu);
+  kernelsByConfig.default.matmul(recorder, { out, a: tensor(a), b: tensor(b), M, N, K, transA: true, accumulate: true });
+  expect(recorder.dispatches).toBe(2); // the split partial products, then their ordered sum
+  recorder.submit();
+  const product = ref.matmul(a, b, null, M, N, K, true, false);
+  expectClose(await read(out), product.map((x, i) => x + before[i]), 1e-4);
+});
+
 describe("biasBackward", () => {
-  const mm = kernelsByTiling.default;
+  const mm = kernelsByConfig.default;
   test.each([[1, 1], [7, 77], [256, 5], [300, 1000], [1000, 33]])("dbias += column sums for M=%d N=%d", async (M, N) => {
     const dout = random(M * N, M + N), before = random(N, 7);
     const dbias = tensor(before);
