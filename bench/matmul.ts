@@ -45,6 +45,7 @@ const SHAPES: Shape[] = [
   { name: "proj = h·W", M: BT, N: C, K: 4 * C },
   { name: "dx = dout·Wᵀ (fc)", M: BT, N: C, K: 4 * C, transB: true },
   { name: "dW += xᵀ·dout (fc)", M: C, N: 4 * C, K: BT, transA: true },
+  { name: "dW += xᵀ·dout (attn)", M: C, N: C, K: BT, transA: true }, // split along K
   { name: "logits = x·wteᵀ", M: BT, N: V, K: C, transB: true },
   { name: "dx = dlogits·wte", M: BT, N: C, K: V },
   { name: "dwte += dlogitsᵀ·x", M: V, N: C, K: BT, transA: true },
