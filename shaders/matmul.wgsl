@@ -40,7 +40,7 @@ struct Params { M: u32, N: u32, K: u32, flags: u32, kSplit: u32 }
 // Rows of the staged slices are padded by one vec4, so the k-strided stores of the untransposed loads spread
 // over the memory banks instead of hitting one.
 override THREADS: u32 = WG_M * WG_N;
-override A_ROW: u32 = 2u * WG_M + 1u;  // vec4s per k row of as: BM/4 + 1
+override A_ROW: u32 = 2u * WG_M + 1u;  // vec4s per k row of tileA: BM/4 + 1
 override B_ROW: u32 = 2u * WG_N + 1u;
 var<workgroup> tileA: array<vec4<f32>, 2u * BK * A_ROW>;
 var<workgroup> tileB: array<vec4<f32>, 2u * BK * B_ROW>;
