@@ -5,6 +5,7 @@
  * Timing uses GPU timestamps around the batch of dispatches when the adapter has `timestamp-query`, otherwise
  * wall-clock over a submitted batch after a warm-up. Prints figures; never fails on speed.
  *
+ *   npm run bench -- matmul   (or: bash scripts/bench.sh matmul; the script makes the software adapter visible)
  *   bun bench/matmul.ts [--budget SECONDS] [--tilings] [--json]
  *     --budget   seconds one shape may take, all repetitions together (default 20)
  *     --tilings  also measure every candidate tiling forced on (for tuning the automatic choice)
@@ -15,15 +16,7 @@ import { bind, createStorage, upload } from "../src/gpu/buffers.ts";
 import { createMatmulKernels, LARGE_TILING, SMALL_TILING, type MatmulTiling } from "../src/gpu/kernels/matmul.ts";
 import type { MatmulKernels } from "../src/gpu/kernels/index.ts";
 import { Recorder } from "../src/gpu/recorder.ts";
-import { softwareAdapterEnv } from "../src/gpu/runtime.ts";
 import { ShaderLibrary } from "../src/gpu/shaders.ts";
-
-// The Vulkan loader reads its driver list at process start: re-run with the software adapter visible if needed.
-const extraEnv = softwareAdapterEnv();
-if (extraEnv && !process.env.COT_DISTILL_REEXEC) {
-  const child = Bun.spawnSync([process.execPath, ...process.argv.slice(1)], { env: { ...process.env, ...extraEnv, COT_DISTILL_REEXEC: "1" }, stdio: ["inherit", "inherit", "inherit"] });
-  process.exit(child.exitCode ?? 1);
-}
 
 const { values } = parseArgs({ options: { budget: { type: "string" }, tilings: { type: "boolean" }, json: { type: "boolean" } } });
 const budgetSeconds = Number(values.budget ?? 20);
