@@ -195,8 +195,13 @@ export class JobStore {
     })();
   }
 
-  heartbeat(id: string, runner: string): void {
-    this.db.query("UPDATE jobs SET heartbeat = ? WHERE id = ? AND runner = ?").run(Date.now(), id, runner);
+  /** False when the runner no longer holds a running job (cancelled elsewhere, or taken over): it must stop. */
+  heartbeat(id: string, runner: string): boolean {
+    return (
+      this.db
+        .query("UPDATE jobs SET heartbeat = ? WHERE id = ? AND runner = ? AND status = 'running'")
+        .run(Date.now(), id, runner).changes > 0
+    );
   }
 
   release(id: string, runner: string): void {
@@ -247,9 +252,14 @@ export class JobStore {
     this.db.query("UPDATE job_items SET state = 'failed', error = ? WHERE job_id = ? AND seq = ?").run(error, id, seq);
   }
 
-  /** Puts a claimed item back (e.g. the runner was cancelled while it was in flight). */
-  unclaim(id: string, seq: number): void {
-    this.db.query("UPDATE job_items SET state = 'pending' WHERE job_id = ? AND seq = ? AND state = 'claimed'").run(id, seq);
+  /** Puts a claimed item back — unless another runner holds the job now (its claims are not ours to undo). */
+  unclaim(id: string, seq: number, runner: string): void {
+    this.db
+      .query(
+        `UPDATE job_items SET state = 'pending' WHERE job_id = ?1 AND seq = ?2 AND state = 'claimed'
+         AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND (runner IS NULL OR runner = ?3))`,
+      )
+      .run(id, seq, runner);
   }
 
   finish(id: string, status: Exclude<JobStatus, "running">): boolean {

@@ -166,7 +166,8 @@ export class JobManager {
     if (this.active.has(id)) return true;
     if (!this.store.takeOver(id, this.runner, this.staleMs, (r) => runnerIsGone(r, this.runner))) return false;
     const abort = new AbortController();
-    const heartbeat = setInterval(() => this.store.heartbeat(id, this.runner), Math.max(50, this.staleMs / 3));
+    // the heartbeat also notices a cancel from another process, or a take-over after we stalled: then stop
+    const heartbeat = setInterval(() => this.store.heartbeat(id, this.runner) || abort.abort(), Math.max(50, this.staleMs / 3));
     const done = this.run(id, abort.signal)
       .catch((err) => console.error(`cot-distill: job ${id} stopped:`, err instanceof Error ? err.message : err))
       .finally(() => {
@@ -289,13 +290,13 @@ export class JobManager {
           const result = await this.options.teacher.rationales({ item: teacherItem(claimed.item), params: context.params });
           this.store.markDone(job.id, claimed.seq, outcomeOf(result));
         } catch (err) {
-          if (context.signal.aborted) this.store.unclaim(job.id, claimed.seq);
+          if (context.signal.aborted) this.store.unclaim(job.id, claimed.seq, this.runner);
           else this.store.markFailed(job.id, claimed.seq, err instanceof Error ? err.message : String(err));
         }
         context.changed();
       }
     };
     await Promise.all(Array.from({ length: concurrency }, worker));
-    for (const unstarted of queue) this.store.unclaim(job.id, unstarted.seq);
+    for (const unstarted of queue) this.store.unclaim(job.id, unstarted.seq, this.runner);
   }
 }

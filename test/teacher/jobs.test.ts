@@ -5,12 +5,14 @@
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { hostname } from "node:os";
+import { resolve } from "node:path";
 import { loadSplit } from "../../src/data/registry.ts";
 import { createApp } from "../../src/server/app.ts";
 import type { JobSnapshot } from "../../src/teacher/jobs.ts";
 import { lastQuestion } from "../helpers/fake-openai.ts";
-import { startTeacherStack, type TeacherStack } from "../helpers/teacher-stack.ts";
+import { startTeacherStack, TEST_API_KEY, type TeacherStack } from "../helpers/teacher-stack.ts";
 
+const ROOT = resolve(import.meta.dir, "../..");
 let stack: TeacherStack;
 beforeEach(async () => {
   stack = await startTeacherStack();
@@ -86,6 +88,23 @@ describe("online jobs", () => {
 });
 
 describe("crash and take-over", () => {
+  test("a cancel from another process stops the runner at its next heartbeat", async () => {
+    const slow = await startTeacherStack({ fake: { fallback: () => ({ kind: "ok", latencyMs: 20 }) }, runtime: { staleMs: 300 } });
+    try {
+      const job = await slow.runtime.jobs.create({ dataset: "cqa", split: "test", limit: 300, concurrency: 2 });
+      while (slow.runtime.jobs.require(job.id).done < 2) await Bun.sleep(5);
+      const other = slow.reopen();
+      expect(other.jobs.cancel(job.id).status).toBe("cancelled");
+      await slow.runtime.jobs.settled(job.id);
+      const seen = slow.fake.requests.length;
+      await Bun.sleep(150);
+      expect(slow.fake.requests.length).toBe(seen);
+      expect(other.jobs.require(job.id).pending).toBeGreaterThan(0);
+    } finally {
+      await slow.close();
+    }
+  });
+
   test("a dead runner's job is resumed: finished items are never asked again, claimed ones are retried once", async () => {
     const { jobs } = stack.runtime;
     // A job enumerated but never run here (as if the process that created it died at once): fake a dead holder.
@@ -164,3 +183,51 @@ function parseSse(text: string): { event: string; data: JobSnapshot }[] {
       return { event: field("event"), data: JSON.parse(field("data")) as JobSnapshot };
     });
 }
+
+describe("rationales command", () => {
+  // async spawn: the fake teacher lives in this process and must keep answering while the CLI runs
+  const cli = async (args: string[]) => {
+    const proc = Bun.spawn([process.execPath, "src/cli.ts", "rationales", "--db", stack.dbPath, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, OPENAI_BASE_URL: stack.fake.baseURL, OPENAI_API_KEY: TEST_API_KEY },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    return { code, stdout, stderr };
+  };
+
+  test("runs a job with a progress line and a summary; a second run is all from the store", async () => {
+    await stack.runtime.close(); // the CLI process is the only one on this database
+    const first = await cli(["--dataset", "svamp", "--split", "test", "--limit", "12", "--concurrency", "3"]);
+    expect(first.code).toBe(0);
+    expect(first.stderr).toMatch(/svamp\/test 12\/12 .*done 12 .*failed 0 .*tokens \d+ .*cost \$[\d.]+ .*ETA/);
+    expect(first.stderr).toMatch(/job job_\S+ done: 12\/12 done/);
+    expect(stack.fake.requests).toHaveLength(12);
+
+    const second = await cli(["--dataset", "svamp", "--split", "test", "--limit", "12", "--json"]);
+    expect(second.code).toBe(0);
+    expect(JSON.parse(second.stdout)).toMatchObject({ status: "done", done: 12, cached: 12, tokens: 0 });
+    expect(stack.fake.requests).toHaveLength(12);
+    expect(first.stdout + first.stderr + second.stdout + second.stderr).not.toContain(TEST_API_KEY);
+  });
+
+  test("--import-palm loads the shipped rationales once", async () => {
+    await stack.runtime.close();
+    const first = JSON.parse((await cli(["--import-palm", "--dataset", "cqa", "--split", "test", "--json"])).stdout);
+    expect(first.items).toBe(1221);
+    expect(first.inserted + first.unanswered).toBe(1221);
+    const again = JSON.parse((await cli(["--import-palm", "--dataset", "cqa", "--split", "test", "--json"])).stdout);
+    expect(again).toMatchObject({ inserted: 0, duplicates: first.inserted });
+    expect(stack.fake.requests).toHaveLength(0);
+  });
+
+  test("bad input: one readable line, exit 1", async () => {
+    for (const args of [["--dataset", "../x", "--split", "test"], ["--split", "test"], ["--dataset", "nope", "--split", "test"], ["--resume", "job_nope"], ["--dataset", "cqa", "--split", "test", "--limit", "0"]]) {
+      const run = await cli(args);
+      expect(run.code).toBe(1);
+      expect(run.stderr.trim().split("\n")).toHaveLength(1);
+      expect(run.stderr).toStartWith("cot-distill: ");
+    }
+  });
+});
