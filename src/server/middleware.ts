@@ -50,7 +50,11 @@ const WHAT: Partial<Record<keyof ValidationTargets, string>> = { json: "request 
  * schema's typed output. Invalid input → 400 `{error, issues}` through the error handler.
  */
 export function validate<Target extends keyof ValidationTargets, S extends v.GenericSchema>(target: Target, schema: S) {
-  return validator(target, (value): v.InferOutput<S> => {
+  return validator(target, (value, c): v.InferOutput<S> => {
+    // Hono reads a body as JSON only when it says it is; say why, rather than "question: missing"
+    if (target === "json" && !/^application\/([\w.+-]*\+)?json/i.test(c.req.header("content-type") ?? "")) {
+      throw new UserError("request body must be JSON (content-type: application/json)", 400);
+    }
     const result = v.safeParse(schema, value);
     if (!result.success) throw new UserError(`invalid ${WHAT[target] ?? target}`, 400, describeIssues(result.issues));
     return result.output;

@@ -77,6 +77,12 @@ describe("POST /v1/rationales", () => {
     expect(((await res.json()) as { error: string }).error).toBeString();
   });
 
+  test("a body that is not declared JSON is a 400 saying so", async () => {
+    const res = await app.request("/v1/rationales", { method: "POST", headers: { "content-type": "text/plain" }, body: JSON.stringify(milk) });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toContain("application/json");
+  });
+
   test("a body over the limit is 413", async () => {
     const small = createApp({ ...stack.runtime.appDeps(), maxBodyBytes: 1024 });
     const res = await small.request("/v1/rationales", {
