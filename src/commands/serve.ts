@@ -48,8 +48,8 @@ TEACHER_MODEL.`,
       process.once("SIGTERM", resolve);
     });
     console.error("cot-distill serve: shutting down (unfinished jobs resume on the next start)");
-    await server.stop();
-    await runtime.close();
+    await runtime.close(); // job runners stop first: their items stay claimed/pending for the next start
+    await server.stop(true); // and open event streams are cut rather than waited for
     return 0;
   },
 };

@@ -5,10 +5,11 @@
  * back to pending) and carries on. A retried item costs nothing twice — the rationale store's key makes the teacher
  * call idempotent, so a rationale stored just before the crash is served from the store.
  */
+import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import type { Item } from "../data/types.ts";
 import { UserError } from "../errors.ts";
-import type { ClaimedItem, ItemOutcome, JobCounts, JobMode, JobParams, JobRow, JobStore } from "../store/jobs.ts";
+import type { BatchState, ClaimedItem, ItemOutcome, JobCounts, JobMode, JobParams, JobRow, JobStore } from "../store/jobs.ts";
 import type { GenerationParams, RationaleResult, TeacherItem, TeacherService } from "./service.ts";
 
 export interface JobSnapshot extends JobCounts {
@@ -20,6 +21,8 @@ export interface JobSnapshot extends JobCounts {
   params: JobParams;
   createdAt: number;
   finishedAt: number | null;
+  /** Batch-mode jobs: the remote batch's id and state once it exists. */
+  batch?: BatchState | null;
 }
 
 export interface CreateJobRequest extends JobParams {
@@ -63,9 +66,19 @@ function runnerIsGone(runner: string, self: string): boolean {
   if (Number(pid) === process.pid) return runner !== self; // an earlier manager of this very process
   try {
     process.kill(Number(pid), 0);
-    return false;
   } catch {
     return true;
+  }
+  return isZombie(Number(pid));
+}
+
+/** A killed process nobody reaped yet (containers without an init) still answers kill(pid, 0). Linux only. */
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
+  } catch {
+    return false;
   }
 }
 
@@ -151,7 +164,8 @@ export class JobManager {
     const job = this.store.get(id);
     if (!job) return null;
     const { id: _id, total: _total, ...rest } = job;
-    return { id, ...rest, ...this.store.counts(id) };
+    const batch = job.mode === "batch" ? { batch: this.store.getBatch(id) } : {};
+    return { id, ...rest, ...this.store.counts(id), ...batch };
   }
 
   /** Like snapshot, but an unknown id is a 404 for the caller. */

@@ -37,6 +37,7 @@ describe("batch jobs", () => {
     expect(done).toMatchObject({ mode: "batch", status: "done", total: 12, done: 12, failed: 0, pending: 0, cached: 0 });
     expect(done.tokens).toBeGreaterThan(0);
     expect(state.created).toBe(1);
+    expect(done.batch).toMatchObject({ state: "completed", batchId: expect.stringMatching(/^batch-/) });
     expect(state.answered).toHaveLength(24);
     expect(new Set(state.answered).size).toBe(24);
     expect(stack.fake.requests).toHaveLength(0); // nothing went through the online endpoint
