@@ -10,7 +10,7 @@ import { teacherClientFlags, teacherClientOptions } from "./teacher-flags.ts";
 export const command: Command = {
   summary: "generate teacher rationales for a dataset split (durable bulk job), or import the shipped PaLM ones",
   help: `usage: bun src/cli.ts rationales --dataset D --split S [options]
-       bun src/cli.ts rationales --resume JOB_ID [--db PATH]
+       bun src/cli.ts rationales --resume JOB_ID | --retry-failed JOB_ID [--db PATH]
        bun src/cli.ts rationales --import-palm --dataset D --split S [--db PATH]
 
 Runs the same durable job as POST /v1/jobs, in this process, with a progress line on stderr (done / cached / failed,
@@ -26,6 +26,7 @@ is not requested again. Interrupted (Ctrl-C, crash)? Run again with --resume, or
   --batch                use the Batch API (upload, create, poll, download; resumable)
   --poll-seconds S       Batch API status poll interval (default 30)
   --resume JOB_ID        continue an unfinished job
+  --retry-failed JOB_ID  run the failed items of a finished job again
   --import-palm          load the shipped PaLM-540B rationales of the split into the store (offline, idempotent)
   --db PATH              SQLite database (default $COT_DISTILL_DB or cot-distill.sqlite)
   --json                 print the final job (or import report) as JSON on stdout
@@ -42,6 +43,7 @@ ${teacherClientFlags.help}`,
       batch: { type: "boolean" },
       "poll-seconds": { type: "string" },
       resume: { type: "string" },
+      "retry-failed": { type: "string" },
       "import-palm": { type: "boolean" },
       db: { type: "string", default: DEFAULT_DB_PATH },
       json: { type: "boolean" },
@@ -59,7 +61,10 @@ ${teacherClientFlags.help}`,
         else console.error(`imported ${report.inserted} PaLM rationales for ${report.dataset}/${report.split} (${report.duplicates} already stored, ${report.unanswered} unanswered, ${report.items} items)`);
         return 0;
       }
-      const job = values.resume
+      const retry = values["retry-failed"];
+      const job = retry
+        ? runtime.jobs.retryFailed(retry)
+        : values.resume
         ? resume(runtime, values.resume)
         : await runtime.jobs.create({
             dataset: requiredFlag(values.dataset, "dataset"),

@@ -262,6 +262,17 @@ export class JobStore {
       .run(id, seq, runner);
   }
 
+  /** Failed items back to pending and the job running again; returns how many items will be retried. */
+  retryFailed(id: string): number {
+    return this.db.transaction(() => {
+      const retried = this.db
+        .query("UPDATE job_items SET state = 'pending', error = NULL WHERE job_id = ? AND state = 'failed'")
+        .run(id).changes;
+      if (retried > 0) this.db.query("UPDATE jobs SET status = 'running', finished_at = NULL WHERE id = ?").run(id);
+      return retried;
+    })();
+  }
+
   finish(id: string, status: Exclude<JobStatus, "running">): boolean {
     const changed = this.db
       .query("UPDATE jobs SET status = ?, finished_at = ?, runner = NULL WHERE id = ? AND status = 'running'")

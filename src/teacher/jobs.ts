@@ -209,6 +209,17 @@ export class JobManager {
     return this.require(id);
   }
 
+  /** Runs the failed items of a finished or cancelled job again (a teacher outage is over, limits were raised…). */
+  retryFailed(id: string): JobSnapshot {
+    const job = this.require(id);
+    if (job.status === "running") throw new UserError(`job ${id} is still running; retry its failures when it has finished`, 409);
+    if (job.failed === 0) throw new UserError(`job ${id} has no failed items`, 409);
+    this.store.retryFailed(id);
+    if (!this.start(id)) throw new UserError(`job ${id} is being run by another live process`, 409);
+    this.notify(id);
+    return this.require(id);
+  }
+
   /** Resolves when this manager's runner for the job has stopped (immediately if none runs here). */
   async settled(id: string): Promise<JobSnapshot> {
     await this.active.get(id)?.done;

@@ -66,6 +66,21 @@ describe("online jobs", () => {
     expect(stack.runtime.teacher.store.countFailures()).toBeGreaterThanOrEqual(2);
   });
 
+  test("retrying a finished job's failures asks again for those items only", async () => {
+    stack.fake.script({ kind: "error", status: 500 }, { kind: "error", status: 500 }); // item 0: both attempts fail
+    const { jobs } = stack.runtime;
+    const app = createApp(stack.runtime.appDeps());
+    const first = await jobs.settled((await jobs.create({ dataset: "svamp", split: "test", limit: 5, concurrency: 1 })).id);
+    expect(first).toMatchObject({ status: "done", done: 4, failed: 1 });
+    const before = stack.fake.requests.length;
+    const retried = await app.request(`/v1/jobs/${first.id}/retry`, { method: "POST" });
+    expect(retried.status).toBe(202);
+    const final = await jobs.settled(first.id);
+    expect(final).toMatchObject({ status: "done", done: 5, failed: 0 });
+    expect(stack.fake.requests.length - before).toBe(1);
+    expect((await app.request(`/v1/jobs/${first.id}/retry`, { method: "POST" })).status).toBe(409); // nothing failed now
+  });
+
   test("cancel stops a job: no new requests after it, status cancelled, the rest left pending", async () => {
     const slow = await startTeacherStack({ fake: { fallback: () => ({ kind: "ok", latencyMs: 30 }) } });
     try {

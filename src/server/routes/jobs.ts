@@ -1,6 +1,7 @@
 /**
  * Bulk jobs over a dataset split: POST /v1/jobs → id; GET /v1/jobs/:id → counts; GET /v1/jobs/:id/events → progress
- * as server-sent events (`progress` while running, one `end` when the job stops); POST /v1/jobs/:id/cancel.
+ * as server-sent events (`progress` while running, one `end` when the job stops); POST /v1/jobs/:id/cancel;
+ * POST /v1/jobs/:id/retry runs the failed items again.
  */
 import { Hono } from "hono";
 import type { AppDeps } from "../app.ts";
@@ -19,6 +20,7 @@ export function jobsRoutes(deps: Pick<AppDeps, "jobs" | "requireDataset">): Hono
     .get("/", (c) => c.json({ jobs: jobs.store.list().map((job) => jobs.snapshot(job.id)) }))
     .get("/:id", (c) => c.json(jobs.require(c.req.param("id"))))
     .post("/:id/cancel", (c) => c.json(jobs.cancel(c.req.param("id"))))
+    .post("/:id/retry", (c) => c.json(jobs.retryFailed(c.req.param("id")), 202))
     .get("/:id/events", (c) => {
       const id = c.req.param("id");
       jobs.require(id); // 404 before the stream starts
