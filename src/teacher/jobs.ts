@@ -10,6 +10,7 @@ import { hostname } from "node:os";
 import type { Item } from "../data/types.ts";
 import { UserError } from "../errors.ts";
 import type { BatchState, ClaimedItem, ItemOutcome, JobCounts, JobMode, JobParams, JobRow, JobStore } from "../store/jobs.ts";
+import { redactSecrets } from "./client.ts";
 import type { GenerationParams, RationaleResult, TeacherItem, TeacherService } from "./service.ts";
 
 export interface JobSnapshot extends JobCounts {
@@ -94,6 +95,11 @@ export function sleepUnlessAborted(ms: number, signal: AbortSignal): Promise<voi
     }
     signal.addEventListener("abort", done, { once: true });
   });
+}
+
+/** An error as one line for logs and the job_items table, with anything key-like cut out (APIs echo keys). */
+function describeError(err: unknown): string {
+  return redactSecrets(err instanceof Error ? err.message : String(err));
 }
 
 export function newJobId(): string {
@@ -183,7 +189,7 @@ export class JobManager {
     // the heartbeat also notices a cancel from another process, or a take-over after we stalled: then stop
     const heartbeat = setInterval(() => this.store.heartbeat(id, this.runner) || abort.abort(), Math.max(50, this.staleMs / 3));
     const done = this.run(id, abort.signal)
-      .catch((err) => console.error(`cot-distill: job ${id} stopped:`, err instanceof Error ? err.message : err))
+      .catch((err) => console.error(`cot-distill: job ${id} stopped (it stays resumable): ${describeError(err)}`))
       .finally(() => {
         clearInterval(heartbeat);
         this.active.delete(id);
@@ -316,7 +322,7 @@ export class JobManager {
           this.store.markDone(job.id, claimed.seq, outcomeOf(result));
         } catch (err) {
           if (context.signal.aborted) this.store.unclaim(job.id, claimed.seq, this.runner);
-          else this.store.markFailed(job.id, claimed.seq, err instanceof Error ? err.message : String(err));
+          else this.store.markFailed(job.id, claimed.seq, describeError(err));
         }
         context.changed();
       }

@@ -34,6 +34,8 @@ export interface FakeBatchesOptions {
   pollsToComplete?: number;
   /** custom_ids the fake answers with an error line (status 500) instead of a completion. */
   failCustomIds?: (customId: string) => boolean;
+  /** Refuse every upload with this status and message (e.g. a 401 that echoes the key, as the real API does). */
+  rejectUploads?: { status: 400 | 401 | 403 | 500; message: string };
 }
 
 export interface FakeBatches {
@@ -106,6 +108,7 @@ export function fakeBatches(options: FakeBatchesOptions = {}): { extend: (app: H
 
   const extend = (app: Hono) => {
     app.post("/v1/files", async (c) => {
+      if (options.rejectUploads) return c.json(errorBody(options.rejectUploads.message), options.rejectUploads.status);
       const form = await c.req.formData();
       const file = form.get("file");
       const purpose = String(form.get("purpose") ?? "");

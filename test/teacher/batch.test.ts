@@ -3,12 +3,12 @@
  * ingested under the same keys as the online path, failures recorded, and resumable after a restart without a second
  * batch — even when the crash fell between creating the batch and saving its id.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, spyOn, test } from "bun:test";
 import { loadSplit } from "../../src/data/registry.ts";
 import { customId, parseCustomId } from "../../src/teacher/batch.ts";
 import { teacherItem } from "../../src/teacher/jobs.ts";
 import { fakeBatches, type FakeBatchesOptions } from "../helpers/fake-batches.ts";
-import { startTeacherStack, type TeacherStack } from "../helpers/teacher-stack.ts";
+import { startTeacherStack, TEST_API_KEY, type TeacherStack } from "../helpers/teacher-stack.ts";
 
 let stack: TeacherStack | undefined;
 afterEach(async () => {
@@ -100,6 +100,24 @@ describe("batch jobs", () => {
     expect(done).toMatchObject({ status: "done", done: 6 });
     expect(state.created).toBe(1);
     expect(restarted.jobs.store.getBatch(job.id)!.batchId).toBe(saved.batchId);
+  });
+
+  test("a refused upload leaves the job resumable and the logged error without the key", async () => {
+    const { state, stack } = await withBatches({
+      rejectUploads: { status: 401, message: `Incorrect API key provided: ${TEST_API_KEY}.` },
+    });
+    const logged: string[] = [];
+    const spy = spyOn(console, "error").mockImplementation((...args: unknown[]) => void logged.push(args.join(" ")));
+    try {
+      const { jobs } = stack.runtime;
+      const snap = await jobs.settled((await jobs.create({ dataset: "cqa", split: "test", limit: 3, batch: true })).id);
+      expect(snap).toMatchObject({ status: "running", pending: 3 });
+      expect(state.created).toBe(0);
+      expect(logged.join("\n")).toContain("401");
+      expect(logged.join("\n")).not.toContain(TEST_API_KEY);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   test("cancelling a batch job cancels the remote batch", async () => {
