@@ -107,7 +107,7 @@ async function follow(runtime: TeacherRuntime, job: JobSnapshot): Promise<JobSna
   const progress = progressPrinter(job);
   let last = job;
   try {
-    for await (const snap of runtime.jobs.watch(job.id, stop.signal, 1_000)) {
+    for await (const snap of runtime.jobs.watch(job.id, stop.signal, { minIntervalMs: 500 })) {
       last = snap;
       progress(snap);
     }

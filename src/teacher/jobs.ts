@@ -83,8 +83,11 @@ function isZombie(pid: number): boolean {
   }
 }
 
-/** Resolves after `ms` or as soon as the signal aborts, whichever is first (for polling loops). */
-export function sleepUnlessAborted(ms: number, signal: AbortSignal): Promise<void> {
+/**
+ * Resolves after `ms`, or as soon as the signal aborts, or when the `wake` handed to `onWake` is called — whichever
+ * comes first (polling loops that also listen for changes).
+ */
+export function sleepUnlessAborted(ms: number, signal: AbortSignal, onWake?: (wake: () => void) => void): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve();
     const timer = setTimeout(done, ms);
@@ -94,6 +97,7 @@ export function sleepUnlessAborted(ms: number, signal: AbortSignal): Promise<voi
       resolve();
     }
     signal.addEventListener("abort", done, { once: true });
+    onWake?.(done);
   });
 }
 
@@ -232,18 +236,20 @@ export class JobManager {
     return this.require(id);
   }
 
-  /** Snapshots as counts move, until the job is no longer running. Polls too, for jobs run by another process. */
-  async *watch(id: string, signal: AbortSignal, pollMs = 1_000): AsyncGenerator<JobSnapshot> {
+  /**
+   * Snapshots as counts move, until the job is no longer running: at most one per `minIntervalMs` (counting a big
+   * job is not free, and watching must not slow the job down), and a poll at least every `pollMs` for jobs that
+   * another process runs.
+   */
+  async *watch(id: string, signal: AbortSignal, { pollMs = 1_000, minIntervalMs = 200 } = {}): AsyncGenerator<JobSnapshot> {
     let last = "";
-    let wake: (() => void) | null = null;
     let dirty = true;
+    let wake = () => {};
     const listener = () => {
       dirty = true;
-      wake?.();
+      wake();
     };
     this.subscribe(id, listener);
-    const onAbort = () => wake?.();
-    signal.addEventListener("abort", onAbort);
     try {
       while (!signal.aborted) {
         dirty = false;
@@ -254,17 +260,12 @@ export class JobManager {
           yield snap;
         }
         if (snap.status !== "running") return;
-        if (!dirty) {
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-            setTimeout(resolve, pollMs);
-          });
-          wake = null;
-        }
+        await sleepUnlessAborted(minIntervalMs, signal);
+        if (!dirty) await sleepUnlessAborted(pollMs, signal, (w) => (wake = w));
+        wake = () => {};
       }
     } finally {
       this.unsubscribe(id, listener);
-      signal.removeEventListener("abort", onAbort);
     }
   }
 

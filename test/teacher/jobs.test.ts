@@ -165,13 +165,14 @@ describe("crash and take-over", () => {
 
 describe("progress events", () => {
   test("GET /v1/jobs/:id/events streams progress then one end event with the final counts", async () => {
-    const slow = await startTeacherStack({ fake: { fallback: () => ({ kind: "ok", latencyMs: 5 }) } });
+    // 15 rounds of 20 ms: the job outlasts the 200 ms between snapshots, so more than one progress event comes
+    const slow = await startTeacherStack({ fake: { fallback: () => ({ kind: "ok", latencyMs: 20 }) } });
     try {
       const app = createApp(slow.runtime.appDeps());
       const created = await app.request("/v1/jobs", {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ dataset: "cqa", split: "train", limit: 20, concurrency: 2 }),
+        body: JSON.stringify({ dataset: "cqa", split: "train", limit: 30, concurrency: 2 }),
       });
       expect(created.status).toBe(202);
       const { id } = (await created.json()) as { id: string };
@@ -181,7 +182,7 @@ describe("progress events", () => {
       const progress = events.filter((e) => e.event === "progress").map((e) => e.data.done);
       expect(progress.length).toBeGreaterThan(1);
       expect(progress).toEqual([...progress].sort((a, b) => a - b));
-      expect(events.at(-1)).toMatchObject({ event: "end", data: { status: "done", done: 20 } });
+      expect(events.at(-1)).toMatchObject({ event: "end", data: { status: "done", done: 30 } });
       expect(events.filter((e) => e.event === "end")).toHaveLength(1);
     } finally {
       await slow.close();
