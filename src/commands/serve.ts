@@ -12,8 +12,9 @@ export const command: Command = {
   summary: "run the teacher HTTP service (rationales, bulk jobs, schemas)",
   help: `usage: bun src/cli.ts serve [--host 127.0.0.1] [--port 8787] [--db PATH] [teacher options]
 
-Serves the cot-distill HTTP API: POST/GET /v1/rationales, /v1/jobs (bulk jobs with SSE progress), /v1/schema,
-/healthz. Unfinished jobs in the database are resumed on start-up, and jobs of a crashed peer are adopted.
+Serves the cot-distill HTTP API: POST/GET /v1/rationales, /v1/jobs (bulk rationale jobs with SSE progress), the
+runs/evaluation routes and the dashboard at /, /v1/schema (JSON Schemas of every request body) and /healthz.
+Unfinished rationale jobs in the database are resumed on start-up, and jobs of a crashed peer are adopted.
   --host H               interface to bind (default 127.0.0.1). Anything but loopback requires COT_DISTILL_TOKEN
   --port P               port (default 8787; 0 = any free port, printed on start-up)
   --db PATH              SQLite database (default $COT_DISTILL_DB or cot-distill.sqlite)
