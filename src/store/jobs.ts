@@ -38,7 +38,7 @@ registerSchema(
     error             TEXT,
     PRIMARY KEY (job_id, seq)
   );
-  CREATE INDEX IF NOT EXISTS job_items_by_state ON job_items (job_id, state, seq);
+  CREATE INDEX IF NOT EXISTS job_items_pending ON job_items (job_id, seq) WHERE state = 'pending';
   CREATE TABLE IF NOT EXISTS job_batches (
     job_id         TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
     batch_id       TEXT,
