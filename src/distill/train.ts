@@ -15,7 +15,7 @@ import { UserError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { Kernels } from "../gpu/kernels/index.ts";
 import { type GPT2Config, PRESETS, presetConfig } from "../model/config.ts";
-import { loadPretrained } from "../model/hf.ts";
+import { loadPretrained, resolveModelDir } from "../model/hf.ts";
 import { initParams } from "../model/init.ts";
 import { paramLayout } from "../model/params.ts";
 import { saveTokenizer, type Tokenizer } from "../model/tokenizer.ts";
@@ -25,7 +25,7 @@ import { SequenceSource } from "../train/batches.ts";
 import { readMetrics, type StepMetrics } from "../train/metrics.ts";
 import { runTraining } from "../train/run.ts";
 import { DEFAULT_OPTIMIZER, type OptimizerOptions } from "../train/trainer.ts";
-import { type Attribution, datasetIdfAttribution } from "./attribution.ts";
+import { type Attribution, datasetIdfAttribution, documentFrequencies, idfOverlapAttribution } from "./attribution.ts";
 import { buildExample, type DistillExample, toSequence } from "./example.ts";
 import { DEFAULT_TEMPLATE, type Placement, PLACEMENTS, type Template } from "./placement.ts";
 import { checkFraction, type Selection, SELECTIONS } from "./selection.ts";
@@ -179,7 +179,10 @@ async function keyAttribution(spec: DistillSpec, codec: LoadedCodec, items: Item
       log: options.log,
     });
   }
-  return datasetIdfAttribution(spec.dataset, codec.codec, codec.key);
+  if ((spec.rationales ?? "palm") === "palm") return datasetIdfAttribution(spec.dataset, codec.codec, codec.key);
+  // rationales from a file: their document frequencies are cheap to count here
+  const texts = rationales.flatMap((r) => (r ? [` ${r}`] : []));
+  return idfOverlapAttribution(documentFrequencies(texts, codec.codec), codec.codec);
 }
 
 interface PreparedData {
@@ -223,6 +226,15 @@ function isPreset(model: string): boolean {
   return Object.hasOwn(PRESETS, model) && !existsSync(model);
 }
 
+/** A model folder (or hub id in the local cache) to fine-tune; the error names the presets too. */
+function studentFolder(model: string): string {
+  try {
+    return resolveModelDir(model);
+  } catch (err) {
+    throw new UserError(`--model "${model}" is neither a size preset (${Object.keys(PRESETS).join(", ")}) nor a model folder: ${(err as Error).message}`, 404);
+  }
+}
+
 function openRuns(db: DistillOptions["db"]): { runs: RunStore; close: () => void } {
   if (db && typeof db !== "string") return { runs: new RunStore(db), close: () => {} };
   const opened = openDatabase(db);
@@ -240,7 +252,7 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const runDir = resolve(spec.outDir);
   const name = spec.name ?? runDir.split("/").pop()!;
-  const modelDir = isPreset(spec.model) ? null : spec.model;
+  const modelDir = isPreset(spec.model) ? null : studentFolder(spec.model);
 
   const items = await loadSplit(spec.dataset, "train", { excludeDev: true });
   const rationaleSource = spec.rationales ?? "palm";

@@ -159,12 +159,12 @@ export function accuracyOf(predictions: Prediction[]): { accuracy: number; rankA
 /** Evaluates a run (folder, id or name) or a model folder on a dataset split. */
 export async function evaluate(target: string, dataset: string | undefined, split = "test", options: EvalOptions = {}): Promise<EvalResult> {
   const started = performance.now();
-  const student = await loadStudent(target, options.db);
-  const name = dataset ?? student.run?.dataset;
-  if (!name) throw new UserError(`${target} is a bare model folder: say which dataset to evaluate on (--dataset)`);
   if (options.limit !== undefined && !(Number.isInteger(options.limit) && options.limit >= 1)) {
     throw new UserError(`--limit must be a positive integer, got ${options.limit}`);
   }
+  const student = await loadStudent(target, options.db);
+  const name = dataset ?? student.run?.dataset;
+  if (!name) throw new UserError(`${target} is a bare model folder: say which dataset to evaluate on (--dataset)`);
   const items = (await loadSplit(name, split)).slice(0, options.limit);
   options.log?.(`evaluating ${student.modelDir} (placement ${student.placement}) on ${name}/${split}: ${items.length} items`);
   const predictions = await predictItems(student, items, options);

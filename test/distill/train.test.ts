@@ -1,0 +1,99 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { type DistillSpec, readRunSettings, trainDistillation } from "../../src/distill/train.ts";
+import { openDatabase } from "../../src/store/db.ts";
+import { RunStore } from "../../src/store/runs.ts";
+import { readMetrics } from "../../src/train/metrics.ts";
+import { sharedGpu, syntheticDataset } from "../eval/synthetic.ts";
+
+const root = mkdtempSync(join(tmpdir(), "distill-train-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+const data = syntheticDataset({ train: 32, test: 8 });
+const quiet = { log: () => {} };
+
+function spec(overrides: Partial<DistillSpec> = {}): DistillSpec {
+  return {
+    dataset: data.name,
+    placement: "after",
+    selection: { kind: "full", seed: 0 },
+    model: "micro",
+    epochs: 4,
+    batchSize: 8,
+    optimizer: { lr: 6e-3 },
+    seed: 1,
+    outDir: join(root, `run-${Math.random().toString(36).slice(2)}`),
+    rationales: data.rationales,
+    ...overrides,
+  };
+}
+
+describe("trainDistillation", () => {
+  test("trains a from-scratch student, the loss goes down, the run is registered done with run.json and an HF model folder", async () => {
+    const db = openDatabase(join(root, "runs.sqlite"));
+    const { gpu, kernels } = await sharedGpu();
+    const s = spec({ placement: "after", selection: { kind: "shuffled", seed: 3 }, name: "after-shuffled" });
+    const result = await trainDistillation(s, { db, gpu, kernels, ...quiet });
+
+    const metrics = readMetrics(join(s.outDir, "metrics.jsonl"));
+    expect(metrics.length).toBe(result.steps);
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    expect(mean(metrics.slice(-3).map((m) => m.loss))).toBeLessThan(0.7 * mean(metrics.slice(0, 3).map((m) => m.loss)));
+
+    const run = new RunStore(db).get(result.runId)!;
+    expect(run).toMatchObject({ name: "after-shuffled", status: "done", runDir: resolve(s.outDir), error: null });
+    expect(run.finalMetrics).toMatchObject({ steps: result.steps, final_loss: metrics.at(-1)!.loss });
+
+    const settings = readRunSettings(s.outDir)!;
+    expect(settings).toMatchObject({ id: result.runId, dataset: data.name, placement: "after", selection: { kind: "shuffled", seed: 3 }, model: "micro" });
+    // 32 train items minus the dev carve-out (10%)
+    expect(settings.examples).toBe(32 - Math.round(32 * 0.1));
+    expect(settings.steps).toBe(Math.ceil((4 * settings.examples) / 8));
+    expect(settings.modelConfig.nPositions).toBeGreaterThanOrEqual(settings.seqLength + 1);
+    for (const file of ["config.json", "model.safetensors", "vocab.json", "merges.txt"]) expect(existsSync(join(s.outDir, "model", file))).toBe(true);
+    expect(JSON.parse(readFileSync(join(s.outDir, "model", "config.json"), "utf8")).vocab_size).toBe(settings.modelConfig.vocabSize);
+  });
+
+  test("an interrupted run is marked failed with the reason and finishes with resume under the same id", async () => {
+    const db = openDatabase(":memory:");
+    const { gpu, kernels } = await sharedGpu();
+    const s = spec({ epochs: 1, checkpointEvery: 1 });
+    const first = await trainDistillation(s, { db, gpu, kernels, stopAfter: 2, ...quiet });
+    expect(first.steps).toBe(2);
+    expect(new RunStore(db).get(first.runId)).toMatchObject({ status: "failed", error: expect.stringContaining("stopped after step 2") });
+    const resumed = await trainDistillation({ ...s, resume: true }, { db, gpu, kernels, ...quiet });
+    expect(resumed.runId).toBe(first.runId);
+    expect(resumed.steps).toBe(readRunSettings(s.outDir)!.steps);
+    expect(new RunStore(db).get(first.runId)!.status).toBe("done");
+    expect(readMetrics(join(s.outDir, "metrics.jsonl")).map((m) => m.step)).toEqual(Array.from({ length: resumed.steps }, (_, i) => i + 1));
+  });
+
+  describe("bad input is refused with one clear error before anything is trained or registered", () => {
+    const cases: Array<[string, Partial<DistillSpec>, RegExp]> = [
+      ["unknown placement", { placement: "middle" as never }, /unknown placement "middle" \(valid: none, before, after\)/],
+      ["unknown selection", { selection: { kind: "best" as never, seed: 0 } }, /unknown selection "best" \(valid: full, shuffled, random, key, masked\)/],
+      ["k larger than a rationale", { selection: { kind: "key", k: 500, seed: 0 } }, /k = 500 is larger than the rationale's \d+ tokens/],
+      ["p outside [0, 1]", { selection: { kind: "masked", p: 1.5, seed: 0 } }, /p must be in \[0, 1\], got 1.5/],
+      ["unknown dataset", { dataset: "no-such-data" }, /unknown dataset "no-such-data"/],
+      ["negative alpha", { alpha: -1 }, /--alpha must be a number >= 0/],
+      ["saliency without a model", { selection: { kind: "key", k: 2, seed: 0 }, attribution: "saliency" }, /--attribution saliency needs --attribution-model/],
+      ["unknown model", { model: "enormous" }, /--model "enormous" is neither a size preset \(.*micro.*\) nor a model folder/],
+    ];
+    for (const [name, overrides, message] of cases) {
+      test(name, async () => {
+        const db = openDatabase(":memory:");
+        await expect(trainDistillation(spec(overrides), { db, ...quiet })).rejects.toThrow(message);
+        expect(new RunStore(db).list()).toEqual([]);
+      });
+    }
+  });
+
+  test("the CLI prints bad input as one line and exits 1", () => {
+    const cli = resolve(import.meta.dir, "../../src/cli.ts");
+    const child = Bun.spawnSync([process.execPath, cli, "train", "--dataset", "cqa", "--placement", "after", "--selection", "masked", "--p", "2", "--model", "micro", "--epochs", "1", "--seed", "0", "--out", join(root, "cli")], { stderr: "pipe", env: { ...process.env, COT_DISTILL_REEXEC: "1" } });
+    expect(child.exitCode).toBe(1);
+    const stderr = child.stderr.toString().trim().split("\n").filter((l) => !l.startsWith("Warning:"));
+    expect(stderr).toEqual(["cot-distill: p must be in [0, 1], got 2"]);
+  });
+});
