@@ -10,9 +10,9 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:f
 import { join, resolve } from "node:path";
 import { UserError } from "../errors.ts";
 import { CLI_PATH, childEnv, trainArgs } from "../experiment/runner.ts";
-import type { RunRow } from "../store/runs.ts";
-import { newRunId, RunStore } from "../store/runs.ts";
+import { conditionName } from "../experiment/grid.ts";
 import { openDatabase } from "../store/db.ts";
+import { newRunId, RunStore, type RunRow } from "../store/runs.ts";
 import type { EvaluateRequest, PredictRequest, RunRequest } from "./routes/run-schemas.ts";
 
 const WORKER_PATH = import.meta.path;
@@ -46,8 +46,7 @@ export interface Evaluation {
 
 /** A run name from its settings when none was given: "cqa-after-shuffled-s0". */
 function defaultRunName(r: RunRequest): string {
-  const selection = r.selection === "key" ? `key-${r.k}` : r.selection === "masked" ? `masked-${r.p}` : r.selection;
-  return [r.dataset, r.placement, r.placement === "none" || selection === "full" ? "" : selection, `s${r.seed}`].filter(Boolean).join("-");
+  return `${r.dataset}-${conditionName(r.placement, { kind: r.selection, k: r.k, p: r.p })}-s${r.seed}`;
 }
 
 const TAIL_BYTES = 4_000;
