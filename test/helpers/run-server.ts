@@ -35,9 +35,12 @@ export async function startRunServer(options: { experimentsRoot?: string } = {})
   };
 }
 
-/** Reads a server-sent-event stream to its end (or `until` an event): [{event, data}]. */
-export async function readEvents(response: Response, until = "end"): Promise<Array<{ event: string; data: unknown }>> {
-  const events: Array<{ event: string; data: unknown }> = [];
+/** Reads a server-sent-event stream to its end (or `until` an event) into `events`, which fills as they arrive. */
+export async function readEvents(
+  response: Response,
+  until = "end",
+  events: Array<{ event: string; data: unknown }> = [],
+): Promise<Array<{ event: string; data: unknown }>> {
   const reader = response.body!.getReader();
   const decoder = new TextDecoder();
   let buffer = "";

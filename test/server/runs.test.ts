@@ -4,7 +4,7 @@
  * evaluated and asked a question; and every kind of bad input answered 4xx with details.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readEvents, startRunServer, type RunServer } from "../helpers/run-server.ts";
 
@@ -184,5 +184,29 @@ describe("bad input", () => {
     const response = await post("/v1/predict", { run: "x", question: "   " });
     expect(response.status).toBe(400);
     expect((await issuesOf(response)).issues!.map((i) => i.path)).toContain("question");
+  });
+});
+
+describe("the metrics stream", () => {
+  test("a resumed run that rewrote its log is announced with `restart`, then its lines again, then `end`", async () => {
+    const runDir = join(server.runsRoot, "rewritten");
+    mkdirSync(runDir, { recursive: true });
+    const log = join(runDir, "metrics.jsonl");
+    const line = (step: number) => `${JSON.stringify({ step, loss: 5 - step })}\n`;
+    writeFileSync(log, [1, 2, 3].map(line).join(""));
+    const runs = server.supervisor.runs;
+    const run = runs.register({ name: "rewritten", runDir, config: {} });
+    runs.markRunning(run.id);
+
+    const arrived: Array<{ event: string; data: unknown }> = [];
+    const events = readEvents(await fetch(`${server.base}/v1/runs/${run.id}/metrics`), "end", arrived);
+    await until(async () => (arrived.length === 3 ? true : undefined), "steps 1..3");
+    writeFileSync(log, line(1)); // resumed from a checkpoint at step 1
+    await until(async () => (arrived.length === 5 ? true : undefined), "the restart and step 1");
+    appendFileSync(log, line(2));
+    runs.markDone(run.id, { steps: 2 });
+
+    const seen = (await events).map((e) => (e.event === "metrics" ? (e.data as { step: number }).step : e.event));
+    expect(seen).toEqual([1, 2, 3, "restart", 1, 2, "end"]);
   });
 });

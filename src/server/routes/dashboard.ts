@@ -164,6 +164,7 @@ async function follow(run) {
         buffer = buffer.slice(cut + 2);
         const event = /^event: (.*)$/m.exec(block)?.[1];
         const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (event === "restart") curve.points = [];
         if (event === "metrics" && data) {
           const m = JSON.parse(data);
           curve.points.push([m.step, m.loss]);

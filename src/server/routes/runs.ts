@@ -1,8 +1,8 @@
 /**
  * Distillation runs over HTTP: POST /v1/runs starts one headless (a `train` child process) → 202 with the run;
  * GET /v1/runs lists them (?status=); GET /v1/runs/:id; GET /v1/runs/:id/metrics streams metrics.jsonl as
- * server-sent events — every line so far, then new ones as training writes them (`metrics`), and one `end` with
- * the run when it has finished.
+ * server-sent events — every line so far, then new ones as training writes them (`metrics`), `restart` when a
+ * resumed run rewrote the log (the lines follow again from step 1), and one `end` with the run when it finished.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -31,12 +31,18 @@ const POLL_MS = 250;
 
 const finished = (run: RunRow | null) => run === null || run.status === "done" || run.status === "failed";
 
-/** Complete lines appended to `path` after `offset` bytes; the offset moves only past whole lines. */
-function newLines(path: string, offset: number): { lines: string[]; offset: number } {
-  if (!existsSync(path)) return { lines: [], offset };
-  const text = readFileSync(path).subarray(offset).toString("utf8");
+/**
+ * Complete lines appended to `path` after `offset` bytes; the offset moves only past whole lines. A file shorter
+ * than the offset was rewritten (a resumed run drops the steps after its checkpoint): read again from the start.
+ */
+function newLines(path: string, offset: number): { lines: string[]; offset: number; rewritten: boolean } {
+  if (!existsSync(path)) return { lines: [], offset, rewritten: false };
+  const bytes = readFileSync(path);
+  const rewritten = bytes.length < offset;
+  const text = bytes.subarray(rewritten ? 0 : offset).toString("utf8");
   const end = text.lastIndexOf("\n") + 1;
-  return { lines: text.slice(0, end).split("\n").filter((l) => l.trim()), offset: offset + Buffer.byteLength(text.slice(0, end)) };
+  const whole = text.slice(0, end);
+  return { lines: whole.split("\n").filter((l) => l.trim()), offset: (rewritten ? 0 : offset) + Buffer.byteLength(whole), rewritten };
 }
 
 async function* metricsEvents(deps: RunRoutesDeps, id: string, signal: AbortSignal): AsyncGenerator<ServerEvent> {
@@ -46,6 +52,7 @@ async function* metricsEvents(deps: RunRoutesDeps, id: string, signal: AbortSign
     const run = deps.supervisor.runs.get(id); // read before the file: a run seen finished has written its last line
     const read = newLines(path, offset);
     offset = read.offset;
+    if (read.rewritten) yield { event: "restart", data: { step: 0 } };
     for (const line of read.lines) yield { event: "metrics", data: JSON.parse(line) as StepMetrics };
     if (finished(run)) {
       yield { event: "end", data: run };
