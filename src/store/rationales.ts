@@ -298,8 +298,15 @@ export class RationaleStore {
   /** Stores a rationale under the key of its own fields; returns the key and whether it was new. */
   put(rationale: NewRationale): { key: string; inserted: boolean } {
     const record = { ...rationale, key: keyOfRecord(rationale), createdAt: rationale.createdAt ?? Date.now() };
-    const result = this.db.query(INSERT_SQL).run(toRow(record) as never);
-    return { key: record.key, inserted: result.changes === 1 };
+    return { key: record.key, inserted: this.putKeyed(record) };
+  }
+
+  /**
+   * Stores a record whose key the caller computed from the same fields (`rationaleKey`, as TeacherService's plan
+   * does) without hashing it again; true when it was new.
+   */
+  putKeyed(record: RationaleRecord): boolean {
+    return this.db.query(INSERT_SQL).run(toRow(record) as never).changes === 1;
   }
 
   /** Several rationales in one transaction (all or none). */

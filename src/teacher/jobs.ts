@@ -2,16 +2,18 @@
  * Durable bulk jobs over a dataset split. Creating a job enumerates its items into SQLite (src/store/jobs.ts); a
  * runner then claims items one by one, asks the teacher and marks each done or failed. Nothing lives only in memory:
  * after kill -9 the next JobManager on the same database takes the job over (its claimed-but-unfinished items go
- * back to pending) and carries on. A retried item costs nothing twice — the rationale store's key makes the teacher
- * call idempotent, so a rationale stored just before the crash is served from the store.
+ * back to pending) and carries on. An item's answers are stored and the item marked done (with the tokens and cost
+ * it paid) in ONE SQLite commit, so a crash leaves it either finished and counted, or not stored at all and simply
+ * asked again; the rationale store's key makes anything stored before a crash a store hit, never paid twice.
  */
+import type { Database } from "bun:sqlite";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import type { Item } from "../data/types.ts";
 import { UserError } from "../errors.ts";
 import type { BatchState, ClaimedItem, ItemOutcome, JobCounts, JobMode, JobParams, JobRow, JobStore } from "../store/jobs.ts";
 import { redactSecrets } from "./client.ts";
-import type { GenerationParams, RationaleResult, TeacherItem, TeacherService } from "./service.ts";
+import type { GenerationParams, RationaleResult, RationaleSample, TeacherItem, TeacherService } from "./service.ts";
 
 export interface JobSnapshot extends JobCounts {
   id: string;
@@ -294,6 +296,12 @@ export class JobManager {
     for (const listener of this.listeners.get(id) ?? []) listener();
   }
 
+  /** Marks the item done inside the teacher's transaction, which must be on this store's connection to be one. */
+  private markDoneIn(db: Database, jobId: string, seq: number, samples: RationaleSample[]): void {
+    if (db !== this.store.db) throw new Error("the job store and the rationale store must share one database connection");
+    this.store.markDone(jobId, seq, outcomeOf({ samples }));
+  }
+
   private async run(id: string, signal: AbortSignal): Promise<void> {
     const job = this.store.get(id)!;
     const context: JobContext = { store: this.store, signal, changed: () => this.notify(id), params: generationParams(job.params) };
@@ -319,8 +327,11 @@ export class JobManager {
         const claimed = next();
         if (!claimed) return;
         try {
-          const result = await this.options.teacher.rationales({ item: teacherItem(claimed.item), params: context.params });
-          this.store.markDone(job.id, claimed.seq, outcomeOf(result));
+          // done, with what it paid, in the very commit that stores its answers (see RationaleOptions.onStored)
+          await this.options.teacher.rationales(
+            { item: teacherItem(claimed.item), params: context.params },
+            { onStored: (samples, db) => this.markDoneIn(db, job.id, claimed.seq, samples) },
+          );
         } catch (err) {
           if (context.signal.aborted) this.store.unclaim(job.id, claimed.seq, this.runner);
           else this.store.markFailed(job.id, claimed.seq, describeError(err));

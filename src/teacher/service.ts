@@ -65,6 +65,22 @@ export interface RationaleRequest {
   params?: GenerationParams;
 }
 
+/**
+ * Runs once per request when all its samples are at hand, inside a SQLite transaction on `db` (the store's
+ * connection): whatever it writes there commits or rolls back together with the samples this request paid for.
+ */
+export type OnStored = (samples: RationaleSample[], db: Database) => void;
+
+export interface RationaleOptions {
+  /**
+   * A job marks its item done (with the tokens and cost paid) here, so that "answer stored" and "item done" are one
+   * commit: a crash can never leave a paid answer stored but unaccounted for. If it throws, nothing this request
+   * fetched is stored and the request rejects with its error. It is this request's own: a request sharing the
+   * teacher call of another (single flight) runs its hook after that call's commit, never inside it.
+   */
+  onStored?: OnStored;
+}
+
 export interface RationaleResult {
   samples: RationaleSample[];
 }
@@ -126,8 +142,11 @@ export class TeacherService {
   readonly store: RationaleStore;
   readonly client: TeacherClient;
   readonly defaults: TeacherDefaults;
-  /** Single flight: one promise per cache key being fetched right now. */
-  private readonly inFlight = new Map<string, Promise<RationaleSample>>();
+  /**
+   * Single flight: per cache key being fetched right now, the call's promise. It never rejects: it resolves, once
+   * the answers are stored (or not), to the teacher failures by key, so waiters know whether to fail or to read.
+   */
+  private readonly inFlight = new Map<string, Promise<Map<string, TeacherError>>>();
   private readonly templates: Partial<Record<AnswerFormat, PromptTemplate>>;
 
   constructor(options: TeacherServiceOptions) {
@@ -160,107 +179,154 @@ export class TeacherService {
     return { item, template, request, keyParams, keys };
   }
 
-  /** Samples 0..n-1 for the item: from the store where present, otherwise from one shared teacher call. */
-  async rationales(request: RationaleRequest): Promise<RationaleResult> {
+  /**
+   * Samples 0..n-1 for the item: from the store where present, otherwise from one teacher call for the missing ones.
+   * A sample that an identical request is fetching right now is waited for, never asked twice; it then counts as
+   * `fromStore` here (this request paid nothing for it). A teacher failure of that other call is this request's
+   * failure too; if the other call failed for its own reasons (its `onStored` threw), this request asks itself.
+   */
+  async rationales(request: RationaleRequest, options: RationaleOptions = {}): Promise<RationaleResult> {
     const plan = this.plan(request);
-    const pending: Array<Promise<RationaleSample>> = [];
+    // no await between the last check and registering our own flight below, so no other caller can slip in
+    for (let flights = this.flightsOf(plan.keys); flights.length > 0; flights = this.flightsOf(plan.keys)) {
+      for (const failures of await Promise.all(flights)) {
+        const failure = plan.keys.map((key) => failures.get(key)).find((err) => err !== undefined);
+        if (failure) throw failure;
+      }
+    }
+    const samples: RationaleSample[] = [];
     const missing: number[] = [];
     plan.keys.forEach((key, sampleIndex) => {
       const stored = this.store.get(key);
-      const shared = this.inFlight.get(key);
-      if (stored) pending[sampleIndex] = Promise.resolve(sampleOf(stored, true));
-      else if (shared) pending[sampleIndex] = shared;
+      if (stored) samples[sampleIndex] = this.withAgreement(plan, sampleOf(stored, true));
       else missing.push(sampleIndex);
     });
-    if (missing.length > 0) {
-      const call = this.fetchSamples(plan, missing);
-      missing.forEach((sampleIndex, j) => {
-        const key = plan.keys[sampleIndex];
-        const sample = call.then((outcomes) => {
-          const outcome = outcomes[j];
-          if (outcome instanceof Error) throw outcome;
-          return outcome;
-        });
-        this.inFlight.set(key, sample);
-        const done = () => void this.inFlight.delete(key);
-        sample.then(done, done);
-        pending[sampleIndex] = sample;
-      });
-    }
-    const settled = await Promise.allSettled(pending);
-    const failed = settled.find((s) => s.status === "rejected");
-    if (failed) throw failed.reason;
-    // agreement is with THIS request's gold answer: a stored or shared sample may have been asked for without one
-    const agreement = (label: string | null) => agreesWithGold(label, plan.item.answer, plan.template.format);
-    return {
-      samples: settled.map((s) => {
-        const sample = (s as PromiseFulfilledResult<RationaleSample>).value;
-        return { ...sample, agrees: agreement(sample.label) };
-      }),
+    const commit = (fresh: RationaleSample[], db: Database) => {
+      missing.forEach((sampleIndex, j) => (samples[sampleIndex] = this.withAgreement(plan, fresh[j])));
+      options.onStored?.(samples, db);
     };
+    if (missing.length > 0) await this.fly(plan, missing, commit);
+    else if (options.onStored) this.store.db.transaction(() => commit([], this.store.db))();
+    return { samples };
   }
 
-  /** One teacher call for the missing samples; each outcome is a stored sample or the failure that was recorded. */
-  private async fetchSamples(plan: RationalePlan, sampleIndices: number[]): Promise<Array<RationaleSample | TeacherError>> {
-    let result: ChatResult;
-    try {
-      result = await this.client.complete({ ...plan.request, n: sampleIndices.length });
-    } catch (err) {
-      if (!(err instanceof TeacherError)) throw err;
-      for (const sampleIndex of sampleIndices) this.recordFailure(plan, sampleIndex, err, null);
-      return sampleIndices.map(() => err);
+  /** The distinct flights fetching any of these keys right now. */
+  private flightsOf(keys: string[]): Array<Promise<Map<string, TeacherError>>> {
+    const flights = new Set<Promise<Map<string, TeacherError>>>();
+    for (const key of keys) {
+      const flight = this.inFlight.get(key);
+      if (flight) flights.add(flight);
     }
-    return this.ingest(plan, sampleIndices, result);
+    return [...flights];
+  }
+
+  /**
+   * One teacher call for the missing samples, registered as the flight of their keys until it settles. Resolves
+   * when they are stored (`commit` ran in the same transaction); rejects with the first failure.
+   */
+  private async fly(plan: RationalePlan, missing: number[], commit: OnStored): Promise<void> {
+    const keys = missing.map((sampleIndex) => plan.keys[sampleIndex]);
+    const failures = new Map<string, TeacherError>();
+    let land!: () => void;
+    const flight = new Promise<Map<string, TeacherError>>((resolve) => (land = () => resolve(failures)));
+    for (const key of keys) this.inFlight.set(key, flight);
+    try {
+      let result: ChatResult;
+      try {
+        result = await this.client.complete({ ...plan.request, n: missing.length });
+      } catch (err) {
+        if (!(err instanceof TeacherError)) throw err;
+        this.store.db.transaction(() => missing.forEach((sampleIndex) => this.recordFailure(plan, sampleIndex, err, null)))();
+        for (const key of keys) failures.set(key, err);
+        throw err;
+      }
+      const outcomes = this.ingest(plan, missing, result, { onStored: commit });
+      outcomes.forEach((outcome, j) => outcome instanceof TeacherError && failures.set(keys[j], outcome));
+      const failure = outcomes.find((outcome) => outcome instanceof TeacherError);
+      if (failure) throw failure;
+    } finally {
+      for (const key of keys) this.inFlight.delete(key);
+      land();
+    }
+  }
+
+  /** The sample with agreement against THIS request's gold (a stored or shared one may have been asked without). */
+  private withAgreement(plan: RationalePlan, sample: RationaleSample): RationaleSample {
+    return { ...sample, agrees: agreesWithGold(sample.label, plan.item.answer, plan.template.format) };
   }
 
   /**
    * Stores the answer to a call made for `sampleIndices` (choice j answers sample sampleIndices[j]): good choices
-   * become rationales, truncated/filtered/missing ones are recorded failures. Used by the Batch-API path too.
+   * become rationales, truncated/filtered/missing ones are recorded failures — all in one transaction, together
+   * with `onStored` when every choice was good (see RationaleOptions). Used by the Batch-API path too.
    */
-  ingest(plan: RationalePlan, sampleIndices: number[], result: Omit<ChatResult, "attempts"> & { attempts?: number }) {
+  ingest(
+    plan: RationalePlan,
+    sampleIndices: number[],
+    result: Omit<ChatResult, "attempts"> & { attempts?: number },
+    options: RationaleOptions = {},
+  ): Array<RationaleSample | TeacherError> {
     const byIndex = new Map<number, ChatChoice>(result.choices.map((c) => [c.index, c]));
     const parts = sampleIndices.length;
-    return sampleIndices.map((sampleIndex, j): RationaleSample | TeacherError => {
-      const choice = byIndex.get(j);
-      const failureKind = choice ? finishFailure(choice.finishReason) : "bad_response";
-      if (!choice || failureKind) {
-        const err = new TeacherError(
-          choice ? `teacher answer unusable: finish_reason "${choice.finishReason}"` : `teacher returned no choice ${j}`,
-          failureKind ?? "bad_response",
-          502,
-          result.attempts ?? 1,
-        );
-        this.recordFailure(plan, sampleIndex, err, choice?.text ?? null);
-        return err;
-      }
-      const parsed = parseCompletion(choice.text, plan.template.format, plan.item.choices);
-      const promptTokens = result.usage ? share(result.usage.promptTokens, parts, j) : null;
-      const completionTokens = result.usage ? share(result.usage.completionTokens, parts, j) : null;
-      const record = {
-        dataset: plan.item.dataset ?? null,
-        split: plan.item.split ?? null,
-        itemId: plan.item.id ?? null,
-        question: plan.item.question,
-        choices: plan.item.choices ?? null,
-        answer: plan.item.answer ?? null,
-        sampleIndex,
-        model: plan.request.model,
-        template: plan.template.version,
-        params: plan.keyParams,
-        rationale: parsed.rationale,
-        label: parsed.label,
-        agrees: agreesWithGold(parsed.label, plan.item.answer, plan.template.format),
-        rawCompletion: choice.text,
-        promptTokens,
-        completionTokens,
-        latencyMs: result.latencyMs,
-        costUsd: promptTokens === null || completionTokens === null ? null : costUsd(plan.request.model, promptTokens, completionTokens),
-        source: "teacher" as const,
-        createdAt: Date.now(),
-      };
-      const { key } = this.store.put(record);
-      return sampleOf({ ...record, key }, false);
-    });
+    const store = (): Array<RationaleSample | TeacherError> => {
+      const outcomes = sampleIndices.map((sampleIndex, j): RationaleSample | TeacherError => {
+        const choice = byIndex.get(j);
+        const failureKind = choice ? finishFailure(choice.finishReason) : "bad_response";
+        if (!choice || failureKind) {
+          const err = new TeacherError(
+            choice ? `teacher answer unusable: finish_reason "${choice.finishReason}"` : `teacher returned no choice ${j}`,
+            failureKind ?? "bad_response",
+            502,
+            result.attempts ?? 1,
+          );
+          this.recordFailure(plan, sampleIndex, err, choice?.text ?? null);
+          return err;
+        }
+        const promptTokens = result.usage ? share(result.usage.promptTokens, parts, j) : null;
+        const completionTokens = result.usage ? share(result.usage.completionTokens, parts, j) : null;
+        return this.storeChoice(plan, sampleIndex, choice.text, { promptTokens, completionTokens, latencyMs: result.latencyMs });
+      });
+      const samples = outcomes.filter((outcome): outcome is RationaleSample => !(outcome instanceof TeacherError));
+      if (samples.length === outcomes.length) options.onStored?.(samples, this.store.db);
+      return outcomes;
+    };
+    return this.store.db.transaction(store)();
+  }
+
+  /** One good answer stored under sample `sampleIndex`'s key. */
+  private storeChoice(
+    plan: RationalePlan,
+    sampleIndex: number,
+    text: string,
+    call: { promptTokens: number | null; completionTokens: number | null; latencyMs: number },
+  ): RationaleSample {
+    const parsed = parseCompletion(text, plan.template.format, plan.item.choices);
+    const { promptTokens, completionTokens } = call;
+    const record: RationaleRecord = {
+      key: plan.keys[sampleIndex],
+      dataset: plan.item.dataset ?? null,
+      split: plan.item.split ?? null,
+      itemId: plan.item.id ?? null,
+      question: plan.item.question,
+      choices: plan.item.choices ?? null,
+      answer: plan.item.answer ?? null,
+      sampleIndex,
+      model: plan.request.model,
+      template: plan.template.version,
+      params: plan.keyParams,
+      rationale: parsed.rationale,
+      label: parsed.label,
+      agrees: agreesWithGold(parsed.label, plan.item.answer, plan.template.format),
+      rawCompletion: text,
+      promptTokens,
+      completionTokens,
+      latencyMs: call.latencyMs,
+      costUsd: promptTokens === null || completionTokens === null ? null : costUsd(plan.request.model, promptTokens, completionTokens),
+      source: "teacher",
+      createdAt: Date.now(),
+    };
+    this.store.putKeyed(record);
+    return sampleOf(record, false);
   }
 
   private recordFailure(plan: RationalePlan, sampleIndex: number, err: TeacherError, rawCompletion: string | null): void {

@@ -81,6 +81,50 @@ describe("online jobs", () => {
     expect((await app.request(`/v1/jobs/${first.id}/retry`, { method: "POST" })).status).toBe(409); // nothing failed now
   });
 
+  test("an item whose done-mark fails is not stored either; retried, it is paid and counted once", async () => {
+    const { jobs, db, teacher } = stack.runtime;
+    // the job-item update fails inside the transaction that stores the answer (a real SQLite error, this connection only)
+    db.exec(`CREATE TEMP TRIGGER fail_done BEFORE UPDATE OF state ON job_items WHEN NEW.state = 'done' AND NEW.seq = 3
+             BEGIN SELECT RAISE(ABORT, 'injected: job item update failed'); END`);
+    const items = (await loadSplit("cqa", "test")).slice(0, 6);
+    const first = await jobs.settled((await jobs.create({ dataset: "cqa", split: "test", limit: 6, concurrency: 2 })).id);
+    expect(first).toMatchObject({ status: "done", done: 5, failed: 1 });
+    expect(jobs.store.failures(first.id)).toEqual([{ seq: 3, error: expect.stringContaining("injected") }]);
+    expect(stack.fake.requests).toHaveLength(6);
+    expect(teacher.store.forItem("cqa", items[3].id)).toEqual([]); // rolled back with the failed mark
+
+    db.exec("DROP TRIGGER fail_done");
+    jobs.retryFailed(first.id);
+    const final = await jobs.settled(first.id);
+    expect(final).toMatchObject({ status: "done", done: 6, cached: 0, failed: 0 });
+    expect(requestsPerQuestion(stack).get(firstLine(items[3].question))).toBe(2); // the lost answer, asked again once
+    // the job's totals are exactly what the stored answers cost: nothing missing, nothing counted twice
+    const stored = items.flatMap((item) => teacher.store.forItem("cqa", item.id));
+    expect(stored).toHaveLength(6);
+    expect(final.promptTokens).toBe(stored.reduce((sum, r) => sum + r.promptTokens!, 0));
+    expect(final.completionTokens).toBe(stored.reduce((sum, r) => sum + r.completionTokens!, 0));
+    expect(final.costUsd).toBeCloseTo(stored.reduce((sum, r) => sum + r.costUsd!, 0), 12);
+  });
+
+  test("two jobs over the same items at once pay for each item once between them", async () => {
+    const slow = await startTeacherStack({ fake: { fallback: () => ({ kind: "ok", latencyMs: 20 }) } });
+    try {
+      const { jobs, teacher } = slow.runtime;
+      const request = { dataset: "cqa", split: "test", limit: 20, concurrency: 4 };
+      const [a, b] = await Promise.all([jobs.create(request), jobs.create(request)]);
+      const [doneA, doneB] = await Promise.all([jobs.settled(a.id), jobs.settled(b.id)]);
+      expect(slow.fake.requests).toHaveLength(20);
+      expect([doneA.done, doneB.done]).toEqual([20, 20]);
+      // every item paid by one job and a store hit or a shared call for the other (the first round of the second
+      // job always waits on the first job's calls: both start at once)
+      expect(doneA.cached + doneB.cached).toBe(20);
+      const stored = await Array.fromAsync(teacher.store.list({ dataset: "cqa", split: "test" }));
+      expect(doneA.tokens + doneB.tokens).toBe(stored.reduce((sum, r) => sum + r.promptTokens! + r.completionTokens!, 0));
+    } finally {
+      await slow.close();
+    }
+  });
+
   test("cancel stops a job: no new requests after it, status cancelled, the rest left pending", async () => {
     const slow = await startTeacherStack({ fake: { fallback: () => ({ kind: "ok", latencyMs: 30 }) } });
     try {

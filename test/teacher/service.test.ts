@@ -2,10 +2,12 @@ import { afterAll, beforeEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Database } from "bun:sqlite";
 import { openDatabase } from "../../src/store/db.ts";
+import { keyOfRecord, RationaleStore } from "../../src/store/rationales.ts";
 import { TeacherClient, type TeacherClientOptions } from "../../src/teacher/client.ts";
 import { loadTemplate } from "../../src/teacher/prompts.ts";
-import { TeacherError, TeacherService, type TeacherItem } from "../../src/teacher/service.ts";
+import { TeacherError, TeacherService, type RationaleSample, type TeacherItem } from "../../src/teacher/service.ts";
 import { startFakeOpenAI, type Behaviour } from "../helpers/fake-openai.ts";
 
 const API_KEY = "sk-test-Zq8vXw3RkP0dLm5Ty7Hs";
@@ -85,6 +87,85 @@ describe("TeacherService", () => {
     const keys = new Set(results.map((r) => r.samples[0].key));
     expect(keys.size).toBe(1);
     expect(new Set(results.map((r) => r.samples[0].rationale)).size).toBe(1);
+    expect(teacher.store.count()).toBe(1);
+  });
+
+  test("onStored writes in the transaction that stores the answer: it throws → nothing stored; the retry stores once", async () => {
+    const { teacher, db, dbPath } = service();
+    // a job's bookkeeping stand-in: what the item paid, written inside the hook
+    db.exec("CREATE TABLE ledger (key TEXT NOT NULL, tokens INTEGER NOT NULL)");
+    const other = openDatabase(dbPath); // another connection sees only what was committed
+    const seen: Array<{ inTransaction: boolean; visibleHere: boolean; visibleElsewhere: boolean }> = [];
+    const record = (samples: RationaleSample[], tx: Database) => {
+      seen.push({
+        inTransaction: tx.inTransaction,
+        visibleHere: teacher.store.get(samples[0].key) !== null,
+        visibleElsewhere: new RationaleStore(other).get(samples[0].key) !== null,
+      });
+      const { promptTokens, completionTokens } = samples[0].usage!;
+      tx.query("INSERT INTO ledger (key, tokens) VALUES (?, ?)").run(samples[0].key, promptTokens + completionTokens);
+    };
+    const failing = teacher.rationales({ item: cqaItem }, {
+      onStored: (samples, tx) => {
+        record(samples, tx);
+        throw new Error("job item update failed");
+      },
+    });
+    await expect(failing).rejects.toThrow("job item update failed");
+    expect(seen).toEqual([{ inTransaction: true, visibleHere: true, visibleElsewhere: false }]);
+    expect(teacher.store.count()).toBe(0); // rolled back with the hook's write
+    expect(db.query("SELECT count(*) AS n FROM ledger").get()).toEqual({ n: 0 });
+
+    const retried = await teacher.rationales({ item: cqaItem }, { onStored: record });
+    expect(fake.requests).toHaveLength(2); // the lost answer is asked again, once
+    expect(retried.samples[0].fromStore).toBe(false);
+    expect(teacher.store.count()).toBe(1);
+    const stored = teacher.store.get(retried.samples[0].key)!;
+    expect(keyOfRecord(stored)).toBe(stored.key); // the key the service stored under is the one its fields give
+    expect(db.query("SELECT key, tokens FROM ledger").all()).toEqual([
+      { key: stored.key, tokens: stored.promptTokens! + stored.completionTokens! },
+    ]);
+
+    // a store hit still reports to its hook (in a transaction too), as paid by nobody
+    const hit: Array<{ inTransaction: boolean; fromStore: boolean[] }> = [];
+    const onStored = (samples: RationaleSample[], tx: Database) =>
+      void hit.push({ inTransaction: tx.inTransaction, fromStore: samples.map((s) => s.fromStore) });
+    await teacher.rationales({ item: cqaItem }, { onStored });
+    expect(hit).toEqual([{ inTransaction: true, fromStore: [true] }]);
+    other.close();
+  });
+
+  test("single flight: a waiter's hook runs after the first caller's commit, on samples it did not pay for", async () => {
+    const { teacher, dbPath } = service();
+    const other = new RationaleStore(openDatabase(dbPath));
+    fake.script({ kind: "ok", latencyMs: 100 });
+    const calls: Array<{ who: string; fromStore: boolean[]; committed: boolean }> = [];
+    const hook = (who: string) => (samples: RationaleSample[]) =>
+      void calls.push({ who, fromStore: samples.map((s) => s.fromStore), committed: other.get(samples[0].key) !== null });
+    const [first, second] = await Promise.all([
+      teacher.rationales({ item: cqaItem }, { onStored: hook("first") }),
+      teacher.rationales({ item: cqaItem }, { onStored: hook("second") }),
+    ]);
+    expect(fake.requests).toHaveLength(1);
+    expect(calls).toEqual([
+      { who: "first", fromStore: [false], committed: false }, // inside its own, still open, transaction
+      { who: "second", fromStore: [true], committed: true }, // after that commit, in a transaction of its own
+    ]);
+    expect(second.samples[0].rationale).toBe(first.samples[0].rationale);
+    other.db.close();
+  });
+
+  test("single flight: when the first caller's hook fails, a waiter asks the teacher itself and stores the answer once", async () => {
+    const { teacher } = service();
+    fake.script({ kind: "ok", latencyMs: 100 });
+    const paidFor: boolean[][] = [];
+    const outcomes = await Promise.allSettled([
+      teacher.rationales({ item: mathItem }, { onStored: () => { throw new Error("first caller's bookkeeping failed"); } }),
+      teacher.rationales({ item: mathItem }, { onStored: (samples) => void paidFor.push(samples.map((s) => !s.fromStore)) }),
+    ]);
+    expect(outcomes.map((o) => o.status)).toEqual(["rejected", "fulfilled"]);
+    expect(fake.requests).toHaveLength(2);
+    expect(paidFor).toEqual([[true]]);
     expect(teacher.store.count()).toBe(1);
   });
 
