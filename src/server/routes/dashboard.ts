@@ -50,6 +50,7 @@ const PAGE = /* html */ `<!doctype html>
   header { padding: 14px 24px; border-bottom: 1px solid var(--line); background: #fff; display: flex; gap: 16px; align-items: baseline; }
   header h1 { font-size: 18px; margin: 0; }
   header span { color: var(--muted); font-size: 13px; }
+  header form { margin-left: auto; }
   main { padding: 16px 24px; display: grid; gap: 20px; }
   section { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px 16px; }
   h2 { font-size: 15px; margin: 0 0 10px; }
@@ -70,7 +71,8 @@ const PAGE = /* html */ `<!doctype html>
 </style>
 </head>
 <body>
-<header><h1>cot-distill</h1><span>CoT-augmented distillation runs, loss curves and experiment results</span></header>
+<header><h1>cot-distill</h1><span>CoT-augmented distillation runs, loss curves and experiment results</span>
+  <form id="auth" hidden><input id="token" type="password" placeholder="bearer token" autocomplete="off"> <button>use token</button></form></header>
 <main>
   <section>
     <h2>Runs</h2>
@@ -114,9 +116,16 @@ function condition(config) {
 
 async function getJson(path) {
   const res = await fetch(path, { headers });
+  if (res.status === 401) document.getElementById("auth").hidden = false;
   if (!res.ok) throw new Error(path + ": " + res.status);
   return res.json();
 }
+// a server started with a token (COT_DISTILL_TOKEN) wants it on every API call: kept in this browser only
+document.getElementById("auth").addEventListener("submit", (event) => {
+  event.preventDefault();
+  localStorage.setItem("cot-distill-token", document.getElementById("token").value.trim());
+  location.reload();
+});
 
 async function refreshRuns() {
   const { runs } = await getJson("/v1/runs?limit=50");
