@@ -210,3 +210,16 @@ describe("the metrics stream", () => {
     expect(seen).toEqual([1, 2, 3, "restart", 1, 2, "end"]);
   });
 });
+
+describe("auth", () => {
+  test("with a token configured, the run routes and the dashboard want it", async () => {
+    const { createApp } = await import("../../src/server/app.ts");
+    const guarded = createApp({ ...server.stack.runtime.appDeps("s3cret"), supervisor: server.supervisor });
+    for (const path of ["/", "/v1/runs", "/v1/experiments", "/v1/evaluate"]) {
+      expect((await guarded.request(path)).status).toBe(401);
+      expect((await guarded.request(path, { headers: { authorization: "Bearer s3cret" } })).status).toBe(200);
+    }
+    const post = await guarded.request("/v1/runs", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(tinyRun) });
+    expect(post.status).toBe(401);
+  });
+});
