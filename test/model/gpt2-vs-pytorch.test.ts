@@ -11,23 +11,12 @@ import { tensorView } from "../../src/model/params.ts";
 import type { BatchSource } from "../../src/train/batches.ts";
 import { Trainer } from "../../src/train/trainer.ts";
 import { loadReferenceFixture, type ReferenceFixture } from "../fixtures/reference.ts";
+import { relativeError } from "../helpers/numeric.ts";
 
 let gpu: Gpu;
 let kernels: Kernels;
 let fx: ReferenceFixture;
 let batch: Batch;
-
-/** max |a − b| / max |b|: the error relative to the tensor's scale. */
-function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  expect(actual.length).toBe(expected.length);
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  return diff / (scale || 1);
-}
 
 beforeAll(async () => {
   gpu = await acquireGpu();

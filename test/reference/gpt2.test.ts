@@ -5,18 +5,7 @@ import { initParams } from "../../src/model/init.ts";
 import { Rng } from "../../src/model/rng.ts";
 import { loadReferenceFixture } from "../fixtures/reference.ts";
 import { expectGradient } from "./finite-diff.ts";
-
-/** max |a − b| / max |b| */
-function relativeError(a: Float64Array, b: Float64Array): number {
-  expect(a.length).toBe(b.length);
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return diff / scale;
-}
+import { relativeError } from "../helpers/numeric.ts";
 
 describe("float64 reference GPT-2", () => {
   test("finite-difference check of every parameter gradient on a tiny random model", () => {

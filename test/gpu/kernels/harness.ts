@@ -105,30 +105,7 @@ export async function readRaw(source: Binding): Promise<Float32Array> {
   return new Float32Array(await readBytes(gpu, source));
 }
 
-/** max|actual − expected| / max|expected| (absolute error when expected is all zeros); NaN anywhere gives Infinity. */
-export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  if (actual.length !== expected.length) throw new Error(`length ${actual.length} ≠ expected ${expected.length}`);
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    const d = Math.abs(actual[i] - expected[i]);
-    if (!(d <= diff)) diff = Number.isNaN(d) ? Infinity : d;
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  return scale > 0 ? diff / scale : diff;
-}
-
-/** Asserts relativeError(actual, expected) < tolerance; the failure message names the worst element. */
-export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: number, what = "result"): void {
-  const error = relativeError(actual, expected);
-  if (error < tolerance) return;
-  let worst = 0;
-  for (let i = 0; i < expected.length; i++) {
-    if (!(Math.abs(actual[i] - expected[i]) <= Math.abs(actual[worst] - expected[worst]))) worst = i;
-  }
-  const detail = `${what}: relative error ${error.toExponential(2)} ≥ ${tolerance} (worst [${worst}]: got ${actual[worst]}, want ${expected[worst]})`;
-  expect(detail).toBe(`${what}: within ${tolerance}`);
-}
+export { expectClose, relativeError } from "../../helpers/numeric.ts";
 
 /** Destroys the buffers made by `tensor`/`zeros` so far (call from afterAll in big test files). */
 export function freeTensors(): void {
