@@ -8,11 +8,12 @@
  *  3. p50/p99 of a stored hit over HTTP (POST /v1/rationales for a question already in the store).
  * Targets: ≥ 95% of ideal; p99 < 5 ms. Everything is warmed up first (JIT, connections): a cold start costs more
  * than the whole overhead being measured. The fake teacher runs in a child process; on a loaded machine (check
- * the load average) all figures drop together, so compare 1 and 2 with 0.
+ * the load average) all figures drop together, so compare 1 and 2 with 0 — and the CPU time per request of our
+ * process (0 and 1: this one; 2: the `serve` child), which the load barely moves: it is our overhead.
  *
  *   bun bench/teacher.ts [--items 2560] [--hits 2000]
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -57,18 +58,44 @@ const ideal = (n: number) => (n * LATENCY_MS) / CONCURRENCY;
 const percent = (x: number) => `${(100 * x).toFixed(1)}%`;
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 
-function report(name: string, n: number, ms: number) {
-  console.log(`${name}: ${n} requests in ${ms.toFixed(0)} ms; ideal ${ideal(n).toFixed(0)} ms → ${percent(ideal(n) / ms)} of ideal (target ≥ 95%)`);
+function report(name: string, n: number, ms: number, cpuMs: number) {
+  console.log(
+    `${name}: ${n} requests in ${ms.toFixed(0)} ms; ideal ${ideal(n).toFixed(0)} ms → ${percent(ideal(n) / ms)} of ideal ` +
+      `(target ≥ 95%); CPU ${((1000 * cpuMs) / n).toFixed(0)} µs/request`,
+  );
 }
 
-/** `count` calls of `call(i)` with 64 in flight; returns the wall time in ms. */
-async function in64(count: number, call: (i: number) => Promise<unknown>): Promise<number> {
-  let next = 0;
+/** CPU time (user + system) of this process in ms. */
+const ownCpuMs = () => {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+};
+
+/** CPU time of another process in ms, from /proc (Linux; clock ticks of 10 ms), NaN elsewhere. */
+function cpuMsOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime (fields 14 and 15 of the line)
+  } catch {
+    return NaN;
+  }
+}
+
+/** Wall and CPU time (of `cpuMs`' process) of `work`, in ms. */
+async function measure(work: () => Promise<unknown>, cpuMs: () => number = ownCpuMs): Promise<{ ms: number; cpuMs: number }> {
+  const cpu0 = cpuMs();
   const t0 = performance.now();
+  await work();
+  return { ms: performance.now() - t0, cpuMs: cpuMs() - cpu0 };
+}
+
+/** `count` calls of `call(i)` with 64 in flight. */
+async function in64(count: number, call: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
   await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
     while (next < count) await call(next++);
   }));
-  return performance.now() - t0;
 }
 
 console.log(`load average: ${(await Bun.file("/proc/loadavg").text().catch(() => "?")).split(" ").slice(0, 3).join(" ")}`);
@@ -79,19 +106,22 @@ await runtime.jobs.settled((await runtime.jobs.create({ dataset: "cqa", split: "
 // 0. ceiling: the bare client on prompts of the real size
 {
   const { request } = runtime.teacher.plan({ item: teacherItem(train[0]) });
-  const ms = await in64(itemCount, (i) => runtime.teacher.client.complete({ ...request, prompt: `${request.prompt} ${i}` }));
-  report("ceiling: bare client, no store", itemCount, ms);
+  const { ms, cpuMs } = await measure(() =>
+    in64(itemCount, (i) => runtime.teacher.client.complete({ ...request, prompt: `${request.prompt} ${i}` })),
+  );
+  report("ceiling: bare client, no store", itemCount, ms, cpuMs);
 }
 
 // 1. bulk job (cqa train; the HTTP part below uses test items so nothing is a store hit by accident)
 {
-  const t0 = performance.now();
   // items 512.. (the warm-up took the first 512 from the store)
-  const job = await runtime.jobs.create({ dataset: "cqa", split: "train", limit: 512 + itemCount, concurrency: CONCURRENCY });
-  const done = await runtime.jobs.settled(job.id);
-  const ms = performance.now() - t0;
+  let done!: Awaited<ReturnType<typeof runtime.jobs.settled>>;
+  const { ms, cpuMs } = await measure(async () => {
+    const job = await runtime.jobs.create({ dataset: "cqa", split: "train", limit: 512 + itemCount, concurrency: CONCURRENCY });
+    done = await runtime.jobs.settled(job.id);
+  });
   if (done.cached !== 512) console.log(`(unexpected: ${done.cached} cached)`);
-  report(`bulk job (${done.done - done.cached} asked, ${done.failed} failed)`, done.done - done.cached, ms);
+  report(`bulk job (${done.done - done.cached} asked, ${done.failed} failed)`, done.done - done.cached, ms, cpuMs);
 }
 
 // 2. 64 HTTP clients, distinct questions, against `serve` (its own database; warmed up on other items)
@@ -112,8 +142,8 @@ await runtime.jobs.settled((await runtime.jobs.create({ dataset: "cqa", split: "
     await res.arrayBuffer();
   };
   await in64(512, (i) => ask(train[i + 5000])());
-  const ms = await in64(items.length, (i) => ask(items[i])());
-  report("HTTP POST /v1/rationales ×64 clients", items.length, ms);
+  const { ms, cpuMs } = await measure(() => in64(items.length, (i) => ask(items[i])()), () => cpuMsOf(serveProc.pid));
+  report("HTTP POST /v1/rationales ×64 clients (CPU: the serve process)", items.length, ms, cpuMs);
 
   // 3. stored hits, one at a time
   const { question, choices, answer, dataset, split, id } = items[0];

@@ -9,6 +9,7 @@
  */
 import type { Database } from "bun:sqlite";
 import type { Choice } from "../data/types.ts";
+import { GroupCommit } from "../store/group-commit.ts";
 import { RationaleStore, rationaleKey, type RationaleRecord } from "../store/rationales.ts";
 import { finishFailure, TeacherClient, type ChatChoice, type ChatRequest, type ChatResult } from "./client.ts";
 import { TeacherError } from "./errors.ts";
@@ -68,6 +69,7 @@ export interface RationaleRequest {
 /**
  * Runs once per request when all its samples are at hand, inside a SQLite transaction on `db` (the store's
  * connection): whatever it writes there commits or rolls back together with the samples this request paid for.
+ * The transaction may be shared with other requests' writes (group commit), each in a savepoint of its own.
  */
 export type OnStored = (samples: RationaleSample[], db: Database) => void;
 
@@ -142,6 +144,10 @@ export class TeacherService {
   readonly store: RationaleStore;
   readonly client: TeacherClient;
   readonly defaults: TeacherDefaults;
+  /** Answers arriving together (a bulk job's 64 calls) are stored in one commit. */
+  private readonly commits: GroupCommit;
+  /** `work` in a transaction (a savepoint when one is open); made once, as bun:sqlite's wrappers are not free. */
+  private readonly atomically: <T>(work: () => T) => T;
   /**
    * Single flight: per cache key being fetched right now, the call's promise. It never rejects: it resolves, once
    * the answers are stored (or not), to the teacher failures by key, so waiters know whether to fail or to read.
@@ -151,6 +157,8 @@ export class TeacherService {
 
   constructor(options: TeacherServiceOptions) {
     this.store = new RationaleStore(options.db);
+    this.commits = new GroupCommit(options.db);
+    this.atomically = options.db.transaction((work: () => unknown) => work()) as <T>(work: () => T) => T;
     this.client = options.client ?? new TeacherClient();
     this.templates = options.templates ?? {};
     this.defaults = { model: this.client.model, temperature: 0, maxTokens: 256, n: 1, stop: STOP_SEQUENCES, ...options.defaults };
@@ -206,7 +214,7 @@ export class TeacherService {
       options.onStored?.(samples, db);
     };
     if (missing.length > 0) await this.fly(plan, missing, commit);
-    else if (options.onStored) this.store.db.transaction(() => commit([], this.store.db))();
+    else if (options.onStored) await this.commits.run(() => commit([], this.store.db));
     return { samples };
   }
 
@@ -236,11 +244,11 @@ export class TeacherService {
         result = await this.client.complete({ ...plan.request, n: missing.length });
       } catch (err) {
         if (!(err instanceof TeacherError)) throw err;
-        this.store.db.transaction(() => missing.forEach((sampleIndex) => this.recordFailure(plan, sampleIndex, err, null)))();
+        await this.commits.run(() => missing.forEach((sampleIndex) => this.recordFailure(plan, sampleIndex, err, null)));
         for (const key of keys) failures.set(key, err);
         throw err;
       }
-      const outcomes = this.ingest(plan, missing, result, { onStored: commit });
+      const outcomes = await this.commits.run(() => this.ingest(plan, missing, result, { onStored: commit }));
       outcomes.forEach((outcome, j) => outcome instanceof TeacherError && failures.set(keys[j], outcome));
       const failure = outcomes.find((outcome) => outcome instanceof TeacherError);
       if (failure) throw failure;
@@ -290,7 +298,7 @@ export class TeacherService {
       if (samples.length === outcomes.length) options.onStored?.(samples, this.store.db);
       return outcomes;
     };
-    return this.store.db.transaction(store)();
+    return this.atomically(store);
   }
 
   /** One good answer stored under sample `sampleIndex`'s key. */
