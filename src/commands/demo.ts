@@ -14,9 +14,10 @@ import { DEFAULT_DB_PATH } from "../store/db.ts";
 import { intFlag, parseFlags, type Command } from "./command.ts";
 
 /**
- * Sized to finish within 10 minutes on 2 CPU cores with the software adapter: measured at 528 CPU-seconds (user +
- * sys, all children) for 256 questions / 60 test questions, so even at one core's worth of parallelism the wall
- * time stays under 10 minutes; these settings are a little smaller. The student is "micro" (2 layers, width 64).
+ * Sized to finish within 10 minutes on 2 CPU cores with the software adapter. Measured with these settings: 461
+ * CPU-seconds (user + sys, every child included) — so under 8 minutes even if the GPU work used only one of the two
+ * cores; 12.8 minutes wall on a machine shared with other busy processes (the demo got 60% of its CPU). The
+ * student is "micro" (2 layers, width 64); "before" is the costly one to evaluate (it writes a rationale per question).
  */
 export const DEMO_GRID = {
   name: "demo",
@@ -38,7 +39,7 @@ const HELP = `usage: bun src/cli.ts demo [--out runs] [--db PATH] [--train N] [-
 A smoke-scale run of the paper's comparison, offline: CommonsenseQA with the shipped PaLM-540B rationales, a tiny
 GPT-2 student (micro: 2 layers, width 64) trained from scratch on ${DEMO_GRID.limit} questions, under four conditions —
 none (label only), before (rationale then label), after (label then rationale), after-shuffled — and evaluated on
-${DEMO_GRID.evalLimit} test questions. About 10 minutes on 2 CPU cores with the software GPU. Results and charts go
+${DEMO_GRID.evalLimit} test questions. Under 10 minutes on 2 CPU cores with the software GPU (~460 CPU-seconds). Results and charts go
 to <out>/demo/; running it again reuses finished conditions (delete the folder to start over).
 
 At this scale accuracies sit near chance (20% for five choices): the demo shows the machinery end to end. The
@@ -135,7 +136,7 @@ function resultTable(results: CellResult[]): string {
 }
 
 export const command: Command = {
-  summary: "smoke-scale demo: none / before / after / after-shuffled on CQA with a tiny student (~10 min on a CPU)",
+  summary: "smoke-scale demo: none / before / after / after-shuffled on CQA with a tiny student (under 10 min on 2 CPU cores)",
   help: HELP,
   async run(argv) {
     const { values, positionals } = parseFlags(argv, {
@@ -175,10 +176,11 @@ export const command: Command = {
         "",
         resultTable(results),
         "",
-        `accuracy: the label the student generates (for "before", after its own rationale); rank accuracy: the choice`,
-        `whose label it scores most likely. Chance is 20% (five choices), and a 2-layer student trained on ${grid.limit} questions`,
-        "is not expected to do much better: this shows the pipeline end to end. The paper's comparison needs the paper-",
-        "scale grid: bun src/cli.ts experiment experiments/paper-cqa.json (all of CQA, 3 seeds, a 6-layer student or a pretrained GPT-2).",
+        `accuracy: the label the student generates (for "before", after its own rationale: wrong if that never reaches`,
+        `"So the answer is (X)"); rank accuracy: the choice whose label it scores most likely. Chance is 20% (five`,
+        `choices), and a 2-layer student trained on ${grid.limit} questions is not expected to do much better: this shows the`,
+        "pipeline end to end. The paper's comparison needs the paper-scale grid (all of CQA, 3 seeds, a 6-layer student",
+        "or a pretrained GPT-2 folder as the model):  bun src/cli.ts experiment experiments/paper-cqa.json",
         "",
         `results  ${report.written.filter((f) => f.startsWith("results")).map((f) => `${dir}/${f}`).join("\n         ")}`,
         `charts   ${dir}/accuracy.svg (.png), ${dir}/loss.svg (.png)`,

@@ -122,6 +122,26 @@ export interface CellResult {
   n: number;
   finalLoss?: number;
   steps?: number;
+  /** What the cell was run with: a later grid asking for other settings in the same folder is refused. */
+  settings?: CellSettings;
+}
+
+export type CellSettings = Omit<Cell, "name" | "condition" | "runDir">;
+
+export function cellSettings({ name, condition, runDir, ...settings }: Cell): CellSettings {
+  return settings;
+}
+
+/** A finished cell is reused only for the same settings; anything else would mix results of different runs. */
+function checkSameSettings(cell: Cell, finished: CellResult): void {
+  if (!finished.settings || JSON.stringify(finished.settings) === JSON.stringify(cellSettings(cell))) return;
+  const was = finished.settings as unknown as Record<string, unknown>;
+  const now = cellSettings(cell) as unknown as Record<string, unknown>;
+  const differ = Object.keys({ ...was, ...now }).filter((k) => JSON.stringify(was[k]) !== JSON.stringify(now[k]));
+  throw new UserError(
+    `${cell.runDir} holds a result for other settings (${differ.join(", ")} differ): delete that folder or use another output folder`,
+    409,
+  );
 }
 
 export interface CellRunner {
@@ -250,6 +270,7 @@ export async function runGrid(cells: Cell[], runner: CellRunner, onEvent: (e: Ce
     const total = cells.length;
     const finished = readCellResult(cell);
     if (finished) {
+      checkSameSettings(cell, finished);
       results.push(finished);
       onEvent({ kind: "skip", cell, index, total, result: finished });
       continue;
@@ -267,6 +288,7 @@ export async function runGrid(cells: Cell[], runner: CellRunner, onEvent: (e: Ce
       selection: cell.selection,
       seed: cell.seed,
       ...evaluation,
+      settings: cellSettings(cell),
     };
     writeCellResult(cell, result);
     results.push(result);

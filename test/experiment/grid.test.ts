@@ -120,6 +120,13 @@ describe("running a grid", () => {
     expect(again).toEqual(results);
   });
 
+  test("a finished cell is not reused for other settings: the grid stops and says which differ", async () => {
+    const changed = parseGrid({ ...base, name: "resume", placements: ["none", "after"], seeds: [0, 1], epochs: 2 });
+    const runner = recordingRunner();
+    await expect(runGrid(expandGrid(changed, root), runner.runner)).rejects.toThrow(/resume\/none-s0 holds a result for other settings \(epochs differ\)/);
+    expect(runner.trained).toHaveLength(0);
+  });
+
   test("an interrupted cell is resumed, finished ones are not touched", async () => {
     const g = parseGrid({ ...base, name: "interrupted", placements: ["after"], seeds: [0, 1, 2] });
     const crashing = recordingRunner("after-s1");
