@@ -107,6 +107,11 @@ async function forwardLines(stream: ReadableStream<Uint8Array>, onLine: (line: s
   return text;
 }
 
+/** The one-line error a CLI child printed last, without the program's prefix. */
+export function lastErrorLine(stderr: string): string {
+  return (stderr.trim().split("\n").at(-1) ?? "").replace(/^cot-distill: /, "");
+}
+
 /** Runs the CLI to the end; a non-zero exit becomes an error carrying the child's last stderr line. */
 export async function runCli(args: string[], output: CliOutput = {}): Promise<string> {
   const piped = output.quiet || output.onLine !== undefined;
@@ -117,8 +122,8 @@ export async function runCli(args: string[], output: CliOutput = {}): Promise<st
     child.exited,
   ]);
   if (code !== 0) {
-    const why = stderr.trim().split("\n").at(-1) ?? "";
-    throw new UserError(`\`${args[0]}\` exited with code ${code}${why ? `: ${why.replace(/^cot-distill: /, "")}` : ""}`);
+    const why = lastErrorLine(stderr);
+    throw new UserError(`\`${args[0]}\` exited with code ${code}${why ? `: ${why}` : ""}`);
   }
   return stdout;
 }

@@ -9,7 +9,7 @@
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { UserError } from "../errors.ts";
-import { CLI_PATH, childEnv, trainArgs } from "../experiment/runner.ts";
+import { CLI_PATH, childEnv, lastErrorLine, trainArgs } from "../experiment/runner.ts";
 import { conditionName } from "../experiment/grid.ts";
 import { openDatabase } from "../store/db.ts";
 import { newRunId, RunStore, type RunRow } from "../store/runs.ts";
@@ -49,13 +49,9 @@ function defaultRunName(r: RunRequest): string {
   return `${r.dataset}-${conditionName(r.placement, { kind: r.selection, k: r.k, p: r.p })}-s${r.seed}`;
 }
 
-const TAIL_BYTES = 4_000;
-
-/** The last non-empty line of a log file: the CLI writes its one-line error there. */
-function lastLine(path: string): string {
-  if (!existsSync(path)) return "";
-  const text = readFileSync(path, "utf8");
-  return text.slice(-TAIL_BYTES).trim().split("\n").at(-1)?.replace(/^cot-distill: /, "") ?? "";
+/** The train command's one-line error, last in its log. */
+function logError(path: string): string {
+  return existsSync(path) ? lastErrorLine(readFileSync(path, "utf8")) : "";
 }
 
 export class RunSupervisor {
@@ -110,7 +106,7 @@ export class RunSupervisor {
       this.children.delete(child);
       const now = this.runs.get(id);
       if (now && (now.status === "queued" || now.status === "running")) {
-        this.runs.markFailed(id, lastLine(log) || `train exited with code ${code}`);
+        this.runs.markFailed(id, logError(log) || `train exited with code ${code}`);
       }
       return code;
     });
@@ -164,7 +160,7 @@ export class RunSupervisor {
     const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
     this.children.delete(child);
     if (code === 0) return JSON.parse(stdout);
-    const why = stderr.trim().split("\n").at(-1)?.replace(/^cot-distill: /, "") ?? "";
+    const why = lastErrorLine(stderr);
     if (code === 1) throw new UserError(why || `${task} failed`, 422);
     throw new Error(`${task} worker exited with code ${code}: ${why}`);
   }
