@@ -1,5 +1,5 @@
 /**
- * `bun src/cli.ts demo` at a size a test can afford (8 training questions, 2 test questions, one epoch): the four
+ * `bun src/cli.ts demo` at a size a test can afford (4 training questions, 1 test question, one epoch): the four
  * conditions trained and evaluated, the table printed with one row each, the report files where it says, and it
  * says it is a smoke-scale demo. (Its 10-minute budget at full size is measured, not asserted: see demo.ts.)
  */
@@ -16,7 +16,7 @@ test(
   async () => {
     const out = join(dir, "runs");
     const child = Bun.spawn(
-      [process.execPath, "src/cli.ts", "demo", "--train", "8", "--eval", "2", "--epochs", "1", "--out", out, "--db", join(dir, "demo.sqlite")],
+      [process.execPath, "src/cli.ts", "demo", "--train", "4", "--eval", "1", "--epochs", "1", "--out", out, "--db", join(dir, "demo.sqlite")],
       { stdout: "pipe", stderr: "pipe" },
     );
     const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
