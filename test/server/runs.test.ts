@@ -124,6 +124,26 @@ describe("a run through HTTP", () => {
   );
 });
 
+test(
+  "POST /v1/predict on a placement=before run returns the student's rationale with its label",
+  async () => {
+    const started = await post("/v1/runs", { ...tinyRun, name: "http-before", placement: "before", selection: "full", limit: 4 });
+    expect(started.status).toBe(202);
+    const { id } = (await started.json()) as Run;
+    await until(async () => {
+      const run = (await (await fetch(`${server.base}/v1/runs/${id}`)).json()) as Run;
+      expect(run.status).not.toBe("failed");
+      return run.status === "done" ? run : undefined;
+    }, "the before run");
+    const response = await post("/v1/predict", { run: id, question: "Where would you keep milk cold?", choices: [{ label: "A", text: "fridge" }, { label: "B", text: "oven" }] });
+    expect(response.status).toBe(200);
+    const answer = (await response.json()) as { rationale: string | null; generated: string };
+    expect(typeof answer.rationale).toBe("string");
+    expect(answer.generated.length).toBeGreaterThan(0);
+  },
+  300_000,
+);
+
 describe("bad input", () => {
   const issuesOf = async (response: Response) => ((await response.json()) as { error: string; issues?: Array<{ path: string; message: string }> });
 
