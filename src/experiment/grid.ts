@@ -13,6 +13,7 @@ import * as v from "valibot";
 import { UserError } from "../errors.ts";
 import { PLACEMENTS, type Placement } from "../distill/placement.ts";
 import type { SelectionKind } from "../distill/selection.ts";
+import { ATTRIBUTIONS, type AttributionKind } from "../distill/train.ts";
 
 const PlainName = v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9_.-]{0,63}$/, "use lower-case letters, digits, '.', '_' or '-'"));
 const Count = v.pipe(v.number(), v.integer(), v.minValue(1));
@@ -25,7 +26,18 @@ export const SelectionSpecSchema = v.variant(
   "kind",
   [
     v.strictObject({ kind: v.picklist(["full", "shuffled", "random"]), ...restrict }),
-    v.strictObject({ kind: v.literal("key"), k: Count, ...restrict }),
+    v.pipe(
+      v.strictObject({
+        kind: v.literal("key"),
+        k: Count,
+        /** Who scores the tokens: the model-free baseline (idf, default) or gradient × input of a trained student. */
+        attribution: v.optional(v.picklist(ATTRIBUTIONS, `attribution must be one of: ${ATTRIBUTIONS.join(", ")}`)),
+        /** The student (run or model folder) whose saliency scores the tokens. */
+        attributionModel: v.optional(v.pipe(v.string(), v.minLength(1))),
+        ...restrict,
+      }),
+      v.forward(v.check((s) => s.attribution !== "saliency" || s.attributionModel !== undefined, 'attribution "saliency" needs attributionModel'), ["attributionModel"]),
+    ),
     v.strictObject({
       kind: v.literal("masked"),
       p: v.pipe(v.number(), v.minValue(0, "p must be in [0, 1]"), v.maxValue(1, "p must be in [0, 1]")),
@@ -65,6 +77,8 @@ const GridInput = v.strictObject({
   epochs: v.pipe(v.number(), v.gtValue(0)),
   /** Training items used (the first N of the train split). */
   limit: v.optional(Count),
+  /** Teacher rationales: "palm" (the shipped PaLM-540B ones, default) or a JSON-lines file of {id | index, rationale}. */
+  rationales: v.optional(v.pipe(v.string(), v.minLength(1))),
   evalSplit: v.optional(v.pipe(v.string(), v.minLength(1)), "test"),
   evalLimit: v.optional(Count),
   training: v.optional(TrainingOptionsSchema, {}),
@@ -86,6 +100,8 @@ export interface CellSelection {
   kind: SelectionKind;
   k?: number;
   p?: number;
+  attribution?: AttributionKind;
+  attributionModel?: string;
 }
 
 /** One run of the grid. */
@@ -101,6 +117,7 @@ export interface Cell {
   seed: number;
   epochs: number;
   limit?: number;
+  rationales?: string;
   evalSplit: string;
   evalLimit?: number;
   training: TrainingOptions;
@@ -169,7 +186,7 @@ export function readGrid(path: string): Grid {
 }
 
 function selectionName(s: CellSelection): string {
-  if (s.kind === "key") return `key-${s.k}`;
+  if (s.kind === "key") return `key-${s.k}${s.attribution === "saliency" ? "-saliency" : ""}`;
   if (s.kind === "masked") return `masked-${s.p}`;
   return s.kind;
 }
@@ -228,6 +245,7 @@ export function expandGrid(grid: Grid, root = "runs"): Cell[] {
             seed,
             epochs: grid.epochs,
             limit: grid.limit,
+            rationales: grid.rationales,
             evalSplit: grid.evalSplit,
             evalLimit: grid.evalLimit,
             training: grid.training,

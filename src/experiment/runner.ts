@@ -21,6 +21,7 @@ export interface TrainSpec {
   seed: number;
   epochs: number;
   limit?: number;
+  rationales?: string;
   training: TrainingOptions;
   runDir: string;
   /** Shown in listings (default: the folder's name). */
@@ -40,6 +41,9 @@ export function trainArgs(spec: TrainSpec, options: { db?: string; resume?: bool
     ["selection", selection.kind],
     ["k", selection.k],
     ["p", selection.p],
+    ["attribution", selection.attribution],
+    ["attribution-model", selection.attributionModel],
+    ["rationales", spec.rationales],
     ["seed", spec.seed],
     ["epochs", spec.epochs],
     ["limit", spec.limit],

@@ -52,6 +52,22 @@ describe("grid expansion", () => {
     expect(names).toEqual(["cqa-micro-after-s0", "cqa-stories260k-after-s0", "svamp-micro-after-s0", "svamp-stories260k-after-s0"]);
   });
 
+  test("key tokens by a student's saliency are their own condition, and reach the train command's flags", async () => {
+    const grid = parseGrid({
+      ...base,
+      placements: ["after"],
+      selections: [{ kind: "key", k: 5 }, { kind: "key", k: 5, attribution: "saliency", attributionModel: "runs/x/after-s0" }],
+      rationales: "my-rationales.jsonl",
+    });
+    const cells = expandGrid(grid, root);
+    expect(cells.map((c) => c.condition)).toEqual(["after-key-5", "after-key-5-saliency"]);
+    const { trainArgs } = await import("../../src/experiment/runner.ts");
+    const args = trainArgs(cells[1]);
+    const flag = (name: string) => args[args.indexOf(`--${name}`) + 1];
+    expect([flag("selection"), flag("k"), flag("attribution"), flag("attribution-model"), flag("rationales")]).toEqual(["key", "5", "saliency", "runs/x/after-s0", "my-rationales.jsonl"]);
+    expect(trainArgs(cells[0])).not.toContain("--attribution");
+  });
+
   test("defaults: full selection, seed 0, test split", () => {
     const [cell] = expandGrid(parseGrid({ ...base, placements: ["after"] }), root);
     expect(cell).toMatchObject({ name: "after-s0", selection: { kind: "full" }, seed: 0, evalSplit: "test" });
@@ -64,6 +80,8 @@ describe("grid expansion", () => {
     ["p above 1", { placements: ["after"], selections: [{ kind: "masked", p: 1.5 }] }, "selections.0.p"],
     ["p below 0", { placements: ["after"], selections: [{ kind: "masked", p: -0.1 }] }, "selections.0.p"],
     ["unknown field", { placements: ["after"], lr: 3 }, "lr"],
+    ["unknown attribution", { placements: ["after"], selections: [{ kind: "key", k: 3, attribution: "gut" }] }, "selections.0.attribution"],
+    ["saliency without its model", { placements: ["after"], selections: [{ kind: "key", k: 3, attribution: "saliency" }] }, "selections.0.attributionModel"],
     ["no seeds", { placements: ["after"], seeds: [] }, "seeds"],
   ];
   for (const [what, patch, path] of bad) {

@@ -155,6 +155,7 @@ describe("bad input", () => {
     ["negative p", { selection: "masked", p: -0.5 }, "p"],
     ["unknown field", { learningRate: 3 }, "learningRate"],
     ["non-integer k", { selection: "key", k: 2.5 }, "k"],
+    ["unknown attribution", { selection: "key", k: 3, attribution: "gut" }, "attribution"],
   ];
   for (const [what, patch, path] of invalid) {
     test(`POST /v1/runs: ${what} → 400 with the issue`, async () => {

@@ -5,6 +5,7 @@
 import * as v from "valibot";
 import { PLACEMENTS } from "../../distill/placement.ts";
 import { SELECTIONS } from "../../distill/selection.ts";
+import { ATTRIBUTIONS } from "../../distill/train.ts";
 import { TrainingOptionsSchema } from "../../experiment/grid.ts";
 import { ChoiceSchema, DatasetName, SplitName } from "../schemas.ts";
 
@@ -23,6 +24,11 @@ export const RunRequestSchema = v.pipe(
     selection: v.optional(v.picklist(SELECTIONS, `selection must be one of: ${SELECTIONS.join(", ")}`), "full"),
     k: v.optional(Count),
     p: v.optional(v.pipe(v.number(), v.minValue(0, "p must be in [0, 1]"), v.maxValue(1, "p must be in [0, 1]"))),
+    /** Scorer of selection "key": idf (default) or saliency of the student in attributionModel. */
+    attribution: v.optional(v.picklist(ATTRIBUTIONS, `attribution must be one of: ${ATTRIBUTIONS.join(", ")}`)),
+    attributionModel: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(1_000))),
+    /** "palm" (default) or a JSON-lines file of rationales on the server. */
+    rationales: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(1_000))),
     seed: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 0),
     epochs: v.optional(v.pipe(v.number(), v.gtValue(0)), 1),
     limit: v.optional(Count),
