@@ -18,10 +18,11 @@ Run it again to continue: cells with a result.json are not rerun, an interrupted
 
 grid file (see experiments/*.json):
   {"name", "dataset" | "datasets", "model" | "models" (size preset or model folder), "placements": [none|before|after],
-   "selections": [{"kind": "full"|"shuffled"|"random"} | {"kind": "key", "k"} | {"kind": "masked", "p"},
+   "selections": [{"kind": "full"|"shuffled"|"random"} | {"kind": "masked", "p"} |
+                  {"kind": "key", "k", "attribution": "idf"|"saliency", "attributionModel": run or model folder},
                   optional "placements" to pair a selection with only some placements],
-   "seeds", "epochs", "limit" (training items), "evalSplit", "evalLimit",
-   "training": {"batchSize", "lr", "alpha", "warmupSteps", "weightDecay", "gradClip", "maxTokens"}}
+   "seeds", "epochs", "limit" (training items), "rationales" ("palm" or a JSON-lines file), "evalSplit", "evalLimit",
+   "training": {"batchSize", "lr", "alpha", "warmupSteps", "weightDecay", "gradClip", "maxTokens", "checkpointEvery"}}
 
 options:
   --out DIR    root folder of grids (default runs)
