@@ -12,6 +12,7 @@ import { experimentRoutes } from "./routes/experiments.ts";
 import { jobsRoutes } from "./routes/jobs.ts";
 import { rationalesRoutes, type RationaleLister } from "./routes/rationales.ts";
 import { requestSchemas } from "./schemas.ts";
+import { runRequestSchemas } from "./routes/run-schemas.ts";
 import type { RunSupervisor } from "./worker.ts";
 
 export interface AppDeps {
@@ -46,18 +47,20 @@ export function createApp(deps: AppDeps): Hono {
   return app;
 }
 
+/** Every request body the app validates, by name: the teacher routes' and the run/evaluation routes'. */
+const allRequestSchemas = { ...requestSchemas, ...runRequestSchemas };
+
 /** JSON Schemas of every request body, generated from the valibot schemas (input side: what a client sends). */
 function schemaRoutes(): Hono {
-  const asJson = (name: keyof typeof requestSchemas) => toJsonSchema(requestSchemas[name], { typeMode: "input", errorMode: "ignore" });
+  const asJson = (name: string) =>
+    toJsonSchema(allRequestSchemas[name as keyof typeof allRequestSchemas], { typeMode: "input", errorMode: "ignore" });
   return new Hono()
-    .get("/", (c) =>
-      c.json(Object.fromEntries(Object.keys(requestSchemas).map((name) => [name, asJson(name as keyof typeof requestSchemas)]))),
-    )
+    .get("/", (c) => c.json(Object.fromEntries(Object.keys(allRequestSchemas).map((name) => [name, asJson(name)]))))
     .get("/:name", (c) => {
       const name = c.req.param("name");
-      if (!Object.hasOwn(requestSchemas, name)) {
-        throw new UserError(`unknown schema "${name}" (known: ${Object.keys(requestSchemas).join(", ")})`, 404);
+      if (!Object.hasOwn(allRequestSchemas, name)) {
+        throw new UserError(`unknown schema "${name}" (known: ${Object.keys(allRequestSchemas).join(", ")})`, 404);
       }
-      return c.json(asJson(name as keyof typeof requestSchemas));
+      return c.json(asJson(name));
     });
 }

@@ -158,7 +158,8 @@ describe("routing and errors", () => {
 
   test("JSON Schemas of every request body, generated from the valibot schemas", async () => {
     const all = (await (await app.request("/v1/schema")).json()) as Record<string, { properties: Record<string, unknown>; required?: string[] }>;
-    expect(Object.keys(all)).toEqual(expect.arrayContaining(["RationaleRequest", "JobRequest"]));
+    expect(Object.keys(all)).toEqual(expect.arrayContaining(["RationaleRequest", "JobRequest", "RunRequest", "EvaluateRequest", "PredictRequest"]));
+    expect(all.PredictRequest.required).toEqual(expect.arrayContaining(["run", "question"]));
     expect(Object.keys(all.RationaleRequest.properties)).toEqual(expect.arrayContaining(["question", "choices", "n"]));
     expect(all.JobRequest.required).toEqual(expect.arrayContaining(["dataset", "split"]));
     const one = (await (await app.request("/v1/schema/JobRequest")).json()) as { properties: Record<string, unknown> };
