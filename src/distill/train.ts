@@ -167,13 +167,32 @@ export function studentModelDir(runOrModelDir: string): string {
   return existsSync(join(inner, "config.json")) ? inner : runOrModelDir;
 }
 
-async function keyAttribution(spec: DistillSpec, codec: LoadedCodec, items: Item[], rationales: Array<string | null>, options: DistillOptions): Promise<Attribution | undefined> {
+interface Chosen {
+  item: Item;
+  rationale: string | null;
+}
+
+/** The first `limit` items that have a rationale (all items for placement none when the data has no rationales). */
+function chooseItems(spec: DistillSpec, items: Item[], rationales: Array<string | null>): { chosen: Chosen[]; skipped: number } {
+  const anyRationale = rationales.some((r) => r !== null);
+  const chosen: Chosen[] = [];
+  let skipped = 0;
+  for (let i = 0; i < items.length && chosen.length < (spec.limit ?? Infinity); i++) {
+    // every condition trains on the same items: those with a rationale, whether or not it shows them
+    if (rationales[i] === null && (spec.placement !== "none" || anyRationale)) skipped++;
+    else chosen.push({ item: items[i], rationale: rationales[i] });
+  }
+  if (chosen.length === 0) throw new UserError(`no training examples: no item of ${spec.dataset}/train has a rationale`, 422);
+  return { chosen, skipped };
+}
+
+async function keyAttribution(spec: DistillSpec, codec: LoadedCodec, chosen: Chosen[], corpus: Array<string | null>, options: DistillOptions): Promise<Attribution | undefined> {
   if (spec.selection.kind !== "key") return undefined;
   if (spec.attribution === "saliency") {
     return saliencyAttribution({
       dataset: spec.dataset,
       modelDir: studentModelDir(spec.attributionModel!),
-      items: items.flatMap((item, i) => (rationales[i] ? [{ item, rationale: rationales[i]! }] : [])),
+      items: chosen.map(({ item, rationale }) => ({ item, rationale: rationale! })),
       gpu: options.gpu,
       kernels: options.kernels,
       log: options.log,
@@ -181,32 +200,14 @@ async function keyAttribution(spec: DistillSpec, codec: LoadedCodec, items: Item
   }
   if ((spec.rationales ?? "palm") === "palm") return datasetIdfAttribution(spec.dataset, codec.codec, codec.key);
   // rationales from a file: their document frequencies are cheap to count here
-  const texts = rationales.flatMap((r) => (r ? [` ${r}`] : []));
+  const texts = corpus.flatMap((rationale) => (rationale ? [` ${rationale}`] : []));
   return idfOverlapAttribution(documentFrequencies(texts, codec.codec), codec.codec);
 }
 
-interface PreparedData {
-  examples: DistillExample[];
-  skipped: number;
-}
-
-/** Training examples of the first `limit` items that have a rationale (all items for placement none without one). */
-function buildExamples(spec: DistillSpec, items: Item[], rationales: Array<string | null>, tokenizer: Tokenizer, attribution?: Attribution): PreparedData {
+function buildExamples(spec: DistillSpec, chosen: Chosen[], tokenizer: Tokenizer, attribution?: Attribution): DistillExample[] {
   const weights = { ...DEFAULT_WEIGHTS, rationale: spec.alpha ?? DEFAULT_WEIGHTS.rationale };
-  const anyRationale = rationales.some((r) => r !== null);
-  const examples: DistillExample[] = [];
-  let skipped = 0;
-  for (let i = 0; i < items.length && examples.length < (spec.limit ?? Infinity); i++) {
-    // every condition trains on the same items: those with a rationale, whether or not it shows them
-    if (rationales[i] === null && (spec.placement !== "none" || anyRationale)) {
-      skipped++;
-      continue;
-    }
-    const config = { placement: spec.placement, selection: spec.selection, weights, attribution };
-    examples.push(buildExample(items[i], rationales[i], config, tokenizer));
-  }
-  if (examples.length === 0) throw new UserError(`no training examples: no item of ${spec.dataset}/train has a rationale`, 422);
-  return { examples, skipped };
+  const config = { placement: spec.placement, selection: spec.selection, weights, attribution };
+  return chosen.map(({ item, rationale }) => buildExample(item, rationale, config, tokenizer));
 }
 
 async function initialStudent(spec: DistillSpec, modelDir: string | null, vocabSize: number, longest: number, seed: number) {
@@ -264,8 +265,9 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
   const codec = await studentTokenizer(spec, modelDir);
   const tokenizer = codec.codec;
   const tokenizerSource = codec.source;
-  const attribution = await keyAttribution(spec, codec, items, rationales, options);
-  const { examples, skipped } = buildExamples(spec, items, rationales, tokenizer, attribution);
+  const { chosen, skipped } = chooseItems(spec, items, rationales);
+  const attribution = await keyAttribution(spec, codec, chosen, rationales, options);
+  const examples = buildExamples(spec, chosen, tokenizer, attribution);
 
   const longest = Math.max(...examples.map((e) => e.ids.length));
   const student = await initialStudent(spec, modelDir, tokenizer.vocabSize, longest, spec.seed);
