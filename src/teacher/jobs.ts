@@ -11,6 +11,7 @@ import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import type { Item } from "../data/types.ts";
 import { UserError } from "../errors.ts";
+import { Checkpointer } from "../store/checkpointer.ts";
 import type { BatchState, ClaimedItem, ItemOutcome, JobCounts, JobMode, JobParams, JobRow, JobStore } from "../store/jobs.ts";
 import { redactSecrets } from "./client.ts";
 import type { GenerationParams, RationaleResult, RationaleSample, TeacherItem, TeacherService } from "./service.ts";
@@ -142,6 +143,8 @@ export class JobManager {
   private readonly active = new Map<string, ActiveJob>();
   private readonly listeners = new Map<string, Set<() => void>>();
   private adoptTimer: ReturnType<typeof setInterval> | null = null;
+  /** While any job runs here, WAL checkpoints happen on a worker thread instead of inside our commits. */
+  private checkpointer: Checkpointer | null = null;
   private readonly staleMs: number;
 
   constructor(private readonly options: JobManagerOptions) {
@@ -199,10 +202,12 @@ export class JobManager {
       .finally(() => {
         clearInterval(heartbeat);
         this.active.delete(id);
+        if (this.active.size === 0) this.stopCheckpointer();
         this.store.release(id, this.runner);
         this.notify(id);
       });
     this.active.set(id, { abort, done });
+    this.checkpointer ??= new Checkpointer(this.store.db);
     return true;
   }
 
@@ -278,6 +283,12 @@ export class JobManager {
     const running = [...this.active.values()];
     for (const job of running) job.abort.abort();
     await Promise.all(running.map((job) => job.done));
+    this.stopCheckpointer();
+  }
+
+  private stopCheckpointer(): void {
+    this.checkpointer?.stop();
+    this.checkpointer = null;
   }
 
   private subscribe(id: string, listener: () => void): void {
