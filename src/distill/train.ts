@@ -19,8 +19,7 @@ import { loadPretrained, resolveModelDir } from "../model/hf.ts";
 import { initParams } from "../model/init.ts";
 import { paramLayout } from "../model/params.ts";
 import { saveTokenizer, type Tokenizer } from "../model/tokenizer.ts";
-import { openDatabase } from "../store/db.ts";
-import { RunStore } from "../store/runs.ts";
+import { openRunStore } from "../store/runs.ts";
 import { SequenceSource } from "../train/batches.ts";
 import { readMetrics, type StepMetrics } from "../train/metrics.ts";
 import { runTraining } from "../train/run.ts";
@@ -135,6 +134,13 @@ export function validateSpec(spec: DistillSpec): void {
     throw new UserError(`unknown attribution "${attribution}" (valid: ${ATTRIBUTIONS.join(", ")})`);
   }
   if (attribution === "saliency" && !spec.attributionModel) throw new UserError("--attribution saliency needs --attribution-model <dir>");
+  if (attribution === "saliency" && !existsSync(join(studentModelDir(spec.attributionModel!), "config.json"))) {
+    throw new UserError(`--attribution-model "${spec.attributionModel}" is neither a finished run folder nor a model folder`, 404);
+  }
+}
+
+function lossWeights(spec: DistillSpec): LossWeights {
+  return { ...DEFAULT_WEIGHTS, rationale: spec.alpha ?? DEFAULT_WEIGHTS.rationale };
 }
 
 /** The rationale text of each item (null where there is none), from the shipped PaLM outputs or a JSON-lines file. */
@@ -205,8 +211,7 @@ async function keyAttribution(spec: DistillSpec, codec: LoadedCodec, chosen: Cho
 }
 
 function buildExamples(spec: DistillSpec, chosen: Chosen[], tokenizer: Tokenizer, attribution?: Attribution): DistillExample[] {
-  const weights = { ...DEFAULT_WEIGHTS, rationale: spec.alpha ?? DEFAULT_WEIGHTS.rationale };
-  const config = { placement: spec.placement, selection: spec.selection, weights, attribution };
+  const config = { placement: spec.placement, selection: spec.selection, weights: lossWeights(spec), attribution };
   return chosen.map(({ item, rationale }) => buildExample(item, rationale, config, tokenizer));
 }
 
@@ -234,12 +239,6 @@ function studentFolder(model: string): string {
   } catch (err) {
     throw new UserError(`--model "${model}" is neither a size preset (${Object.keys(PRESETS).join(", ")}) nor a model folder: ${(err as Error).message}`, 404);
   }
-}
-
-function openRuns(db: DistillOptions["db"]): { runs: RunStore; close: () => void } {
-  if (db && typeof db !== "string") return { runs: new RunStore(db), close: () => {} };
-  const opened = openDatabase(db);
-  return { runs: new RunStore(opened), close: () => opened.close() };
 }
 
 export function readRunSettings(runDir: string): RunSettings | null {
@@ -280,7 +279,7 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
 
   mkdirSync(runDir, { recursive: true });
   const tokenizerFiles = await saveTokenizer(join(runDir, "tokenizer"), tokenizer);
-  const { runs, close } = openRuns(options.db);
+  const { runs, close } = openRunStore(options.db);
   const previous = runs.byDir(runDir);
   const settings: RunSettings = {
     id: previous?.id ?? readRunSettings(runDir)?.id ?? "",
@@ -288,7 +287,7 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
     dataset: spec.dataset,
     placement: spec.placement,
     selection: spec.selection,
-    weights: { ...DEFAULT_WEIGHTS, rationale: spec.alpha ?? DEFAULT_WEIGHTS.rationale },
+    weights: lossWeights(spec),
     template: DEFAULT_TEMPLATE,
     model: spec.model,
     modelConfig: student.config,

@@ -15,8 +15,7 @@ import { promptText, targetPieces } from "../distill/placement.ts";
 import { UserError } from "../errors.ts";
 import { acquireGpu, type Gpu } from "../gpu/device.ts";
 import { createKernels, type Kernels } from "../gpu/kernels/index.ts";
-import { openDatabase } from "../store/db.ts";
-import { RunStore } from "../store/runs.ts";
+import { openRunStore } from "../store/runs.ts";
 import { Decoder } from "./decode.ts";
 import { hasLabel, parseOutput, sameLabel } from "./labels.ts";
 import { loadStudent, type Student } from "./student.ts";
@@ -193,11 +192,11 @@ export async function evaluate(target: string, dataset: string | undefined, spli
 }
 
 function recordAccuracy(db: Database | string, runId: string, split: string, result: EvalResult): void {
-  const opened = typeof db === "string" ? openDatabase(db) : db;
+  const { runs, close } = openRunStore(db);
   try {
-    new RunStore(opened).mergeMetrics(runId, { [`${split}_accuracy`]: result.accuracy, [`${split}_rank_accuracy`]: result.rankAccuracy, [`${split}_n`]: result.n });
+    runs.mergeMetrics(runId, { [`${split}_accuracy`]: result.accuracy, [`${split}_rank_accuracy`]: result.rankAccuracy, [`${split}_n`]: result.n });
   } finally {
-    if (opened !== db) opened.close();
+    close();
   }
 }
 

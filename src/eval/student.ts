@@ -12,8 +12,8 @@ import { loadHFModel } from "../model/hf.ts";
 import { loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
 import { DEFAULT_TEMPLATE, type Placement, type Template } from "../distill/placement.ts";
 import { readRunSettings, type RunSettings } from "../distill/train.ts";
-import { DEFAULT_DB_PATH, openDatabase } from "../store/db.ts";
-import { RunStore } from "../store/runs.ts";
+import { DEFAULT_DB_PATH } from "../store/db.ts";
+import { openRunStore } from "../store/runs.ts";
 
 export interface Student {
   modelDir: string;
@@ -30,15 +30,15 @@ export interface Student {
 /** A run folder (or a run's id/name in the database) → its folder; a model folder → itself. */
 export function resolveTarget(target: string, db?: Database | string): string {
   if (existsSync(join(target, "run.json")) || existsSync(join(target, "config.json"))) return target;
-  const path = typeof db === "string" ? db : DEFAULT_DB_PATH;
-  if (db === undefined && !existsSync(path)) throw new UserError(`no run or model folder "${target}"`, 404);
-  const opened = typeof db === "object" ? db : openDatabase(path);
+  // without a database to look in, an id cannot be resolved; do not create an empty database file to find that out
+  if (db === undefined && !existsSync(DEFAULT_DB_PATH)) throw new UserError(`no run or model folder "${target}"`, 404);
+  const { runs, close } = openRunStore(db);
   try {
-    const run = new RunStore(opened).find(target);
-    if (!run) throw new UserError(`no run "${target}" (neither a folder nor a run id or name in ${typeof db === "object" ? "the database" : path})`, 404);
+    const run = runs.find(target);
+    if (!run) throw new UserError(`no run "${target}" (neither a folder nor a run id or name in the database)`, 404);
     return run.runDir;
   } finally {
-    if (opened !== db) opened.close();
+    close();
   }
 }
 

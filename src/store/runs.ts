@@ -8,7 +8,7 @@
 import type { Database } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
-import { registerSchema } from "./db.ts";
+import { openDatabase, registerSchema } from "./db.ts";
 
 registerSchema(
   "runs",
@@ -162,4 +162,11 @@ export class RunStore {
     }
     return counts;
   }
+}
+
+/** A RunStore on an open database (left open) or a database file (default: the project's); `close` closes only what it opened. */
+export function openRunStore(db?: Database | string): { runs: RunStore; close: () => void } {
+  if (db !== undefined && typeof db !== "string") return { runs: new RunStore(db), close: () => {} };
+  const opened = openDatabase(db);
+  return { runs: new RunStore(opened), close: () => opened.close() };
 }

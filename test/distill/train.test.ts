@@ -78,6 +78,7 @@ describe("trainDistillation", () => {
       ["unknown dataset", { dataset: "no-such-data" }, /unknown dataset "no-such-data"/],
       ["negative alpha", { alpha: -1 }, /--alpha must be a number >= 0/],
       ["saliency without a model", { selection: { kind: "key", k: 2, seed: 0 }, attribution: "saliency" }, /--attribution saliency needs --attribution-model/],
+      ["saliency model that is no folder", { selection: { kind: "key", k: 2, seed: 0 }, attribution: "saliency", attributionModel: "/nonexistent" }, /--attribution-model "\/nonexistent" is neither a finished run folder nor a model folder/],
       ["unknown model", { model: "enormous" }, /--model "enormous" is neither a size preset \(.*micro.*\) nor a model folder/],
     ];
     for (const [name, overrides, message] of cases) {
