@@ -128,12 +128,16 @@ describe("online jobs", () => {
   test("cancel stops a job: no new requests after it, status cancelled, the rest left pending", async () => {
     const slow = await startTeacherStack({ fake: { fallback: () => ({ kind: "ok", latencyMs: 30 }) } });
     try {
-      const { jobs } = slow.runtime;
+      const { jobs, db } = slow.runtime;
+      const walThreshold = () => db.query<{ wal_autocheckpoint: number }, []>("PRAGMA wal_autocheckpoint").get()!.wal_autocheckpoint;
+      const idleThreshold = walThreshold();
       const job = await jobs.create({ dataset: "cqa", split: "test", limit: 200, concurrency: 2 });
       while (jobs.require(job.id).done < 4) await Bun.sleep(10);
+      expect(walThreshold()).toBeGreaterThan(idleThreshold); // checkpoints are the worker thread's while a job runs
       const cancelled = jobs.cancel(job.id);
       expect(cancelled.status).toBe("cancelled");
       await jobs.settled(job.id);
+      expect(walThreshold()).toBe(idleThreshold); // and the writers' own again after
       const seen = slow.fake.requests.length;
       await Bun.sleep(100);
       expect(slow.fake.requests.length).toBe(seen);

@@ -169,6 +169,22 @@ describe("TeacherService", () => {
     expect(teacher.store.count()).toBe(1);
   });
 
+  test("single flight with n: a request overlapping another's call waits for it, then asks for the rest only", async () => {
+    const { teacher } = service();
+    fake.script({ kind: "ok", latencyMs: 100 });
+    const paid: Record<string, boolean[]> = {};
+    const hook = (who: string) => (samples: RationaleSample[]) => void (paid[who] = samples.map((s) => !s.fromStore));
+    const params = { n: 2, temperature: 0.7 };
+    const [two, three] = await Promise.all([
+      teacher.rationales({ item: mathItem, params }, { onStored: hook("two") }),
+      teacher.rationales({ item: mathItem, params: { ...params, n: 3 } }, { onStored: hook("three") }),
+    ]);
+    expect(fake.requests.map((r) => r.body.n)).toEqual([2, 1]);
+    expect(paid).toEqual({ two: [true, true], three: [false, false, true] }); // each sample paid for by one request
+    expect(three.samples.slice(0, 2).map((s) => s.key)).toEqual(two.samples.map((s) => s.key));
+    expect(teacher.store.count()).toBe(3);
+  });
+
   test("n samples: one call with n for the missing indices only", async () => {
     const { teacher } = service();
     const three = await teacher.rationales({ item: mathItem, params: { n: 3, temperature: 0.7 } });
