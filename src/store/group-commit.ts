@@ -25,6 +25,8 @@ export class GroupCommit {
 
   constructor(readonly db: Database) {
     this.savepoint = db.transaction((work: () => unknown) => work());
+    // IMMEDIATE: take the write lock up front, so a read before the first write can never make the upgrade fail
+    // at once (SQLITE_BUSY despite busy_timeout) when another process writes to the same database
     this.shared = db.transaction((batch: Queued[]) =>
       batch.map(({ work }): Outcome => {
         try {
@@ -34,7 +36,7 @@ export class GroupCommit {
           return { ok: false, error };
         }
       }),
-    );
+    ).immediate;
   }
 
   /** Runs `work` (synchronous SQL on `db`) in the next shared transaction; resolves with its result once committed. */
