@@ -90,6 +90,24 @@ describe("trainDistillation", () => {
     }
   });
 
+  test("the CLI trains a run into the database and evaluates it by id, with --json answers", () => {
+    const cli = resolve(import.meta.dir, "../../src/cli.ts");
+    const dbPath = join(root, "cli.sqlite");
+    const env = { ...process.env, COT_DISTILL_DATASETS: data.dir };
+    const run = (args: string[]) => {
+      const child = Bun.spawnSync([process.execPath, cli, ...args], { env, stderr: "pipe" });
+      if (child.exitCode !== 0) throw new Error(child.stderr.toString());
+      return { out: JSON.parse(child.stdout.toString()), err: child.stderr.toString() };
+    };
+    const outDir = join(root, "cli-run");
+    const trained = run(["train", "--dataset", data.name, "--placement", "none", "--selection", "full", "--model", "micro", "--epochs", "1", "--limit", "8", "--seed", "0", "--rationales", data.rationales, "--out", outDir, "--db", dbPath, "--json"]);
+    expect(trained.out).toMatchObject({ run_dir: outDir, examples: 8, steps: 1 });
+    expect(trained.err).toContain(`run ${trained.out.run_id} (cli-run)`); // progress on stderr
+    const evaluated = run(["eval", "--run", trained.out.run_id, "--db", dbPath, "--split", "test", "--limit", "3", "--json"]);
+    expect(evaluated.out).toMatchObject({ dataset: data.name, split: "test", n: 3, placement: "none", predictionsFile: join(outDir, "eval-test.jsonl") });
+    expect(new RunStore(openDatabase(dbPath)).get(trained.out.run_id)).toMatchObject({ status: "done", finalMetrics: { test_n: 3 } });
+  });
+
   test("the CLI prints bad input as one line and exits 1", () => {
     const cli = resolve(import.meta.dir, "../../src/cli.ts");
     const child = Bun.spawnSync([process.execPath, cli, "train", "--dataset", "cqa", "--placement", "after", "--selection", "masked", "--p", "2", "--model", "micro", "--epochs", "1", "--seed", "0", "--out", join(root, "cli")], { stderr: "pipe", env: { ...process.env, COT_DISTILL_REEXEC: "1" } });

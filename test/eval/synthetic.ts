@@ -3,7 +3,7 @@
  * so decoding, rank classification and attribution can be checked against a known truth. Written as JSON-lines
  * files in a temp folder and registered under a fresh name; caches (tokenizer, attribution) go to a temp folder too.
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { registerJsonl } from "../../src/data/registry.ts";
@@ -26,6 +26,7 @@ const FILLER_QUESTION = "we saw the thing. So the answer is which?";
 
 export interface Synthetic {
   name: string;
+  /** Holds the split files, and <name>/dataset.json: a datasets folder for COT_DISTILL_DATASETS. */
   dir: string;
   /** JSON-lines file of {id, rationale} for --rationales. */
   rationales: string;
@@ -62,9 +63,11 @@ export function syntheticDataset(options: { train: number; test: number; keyInRa
   const rows = [...write("train", options.train), ...write("test", options.test)];
   const rationales = join(dir, "rationales.jsonl");
   writeFileSync(rationales, rows.map((r) => JSON.stringify({ id: r.id, rationale: r.rationale })).join("\n") + "\n");
-  registerJsonl(name, {
-    splits: { train: join(dir, "train.jsonl"), test: join(dir, "test.jsonl") },
-    fields: { id: "id", question: "question", choices: "choices", answer: "answer" },
-  });
+  const spec = { splits: { train: "train.jsonl", test: "test.jsonl" }, fields: { id: "id", question: "question", choices: "choices", answer: "answer" } };
+  // registered in this process, and described in <dir>/<name>/dataset.json for CLI children (COT_DISTILL_DATASETS=dir)
+  registerJsonl(name, { ...spec, splits: { train: join(dir, "train.jsonl"), test: join(dir, "test.jsonl") } });
+  mkdirSync(join(dir, name));
+  for (const split of ["train", "test"]) copyFileSync(join(dir, `${split}.jsonl`), join(dir, name, `${split}.jsonl`));
+  writeFileSync(join(dir, name, "dataset.json"), JSON.stringify(spec));
   return { name, dir, rationales };
 }
