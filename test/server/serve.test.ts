@@ -134,8 +134,15 @@ describe("serve as a child process", () => {
 
     // exactly one stored rationale per item
     const listing = await fetch(`${server.url}/v1/rationales?dataset=cqa&split=test`);
-    const rows = (await listing.text()).trim().split("\n").map((l) => JSON.parse(l) as { itemId: string });
+    type Row = { itemId: string; promptTokens: number; completionTokens: number; costUsd: number };
+    const rows = (await listing.text()).trim().split("\n").map((l) => JSON.parse(l) as Row);
     expect(rows.map((r) => r.itemId).sort()).toEqual(items.map((i) => i.id).sort());
+    // and the job paid for each exactly as stored: an answer stored at the kill was marked done in the same commit,
+    // so none of them comes back as a store hit with its tokens missing from the totals
+    expect(final.cached).toBe(0);
+    expect(final.promptTokens).toBe(rows.reduce((sum, r) => sum + r.promptTokens, 0));
+    expect(final.completionTokens).toBe(rows.reduce((sum, r) => sum + r.completionTokens, 0));
+    expect(final.costUsd).toBeCloseTo(rows.reduce((sum, r) => sum + r.costUsd, 0), 12);
     expect(await server.stop()).toBe(0);
 
     // the key is nowhere in what the servers printed or answered, nor in the database files
