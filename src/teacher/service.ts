@@ -6,6 +6,9 @@
  * n samples use sample indices 0..n-1; the ones not yet stored are requested in ONE call with `n` = how many are
  * missing. The Batch-API path builds its requests with `plan` and feeds the answers back through `ingest`, so both
  * paths store exactly the same records under the same keys.
+ *
+ * Answers arriving in the same event-loop turn are stored in one SQLite transaction (src/store/group-commit.ts), and
+ * a caller's `onStored` runs inside it: a bulk job marks its item done in the very commit that stores the answer.
  */
 import type { Database } from "bun:sqlite";
 import type { Choice } from "../data/types.ts";
