@@ -20,6 +20,7 @@ import { UserError } from "../errors.ts";
 import { acquireGpu, type Gpu } from "../gpu/device.ts";
 import { createKernels, type Kernels } from "../gpu/kernels/index.ts";
 import { Recorder } from "../gpu/recorder.ts";
+import { paddedBatch } from "../eval/decode.ts";
 import { type Batch, Gpt2 } from "../model/gpt2.ts";
 import { loadHFModel, WEIGHTS_FILE } from "../model/hf.ts";
 import { loadTokenizer } from "../model/tokenizer.ts";
@@ -51,20 +52,10 @@ export function attributionExample(item: Item, rationale: string, codec: TokenCo
   return buildExample(item, rationale, { placement: "before", selection: { kind: "full", seed: 0 }, endOfText: false }, codec);
 }
 
-/** Rows of examples padded to the longest; weight 1 exactly where a label token is predicted. */
+/** Rows of examples padded to T; weight 1 exactly where a label token is predicted. */
 export function labelOnlyBatch(examples: DistillExample[], T: number): Batch {
-  const B = examples.length;
-  const tokens = new Uint32Array(B * T);
-  const targets = new Uint32Array(B * T);
-  const weights = new Float32Array(B * T);
-  examples.forEach((ex, b) => {
-    for (let t = 0; t < Math.min(T, ex.ids.length); t++) tokens[b * T + t] = ex.ids[t];
-    for (let t = ex.labelSpan.start - 1; t < ex.labelSpan.end - 1; t++) {
-      targets[b * T + t] = ex.ids[t + 1];
-      weights[b * T + t] = 1;
-    }
-  });
-  return { tokens, targets, weights, B, T };
+  const isLabel = (b: number, t: number) => t + 1 >= examples[b].labelSpan.start && t + 1 < examples[b].labelSpan.end;
+  return paddedBatch(examples.map((ex) => ex.ids), T, isLabel);
 }
 
 /** |g·e| per position, for the positions [start, end) of row b of [B,T,C] arrays. */

@@ -195,6 +195,10 @@ function chooseItems(spec: DistillSpec, items: Item[], rationales: Array<string 
 async function keyAttribution(spec: DistillSpec, codec: LoadedCodec, chosen: Chosen[], corpus: Array<string | null>, options: DistillOptions): Promise<Attribution | undefined> {
   if (spec.selection.kind !== "key") return undefined;
   if (spec.attribution === "saliency") {
+    const trainedAs = readRunSettings(spec.attributionModel!)?.placement;
+    if (trainedAs && trainedAs !== "before") {
+      options.log?.(`saliency: ${spec.attributionModel} was trained with placement "${trainedAs}"; attribution reads its label after the rationale, as a "before" student writes it`);
+    }
     return saliencyAttribution({
       dataset: spec.dataset,
       modelDir: studentModelDir(spec.attributionModel!),
@@ -265,7 +269,7 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
   const tokenizer = codec.codec;
   const tokenizerSource = codec.source;
   const { chosen, skipped } = chooseItems(spec, items, rationales);
-  const attribution = await keyAttribution(spec, codec, chosen, rationales, options);
+  const attribution = await keyAttribution(spec, codec, chosen, rationales, { ...options, log });
   const examples = buildExamples(spec, chosen, tokenizer, attribution);
 
   const longest = Math.max(...examples.map((e) => e.ids.length));
