@@ -17,7 +17,7 @@ import { acquireGpu, type Gpu } from "../gpu/device.ts";
 import { createKernels, type Kernels } from "../gpu/kernels/index.ts";
 import { openRunStore } from "../store/runs.ts";
 import { Decoder } from "./decode.ts";
-import { hasLabel, parseOutput, sameLabel } from "./labels.ts";
+import { labelWritten, parseOutput, sameLabel } from "./labels.ts";
 import { loadStudent, type Student } from "./student.ts";
 
 /** Tokens a label may take when it is all the student writes: "(A)", "(1234.5)" and an end-of-text. */
@@ -100,7 +100,12 @@ function labelContext(student: Student, prompt: number[], rationale: string | nu
 
 async function rankChoices(student: Student, decoder: Decoder, contexts: number[][], items: Item[]): Promise<Array<Record<string, number> | null>> {
   const rows = items.flatMap((item, i) =>
-    (item.choices ?? []).map((choice) => ({ ids: [...contexts[i], ...student.codec.encode(labelPiece(student, choice.label))], from: contexts[i].length })),
+    (item.choices ?? []).map((choice) => {
+      const ids = [...contexts[i], ...student.codec.encode(labelPiece(student, choice.label))];
+      // a long generated rationale can overflow the context: keep its end, where the label's evidence is
+      const cut = Math.max(0, ids.length - decoder.maxLength);
+      return { ids: ids.slice(cut), from: contexts[i].length - cut };
+    }),
   );
   const logProbs = rows.length ? await decoder.logProbabilities(rows) : [];
   let next = 0;
@@ -121,7 +126,7 @@ export async function predictItems(student: Student, items: Item[], options: Eva
   const prompts = items.map((item) => codec.encode(promptText(item, template)));
   return withDecoder(student, prompts, options, async (decoder) => {
     const budget = generationBudget(student);
-    const stop = (ids: number[]) => ids.at(-1) === codec.eotId || hasLabel(codec.decode(ids), placement, template);
+    const stop = (ids: number[]) => ids.at(-1) === codec.eotId || labelWritten(codec.decode(ids), placement, template);
     const generated = await decoder.greedy(prompts.map((prompt) => ({ prompt, maxNewTokens: budget })), stop);
     const texts = generated.map((ids) => codec.decode(ids.filter((id) => id !== codec.eotId)));
     const parsed = texts.map((text) => parseOutput(text, placement, template));

@@ -26,9 +26,12 @@ export function parseOutput(text: string, placement: Placement, template: Templa
   return { label: firstLabel(text.slice(at + template.answerPrefix.length)), rationale: text.slice(0, at).trim() };
 }
 
-/** Whether generation can stop: a complete label has been written (after the answer phrase, for "before"). */
-export function hasLabel(text: string, placement: Placement, template: Template): boolean {
-  return parseOutput(text, placement, template).label !== null;
+/** Whether generation can stop: the label's parenthesis has closed (after the answer phrase, for "before") — even
+ *  around nothing, which a barely trained student writes, and which counts as no answer. */
+export function labelWritten(text: string, placement: Placement, template: Template): boolean {
+  if (placement !== "before") return text.includes(")");
+  const at = text.indexOf(template.answerPrefix);
+  return at >= 0 && text.includes(")", at + template.answerPrefix.length);
 }
 
 /** Case-insensitive for choice letters, numeric for numbers ("42" = "42.0"), exact otherwise (after trimming). */

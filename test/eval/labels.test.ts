@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { DEFAULT_TEMPLATE } from "../../src/distill/placement.ts";
-import { firstLabel, hasLabel, parseOutput, sameLabel } from "../../src/eval/labels.ts";
+import { firstLabel, labelWritten, parseOutput, sameLabel } from "../../src/eval/labels.ts";
 
 describe("reading labels from generated text", () => {
   test("the first parenthesised label, only once it is closed", () => {
@@ -14,8 +14,15 @@ describe("reading labels from generated text", () => {
     const text = " birds can fly (a) and swim. So the answer is (C).";
     expect(parseOutput(text, "before", DEFAULT_TEMPLATE)).toEqual({ label: "C", rationale: "birds can fly (a) and swim." });
     expect(parseOutput(" birds can fly (a)", "before", DEFAULT_TEMPLATE)).toEqual({ label: null, rationale: "birds can fly (a)" });
-    expect(hasLabel(" birds can fly (a)", "before", DEFAULT_TEMPLATE)).toBe(false);
-    expect(hasLabel(" (a)", "after", DEFAULT_TEMPLATE)).toBe(true);
+  });
+
+  test("generation stops once the label's parenthesis closes, even around nothing", () => {
+    expect(labelWritten(" birds can fly (a)", "before", DEFAULT_TEMPLATE)).toBe(false);
+    expect(labelWritten(" birds (a) So the answer is (", "before", DEFAULT_TEMPLATE)).toBe(false);
+    expect(labelWritten(" birds So the answer is (B)", "before", DEFAULT_TEMPLATE)).toBe(true);
+    expect(labelWritten(" (a", "after", DEFAULT_TEMPLATE)).toBe(false);
+    expect(labelWritten(" ()", "none", DEFAULT_TEMPLATE)).toBe(true);
+    expect(parseOutput(" ()", "none", DEFAULT_TEMPLATE).label).toBeNull();
   });
 
   test("labels compare case-insensitively and numbers by value", () => {
