@@ -333,22 +333,35 @@ export class JobManager {
       if (queue.length === 0) queue.push(...this.store.claim(job.id, concurrency));
       return queue.shift();
     };
+    /** Asks for one item and settles it: done, failed, or back to pending when aborted. Never rejects. */
+    const settle = async (claimed: ClaimedItem, onAnswered: () => void): Promise<void> => {
+      try {
+        // done, with what it paid, in the very commit that stores its answers (see RationaleOptions.onStored)
+        await this.options.teacher.rationales(
+          { item: teacherItem(claimed.item), params: context.params },
+          { onStored: (samples, db) => this.markDoneIn(db, job.id, claimed.seq, samples), onAnswered },
+        );
+      } catch (err) {
+        if (context.signal.aborted) this.store.unclaim(job.id, claimed.seq, this.runner);
+        else this.store.markFailed(job.id, claimed.seq, describeError(err));
+      }
+      context.changed();
+    };
+    // Each worker has one teacher call in flight. It starts the next as soon as the previous one has answered, not
+    // after that answer's (group) commit, and keeps at most one item waiting for its commit.
     const worker = async () => {
+      let committing: Promise<void> = Promise.resolve();
       while (!context.signal.aborted) {
         const claimed = next();
-        if (!claimed) return;
-        try {
-          // done, with what it paid, in the very commit that stores its answers (see RationaleOptions.onStored)
-          await this.options.teacher.rationales(
-            { item: teacherItem(claimed.item), params: context.params },
-            { onStored: (samples, db) => this.markDoneIn(db, job.id, claimed.seq, samples) },
-          );
-        } catch (err) {
-          if (context.signal.aborted) this.store.unclaim(job.id, claimed.seq, this.runner);
-          else this.store.markFailed(job.id, claimed.seq, describeError(err));
-        }
-        context.changed();
+        if (!claimed) break;
+        let answered!: () => void;
+        const free = new Promise<void>((resolve) => (answered = resolve));
+        const settled = settle(claimed, answered);
+        await Promise.race([free, settled]);
+        await committing;
+        committing = settled;
       }
+      await committing;
     };
     await Promise.all(Array.from({ length: concurrency }, worker));
     for (const unstarted of queue) this.store.unclaim(job.id, unstarted.seq, this.runner);

@@ -84,6 +84,11 @@ export interface RationaleOptions {
    * teacher call of another (single flight) runs its hook after that call's commit, never inside it.
    */
   onStored?: OnStored;
+  /**
+   * Called once this request needs the teacher no more: when its own call has returned (before the answers are
+   * stored), or at once when it makes none. A bulk runner starts its next call here rather than after the commit.
+   */
+  onAnswered?: () => void;
 }
 
 export interface RationaleResult {
@@ -216,8 +221,11 @@ export class TeacherService {
       missing.forEach((sampleIndex, j) => (samples[sampleIndex] = this.withAgreement(plan, fresh[j])));
       options.onStored?.(samples, db);
     };
-    if (missing.length > 0) await this.fly(plan, missing, commit);
-    else if (options.onStored) await this.commits.run(() => commit([], this.store.db));
+    if (missing.length > 0) await this.fly(plan, missing, commit, options.onAnswered);
+    else {
+      options.onAnswered?.();
+      if (options.onStored) await this.commits.run(() => commit([], this.store.db));
+    }
     return { samples };
   }
 
@@ -235,7 +243,7 @@ export class TeacherService {
    * One teacher call for the missing samples, registered as the flight of their keys until it settles. Resolves
    * when they are stored (`commit` ran in the same transaction); rejects with the first failure.
    */
-  private async fly(plan: RationalePlan, missing: number[], commit: OnStored): Promise<void> {
+  private async fly(plan: RationalePlan, missing: number[], commit: OnStored, answered = () => {}): Promise<void> {
     const keys = missing.map((sampleIndex) => plan.keys[sampleIndex]);
     const failures = new Map<string, TeacherError>();
     let land!: () => void;
@@ -246,11 +254,13 @@ export class TeacherService {
       try {
         result = await this.client.complete({ ...plan.request, n: missing.length });
       } catch (err) {
+        answered();
         if (!(err instanceof TeacherError)) throw err;
         await this.commits.run(() => missing.forEach((sampleIndex) => this.recordFailure(plan, sampleIndex, err, null)));
         for (const key of keys) failures.set(key, err);
         throw err;
       }
+      answered();
       const outcomes = await this.commits.run(() => this.ingest(plan, missing, result, { onStored: commit }));
       outcomes.forEach((outcome, j) => outcome instanceof TeacherError && failures.set(keys[j], outcome));
       const failure = outcomes.find((outcome) => outcome instanceof TeacherError);

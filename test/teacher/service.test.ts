@@ -185,6 +185,18 @@ describe("TeacherService", () => {
     expect(teacher.store.count()).toBe(3);
   });
 
+  test("onAnswered comes once the teacher call is back, before the answer is stored; at once for a store hit", async () => {
+    const { teacher } = service();
+    const events: string[] = [];
+    const options = (name: string) => ({
+      onAnswered: () => void events.push(`${name}: answered, stored=${teacher.store.count()}`),
+      onStored: () => void events.push(`${name}: stored`),
+    });
+    await teacher.rationales({ item: cqaItem }, options("asked"));
+    await teacher.rationales({ item: cqaItem }, options("hit"));
+    expect(events).toEqual(["asked: answered, stored=0", "asked: stored", "hit: answered, stored=1", "hit: stored"]);
+  });
+
   test("n samples: one call with n for the missing indices only", async () => {
     const { teacher } = service();
     const three = await teacher.rationales({ item: mathItem, params: { n: 3, temperature: 0.7 } });
