@@ -8,11 +8,12 @@ import { attributionExample, cachedSaliency, gradientTimesInput, labelOnlyBatch,
 import { loadCodec } from "../../src/distill/tokenizer.ts";
 import { loadRationales, readRunSettings, trainDistillation } from "../../src/distill/train.ts";
 import { loadTokenizer } from "../../src/model/tokenizer.ts";
-import { KEYS, sharedGpu, syntheticDataset } from "../eval/synthetic.ts";
+import { isolatedCache, KEYS, sharedGpu, syntheticDataset } from "../eval/synthetic.ts";
 
 const root = mkdtempSync(join(tmpdir(), "saliency-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 // the question is the same for every item; only one rationale token ("…saw the sky") decides the answer
+isolatedCache();
 const data = syntheticDataset({ train: 32, test: 4, keyInRationaleOnly: true, labelNoise: true });
 const quiet = { log: () => {} };
 

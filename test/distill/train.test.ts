@@ -6,10 +6,11 @@ import { type DistillSpec, readRunSettings, trainDistillation } from "../../src/
 import { openDatabase } from "../../src/store/db.ts";
 import { RunStore } from "../../src/store/runs.ts";
 import { readMetrics } from "../../src/train/metrics.ts";
-import { sharedGpu, syntheticDataset } from "../eval/synthetic.ts";
+import { isolatedCache, sharedGpu, syntheticDataset } from "../eval/synthetic.ts";
 
 const root = mkdtempSync(join(tmpdir(), "distill-train-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
+isolatedCache();
 const data = syntheticDataset({ train: 32, test: 8 });
 const quiet = { log: () => {} };
 

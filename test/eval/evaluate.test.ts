@@ -6,11 +6,12 @@ import { type DistillSpec, trainDistillation } from "../../src/distill/train.ts"
 import { evaluate, predict, type Prediction } from "../../src/eval/index.ts";
 import { openDatabase } from "../../src/store/db.ts";
 import { RunStore } from "../../src/store/runs.ts";
-import { KEYS, LABELS, sharedGpu, syntheticDataset } from "./synthetic.ts";
+import { isolatedCache, KEYS, LABELS, sharedGpu, syntheticDataset } from "./synthetic.ts";
 
 const root = mkdtempSync(join(tmpdir(), "eval-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 // the answer is a function of one question word: "what color is the sky" → (B) blue
+isolatedCache();
 const data = syntheticDataset({ train: 48, test: 16 });
 const db = openDatabase(join(root, "runs.sqlite"));
 

@@ -1,9 +1,10 @@
 /**
  * Tiny synthetic datasets whose answers a micro student can learn in a few dozen steps on the software adapter,
  * so decoding, rank classification and attribution can be checked against a known truth. Written as JSON-lines
- * files in a temp folder and registered under a fresh name; caches (tokenizer, attribution) go to a temp folder too.
+ * files in a temp folder and registered under a fresh name.
  */
-import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { afterAll } from "bun:test";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { registerJsonl } from "../../src/data/registry.ts";
@@ -15,6 +16,22 @@ const shared = globalThis as { __cotEvalGpu?: Promise<{ gpu: Gpu; kernels: Kerne
 export function sharedGpu(): Promise<{ gpu: Gpu; kernels: Kernels }> {
   shared.__cotEvalGpu ??= acquireGpu().then(async (gpu) => ({ gpu, kernels: await createKernels(gpu) }));
   return shared.__cotEvalGpu;
+}
+
+/**
+ * Tokenizer and attribution caches in a temp folder for the calling test file (restored after it), so the
+ * synthetic datasets leave nothing in the project's .cache/. CLI children inherit it through the environment.
+ */
+export function isolatedCache(): string {
+  const previous = process.env.COT_DISTILL_CACHE;
+  const dir = mkdtempSync(join(tmpdir(), "cot-cache-"));
+  process.env.COT_DISTILL_CACHE = dir;
+  afterAll(() => {
+    if (previous === undefined) delete process.env.COT_DISTILL_CACHE;
+    else process.env.COT_DISTILL_CACHE = previous;
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
 }
 
 export const LABELS = ["A", "B", "C", "D"];
@@ -42,7 +59,6 @@ let counter = 0;
  */
 export function syntheticDataset(options: { train: number; test: number; keyInRationaleOnly?: boolean; labelNoise?: boolean }): Synthetic {
   const dir = mkdtempSync(join(tmpdir(), "cot-synthetic-"));
-  process.env.COT_DISTILL_CACHE ??= join(dir, "cache");
   const name = `synthetic-${process.pid}-${++counter}${options.keyInRationaleOnly ? "-key" : ""}`;
   // every word of a rationale also occurs in the prompts, so the compact BPE (learned from prompts) has it whole
   const choices = Object.fromEntries(LABELS.map((label, i) => [label, options.keyInRationaleOnly ? KEYS[i] : COLORS[i]]));
