@@ -47,8 +47,9 @@ async function rerunForGpu(): Promise<number | null> {
   for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => child.kill(signal));
   let pending = "";
   const decoder = new TextDecoder();
-  for await (const chunk of child.stderr) {
-    pending += decoder.decode(chunk, { stream: true });
+  const reader = child.stderr.getReader();
+  for (let read = await reader.read(); !read.done; read = await reader.read()) {
+    pending += decoder.decode(read.value, { stream: true });
     const lines = pending.split("\n");
     pending = lines.pop() ?? "";
     for (const line of lines) if (!DAWN_NOISE.test(line)) process.stderr.write(`${line}\n`);

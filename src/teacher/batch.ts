@@ -19,7 +19,7 @@ import type { RationalePlan, RationaleSample, TeacherService } from "./service.t
 const TERMINAL = new Set(["completed", "failed", "expired", "cancelled"]);
 
 export interface BatchOptions extends Pick<TeacherClientOptions, "baseURL" | "apiKey"> {
-  teacher: Pick<TeacherService, "plan" | "ingest" | "store">;
+  teacher: Pick<TeacherService, "plan" | "ingest" | "store" | "recordFailure">;
   /** Time between status polls (default 30 s; a batch takes minutes to hours). */
   pollMs?: number;
 }
@@ -138,7 +138,12 @@ export function batchRunner(options: BatchOptions): BatchRunner {
       if (id?.jobId !== job.id) continue;
       bySeq.set(id.seq, [...(bySeq.get(id.seq) ?? []), line]);
     }
-    for (const claimed of context.store.pendingItems(job.id)) {
+    if (context.store.db !== teacher.store.db) {
+      throw new Error("the job store and the rationale store must share one database connection");
+    }
+    // Per item, its answers are stored and the item marked done (or failed) in one transaction: a crash cannot
+    // leave an answered item pending or count it twice.
+    const settleItem = teacher.store.db.transaction((claimed: ClaimedItem) => {
       const item = planItem(claimed, context);
       const samples: RationaleSample[] = [];
       const errors: string[] = [];
@@ -152,7 +157,8 @@ export function batchRunner(options: BatchOptions): BatchRunner {
       const stillMissing = item.plan.keys.filter((key) => !teacher.store.get(key)).length;
       if (stillMissing === 0) context.store.markDone(job.id, claimed.seq, outcomeOf({ samples }));
       else context.store.markFailed(job.id, claimed.seq, errors[0] ?? `batch ${status} without an answer for this item`);
-    }
+    });
+    for (const claimed of context.store.pendingItems(job.id)) settleItem(claimed);
     context.changed();
   };
 
@@ -163,22 +169,7 @@ export function batchRunner(options: BatchOptions): BatchRunner {
     const status = line.response?.status_code;
     const message = line.error?.message ?? errorMessage(line.response?.body) ?? `batch request failed with status ${status}`;
     const err = new TeacherError(`batch: ${message}`, status === 429 ? "rate_limited" : "upstream", 502, 1, status);
-    teacher.store.recordFailure({
-      key: plan.keys[sampleIndex],
-      dataset: plan.item.dataset ?? null,
-      split: plan.item.split ?? null,
-      itemId: plan.item.id ?? null,
-      question: plan.item.question,
-      sampleIndex,
-      model: plan.request.model,
-      template: plan.template.version,
-      params: plan.keyParams,
-      kind: err.kind,
-      upstreamStatus: status ?? null,
-      message: err.message,
-      rawCompletion: null,
-      attempts: 1,
-    });
+    teacher.recordFailure(plan, sampleIndex, err, null);
     return err;
   };
 

@@ -350,7 +350,8 @@ export class TeacherService {
     return sampleOf(record, false);
   }
 
-  private recordFailure(plan: RationalePlan, sampleIndex: number, err: TeacherError, rawCompletion: string | null): void {
+  /** Records a failed sample (never served as a rationale); the Batch-API path records its failed lines here too. */
+  recordFailure(plan: RationalePlan, sampleIndex: number, err: TeacherError, rawCompletion: string | null): void {
     this.store.recordFailure({
       key: plan.keys[sampleIndex],
       dataset: plan.item.dataset ?? null,
