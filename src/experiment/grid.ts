@@ -14,6 +14,7 @@ import { UserError } from "../errors.ts";
 import { PLACEMENTS, type Placement } from "../distill/placement.ts";
 import type { SelectionKind } from "../distill/selection.ts";
 import { ATTRIBUTIONS, type AttributionKind } from "../distill/train.ts";
+import type { TrainSpec } from "./runner.ts";
 
 const PlainName = v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9_.-]{0,63}$/, "use lower-case letters, digits, '.', '_' or '-'"));
 const Count = v.pipe(v.number(), v.integer(), v.minValue(1));
@@ -104,24 +105,14 @@ export interface CellSelection {
   attributionModel?: string;
 }
 
-/** One run of the grid. */
-export interface Cell {
+/** One run of the grid: a train spec plus where it sits in the grid and how it is evaluated. */
+export interface Cell extends TrainSpec {
   /** Folder name under the grid's folder: `<condition>-s<seed>`. */
   name: string;
   /** Everything but the seed: results are averaged over seeds per condition. */
   condition: string;
-  dataset: string;
-  model: string;
-  placement: Placement;
-  selection: CellSelection;
-  seed: number;
-  epochs: number;
-  limit?: number;
-  rationales?: string;
   evalSplit: string;
   evalLimit?: number;
-  training: TrainingOptions;
-  runDir: string;
 }
 
 /** What a finished cell leaves in `result.json`. */

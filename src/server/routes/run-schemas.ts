@@ -59,7 +59,7 @@ export const PredictRequestSchema = v.strictObject({
 });
 export type PredictRequest = v.InferOutput<typeof PredictRequestSchema>;
 
-/** Added to /v1/schema's listing through src/server/schemas.ts requestSchemas (one line there). */
+/** Served at /v1/schema beside the teacher routes' bodies (merged in src/server/app.ts). */
 export const runRequestSchemas = {
   RunRequest: RunRequestSchema,
   EvaluateRequest: EvaluateRequestSchema,
