@@ -1,18 +1,13 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
+import { PROJECT_ROOT as ROOT, runCli } from "../helpers/cli.ts";
 
-const ROOT = resolve(import.meta.dir, "../..");
-const BUN = process.execPath;
 const cache = mkdtempSync(join(tmpdir(), "cot-preview-cache-"));
 
 function preview(args: string[], env: Record<string, string> = {}) {
-  const child = Bun.spawnSync([BUN, "src/cli.ts", "preview", ...args], {
-    cwd: ROOT,
-    env: { ...process.env, COT_DISTILL_CACHE: cache, ...env },
-  });
-  return { code: child.exitCode, stdout: child.stdout.toString(), stderr: child.stderr.toString() };
+  return runCli(["preview", ...args], { COT_DISTILL_CACHE: cache, ...env });
 }
 
 const base = ["--dataset", "cqa", "--split", "train", "--index", "0"];

@@ -2,20 +2,17 @@
 import { expect, test } from "bun:test";
 import { cpSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { loadHFModel } from "../../src/model/hf.ts";
 import { loadTokenizer } from "../../src/model/tokenizer.ts";
 import { readSafetensorsFile, serializeSafetensors, toFloat32 } from "../../src/model/safetensors.ts";
 import { gpt2ForwardBackward } from "../../src/reference/gpt2.ts";
 import { readMetrics } from "../../src/train/metrics.ts";
+import { PROJECT_ROOT, runCli } from "../helpers/cli.ts";
 
-const ROOT = resolve(import.meta.dir, "../..");
-const TINY = join(ROOT, "test/fixtures/tiny-random-gpt2");
+const TINY = join(PROJECT_ROOT, "test/fixtures/tiny-random-gpt2");
 
-function cli(...args: string[]) {
-  const child = Bun.spawnSync([process.execPath, "src/cli.ts", ...args], { cwd: ROOT, env: process.env });
-  return { code: child.exitCode, stdout: child.stdout.toString(), stderr: child.stderr.toString() };
-}
+const cli = (...args: string[]) => runCli(args);
 
 /** Mean next-token loss of `ids` under the float64 reference model. */
 async function referenceLoss(dir: string, ids: number[]): Promise<number> {

@@ -7,6 +7,7 @@ import { openDatabase } from "../../src/store/db.ts";
 import { RunStore } from "../../src/store/runs.ts";
 import { readMetrics } from "../../src/train/metrics.ts";
 import { isolatedCache, sharedGpu, syntheticDataset } from "../eval/synthetic.ts";
+import { runCli } from "../helpers/cli.ts";
 
 const root = mkdtempSync(join(tmpdir(), "distill-train-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -92,13 +93,11 @@ describe("trainDistillation", () => {
   });
 
   test("the CLI trains a run into the database and evaluates it by id, with --json answers", () => {
-    const cli = resolve(import.meta.dir, "../../src/cli.ts");
     const dbPath = join(root, "cli.sqlite");
-    const env = { ...process.env, COT_DISTILL_DATASETS: data.dir };
     const run = (args: string[]) => {
-      const child = Bun.spawnSync([process.execPath, cli, ...args], { env, stderr: "pipe" });
-      if (child.exitCode !== 0) throw new Error(child.stderr.toString());
-      return { out: JSON.parse(child.stdout.toString()), err: child.stderr.toString() };
+      const child = runCli(args, { COT_DISTILL_DATASETS: data.dir });
+      if (child.code !== 0) throw new Error(child.stderr);
+      return { out: JSON.parse(child.stdout), err: child.stderr };
     };
     const outDir = join(root, "cli-run");
     const trained = run(["train", "--dataset", data.name, "--placement", "none", "--selection", "full", "--model", "micro", "--epochs", "1", "--limit", "8", "--seed", "0", "--rationales", data.rationales, "--out", outDir, "--db", dbPath, "--json"]);
@@ -110,10 +109,9 @@ describe("trainDistillation", () => {
   });
 
   test("the CLI prints bad input as one line and exits 1", () => {
-    const cli = resolve(import.meta.dir, "../../src/cli.ts");
-    const child = Bun.spawnSync([process.execPath, cli, "train", "--dataset", "cqa", "--placement", "after", "--selection", "masked", "--p", "2", "--model", "micro", "--epochs", "1", "--seed", "0", "--out", join(root, "cli")], { stderr: "pipe", env: { ...process.env, COT_DISTILL_REEXEC: "1" } });
-    expect(child.exitCode).toBe(1);
-    const stderr = child.stderr.toString().trim().split("\n").filter((l) => !l.startsWith("Warning:"));
+    const child = runCli(["train", "--dataset", "cqa", "--placement", "after", "--selection", "masked", "--p", "2", "--model", "micro", "--epochs", "1", "--seed", "0", "--out", join(root, "cli")]);
+    expect(child.code).toBe(1);
+    const stderr = child.stderr.trim().split("\n");
     expect(stderr).toEqual(["cot-distill: p must be in [0, 1], got 2"]);
   });
 });

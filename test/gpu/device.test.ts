@@ -4,6 +4,7 @@ import { bind, createStorage, readFloat32, upload } from "../../src/gpu/buffers.
 import { grid1d } from "../../src/gpu/grid.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
 import { ShaderError, ShaderLibrary } from "../../src/gpu/shaders.ts";
+import { runCli } from "../helpers/cli.ts";
 
 const gpu = await acquireGpu();
 afterAll(() => gpu.destroy());
@@ -39,18 +40,15 @@ test("a WGSL compile error names the shader file and line", async () => {
 });
 
 test("with no usable Vulkan driver the CLI says how to get the software adapter, never a silent null adapter", () => {
-  const child = Bun.spawnSync([process.execPath, "src/cli.ts", "doctor"], {
-    cwd: `${import.meta.dir}/../..`,
-    env: { ...process.env, VK_ICD_FILENAMES: "/nonexistent/icd.json", VK_ADD_DRIVER_FILES: "" },
-  });
-  expect(child.exitCode).toBe(1);
-  const lastLine = child.stderr.toString().trim().split("\n").at(-1);
+  const child = runCli(["doctor"], { VK_ICD_FILENAMES: "/nonexistent/icd.json", VK_ADD_DRIVER_FILES: "" });
+  expect(child.code).toBe(1);
+  const lastLine = child.stderr.trim().split("\n").at(-1);
   expect(lastLine).toStartWith("cot-distill: no WebGPU adapter found.");
   expect(lastLine).toContain("npm run setup");
 });
 
 test("an adapter name that matches nothing is refused, naming the adapters there are", () => {
-  const child = Bun.spawnSync([process.execPath, "src/cli.ts", "doctor", "--adapter", "no-such-gpu-xyz"], { cwd: `${import.meta.dir}/../..` });
-  expect(child.exitCode).toBe(1);
-  expect(child.stderr.toString()).toMatch(/cot-distill: no adapter matching "no-such-gpu-xyz" \(.*Available adapters/);
+  const child = runCli(["doctor", "--adapter", "no-such-gpu-xyz"]);
+  expect(child.code).toBe(1);
+  expect(child.stderr).toMatch(/cot-distill: no adapter matching "no-such-gpu-xyz" \(.*Available adapters/);
 });
