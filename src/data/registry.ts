@@ -9,6 +9,8 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { UserError } from "../errors.ts";
+import type { Template } from "../distill/placement.ts";
+import { COLOURS, HOPS_TEMPLATE, hopsSpec, hopsSplit } from "./hops.ts";
 import { loadJsonlItems, type FieldMapping } from "./jsonl.ts";
 import { seededPermutation } from "./random.ts";
 import { loadSvampSplit } from "./svamp.ts";
@@ -25,6 +27,8 @@ export interface Dataset {
   /** Splits stored as files; "dev" is derived from "train" and not listed. */
   splits: string[];
   readSplit(split: string): Promise<Item[]>;
+  /** How its items are written for a student, when not PaLM's few-shot format (DEFAULT_TEMPLATE). */
+  template?: Template;
 }
 
 export interface JsonlSpec {
@@ -86,6 +90,20 @@ function builtins(): Record<string, Dataset> {
 
 const registered = new Map<string, Dataset>();
 
+/** The generated "hops" task (./hops.ts) under any of its variant names. */
+function hopsDataset(name: string): Dataset | undefined {
+  const spec = hopsSpec(name);
+  if (!spec) return undefined;
+  return {
+    name,
+    description: `controlled task: ${spec.hops}-hop chains of facts among ${spec.chains} chains, the colour of one (choices A–E: ${COLOURS.join(", ")}), gold rationales (generated, seeded)`,
+    answerKind: "choice",
+    template: HOPS_TEMPLATE,
+    splits: Object.keys(spec.sizes),
+    readSplit: async (split) => hopsSplit(name, split, spec),
+  };
+}
+
 function jsonlDataset(name: string, spec: JsonlSpec, baseDir: string, insideDir?: string): Dataset {
   const files = spec.splits ?? (spec.path ? { train: spec.path } : {});
   if (Object.keys(files).length === 0) throw new UserError(`dataset "${name}": give "path" or "splits"`, 422);
@@ -144,12 +162,12 @@ function descriptorDataset(name: string): Dataset | undefined {
 }
 
 export function datasetNames(): string[] {
-  return [...new Set([...Object.keys(builtins()), ...registered.keys(), ...descriptorNames()])].sort();
+  return [...new Set([...Object.keys(builtins()), "hops", ...registered.keys(), ...descriptorNames()])].sort();
 }
 
 export function getDataset(name: string): Dataset {
   validName(name);
-  const dataset = builtins()[name] ?? registered.get(name) ?? descriptorDataset(name);
+  const dataset = builtins()[name] ?? hopsDataset(name) ?? registered.get(name) ?? descriptorDataset(name);
   if (!dataset) throw new UserError(`unknown dataset "${name}" (known: ${datasetNames().join(", ")})`, 404);
   return dataset;
 }

@@ -17,6 +17,8 @@ export interface Item {
   choices?: Choice[];
   /** Gold answer: a choice label for multiple choice, the number as a string for math. */
   answer: string;
+  /** A worked solution shipped with the data (generated tasks such as "hops"): the "gold" rationale source. */
+  rationale?: string;
 }
 
 export type Split = "train" | "test" | "dev";

@@ -11,6 +11,8 @@
 import { mkdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { palmRationales } from "../data/palm.ts";
+import { mixSeed, seededRandom } from "../data/random.ts";
+import { loadSplit } from "../data/registry.ts";
 import type { Item } from "../data/types.ts";
 import { cachePath } from "./cache.ts";
 import type { TokenCodec } from "./codec.ts";
@@ -58,6 +60,24 @@ export function idfOverlapAttribution(freq: TokenFrequencies, codec: TokenCodec)
   };
 }
 
+/** The random-k control: a seeded random score per token, so "key" keeps k random rationale tokens in order. */
+export function randomAttribution(seed: number): Attribution {
+  return {
+    name: "random",
+    scores(item, rationaleIds) {
+      const random = seededRandom(mixSeed(seed, item.index, 0x6b));
+      return rationaleIds.map(() => random());
+    },
+  };
+}
+
+/** The training split's own rationales (a generated task's gold ones), else the shipped PaLM ones (null: none). */
+export async function trainingRationales(dataset: string): Promise<Array<string | null>> {
+  const items = await loadSplit(dataset, "train");
+  if (items.some((item) => item.rationale !== undefined)) return items.map((item) => item.rationale ?? null);
+  return (await palmRationales(dataset, "train")).map((p) => p?.rationale ?? null);
+}
+
 /** Where attribution statistics are cached (the saliency attribution keeps its scores there too). */
 export function attributionCacheDir(): string {
   return cachePath("attribution");
@@ -75,7 +95,7 @@ export async function datasetIdfAttribution(dataset: string, codec: TokenCodec, 
   if (await cached.exists()) {
     freq = (await cached.json()) as TokenFrequencies;
   } else {
-    const rationales = (await palmRationales(dataset, "train")).flatMap((p) => (p ? [` ${p.rationale}`] : []));
+    const rationales = (await trainingRationales(dataset)).flatMap((r) => (r ? [` ${r}`] : []));
     freq = documentFrequencies(rationales, codec);
     mkdirSync(dir, { recursive: true });
     // written whole then renamed, so a concurrent reader never sees half a file

@@ -12,7 +12,7 @@ import type { Item } from "../data/types.ts";
 import type { Attribution } from "./attribution.ts";
 import { maskIdOf, specialIdsOf, tokenStrings, type TokenCodec } from "./codec.ts";
 import { DEFAULT_TEMPLATE, promptText, targetPieces, type Placement, type Template } from "./placement.ts";
-import { selectTokens, type Selection } from "./selection.ts";
+import { selectTokens, shuffledText, type Selection } from "./selection.ts";
 import { checkWeights, DEFAULT_WEIGHTS, tokenWeights, type LossWeights, type SpanKind } from "./weights.ts";
 
 export interface ExampleConfig {
@@ -55,13 +55,18 @@ export interface DistillExample {
 }
 
 function selectRationale(item: Item, text: string, config: ExampleConfig, codec: TokenCodec): number[] {
-  const ids = codec.encode(text);
   const { selection } = config;
+  const seed = mixSeed(selection.seed, item.index);
+  if (selection.kind === "shuffled" && selection.unit !== undefined && selection.unit !== "token") {
+    // words and sentences are permuted as text; the leading space stays first, as the template put it
+    return codec.encode(` ${shuffledText(text, selection.unit, seed)}`);
+  }
+  const ids = codec.encode(text);
   const scores = selection.kind === "key" ? requireAttribution(config).scores(item, ids) : undefined;
-  return selectTokens(ids, { ...selection, seed: mixSeed(selection.seed, item.index) }, {
+  return selectTokens(ids, { ...selection, seed }, {
     vocabSize: codec.vocabSize,
     specialIds: specialIdsOf(codec),
-    maskId: selection.kind === "masked" ? maskIdOf(codec) : -1,
+    maskId: selection.kind === "masked" || selection.kind === "unk" ? maskIdOf(codec) : -1,
     scores,
   });
 }

@@ -2,13 +2,16 @@
  * Which of the rationale's TOKENS the student sees (Wadhwa et al. 2024 ablations): all of them in order ("full"),
  * the same tokens in a seeded random order ("shuffled"), as many random vocabulary tokens ("random", a control
  * that keeps length but no content), the k highest-scoring tokens in their original order ("key"), or the
- * rationale with a fraction p of its tokens replaced by a mask token ("masked").
+ * rationale with a fraction p of its tokens replaced by a mask token ("masked"), or every token replaced by it
+ * ("unk": the paper's UNK experiment — the rationale's length and position survive, its content does not).
+ * "shuffled" permutes tokens, or — with `unit` "word" or "sentence" — whole words or sentences (src/distill/example.ts
+ * shuffles those on the text before encoding).
  * Each is a small pure function of token ids and a seed.
  */
 import { UserError } from "../errors.ts";
 import { randomInt, seededPermutation, seededRandom } from "../data/random.ts";
 
-export const SELECTIONS = ["full", "shuffled", "random", "key", "masked"] as const;
+export const SELECTIONS = ["full", "shuffled", "random", "key", "masked", "unk"] as const;
 export type SelectionKind = (typeof SELECTIONS)[number];
 
 export interface Selection {
@@ -17,7 +20,18 @@ export interface Selection {
   k?: number;
   /** "masked": the fraction of tokens to mask, in [0, 1]. */
   p?: number;
+  /** "shuffled": what is permuted (default token). */
+  unit?: ShuffleUnit;
   seed: number;
+}
+
+export const SHUFFLE_UNITS = ["token", "word", "sentence"] as const;
+export type ShuffleUnit = (typeof SHUFFLE_UNITS)[number];
+
+/** The rationale text with its words (whitespace-separated) or sentences in a seeded random order. */
+export function shuffledText(text: string, unit: Exclude<ShuffleUnit, "token">, seed: number): string {
+  const pieces = unit === "word" ? text.trim().split(/\s+/) : text.trim().split(/(?<=[.!?])\s+/);
+  return shuffledTokens(pieces, seed).join(" ");
 }
 
 /** What some selections need to know about the vocabulary and the item. */
@@ -38,7 +52,7 @@ export function parseSelection(value: string): SelectionKind {
   return value as SelectionKind;
 }
 
-export function shuffledTokens(ids: readonly number[], seed: number): number[] {
+export function shuffledTokens<T>(ids: readonly T[], seed: number): T[] {
   return seededPermutation(ids.length, seed).map((i) => ids[i]);
 }
 
@@ -55,11 +69,13 @@ export function randomTokens(count: number, vocabSize: number, specialIds: Reado
   return out;
 }
 
-/** The k highest-scoring tokens, kept in their original order (ties go to the earlier token). */
+/**
+ * The k highest-scoring tokens, kept in their original order (ties go to the earlier token). A rationale shorter
+ * than k is kept whole, so a sweep up to "all" (a k past every rationale's length) is the full rationale.
+ */
 export function keyTokens(ids: readonly number[], scores: readonly number[], k: number): number[] {
   if (scores.length !== ids.length) throw new Error(`${scores.length} scores for ${ids.length} tokens`);
   if (!Number.isInteger(k) || k < 0) throw new UserError(`k must be a non-negative integer, got ${k}`);
-  if (k > ids.length) throw new UserError(`k = ${k} is larger than the rationale's ${ids.length} tokens`);
   const ranked = ids.map((_, i) => i).sort((a, b) => scores[b] - scores[a] || a - b);
   const kept = new Set(ranked.slice(0, k));
   return ids.filter((_, i) => kept.has(i));
@@ -92,5 +108,7 @@ export function selectTokens(ids: readonly number[], selection: Selection, conte
     case "masked":
       if (selection.p === undefined) throw new UserError(`selection "masked" needs p (--p)`);
       return maskedTokens(ids, selection.p, context.maskId, selection.seed);
+    case "unk":
+      return maskedTokens(ids, 1, context.maskId, selection.seed);
   }
 }

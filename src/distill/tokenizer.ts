@@ -5,9 +5,9 @@
  */
 import { existsSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { palmRationales } from "../data/palm.ts";
-import { loadSplit } from "../data/registry.ts";
+import { getDataset, loadSplit } from "../data/registry.ts";
 import { loadTokenizer, MERGES_FILE, saveTokenizer, trainTokenizer, VOCAB_FILE, type Tokenizer } from "../model/tokenizer.ts";
+import { trainingRationales } from "./attribution.ts";
 import { cachePath } from "./cache.ts";
 import { promptText } from "./placement.ts";
 
@@ -24,15 +24,19 @@ export interface LoadedCodec {
 /** The texts a dataset's compact vocabulary is learned from: each training prompt with its rationale. */
 async function trainingTexts(dataset: string): Promise<string[]> {
   const items = await loadSplit(dataset, "train");
-  const rationales = await palmRationales(dataset, "train").catch(() => items.map(() => null));
-  return items.map((item, i) => `${promptText(item)} ${rationales[i]?.rationale ?? ""} (${item.answer})`);
+  const template = getDataset(dataset).template;
+  const rationales = await trainingRationales(dataset).catch(() => items.map(() => null));
+  return items.map((item, i) => `${promptText(item, template)} ${rationales[i] ?? ""} (${item.answer})`);
 }
 
 /** The dataset's compact BPE, trained once and then read from the cache. */
 export async function datasetTokenizer(dataset: string, vocabSize = COMPACT_VOCAB_SIZE): Promise<{ tokenizer: Tokenizer; dir: string }> {
-  const dir = cachePath("tokenizers", dataset, `bpe-${vocabSize}`);
+  // a generated dataset (no folder of files) is named by its texts too: a changed generator gets a new vocabulary
+  const texts = getDataset(dataset).dir === undefined ? await trainingTexts(dataset) : undefined;
+  const version = texts ? `-${Bun.hash(texts.join("\n")).toString(16)}` : "";
+  const dir = cachePath("tokenizers", dataset, `bpe-${vocabSize}${version}`);
   if (existsSync(join(dir, VOCAB_FILE)) && existsSync(join(dir, MERGES_FILE))) return { tokenizer: await loadTokenizer(dir), dir };
-  const tokenizer = trainTokenizer(await trainingTexts(dataset), { vocabSize });
+  const tokenizer = trainTokenizer(texts ?? (await trainingTexts(dataset)), { vocabSize });
   // saved beside, then renamed into place: a concurrent reader sees no folder or a whole one
   const partial = `${dir}.${process.pid}.tmp`;
   await saveTokenizer(partial, tokenizer);

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { palmRationales } from "../data/palm.ts";
 import { readJsonLines } from "../data/jsonl.ts";
-import { loadSplit } from "../data/registry.ts";
+import { getDataset, loadSplit } from "../data/registry.ts";
 import type { Item } from "../data/types.ts";
 import { UserError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
@@ -22,9 +22,9 @@ import { saveTokenizer, type Tokenizer } from "../model/tokenizer.ts";
 import { openRunStore } from "../store/runs.ts";
 import { SequenceSource } from "../train/batches.ts";
 import { readMetrics, type StepMetrics } from "../train/metrics.ts";
-import { runTraining } from "../train/run.ts";
+import { runTraining, type Validation } from "../train/run.ts";
 import { DEFAULT_OPTIMIZER, type OptimizerOptions } from "../train/trainer.ts";
-import { type Attribution, datasetIdfAttribution, documentFrequencies, idfOverlapAttribution } from "./attribution.ts";
+import { type Attribution, datasetIdfAttribution, randomAttribution, documentFrequencies, idfOverlapAttribution } from "./attribution.ts";
 import { buildExample, type DistillExample, toSequence } from "./example.ts";
 import { DEFAULT_TEMPLATE, type Placement, PLACEMENTS, type Template } from "./placement.ts";
 import { checkFraction, type Selection, SELECTIONS } from "./selection.ts";
@@ -32,7 +32,7 @@ import { saliencyAttribution } from "./saliency.ts";
 import { type LoadedCodec, loadCodec } from "./tokenizer.ts";
 import { DEFAULT_WEIGHTS, type LossWeights } from "./weights.ts";
 
-export const ATTRIBUTIONS = ["idf", "saliency"] as const;
+export const ATTRIBUTIONS = ["idf", "saliency", "random"] as const;
 export type AttributionKind = (typeof ATTRIBUTIONS)[number];
 
 export interface DistillSpec {
@@ -51,7 +51,7 @@ export interface DistillSpec {
   seed: number;
   outDir: string;
   name?: string;
-  /** "palm" (the shipped PaLM rationales, default) or a JSON-lines file of {id or index, rationale}. */
+  /** "palm" (the shipped PaLM rationales, default), "gold" (the dataset's own, default where it has them) or a JSON-lines file of {id or index, rationale}. */
   rationales?: string;
   /** Scorer of the "key" selection: the model-free baseline (default) or gradient×input of a trained student. */
   attribution?: AttributionKind;
@@ -59,6 +59,14 @@ export interface DistillSpec {
   /** Longest training sequence; longer examples lose their end (default: the longest example, within n_positions). */
   maxLength?: number;
   checkpointEvery?: number;
+  /** Evaluate on the dev split every N steps and keep the best weights (default: no dev evaluation). */
+  devEvery?: number;
+  /** Dev items evaluated each time (default 200). */
+  devLimit?: number;
+  /** Stop after this many dev evaluations without improvement (default: train all steps). */
+  patience?: number;
+  /** Train no step: the initial student is saved as the model (the "untrained" baseline). */
+  untrained?: boolean;
   resume?: boolean;
 }
 
@@ -143,8 +151,17 @@ function lossWeights(spec: DistillSpec): LossWeights {
   return { ...DEFAULT_WEIGHTS, rationale: spec.alpha ?? DEFAULT_WEIGHTS.rationale };
 }
 
+/** "gold" for a dataset that ships its own worked solutions (generated tasks), else the shipped PaLM ones. */
+export function defaultRationaleSource(items: Item[]): string {
+  return items.some((item) => item.rationale !== undefined) ? "gold" : "palm";
+}
+
 /** The rationale text of each item (null where there is none), from the shipped PaLM outputs or a JSON-lines file. */
-export async function loadRationales(dataset: string, items: Item[], source = "palm"): Promise<Array<string | null>> {
+export async function loadRationales(dataset: string, items: Item[], source = defaultRationaleSource(items)): Promise<Array<string | null>> {
+  if (source === "gold") {
+    if (!items.some((item) => item.rationale !== undefined)) throw new UserError(`dataset "${dataset}" ships no gold rationales (use "palm" or a file)`, 422);
+    return items.map((item) => item.rationale ?? null);
+  }
   if (source === "palm") {
     const palm = await palmRationales(dataset, "train", { excludeDev: true });
     const byIndex = new Map(palm.flatMap((p) => (p ? [[p.index, p.rationale] as const] : [])));
@@ -194,6 +211,7 @@ function chooseItems(spec: DistillSpec, items: Item[], rationales: Array<string 
 
 async function keyAttribution(spec: DistillSpec, codec: LoadedCodec, chosen: Chosen[], corpus: Array<string | null>, options: DistillOptions): Promise<Attribution | undefined> {
   if (spec.selection.kind !== "key") return undefined;
+  if (spec.attribution === "random") return randomAttribution(spec.seed);
   if (spec.attribution === "saliency") {
     const trainedAs = readRunSettings(spec.attributionModel!)?.placement;
     if (trainedAs && trainedAs !== "before") {
@@ -208,14 +226,15 @@ async function keyAttribution(spec: DistillSpec, codec: LoadedCodec, chosen: Cho
       log: options.log,
     });
   }
-  if ((spec.rationales ?? "palm") === "palm") return datasetIdfAttribution(spec.dataset, codec.codec, codec.key);
+  const source = spec.rationales ?? defaultRationaleSource(chosen.map((c) => c.item));
+  if (source === "palm" || source === "gold") return datasetIdfAttribution(spec.dataset, codec.codec, codec.key);
   // rationales from a file: their document frequencies are cheap to count here
   const texts = corpus.flatMap((rationale) => (rationale ? [` ${rationale}`] : []));
   return idfOverlapAttribution(documentFrequencies(texts, codec.codec), codec.codec);
 }
 
-function buildExamples(spec: DistillSpec, chosen: Chosen[], tokenizer: Tokenizer, attribution?: Attribution): DistillExample[] {
-  const config = { placement: spec.placement, selection: spec.selection, weights: lossWeights(spec), attribution };
+function buildExamples(spec: DistillSpec, chosen: Chosen[], tokenizer: Tokenizer, template: Template, attribution?: Attribution): DistillExample[] {
+  const config = { placement: spec.placement, selection: spec.selection, weights: lossWeights(spec), attribution, template };
   return chosen.map(({ item, rationale }) => buildExample(item, rationale, config, tokenizer));
 }
 
@@ -250,6 +269,22 @@ export function readRunSettings(runDir: string): RunSettings | null {
   return existsSync(path) ? (JSON.parse(readFileSync(path, "utf8")) as RunSettings) : null;
 }
 
+/** Dev accuracy of the weights being trained: the label the student writes, as the test metric reads it. */
+async function devValidation(spec: DistillSpec, settings: RunSettings, codec: Tokenizer, runDir: string, options: DistillOptions, log: (line: string) => void): Promise<Validation> {
+  const { predictItems, accuracyOf } = await import("../eval/evaluate.ts");
+  const dev = (await loadSplit(spec.dataset, "dev")).slice(0, spec.devLimit ?? 200);
+  return {
+    every: spec.devEvery!,
+    patience: spec.patience,
+    async score(params, step) {
+      const student = { modelDir: runDir, outDir: runDir, run: settings, placement: settings.placement, template: settings.template, config: settings.modelConfig, params, codec };
+      const { accuracy } = accuracyOf(await predictItems(student, dev, { gpu: options.gpu, kernels: options.kernels }));
+      log(`dev step ${step}: accuracy ${(100 * accuracy).toFixed(1)}% on ${dev.length} items`);
+      return accuracy;
+    },
+  };
+}
+
 /** Trains one run into spec.outDir; registers it (queued → running → done/failed) in the runs table. */
 export async function trainDistillation(spec: DistillSpec, options: DistillOptions = {}): Promise<DistillResult> {
   validateSpec(spec);
@@ -259,7 +294,7 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
   const modelDir = isPreset(spec.model) ? null : studentFolder(spec.model);
 
   const items = await loadSplit(spec.dataset, "train", { excludeDev: true });
-  const rationaleSource = spec.rationales ?? "palm";
+  const rationaleSource = spec.rationales ?? defaultRationaleSource(items);
   const rationales = await loadRationales(spec.dataset, items, rationaleSource).catch((err) => {
     // a dataset without shipped rationales can still train the label-only baseline
     if (spec.placement === "none" && rationaleSource === "palm") return items.map(() => null);
@@ -270,7 +305,8 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
   const tokenizerSource = codec.source;
   const { chosen, skipped } = chooseItems(spec, items, rationales);
   const attribution = await keyAttribution(spec, codec, chosen, rationales, { ...options, log });
-  const examples = buildExamples(spec, chosen, tokenizer, attribution);
+  const template = getDataset(spec.dataset).template ?? DEFAULT_TEMPLATE;
+  const examples = buildExamples(spec, chosen, tokenizer, template, attribution);
 
   const longest = Math.max(...examples.map((e) => e.ids.length));
   const student = await initialStudent(spec, modelDir, tokenizer.vocabSize, longest, spec.seed);
@@ -278,7 +314,7 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
   const seqLength = Math.min(spec.maxLength ?? longest - 1, student.config.nPositions);
   const truncated = examples.filter((e) => e.ids.length - 1 > seqLength).length;
   const batchSize = Math.min(spec.batchSize ?? 8, examples.length);
-  const steps = Math.max(1, Math.ceil((spec.epochs * examples.length) / batchSize));
+  const steps = spec.untrained ? 0 : Math.max(1, Math.ceil((spec.epochs * examples.length) / batchSize));
   const optimizer = { ...DEFAULT_OPTIMIZER, ...spec.optimizer };
 
   mkdirSync(runDir, { recursive: true });
@@ -292,7 +328,7 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
     placement: spec.placement,
     selection: spec.selection,
     weights: lossWeights(spec),
-    template: DEFAULT_TEMPLATE,
+    template,
     model: spec.model,
     modelConfig: student.config,
     tokenizer: tokenizerSource,
@@ -336,6 +372,7 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
       gpu: options.gpu,
       kernels: options.kernels,
       stopAfter: options.stopAfter,
+      validation: spec.devEvery ? await devValidation(spec, settings, tokenizer, runDir, options, log) : undefined,
       onStep: (m) => {
         if (m.step === 1 || m.step % 10 === 0 || m.step === steps) {
           log(`step ${m.step}/${steps}  loss ${m.loss.toFixed(4)}  lr ${m.lr.toExponential(2)}  ${Math.round(m.tokens_per_s)} tok/s`);
@@ -344,8 +381,9 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
     });
     const all = readMetrics(join(runDir, "metrics.jsonl"));
     const finalLoss = all.at(-1)?.loss ?? Number.NaN;
-    if (result.steps === steps) {
-      runs.markDone(row.id, { steps, final_loss: finalLoss, first_loss: all[0]?.loss, elapsed_s: all.at(-1)?.elapsed_s, examples: examples.length });
+    if (result.finished) {
+      const dev = result.best ? { dev_best_step: result.best.step, dev_best_accuracy: result.best.score, stopped_early: result.stoppedEarly ?? false } : {};
+      runs.markDone(row.id, { steps: result.steps, final_loss: finalLoss, first_loss: all[0]?.loss, elapsed_s: all.at(-1)?.elapsed_s, examples: examples.length, ...dev });
     } else {
       runs.markFailed(row.id, `stopped after step ${result.steps} of ${steps} (resume with --resume)`);
     }

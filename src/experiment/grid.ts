@@ -12,7 +12,7 @@ import { basename, join, resolve } from "node:path";
 import * as v from "valibot";
 import { UserError } from "../errors.ts";
 import { PLACEMENTS, type Placement } from "../distill/placement.ts";
-import type { SelectionKind } from "../distill/selection.ts";
+import { SHUFFLE_UNITS, type SelectionKind, type ShuffleUnit } from "../distill/selection.ts";
 import { ATTRIBUTIONS, type AttributionKind } from "../distill/train.ts";
 import type { TrainSpec } from "./runner.ts";
 
@@ -26,12 +26,19 @@ const restrict = { placements: v.optional(PlacementList) };
 export const SelectionSpecSchema = v.variant(
   "kind",
   [
-    v.strictObject({ kind: v.picklist(["full", "shuffled", "random"]), ...restrict }),
+    v.strictObject({ kind: v.picklist(["full", "random", "unk"]), ...restrict }),
+    v.strictObject({
+      kind: v.literal("shuffled"),
+      /** What is permuted: tokens (default), words or sentences. */
+      unit: v.optional(v.picklist(SHUFFLE_UNITS, `unit must be one of: ${SHUFFLE_UNITS.join(", ")}`)),
+      ...restrict,
+    }),
     v.pipe(
       v.strictObject({
         kind: v.literal("key"),
         k: Count,
-        /** Who scores the tokens: the model-free baseline (idf, default) or gradient × input of a trained student. */
+        /** Who scores the tokens: the model-free baseline (idf, default), gradient × input of a trained student
+         * (saliency), or a seeded random score (random: the random-k control). */
         attribution: v.optional(v.picklist(ATTRIBUTIONS, `attribution must be one of: ${ATTRIBUTIONS.join(", ")}`)),
         /** The student (run or model folder) whose saliency scores the tokens. */
         attributionModel: v.optional(v.pipe(v.string(), v.minLength(1))),
@@ -45,7 +52,7 @@ export const SelectionSpecSchema = v.variant(
       ...restrict,
     }),
   ],
-  'selection kind must be one of: full, shuffled, random, key (with "k"), masked (with "p")',
+  'selection kind must be one of: full, shuffled (optional "unit"), random, unk, key (with "k"), masked (with "p")',
 );
 export type SelectionSpec = v.InferOutput<typeof SelectionSpecSchema>;
 
@@ -62,6 +69,10 @@ export const TrainingOptionsSchema = v.strictObject({
   maxTokens: v.optional(Count),
   /** Steps between checkpoints: what an interrupted run loses at most (default 50). */
   checkpointEvery: v.optional(Count),
+  /** Dev-split evaluation every N steps, keeping the best weights; with patience, early stopping. */
+  devEvery: v.optional(Count),
+  devLimit: v.optional(Count),
+  patience: v.optional(Count),
 });
 export type TrainingOptions = v.InferOutput<typeof TrainingOptionsSchema>;
 
@@ -83,6 +94,13 @@ const GridInput = v.strictObject({
   evalSplit: v.optional(v.pipe(v.string(), v.minLength(1)), "test"),
   evalLimit: v.optional(Count),
   training: v.optional(TrainingOptionsSchema, {}),
+  /** Rationale loss weights to sweep: each condition with a rationale is run once per α (named "-a<α>"). */
+  alphas: v.optional(v.pipe(v.array(v.pipe(v.number(), v.minValue(0))), v.minLength(1))),
+  /** Add an "untrained" row: the initial student (same seed) evaluated without training. */
+  untrained: v.optional(v.boolean(), false),
+  /** Paired comparisons to report, as [condition, baseline] names (default: every condition vs "none", and each
+   * selection vs the full rationale of its placement). */
+  comparisons: v.optional(v.array(v.tuple([v.pipe(v.string(), v.minLength(1)), v.pipe(v.string(), v.minLength(1))]))),
 });
 
 export const GridSchema = v.pipe(
@@ -101,6 +119,7 @@ export interface CellSelection {
   kind: SelectionKind;
   k?: number;
   p?: number;
+  unit?: ShuffleUnit;
   attribution?: AttributionKind;
   attributionModel?: string;
 }
@@ -124,6 +143,10 @@ export interface CellResult {
   placement: Placement;
   selection: CellSelection;
   seed: number;
+  /** The initial student, evaluated without training. */
+  untrained?: boolean;
+  /** The rationale loss weight, when the grid sweeps it. */
+  alpha?: number;
   accuracy: number;
   rankAccuracy?: number | null;
   /** Evaluated examples. */
@@ -177,14 +200,16 @@ export function readGrid(path: string): Grid {
 }
 
 function selectionName(s: CellSelection): string {
-  if (s.kind === "key") return `key-${s.k}${s.attribution === "saliency" ? "-saliency" : ""}`;
+  if (s.kind === "key") return `key-${s.k}${s.attribution && s.attribution !== "idf" ? `-${s.attribution}` : ""}`;
   if (s.kind === "masked") return `masked-${s.p}`;
+  if (s.kind === "shuffled" && s.unit && s.unit !== "token") return `shuffled-${s.unit}`;
   return s.kind;
 }
 
-/** "after-shuffled", "before", "none": the paper's condition names (full selection is the unmarked case). */
-export function conditionName(placement: Placement, selection: CellSelection): string {
-  return placement === "none" || selection.kind === "full" ? placement : `${placement}-${selectionName(selection)}`;
+/** "after-shuffled", "before", "none": the paper's condition names (full selection is the unmarked case); "-a0.5" for a swept α. */
+export function conditionName(placement: Placement, selection: CellSelection, alpha?: number): string {
+  const base = placement === "none" || selection.kind === "full" ? placement : `${placement}-${selectionName(selection)}`;
+  return alpha === undefined || placement === "none" ? base : `${base}-a${alpha}`;
 }
 
 /** A model folder is named by its last path part, a preset by itself. */
@@ -193,8 +218,9 @@ function modelLabel(model: string): string {
 }
 
 /** The placement × selection pairs of a grid, "none" once (it has no rationale to select from). */
-function conditions(grid: Grid): Array<{ placement: Placement; selection: CellSelection }> {
-  const pairs: Array<{ placement: Placement; selection: CellSelection }> = [];
+function conditions(grid: Grid): Array<{ placement: Placement; selection: CellSelection; untrained?: boolean }> {
+  const pairs: Array<{ placement: Placement; selection: CellSelection; untrained?: boolean }> = [];
+  if (grid.untrained) pairs.push({ placement: "none", selection: { kind: "full" }, untrained: true });
   for (const placement of grid.placements) {
     if (placement === "none") {
       pairs.push({ placement, selection: { kind: "full" } });
@@ -206,10 +232,13 @@ function conditions(grid: Grid): Array<{ placement: Placement; selection: CellSe
   }
   const seen = new Set<string>();
   return pairs.filter((c) => {
-    const name = conditionName(c.placement, c.selection);
+    const name = c.untrained ? UNTRAINED : conditionName(c.placement, c.selection);
     return !seen.has(name) && seen.add(name);
   });
 }
+
+/** The condition name of the initial student evaluated without training. */
+export const UNTRAINED = "untrained";
 
 export function gridDir(grid: Grid, root: string): string {
   return join(root, grid.name);
@@ -222,26 +251,32 @@ export function expandGrid(grid: Grid, root = "runs"): Cell[] {
   const cells: Cell[] = [];
   for (const dataset of grid.datasets) {
     for (const model of grid.models) {
-      for (const { placement, selection } of conditions(grid)) {
-        const condition = [prefix(dataset, model), conditionName(placement, selection)].filter(Boolean).join("-");
-        for (const seed of grid.seeds) {
-          const name = `${condition}-s${seed}`;
-          cells.push({
-            name,
-            condition,
-            dataset,
-            model,
-            placement,
-            selection,
-            seed,
-            epochs: grid.epochs,
-            limit: grid.limit,
-            rationales: grid.rationales,
-            evalSplit: grid.evalSplit,
-            evalLimit: grid.evalLimit,
-            training: grid.training,
-            runDir: join(gridDir(grid, root), name),
-          });
+      for (const { placement, selection, untrained } of conditions(grid)) {
+        // an α sweep multiplies the conditions that have rationale tokens to weigh
+        const alphas: Array<number | undefined> = grid.alphas && placement !== "none" ? grid.alphas : [undefined];
+        for (const alpha of alphas) {
+          const own = untrained ? UNTRAINED : conditionName(placement, selection, alpha);
+          const condition = [prefix(dataset, model), own].filter(Boolean).join("-");
+          for (const seed of grid.seeds) {
+            const name = `${condition}-s${seed}`;
+            cells.push({
+              name,
+              condition,
+              dataset,
+              model,
+              placement,
+              selection,
+              seed,
+              epochs: grid.epochs,
+              limit: grid.limit,
+              rationales: grid.rationales,
+              evalSplit: grid.evalSplit,
+              evalLimit: grid.evalLimit,
+              training: alpha === undefined ? grid.training : { ...grid.training, alpha },
+              ...(untrained ? { untrained } : {}),
+              runDir: join(gridDir(grid, root), name),
+            });
+          }
         }
       }
     }
@@ -296,6 +331,8 @@ export async function runGrid(cells: Cell[], runner: CellRunner, onEvent: (e: Ce
       placement: cell.placement,
       selection: cell.selection,
       seed: cell.seed,
+      ...(cell.untrained ? { untrained: true } : {}),
+      ...(cell.training.alpha !== undefined && cell.condition.endsWith(`-a${cell.training.alpha}`) ? { alpha: cell.training.alpha } : {}),
       ...evaluation,
       settings: cellSettings(cell),
     };

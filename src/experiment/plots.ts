@@ -4,7 +4,8 @@
  */
 import { existsSync } from "node:fs";
 import { Resvg } from "@resvg/resvg-js";
-import type { Cell } from "./results.ts";
+import type { PairedComparison } from "./compare.ts";
+import type { ConditionSummary } from "./results.ts";
 
 export interface Series {
   name: string;
@@ -67,8 +68,8 @@ function yAxis(frame: Frame, ticks: number[], y: (v: number) => number, label: s
   ];
 }
 
-/** Mean accuracy per condition with its 95% CI as a whisker (none for a single run). */
-export function accuracyBarChart(cells: Cell[], title = "Accuracy by condition (mean ± 95% CI)"): string {
+/** Mean accuracy per condition with its 95% CI as a whisker (none for a single run), and chance as a dashed line. */
+export function accuracyBarChart(cells: ConditionSummary[], title = "Accuracy by condition (mean ± 95% CI)", chance: number | null = null): string {
   const factors = Math.max(1, ...cells.map((c) => Object.keys(c.condition).length));
   const frame: Frame = {
     width: Math.max(480, 90 * cells.length + 120),
@@ -78,7 +79,7 @@ export function accuracyBarChart(cells: Cell[], title = "Accuracy by condition (
   const { top, bottom, left, right } = frame.margin;
   // accuracy is a fraction: whiskers are clipped to [0, 1]
   const within = (v: number) => Math.min(1, Math.max(0, v));
-  const highest = Math.max(0, ...cells.map((c) => within(c.mean + (c.ci95 ?? 0))));
+  const highest = Math.max(0, chance ?? 0, ...cells.map((c) => within(c.mean + (c.ci95 ?? 0))));
   const ticks = niceTicks(0, highest || 1);
   const y = scale(0, ticks.at(-1)!, frame.height - bottom, top);
   const slot = (frame.width - left - right) / Math.max(cells.length, 1);
@@ -104,6 +105,42 @@ export function accuracyBarChart(cells: Cell[], title = "Accuracy by condition (
     });
   });
   body.push(`<line x1="${left}" x2="${frame.width - right}" y1="${fmt(y(0))}" y2="${fmt(y(0))}" stroke="black"/>`);
+  if (chance !== null) {
+    body.push(
+      `<g class="chance"><line x1="${left}" x2="${frame.width - right}" y1="${fmt(y(chance))}" y2="${fmt(y(chance))}" stroke="#c03030" stroke-dasharray="6 4"/>` +
+        `<text x="${frame.width - right - 4}" y="${fmt(y(chance) - 5)}" text-anchor="end" fill="#c03030">chance ${fmt(100 * chance)}%</text></g>`,
+    );
+  }
+  return svgDocument(frame, title, body);
+}
+
+/** Paired differences (A − B, accuracy points) as dots with their 95% CI, one row per comparison, zero marked. */
+export function comparisonChart(comparisons: PairedComparison[], title = "Paired differences (95% CI)"): string {
+  const labels = comparisons.map((c) => `${c.a} vs ${c.b}`);
+  const left = Math.max(140, 7 * Math.max(...labels.map((l) => l.length)) + 20);
+  const frame: Frame = { width: left + 420, height: 80 + 28 * comparisons.length, margin: { top: 40, right: 30, bottom: 40, left } };
+  const { top, right, bottom } = frame.margin;
+  const extent = Math.max(0.01, ...comparisons.flatMap((c) => [Math.abs(c.ci95[0]), Math.abs(c.ci95[1])]));
+  const ticks = niceTicks(-extent, extent, 6);
+  const x = scale(ticks[0], ticks.at(-1)!, left, frame.width - right);
+  const body: string[] = [];
+  for (const t of ticks) {
+    body.push(
+      `<line x1="${fmt(x(t))}" x2="${fmt(x(t))}" y1="${top}" y2="${frame.height - bottom}" stroke="${t === 0 ? "black" : "#e0e0e0"}"/>` +
+        `<text x="${fmt(x(t))}" y="${frame.height - bottom + 16}" text-anchor="middle">${escapeXml(`${t > 0 ? "+" : ""}${fmt(100 * t)}`)}</text>`,
+    );
+  }
+  body.push(`<text x="${fmt((left + frame.width - right) / 2)}" y="${frame.height - 8}" text-anchor="middle">difference in accuracy (points); p from a paired permutation test</text>`);
+  comparisons.forEach((c, i) => {
+    const cy = top + 14 + 28 * i;
+    const color = c.ci95[0] > 0 ? "#2e7d32" : c.ci95[1] < 0 ? "#c62828" : "#555";
+    body.push(
+      `<text x="${left - 8}" y="${fmt(cy + 4)}" text-anchor="end">${escapeXml(labels[i])}</text>` +
+        `<g class="difference" stroke="${color}"><line x1="${fmt(x(c.ci95[0]))}" x2="${fmt(x(c.ci95[1]))}" y1="${fmt(cy)}" y2="${fmt(cy)}" stroke-width="2"/>` +
+        `<circle cx="${fmt(x(c.difference))}" cy="${fmt(cy)}" r="4" fill="${color}"/></g>` +
+        `<text x="${fmt(x(c.ci95[1]) + 6)}" y="${fmt(cy + 4)}" font-size="10" fill="#555">p=${c.p < 0.001 ? "<0.001" : c.p.toFixed(3)}</text>`,
+    );
+  });
   return svgDocument(frame, title, body);
 }
 

@@ -8,6 +8,10 @@ import { join, resolve } from "node:path";
 import { UserError } from "../errors.ts";
 import { softwareAdapterEnv, PROJECT_ROOT } from "../gpu/runtime.ts";
 import type { Placement } from "../distill/placement.ts";
+import { trainDistillation, type DistillSpec } from "../distill/train.ts";
+import { evaluate } from "../eval/evaluate.ts";
+import type { Gpu } from "../gpu/device.ts";
+import { createKernels, type Kernels } from "../gpu/kernels/index.ts";
 import type { Cell, CellRunner, CellSelection, TrainingOptions } from "./grid.ts";
 
 export const CLI_PATH = join(PROJECT_ROOT, "src", "cli.ts");
@@ -26,6 +30,8 @@ export interface TrainSpec {
   runDir: string;
   /** Shown in listings (default: the folder's name). */
   name?: string;
+  /** Save the initial student without training it: the "untrained" baseline row. */
+  untrained?: boolean;
 }
 
 /** Steps between checkpoints unless a grid says otherwise: at most this much work is redone after a crash. */
@@ -41,6 +47,7 @@ export function trainArgs(spec: TrainSpec, options: { db?: string; resume?: bool
     ["selection", selection.kind],
     ["k", selection.k],
     ["p", selection.p],
+    ["unit", selection.unit],
     ["attribution", selection.attribution],
     ["attribution-model", selection.attributionModel],
     ["rationales", spec.rationales],
@@ -55,11 +62,15 @@ export function trainArgs(spec: TrainSpec, options: { db?: string; resume?: bool
     ["grad-clip", training.gradClip],
     ["max-tokens", training.maxTokens],
     ["checkpoint-every", training.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY],
+    ["dev-every", training.devEvery],
+    ["dev-limit", training.devLimit],
+    ["patience", training.patience],
+    ["untrained", spec.untrained ? "" : undefined],
     ["out", spec.runDir],
     ["name", spec.name],
     ["db", options.db],
   ];
-  const args = ["train", ...flags.flatMap(([name, value]) => (value === undefined ? [] : [`--${name}`, String(value)]))];
+  const args = ["train", ...flags.flatMap(([name, value]) => (value === undefined ? [] : value === "" ? [`--${name}`] : [`--${name}`, String(value)]))];
   if (options.resume) args.push("--resume");
   return args;
 }
@@ -155,6 +166,57 @@ export function finalTraining(runDir: string): { finalLoss?: number; steps?: num
   if (!last) return {};
   const m = JSON.parse(last) as { loss: number; step: number };
   return { finalLoss: m.loss, steps: m.step };
+}
+
+/** The distillation spec of a run (a grid cell, an HTTP body): what `train` would parse from trainArgs(spec). */
+export function distillSpecOf(spec: TrainSpec, options: { resume?: boolean } = {}): DistillSpec {
+  const { selection, training } = spec;
+  const optimizer = Object.fromEntries(
+    Object.entries({ lr: training.lr, warmupSteps: training.warmupSteps, weightDecay: training.weightDecay, gradClip: training.gradClip }).filter(([, v]) => v !== undefined),
+  );
+  return {
+    dataset: spec.dataset,
+    placement: spec.placement,
+    selection: { kind: selection.kind, seed: spec.seed, ...(selection.k === undefined ? {} : { k: selection.k }), ...(selection.p === undefined ? {} : { p: selection.p }), ...(selection.unit === undefined ? {} : { unit: selection.unit }) },
+    alpha: training.alpha,
+    model: spec.model,
+    epochs: spec.epochs,
+    limit: spec.limit,
+    batchSize: training.batchSize,
+    optimizer,
+    seed: spec.seed,
+    outDir: spec.runDir,
+    name: spec.name,
+    rationales: spec.rationales,
+    attribution: selection.attribution,
+    attributionModel: selection.attributionModel,
+    maxLength: training.maxTokens,
+    checkpointEvery: training.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY,
+    devEvery: training.devEvery,
+    devLimit: training.devLimit,
+    patience: training.patience,
+    untrained: spec.untrained,
+    resume: options.resume,
+  };
+}
+
+/**
+ * Trains and evaluates grid cells in this process on one GPU device: no process start, Dawn set-up or shader
+ * compilation per cell, which is most of a small cell's time on a CPU (the demo). A crash takes the caller down,
+ * so the CLI runner stays the default for long grids.
+ */
+export function inProcessCellRunner(options: { db?: string; gpu: Gpu; kernels?: Kernels; onLine?: (cell: Cell, line: string) => void }): CellRunner {
+  let kernels = options.kernels;
+  const shared = async () => (kernels ??= await createKernels(options.gpu));
+  return {
+    async train(cell: Cell, resume: boolean) {
+      await trainDistillation(distillSpecOf(cell, { resume }), { db: options.db, gpu: options.gpu, kernels: await shared(), log: (line) => options.onLine?.(cell, line) });
+    },
+    async evaluate(cell: Cell) {
+      const result = await evaluate(cell.runDir, cell.dataset, cell.evalSplit, { limit: cell.evalLimit, db: options.db, gpu: options.gpu, kernels: await shared(), log: (line) => options.onLine?.(cell, line) });
+      return { accuracy: result.accuracy, rankAccuracy: result.rankAccuracy, n: result.n, ...finalTraining(cell.runDir) };
+    },
+  };
 }
 
 /** Trains and evaluates grid cells through the CLI, registering each run in the database at `db`. */

@@ -2,7 +2,7 @@
  * A whole training run in a folder: metrics.jsonl, checkpoints/ (exact resume), and model/ — the final weights as a
  * Hugging Face folder with the tokenizer beside them. Shared by `train-lm` and the distillation `train` command.
  */
-import { copyFileSync, existsSync, mkdirSync } from "node:fs";
+import { appendFileSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { UserError } from "../errors.ts";
 import { acquireGpu, type Gpu } from "../gpu/device.ts";
@@ -36,16 +36,50 @@ export interface RunSpec {
   kernels?: Kernels;
   /** Stop (with a checkpoint) after this many steps of this invocation — for tests of interrupted runs. */
   stopAfter?: number;
+  /** Dev-split evaluation during training: the model saved is the best-scoring one, and training may stop early. */
+  validation?: Validation;
 }
 
-export interface RunResult {
+export interface Validation {
+  /** Evaluate every this many steps (and at the last step). */
+  every: number;
+  /** Stop after this many evaluations in a row without a better score (default: never stop early). */
+  patience?: number;
+  /** Higher is better (e.g. dev accuracy). */
+  score(params: Float32Array, step: number): Promise<number>;
+}
+
+/** One dev evaluation, a line of dev.jsonl in the run folder. */
+export interface DevScore {
+  step: number;
+  score: number;
+  best: boolean;
+}
+
+export const DEV_LOG = "dev.jsonl";
+/** The best-scoring weights so far (a Hugging Face folder); copied to model/ at the end. */
+export const BEST_DIR = "best";
+
+export function readDevLog(outDir: string): DevScore[] {
+  const path = join(outDir, DEV_LOG);
+  if (!existsSync(path)) return [];
+  return readFileSync(path, "utf8").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l) as DevScore);
+}
+
+export interface TrainingResult {
   metrics: StepMetrics[];
   modelDir: string;
   steps: number;
   resumedFrom?: number;
+  /** Dev evaluation stopped training before the planned steps. */
+  stoppedEarly?: boolean;
+  /** The dev evaluation whose weights were kept (with validation). */
+  best?: DevScore;
+  /** Training is over: all steps done, or stopped early (model/ holds the weights). */
+  finished: boolean;
 }
 
-export async function runTraining(spec: RunSpec): Promise<RunResult> {
+export async function runTraining(spec: RunSpec): Promise<TrainingResult> {
   mkdirSync(spec.outDir, { recursive: true });
   const gpu = spec.gpu ?? (await acquireGpu());
   const kernels = spec.kernels ?? (await createKernels(gpu));
@@ -67,6 +101,26 @@ export async function runTraining(spec: RunSpec): Promise<RunResult> {
       model.setParameters(spec.initialParams);
       log.truncateAfter(0);
     }
+    // dev evaluations of an interrupted run are kept up to its checkpoint; a later one is redone
+    const devScores = readDevLog(spec.outDir).filter((d) => d.step <= trainer.step);
+    writeFileSync(join(spec.outDir, DEV_LOG), devScores.map((d) => `${JSON.stringify(d)}\n`).join(""));
+    let best = devScores.filter((d) => d.best).at(-1);
+    let sinceBest = best ? devScores.filter((d) => d.step > best!.step).length : 0;
+    let stoppedEarly = false;
+    const validate = async (step: number) => {
+      const v = spec.validation!;
+      const params = await model.getParameters();
+      const score = await v.score(params, step);
+      const better = best === undefined || score > best.score;
+      const entry: DevScore = { step, score, best: better };
+      appendFileSync(join(spec.outDir, DEV_LOG), `${JSON.stringify(entry)}\n`);
+      if (better) {
+        best = entry;
+        sinceBest = 0;
+        await saveHFModel(join(spec.outDir, BEST_DIR), { config: spec.config, params });
+      } else sinceBest++;
+      return v.patience !== undefined && sinceBest >= v.patience;
+    };
     const metrics: StepMetrics[] = [];
     const checkpoint = async () =>
       saveCheckpoint(
@@ -82,17 +136,25 @@ export async function runTraining(spec: RunSpec): Promise<RunResult> {
       spec.onStep?.(m);
       stepsThisCall++;
       const interrupted = spec.stopAfter !== undefined && stepsThisCall >= spec.stopAfter;
-      if ((spec.checkpointEvery > 0 && m.step % spec.checkpointEvery === 0) || m.step === spec.steps || interrupted) {
+      if (spec.validation && (m.step % spec.validation.every === 0 || m.step === spec.steps)) stoppedEarly = await validate(m.step);
+      if ((spec.checkpointEvery > 0 && m.step % spec.checkpointEvery === 0) || m.step === spec.steps || interrupted || stoppedEarly) {
         await checkpoint();
       }
-      if (interrupted) break;
+      if (interrupted || stoppedEarly) break;
     }
     const modelDir = join(spec.outDir, "model");
-    if (trainer.step === spec.steps) {
-      await saveHFModel(modelDir, { config: spec.config, params: await model.getParameters() });
+    const finished = trainer.step === spec.steps || stoppedEarly;
+    if (finished) {
+      const bestDir = join(spec.outDir, BEST_DIR);
+      if (spec.validation && best && existsSync(join(bestDir, "config.json"))) {
+        rmSync(modelDir, { recursive: true, force: true });
+        cpSync(bestDir, modelDir, { recursive: true });
+      } else {
+        await saveHFModel(modelDir, { config: spec.config, params: await model.getParameters() });
+      }
       for (const file of spec.extraFiles ?? []) copyFileSync(file, join(modelDir, basename(file)));
     }
-    return { metrics, modelDir, steps: trainer.step, resumedFrom };
+    return { metrics, modelDir, steps: trainer.step, resumedFrom, stoppedEarly, best, finished };
   } finally {
     model.destroy();
     if (!spec.gpu) gpu.destroy();

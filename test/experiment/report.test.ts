@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expandGrid, parseGrid, type CellResult } from "../../src/experiment/grid.ts";
-import { lossSeries, toRunResults, writeGridReport } from "../../src/experiment/report.ts";
+import { lossSeries, toRunAccuracies, writeGridReport } from "../../src/experiment/report.ts";
 
 const root = mkdtempSync(join(tmpdir(), "cot-report-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -30,7 +30,7 @@ test("loss curves average the seeds of a condition step by step", () => {
 });
 
 test("conditions are tabulated by dataset (varied here) and the paper's condition name, not the model (fixed)", () => {
-  const runs = toRunResults(grid, [resultOf("svamp-after-shuffled-s1", 0.5)]);
+  const runs = toRunAccuracies(grid, [resultOf("svamp-after-shuffled-s1", 0.5)]);
   expect(runs).toEqual([{ condition: { dataset: "svamp", condition: "after-shuffled" }, seed: 1, accuracy: 0.5 }]);
 });
 

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { studentTCdf, studentTQuantile, summarize, toCsv, toMarkdown, writeResultTables, type RunResult } from "../../src/experiment/results.ts";
+import { studentTCdf, studentTQuantile, summarize, toCsv, toMarkdown, writeResultTables, type RunAccuracy } from "../../src/experiment/results.ts";
 
 // two-sided 95% critical values t(0.975, df), from a printed t-table
 const T_TABLE: Record<number, number> = { 1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 9: 2.262, 10: 2.228, 20: 2.086, 30: 2.042, 120: 1.98 };
@@ -19,7 +19,7 @@ describe("Student's t", () => {
   });
 });
 
-const runs: RunResult[] = [
+const runs: RunAccuracy[] = [
   // after/shuffled: 0.60, 0.62, 0.64 → mean 0.62, sd 0.02, CI = 4.303 · 0.02 / √3
   ...[0.6, 0.62, 0.64].map((accuracy, seed) => ({ condition: { placement: "after", selection: "shuffled" }, seed, accuracy })),
   // none/full: 0.70 0.72 0.71 0.69 0.73 → mean 0.71, sd √(0.001/4), CI = 2.776 · sd / √5
@@ -63,7 +63,7 @@ describe("cells", () => {
 
   test("the three files are written and the JSON reads back", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cot-results-"));
-    const paths = await writeResultTables(runs, dir, "table");
+    const paths = await writeResultTables(runs, dir, {}, "table");
     expect(paths.map((p) => p.slice(dir.length + 1))).toEqual(["table.md", "table.csv", "table.json"]);
     const json = JSON.parse(readFileSync(join(dir, "table.json"), "utf8"));
     expect(json.cells.length).toBe(3);

@@ -1,7 +1,7 @@
 import { afterAll, expect, test } from "bun:test";
 import { acquireGpu, describeGpu } from "../../src/gpu/device.ts";
 import { bind, createStorage, readFloat32, upload } from "../../src/gpu/buffers.ts";
-import { grid1d } from "../../src/gpu/grid.ts";
+import { grid1d } from "../../src/gpu/workgroups.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
 import { ShaderError, ShaderLibrary } from "../../src/gpu/shaders.ts";
 import { runCli } from "../helpers/cli.ts";

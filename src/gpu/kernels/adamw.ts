@@ -4,7 +4,7 @@
  * walk the buffers in chunks bound at offsets. A chunk is a whole number of norm-reduction blocks, which keeps the
  * norm independent of the chunking (and its offsets multiples of 256 bytes).
  */
-import { grid1d } from "../grid.ts";
+import { grid1d } from "../workgroups.ts";
 import { f32bits, type Binding } from "../recorder.ts";
 import type { AdamWKernels, KernelContext } from "./index.ts";
 import { Scratch } from "./scratch.ts";

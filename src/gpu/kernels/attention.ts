@@ -3,7 +3,7 @@
  * products over "head views" of qkv/out/dout (no permute copies) and the row softmax with its backward.
  */
 import { f32bits, type Binding, type Recorder } from "../recorder.ts";
-import { grid1d } from "../grid.ts";
+import { grid1d } from "../workgroups.ts";
 import type { AttentionKernels, KernelContext } from "./index.ts";
 
 // Block sizes of shaders/attention.wgsl: 16×16 threads, each computing ROWS_PER_THREAD rows × TN columns.

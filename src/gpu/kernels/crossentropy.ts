@@ -1,5 +1,5 @@
 /** Weighted softmax cross-entropy with the gradient written in place of the logits (shaders/crossentropy.wgsl). */
-import { MAX_GROUPS_X } from "../grid.ts";
+import { MAX_GROUPS_X } from "../workgroups.ts";
 import { f32bits } from "../recorder.ts";
 import type { CrossEntropyKernels, KernelContext } from "./index.ts";
 

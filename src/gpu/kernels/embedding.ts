@@ -4,7 +4,7 @@
  * workgroup on the GPU.
  */
 import { bind, createStorage, upload } from "../buffers.ts";
-import { grid1d } from "../grid.ts";
+import { grid1d } from "../workgroups.ts";
 import type { Gpu } from "../device.ts";
 import type { EmbeddingBuckets, EmbeddingKernels, KernelContext } from "./index.ts";
 

@@ -1,5 +1,5 @@
 /** GELU (GPT-2's tanh approximation), forward and backward, see shaders/gelu.wgsl. */
-import { grid1d } from "../grid.ts";
+import { grid1d } from "../workgroups.ts";
 import type { GeluKernels, KernelContext } from "./index.ts";
 
 const WG = 256;

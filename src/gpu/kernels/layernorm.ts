@@ -4,7 +4,7 @@
  */
 import { createStorage, bind } from "../buffers.ts";
 import { f32bits } from "../recorder.ts";
-import { grid1d } from "../grid.ts";
+import { grid1d } from "../workgroups.ts";
 import type { KernelContext, LayerNormKernels } from "./index.ts";
 
 /**

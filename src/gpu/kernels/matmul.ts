@@ -6,7 +6,7 @@
  * even that leaves the GPU mostly idle (the weight gradients: 768×768 outputs summed over K = B·T = 8192).
  */
 import { bind, createStorage } from "../buffers.ts";
-import { grid1d } from "../grid.ts";
+import { grid1d } from "../workgroups.ts";
 import type { Recorder } from "../recorder.ts";
 import type { KernelContext, MatmulKernels } from "./index.ts";
 import { Scratch } from "./scratch.ts";

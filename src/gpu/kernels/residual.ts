@@ -1,5 +1,5 @@
 /** Elementwise residual add (forward) and gradient accumulation (backward), see shaders/residual.wgsl. */
-import { grid1d } from "../grid.ts";
+import { grid1d } from "../workgroups.ts";
 import type { KernelContext, ResidualKernels } from "./index.ts";
 
 const WG = 256;

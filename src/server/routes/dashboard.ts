@@ -9,7 +9,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Hono } from "hono";
-import type { Cell } from "../../experiment/results.ts";
+import type { ConditionSummary } from "../../experiment/results.ts";
 
 export interface DashboardDeps {
   /** Folder whose sub-folders are experiment grids (default runs). */
@@ -20,7 +20,7 @@ export interface ExperimentSummary {
   /** The grid's folder name. */
   name: string;
   /** results.json's per-condition summaries (src/experiment/results.ts). */
-  cells: Cell[];
+  cells: ConditionSummary[];
 }
 
 /** The results of every grid folder under root that has a results.json, by name. */
@@ -28,7 +28,7 @@ export function listExperiments(root: string): ExperimentSummary[] {
   if (!existsSync(root)) return [];
   return readdirSync(root, { withFileTypes: true })
     .filter((entry) => entry.isDirectory() && existsSync(join(root, entry.name, "results.json")))
-    .map((entry) => ({ name: entry.name, cells: (JSON.parse(readFileSync(join(root, entry.name, "results.json"), "utf8")) as { cells: Cell[] }).cells }))
+    .map((entry) => ({ name: entry.name, cells: (JSON.parse(readFileSync(join(root, entry.name, "results.json"), "utf8")) as { cells: ConditionSummary[] }).cells }))
     .sort((a, b) => a.name.localeCompare(b.name));
 }
 

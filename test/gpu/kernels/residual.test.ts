@@ -1,6 +1,6 @@
 import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import { createResidualKernels } from "../../../src/gpu/kernels/residual.ts";
-import { MAX_GROUPS_X } from "../../../src/gpu/grid.ts";
+import { MAX_GROUPS_X } from "../../../src/gpu/workgroups.ts";
 import { context, f32, freeTensors, random, read, run, tensor } from "./harness.ts";
 
 setDefaultTimeout(120_000); // the software adapter shares two CPU cores with everything else
