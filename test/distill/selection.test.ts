@@ -6,6 +6,7 @@ import {
   parseSelection,
   randomTokens,
   selectTokens,
+  shuffledText,
   shuffledTokens,
   type SelectionContext,
 } from "../../src/distill/selection.ts";
@@ -66,8 +67,9 @@ describe("key", () => {
     }
   });
 
-  test("k larger than the rationale is a user error naming both numbers", () => {
-    expect(() => keyTokens([1, 2, 3], [1, 1, 1], 4)).toThrow(new UserError("k = 4 is larger than the rationale's 3 tokens"));
+  test("k larger than the rationale keeps it whole (a sweep's k = all), a negative k is a user error", () => {
+    expect(keyTokens([1, 2, 3], [1, 3, 2], 4)).toEqual([1, 2, 3]);
+    expect(() => keyTokens([1, 2, 3], [1, 1, 1], -1)).toThrow(UserError);
   });
 });
 
@@ -103,6 +105,23 @@ describe("selectTokens", () => {
   });
 
   test("an unknown selection lists the valid ones", () => {
-    expect(() => parseSelection("top")).toThrow('unknown selection "top" (valid: full, shuffled, random, key, masked)');
+    expect(() => parseSelection("top")).toThrow('unknown selection "top" (valid: full, shuffled, random, key, masked, unk)');
+  });
+
+  test("unk replaces every token with the mask token (the paper's UNK experiment): length kept, content gone", () => {
+    expect(selectTokens(ids, { kind: "unk", seed: 3 }, context)).toEqual(ids.map(() => 48));
+  });
+});
+
+describe("shuffled words and sentences", () => {
+  const text = "kip is tov. tov is red, big and old. that is all.";
+  test("a word shuffle permutes whole words; a sentence shuffle whole sentences; both reproduce with the seed", () => {
+    const words = shuffledText(text, "word", 1);
+    expect(words.split(" ").sort()).toEqual(text.split(" ").sort());
+    expect(words).not.toBe(text);
+    expect(shuffledText(text, "word", 1)).toBe(words);
+    const sentences = shuffledText(text, "sentence", 2);
+    expect(sentences.split(/(?<=\.) /).sort()).toEqual(["kip is tov.", "that is all.", "tov is red, big and old."]);
+    expect(new Set([0, 1, 2, 3, 4, 5].map((seed) => shuffledText(text, "sentence", seed))).size).toBeGreaterThan(1);
   });
 });

@@ -68,6 +68,35 @@ describe("grid expansion", () => {
     expect(trainArgs(cells[0])).not.toContain("--attribution");
   });
 
+  test("an untrained row, an alpha sweep, word shuffles and the random-k control have their own conditions", () => {
+    const grid = parseGrid({
+      ...base,
+      placements: ["none", "after"],
+      selections: [{ kind: "full" }, { kind: "shuffled", unit: "word" }, { kind: "key", k: 2, attribution: "random" }, { kind: "unk" }],
+      alphas: [0.5, 1],
+      untrained: true,
+      seeds: [0, 1],
+    });
+    const cells = expandGrid(grid, root);
+    expect([...new Set(cells.map((c) => c.condition))]).toEqual([
+      "untrained", "none", "after-a0.5", "after-a1", "after-shuffled-word-a0.5", "after-shuffled-word-a1",
+      "after-key-2-random-a0.5", "after-key-2-random-a1", "after-unk-a0.5", "after-unk-a1",
+    ]);
+    expect(cells.filter((c) => c.untrained).map((c) => c.name)).toEqual(["untrained-s0", "untrained-s1"]);
+    expect(cells.find((c) => c.name === "after-a0.5-s1")!.training.alpha).toBe(0.5);
+    expect(cells.find((c) => c.name === "none-s0")!.training.alpha).toBeUndefined();
+  });
+
+  test("shards split the cells without overlap and together cover them", async () => {
+    const { shardCells, parseShard } = await import("../../src/commands/experiment.ts");
+    const cells = expandGrid(parseGrid({ ...base, placements: ["none", "before", "after"], seeds: [0, 1, 2] }), root);
+    const shards = [0, 1, 2, 3].map((i) => shardCells(cells, parseShard(`${i}/4`)).map((c) => c.name));
+    expect(shards.flat().sort()).toEqual(cells.map((c) => c.name).sort());
+    expect(shards[1]).toEqual([cells[1].name, cells[5].name]);
+    expect(() => parseShard("4/4")).toThrow("--shard must be I/N with 0 <= I < N");
+    expect(() => parseShard("x")).toThrow("--shard");
+  });
+
   test("defaults: full selection, seed 0, test split", () => {
     const [cell] = expandGrid(parseGrid({ ...base, placements: ["after"] }), root);
     expect(cell).toMatchObject({ name: "after-s0", selection: { kind: "full" }, seed: 0, evalSplit: "test" });

@@ -104,3 +104,30 @@ test("a corrupt checkpoint is refused with a clear error and the older ones stay
   expect(resumedFromOlder.resumedFrom).toBe(4);
   expect(resumedFromOlder.steps).toBe(12);
 });
+
+test("dev validation: the best-scoring weights become model/, and patience stops training early", async () => {
+  const { loadHFModel } = await import("../../src/model/hf.ts");
+  const { readDevLog } = await import("../../src/train/run.ts");
+  const dir = tmp();
+  const scores: Record<number, number> = { 3: 0.1, 6: 0.5, 9: 0.3, 12: 0.2 };
+  const seen = new Map<number, Float32Array>();
+  const result = await runTraining(
+    spec(dir, {
+      steps: 20,
+      checkpointEvery: 0,
+      validation: {
+        every: 3,
+        patience: 2,
+        async score(params, step) {
+          seen.set(step, params.slice());
+          return scores[step] ?? 0;
+        },
+      },
+    }),
+  );
+  expect(result).toMatchObject({ steps: 12, stoppedEarly: true, finished: true, best: { step: 6, score: 0.5, best: true } });
+  expect(readDevLog(dir).map((d) => [d.step, d.best])).toEqual([[3, true], [6, true], [9, false], [12, false]]);
+  const saved = await loadHFModel(join(dir, "model"));
+  expect(saved.params).toEqual(seen.get(6)!);
+  expect(saved.params).not.toEqual(seen.get(12)!);
+});
