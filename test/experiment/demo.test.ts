@@ -1,40 +1,48 @@
 /**
- * `bun src/cli.ts demo` at a size a test can afford (4 training questions, 1 test question, one epoch): the four
- * conditions trained and evaluated, the table printed with one row each, the report files where it says, and it
- * says it is a smoke-scale demo. (Its 10-minute budget at full size is measured, not asserted: see demo.ts.)
+ * `bun src/cli.ts demo` at a size a test can afford (8 training questions, 4 test questions, two seeds): every
+ * condition of the controlled task trained and evaluated, the table, the paired comparisons and the reading of
+ * them printed, the report files where it says, and the CQA pass. (Its 10-minute budget at full size is measured,
+ * not asserted: see README.)
  */
 import { afterAll, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const dir = mkdtempSync(join(tmpdir(), "cot-demo-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+const CONDITIONS = ["untrained", "none", "before", "after", "after-shuffled", "after-key-2"];
+
 test(
-  "the demo trains and evaluates none / before / after / after-shuffled and reports them",
+  "the demo runs the controlled task's conditions over seeds, compares them pairwise, and runs the CQA pass",
   async () => {
     const out = join(dir, "runs");
     const child = Bun.spawn(
-      [process.execPath, "src/cli.ts", "demo", "--train", "4", "--eval", "1", "--epochs", "1", "--out", out, "--db", join(dir, "demo.sqlite")],
-      { stdout: "pipe", stderr: "pipe" },
+      [process.execPath, "src/cli.ts", "demo", "--train", "8", "--eval", "4", "--seeds", "2", "--out", out, "--db", join(dir, "demo.sqlite")],
+      { stdout: "pipe", stderr: "pipe", env: { ...process.env, COT_DISTILL_CACHE: join(dir, "cache") } },
     );
     const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
-    expect(stderr).not.toContain("exited with code");
+    expect(stderr).not.toContain("Error");
     expect(code).toBe(0);
-    expect(stdout).toContain("SMOKE SCALE");
-    const rows = stdout.split("\n").filter((line) => /^(none|before|after|after-shuffled)\s+\d+\.\d%/.test(line));
-    expect(rows.map((r) => r.split(/\s+/)[0])).toEqual(["none", "before", "after", "after-shuffled"]);
-    for (const condition of ["none", "before", "after", "after-shuffled"]) {
-      expect(stderr).toContain(`${condition}-s0`);
-      expect(existsSync(join(out, "demo", `${condition}-s0`, "result.json"))).toBe(true);
+    const rows = stdout.split("\n").filter((line) => /^(untrained|none|before|after|after-shuffled|after-key-2)\s+2\s+\d+\.\d%/.test(line));
+    expect(rows.map((r) => r.split(/\s+/)[0])).toEqual(CONDITIONS);
+    expect(stdout).toMatch(/after vs none\s+[+-]\d+\.\d pts\s+\[/);
+    expect(stdout).toContain("What the result shows:");
+    expect(stdout).toContain("What this does NOT show");
+    for (const condition of CONDITIONS) {
+      for (const seed of [0, 1]) expect(existsSync(join(out, "demo-hops", `${condition}-s${seed}`, "result.json"))).toBe(true);
     }
-    for (const file of ["results.md", "results.csv", "results.json", "accuracy.svg", "accuracy.png", "loss.svg", "loss.png"]) {
-      expect(existsSync(join(out, "demo", file))).toBe(true);
-      expect(stdout).toContain(join(out, "demo"));
+    for (const file of ["results.md", "results.csv", "results.json", "comparisons.csv", "accuracy.svg", "accuracy.png", "loss.svg", "comparisons.svg"]) {
+      expect(existsSync(join(out, "demo-hops", file))).toBe(true);
     }
+    const json = JSON.parse(readFileSync(join(out, "demo-hops", "results.json"), "utf8"));
+    expect(json.chance).toBe(0.2);
+    expect(json.comparisons.map((c: { a: string; b: string }) => `${c.a} vs ${c.b}`)).toContain("after-shuffled vs after");
+    expect(stdout).toContain("CommonsenseQA pass");
+    for (const condition of ["none", "after"]) expect(existsSync(join(out, "demo-cqa", `${condition}-s0`, "result.json"))).toBe(true);
   },
-  240_000,
+  300_000,
 );
 
 test("a bad flag value is one readable line, exit 1", async () => {
