@@ -27,50 +27,24 @@ import { DEFAULT_OPTIMIZER, type OptimizerOptions } from "../train/trainer.ts";
 import { type Attribution, datasetIdfAttribution, randomAttribution, documentFrequencies, idfOverlapAttribution } from "./attribution.ts";
 import { buildExample, type DistillExample, toSequence } from "./example.ts";
 import { DEFAULT_TEMPLATE, type Placement, PLACEMENTS, type Template } from "./placement.ts";
-import { checkFraction, type Selection, SELECTIONS } from "./selection.ts";
+import type { Selection } from "./selection.ts";
+import { type AttributionKind, parseRunSpec, type RunSpec, type RunSpecInput, selectionOf } from "./run-spec.ts";
 import { saliencyAttribution } from "./saliency.ts";
 import { type LoadedCodec, loadCodec } from "./tokenizer.ts";
 import { DEFAULT_WEIGHTS, type LossWeights } from "./weights.ts";
 
-export const ATTRIBUTIONS = ["idf", "saliency", "random"] as const;
-export type AttributionKind = (typeof ATTRIBUTIONS)[number];
+export { ATTRIBUTIONS, type AttributionKind } from "./run-spec.ts";
 
-export interface DistillSpec {
-  dataset: string;
-  placement: Placement;
-  selection: Selection;
-  /** Loss weight of the rationale tokens (label tokens weigh 1). */
-  alpha?: number;
-  /** A Hugging Face model folder / hub id, or a size preset (micro, tiny, small, gpt2 …) trained from scratch. */
-  model: string;
-  epochs: number;
-  /** Use the first N training items (that have a rationale). */
-  limit?: number;
-  batchSize?: number;
-  optimizer?: Partial<OptimizerOptions>;
-  seed: number;
-  outDir: string;
-  name?: string;
-  /** "palm" (the shipped PaLM rationales, default), "gold" (the dataset's own, default where it has them) or a JSON-lines file of {id or index, rationale}. */
-  rationales?: string;
-  /** Scorer of the "key" selection: the model-free baseline (default) or gradient×input of a trained student. */
-  attribution?: AttributionKind;
-  attributionModel?: string;
-  /** Longest training sequence; longer examples lose their end (default: the longest example, within n_positions). */
-  maxLength?: number;
-  checkpointEvery?: number;
-  /** Evaluate on the dev split every N steps and keep the best weights (default: no dev evaluation). */
-  devEvery?: number;
-  /** Dev items evaluated each time (default 200). */
-  devLimit?: number;
-  /** Stop after this many dev evaluations without improvement (default: train all steps). */
-  patience?: number;
-  /** Train no step: the initial student is saved as the model (the "untrained" baseline). */
-  untrained?: boolean;
-  resume?: boolean;
+/** The key selection of a spec, if it has one (its k and attribution). */
+function keySelection(spec: RunSpec) {
+  return spec.selection.kind === "key" ? spec.selection : undefined;
 }
 
 export interface DistillOptions {
+  /** The run folder. */
+  outDir: string;
+  /** Continue from the folder's latest checkpoint. */
+  resume?: boolean;
   /** A database path or an open database (default: the project's database file). */
   db?: Database | string;
   gpu?: Gpu;
@@ -95,6 +69,8 @@ export interface DistillResult {
 export interface RunSettings {
   id: string;
   name: string;
+  /** The run's settings as given (src/distill/run-spec.ts); the fields below are what they resolved to. */
+  spec: RunSpec;
   dataset: string;
   placement: Placement;
   selection: Selection;
@@ -121,34 +97,16 @@ export interface RunSettings {
 
 export const RUN_FILE = "run.json";
 
-/** Checks what the CLI and the HTTP API accept, one readable error each. */
-export function validateSpec(spec: DistillSpec): void {
-  if (!(PLACEMENTS as readonly string[]).includes(spec.placement)) {
-    throw new UserError(`unknown placement "${spec.placement}" (valid: ${PLACEMENTS.join(", ")})`);
-  }
-  const { kind, k, p } = spec.selection;
-  if (!(SELECTIONS as readonly string[]).includes(kind)) throw new UserError(`unknown selection "${kind}" (valid: ${SELECTIONS.join(", ")})`);
-  if (spec.placement === "none" && kind !== "full") throw new UserError(`selection "${kind}" needs a rationale: placement "none" has none`);
-  if (kind === "key" && !(Number.isInteger(k) && k! >= 1)) throw new UserError(`selection "key" needs --k, a positive integer`);
-  if (kind === "masked") checkFraction(p ?? Number.NaN);
-  if (spec.alpha !== undefined && !(Number.isFinite(spec.alpha) && spec.alpha >= 0)) throw new UserError(`--alpha must be a number >= 0, got ${spec.alpha}`);
-  if (!(Number.isFinite(spec.epochs) && spec.epochs > 0)) throw new UserError(`--epochs must be > 0, got ${spec.epochs}`);
-  if (spec.limit !== undefined && !(Number.isInteger(spec.limit) && spec.limit >= 1)) throw new UserError(`--limit must be a positive integer, got ${spec.limit}`);
-  if (spec.batchSize !== undefined && !(Number.isInteger(spec.batchSize) && spec.batchSize >= 1)) {
-    throw new UserError(`--batch-size must be a positive integer, got ${spec.batchSize}`);
-  }
-  const attribution = spec.attribution ?? "idf";
-  if (!(ATTRIBUTIONS as readonly string[]).includes(attribution)) {
-    throw new UserError(`unknown attribution "${attribution}" (valid: ${ATTRIBUTIONS.join(", ")})`);
-  }
-  if (attribution === "saliency" && !spec.attributionModel) throw new UserError("--attribution saliency needs --attribution-model <dir>");
-  if (attribution === "saliency" && !existsSync(join(studentModelDir(spec.attributionModel!), "config.json"))) {
-    throw new UserError(`--attribution-model "${spec.attributionModel}" is neither a finished run folder nor a model folder`, 404);
+/** What the schema cannot know: that the saliency model named is a trained student on disk. */
+export function validateSpec(spec: RunSpec): void {
+  const key = keySelection(spec);
+  if (key?.attribution === "saliency" && !existsSync(join(studentModelDir(key.attributionModel!), "config.json"))) {
+    throw new UserError(`--attribution-model "${key.attributionModel}" is neither a finished run folder nor a model folder`, 404);
   }
 }
 
-function lossWeights(spec: DistillSpec): LossWeights {
-  return { ...DEFAULT_WEIGHTS, rationale: spec.alpha ?? DEFAULT_WEIGHTS.rationale };
+function lossWeights(spec: RunSpec): LossWeights {
+  return { ...DEFAULT_WEIGHTS, rationale: spec.training.alpha ?? DEFAULT_WEIGHTS.rationale };
 }
 
 /** "gold" for a dataset that ships its own worked solutions (generated tasks), else the shipped PaLM ones. */
@@ -179,9 +137,9 @@ export async function loadRationales(dataset: string, items: Item[], source = de
 }
 
 /** The student's tokenizer: the model folder's, the attribution model's (saliency must see the same ids), or a compact BPE of the dataset. */
-function studentTokenizer(spec: DistillSpec, modelDir: string | null): Promise<LoadedCodec> {
-  const saliency = spec.attribution === "saliency" && spec.selection.kind === "key";
-  return loadCodec(spec.dataset, modelDir ?? (saliency ? studentModelDir(spec.attributionModel!) : undefined));
+function studentTokenizer(spec: RunSpec, modelDir: string | null): Promise<LoadedCodec> {
+  const saliency = keySelection(spec)?.attribution === "saliency" && spec.selection.kind === "key";
+  return loadCodec(spec.dataset, modelDir ?? (saliency ? studentModelDir(keySelection(spec)?.attributionModel!) : undefined));
 }
 
 /** A run folder's model/ or a model folder itself. */
@@ -196,7 +154,7 @@ interface Chosen {
 }
 
 /** The first `limit` items that have a rationale (all items for placement none when the data has no rationales). */
-function chooseItems(spec: DistillSpec, items: Item[], rationales: Array<string | null>): { chosen: Chosen[]; skipped: number } {
+function chooseItems(spec: RunSpec, items: Item[], rationales: Array<string | null>): { chosen: Chosen[]; skipped: number } {
   const anyRationale = rationales.some((r) => r !== null);
   const chosen: Chosen[] = [];
   let skipped = 0;
@@ -209,17 +167,17 @@ function chooseItems(spec: DistillSpec, items: Item[], rationales: Array<string 
   return { chosen, skipped };
 }
 
-async function keyAttribution(spec: DistillSpec, codec: LoadedCodec, chosen: Chosen[], corpus: Array<string | null>, options: DistillOptions): Promise<Attribution | undefined> {
+async function keyAttribution(spec: RunSpec, codec: LoadedCodec, chosen: Chosen[], corpus: Array<string | null>, options: DistillOptions): Promise<Attribution | undefined> {
   if (spec.selection.kind !== "key") return undefined;
-  if (spec.attribution === "random") return randomAttribution(spec.seed);
-  if (spec.attribution === "saliency") {
-    const trainedAs = readRunSettings(spec.attributionModel!)?.placement;
+  if (keySelection(spec)?.attribution === "random") return randomAttribution(spec.seed);
+  if (keySelection(spec)?.attribution === "saliency") {
+    const trainedAs = readRunSettings(keySelection(spec)?.attributionModel!)?.placement;
     if (trainedAs && trainedAs !== "before") {
-      options.log?.(`saliency: ${spec.attributionModel} was trained with placement "${trainedAs}"; attribution reads its label after the rationale, as a "before" student writes it`);
+      options.log?.(`saliency: ${keySelection(spec)?.attributionModel} was trained with placement "${trainedAs}"; attribution reads its label after the rationale, as a "before" student writes it`);
     }
     return saliencyAttribution({
       dataset: spec.dataset,
-      modelDir: studentModelDir(spec.attributionModel!),
+      modelDir: studentModelDir(keySelection(spec)?.attributionModel!),
       items: chosen.map(({ item, rationale }) => ({ item, rationale: rationale! })),
       gpu: options.gpu,
       kernels: options.kernels,
@@ -233,12 +191,12 @@ async function keyAttribution(spec: DistillSpec, codec: LoadedCodec, chosen: Cho
   return idfOverlapAttribution(documentFrequencies(texts, codec.codec), codec.codec);
 }
 
-function buildExamples(spec: DistillSpec, chosen: Chosen[], tokenizer: Tokenizer, template: Template, attribution?: Attribution): DistillExample[] {
-  const config = { placement: spec.placement, selection: spec.selection, weights: lossWeights(spec), attribution, template };
+function buildExamples(spec: RunSpec, chosen: Chosen[], tokenizer: Tokenizer, template: Template, attribution?: Attribution): DistillExample[] {
+  const config = { placement: spec.placement, selection: selectionOf(spec), weights: lossWeights(spec), attribution, template };
   return chosen.map(({ item, rationale }) => buildExample(item, rationale, config, tokenizer));
 }
 
-async function initialStudent(spec: DistillSpec, modelDir: string | null, vocabSize: number, longest: number, seed: number) {
+async function initialStudent(spec: RunSpec, modelDir: string | null, vocabSize: number, longest: number, seed: number) {
   if (modelDir) {
     const loaded = await loadPretrained(modelDir);
     if (loaded.config.vocabSize < vocabSize) {
@@ -270,12 +228,12 @@ export function readRunSettings(runDir: string): RunSettings | null {
 }
 
 /** Dev accuracy of the weights being trained: the label the student writes, as the test metric reads it. */
-async function devValidation(spec: DistillSpec, settings: RunSettings, codec: Tokenizer, runDir: string, options: DistillOptions, log: (line: string) => void): Promise<Validation> {
+async function devValidation(spec: RunSpec, settings: RunSettings, codec: Tokenizer, runDir: string, options: DistillOptions, log: (line: string) => void): Promise<Validation> {
   const { predictItems, accuracyOf } = await import("../eval/evaluate.ts");
-  const dev = (await loadSplit(spec.dataset, "dev")).slice(0, spec.devLimit ?? 200);
+  const dev = (await loadSplit(spec.dataset, "dev")).slice(0, spec.training.devLimit ?? 200);
   return {
-    every: spec.devEvery!,
-    patience: spec.patience,
+    every: spec.training.devEvery!,
+    patience: spec.training.patience,
     async score(params, step) {
       const student = { modelDir: runDir, outDir: runDir, run: settings, placement: settings.placement, template: settings.template, config: settings.modelConfig, params, codec };
       const { accuracy } = accuracyOf(await predictItems(student, dev, { gpu: options.gpu, kernels: options.kernels }));
@@ -285,11 +243,13 @@ async function devValidation(spec: DistillSpec, settings: RunSettings, codec: To
   };
 }
 
-/** Trains one run into spec.outDir; registers it (queued → running → done/failed) in the runs table. */
-export async function trainDistillation(spec: DistillSpec, options: DistillOptions = {}): Promise<DistillResult> {
+/** Trains one run into options.outDir; registers it (queued → running → done/failed) in the runs table. */
+export async function trainDistillation(input: RunSpecInput, options: DistillOptions): Promise<DistillResult> {
+  // a library caller's spec meets the same schema as the CLI's and the server's
+  const spec = parseRunSpec(input);
   validateSpec(spec);
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const runDir = resolve(spec.outDir);
+  const runDir = resolve(options.outDir);
   const name = spec.name ?? runDir.split("/").pop()!;
   const modelDir = isPreset(spec.model) ? null : studentFolder(spec.model);
 
@@ -311,11 +271,13 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
   const longest = Math.max(...examples.map((e) => e.ids.length));
   const student = await initialStudent(spec, modelDir, tokenizer.vocabSize, longest, spec.seed);
   // a sequence of n tokens makes n−1 predictions; one T-wide row holds a sequence of T+1
-  const seqLength = Math.min(spec.maxLength ?? longest - 1, student.config.nPositions);
+  const seqLength = Math.min(spec.training.maxSeqLength ?? longest - 1, student.config.nPositions);
   const truncated = examples.filter((e) => e.ids.length - 1 > seqLength).length;
-  const batchSize = Math.min(spec.batchSize ?? 8, examples.length);
+  const batchSize = Math.min(spec.training.batchSize ?? 8, examples.length);
   const steps = spec.untrained ? 0 : Math.max(1, Math.ceil((spec.epochs * examples.length) / batchSize));
-  const optimizer = { ...DEFAULT_OPTIMIZER, ...spec.optimizer };
+  const { lr, warmupSteps, weightDecay, gradClip } = spec.training;
+  const chosenOptimizer = Object.fromEntries(Object.entries({ lr, warmupSteps, weightDecay, gradClip }).filter(([, v]) => v !== undefined));
+  const optimizer = { ...DEFAULT_OPTIMIZER, ...chosenOptimizer };
 
   mkdirSync(runDir, { recursive: true });
   const tokenizerFiles = await saveTokenizer(join(runDir, "tokenizer"), tokenizer);
@@ -324,16 +286,17 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
   const settings: RunSettings = {
     id: previous?.id ?? readRunSettings(runDir)?.id ?? "",
     name,
+    spec,
     dataset: spec.dataset,
     placement: spec.placement,
-    selection: spec.selection,
+    selection: selectionOf(spec),
     weights: lossWeights(spec),
     template,
     model: spec.model,
     modelConfig: student.config,
     tokenizer: tokenizerSource,
     rationales: rationaleSource,
-    attribution: spec.selection.kind === "key" ? { kind: spec.attribution ?? "idf", model: spec.attributionModel } : null,
+    attribution: spec.selection.kind === "key" ? { kind: keySelection(spec)?.attribution ?? "idf", model: keySelection(spec)?.attributionModel } : null,
     epochs: spec.epochs,
     limit: spec.limit ?? null,
     batchSize,
@@ -365,14 +328,14 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
       steps,
       optimizer,
       seed: spec.seed,
-      checkpointEvery: spec.checkpointEvery ?? 0,
+      checkpointEvery: spec.training.checkpointEvery ?? 0,
       extraFiles: tokenizerFiles,
-      run: { dataset: spec.dataset, placement: spec.placement, selection: spec.selection, weights: settings.weights, model: spec.model, examples: examples.length, batchSize, seqLength, steps },
-      resume: spec.resume,
+      run: { dataset: spec.dataset, placement: spec.placement, selection: selectionOf(spec), weights: settings.weights, model: spec.model, examples: examples.length, batchSize, seqLength, steps },
+      resume: options.resume,
       gpu: options.gpu,
       kernels: options.kernels,
       stopAfter: options.stopAfter,
-      validation: spec.devEvery ? await devValidation(spec, settings, tokenizer, runDir, options, log) : undefined,
+      validation: spec.training.devEvery ? await devValidation(spec, settings, tokenizer, runDir, options, log) : undefined,
       onStep: (m) => {
         if (m.step === 1 || m.step % 10 === 0 || m.step === steps) {
           log(`step ${m.step}/${steps}  loss ${m.loss.toFixed(4)}  lr ${m.lr.toExponential(2)}  ${Math.round(m.tokens_per_s)} tok/s`);

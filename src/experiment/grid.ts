@@ -12,9 +12,7 @@ import { basename, join, resolve } from "node:path";
 import * as v from "valibot";
 import { UserError } from "../errors.ts";
 import { PLACEMENTS, type Placement } from "../distill/placement.ts";
-import { SHUFFLE_UNITS, type SelectionKind, type ShuffleUnit } from "../distill/selection.ts";
-import { ATTRIBUTIONS, type AttributionKind } from "../distill/train.ts";
-import type { TrainSpec } from "./runner.ts";
+import { type RunSpec, SelectionSchema, type SelectionSpec, TrainingSchema } from "../distill/run-spec.ts";
 
 const PlainName = v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9_.-]{0,63}$/, "use lower-case letters, digits, '.', '_' or '-'"));
 const Count = v.pipe(v.number(), v.integer(), v.minValue(1));
@@ -23,58 +21,21 @@ const PlacementList = v.pipe(v.array(PlacementName), v.minLength(1));
 
 /** Which placements a selection combines with (default: every placement of the grid that carries a rationale). */
 const restrict = { placements: v.optional(PlacementList) };
-export const SelectionSpecSchema = v.variant(
-  "kind",
-  [
-    v.strictObject({ kind: v.picklist(["full", "random", "unk"]), ...restrict }),
-    v.strictObject({
-      kind: v.literal("shuffled"),
-      /** What is permuted: tokens (default), words or sentences. */
-      unit: v.optional(v.picklist(SHUFFLE_UNITS, `unit must be one of: ${SHUFFLE_UNITS.join(", ")}`)),
-      ...restrict,
-    }),
-    v.pipe(
-      v.strictObject({
-        kind: v.literal("key"),
-        k: Count,
-        /** Who scores the tokens: the model-free baseline (idf, default), gradient × input of a trained student
-         * (saliency), or a seeded random score (random: the random-k control). */
-        attribution: v.optional(v.picklist(ATTRIBUTIONS, `attribution must be one of: ${ATTRIBUTIONS.join(", ")}`)),
-        /** The student (run or model folder) whose saliency scores the tokens. */
-        attributionModel: v.optional(v.pipe(v.string(), v.minLength(1))),
-        ...restrict,
-      }),
-      v.forward(v.check((s) => s.attribution !== "saliency" || s.attributionModel !== undefined, 'attribution "saliency" needs attributionModel'), ["attributionModel"]),
-    ),
-    v.strictObject({
-      kind: v.literal("masked"),
-      p: v.pipe(v.number(), v.minValue(0, "p must be in [0, 1]"), v.maxValue(1, "p must be in [0, 1]")),
-      ...restrict,
-    }),
-  ],
-  'selection kind must be one of: full, shuffled (optional "unit"), random, unk, key (with "k"), masked (with "p")',
-);
-export type SelectionSpec = v.InferOutput<typeof SelectionSpecSchema>;
 
-/** Options passed through to every run of the grid (the train command's flags). */
-export const TrainingOptionsSchema = v.strictObject({
-  batchSize: v.optional(Count),
-  lr: v.optional(v.pipe(v.number(), v.gtValue(0))),
-  /** Loss weight of rationale tokens. */
-  alpha: v.optional(v.pipe(v.number(), v.minValue(0))),
-  warmupSteps: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
-  weightDecay: v.optional(v.pipe(v.number(), v.minValue(0))),
-  gradClip: v.optional(v.pipe(v.number(), v.minValue(0))),
-  /** Longest training sequence in tokens (longer examples are cut). */
-  maxTokens: v.optional(Count),
-  /** Steps between checkpoints: what an interrupted run loses at most (default 50). */
-  checkpointEvery: v.optional(Count),
-  /** Dev-split evaluation every N steps, keeping the best weights; with patience, early stopping. */
-  devEvery: v.optional(Count),
-  devLimit: v.optional(Count),
-  patience: v.optional(Count),
-});
-export type TrainingOptions = v.InferOutput<typeof TrainingOptionsSchema>;
+/** A grid's selection: a run's (src/distill/run-spec.ts), optionally restricted to some placements. */
+export type GridSelection = SelectionSpec & { placements?: Placement[] };
+
+type ObjectOption = { type: string; entries: Record<string, v.GenericSchema>; pipe?: unknown[] };
+/** Each option of the run's selection schema, with the grid's "placements" added to its fields. */
+const GridSelectionSchema = v.variant(
+  "kind",
+  (SelectionSchema.options as unknown as ObjectOption[]).map((option) => {
+    if (!option.pipe) return v.strictObject({ ...option.entries, ...restrict });
+    const [object, ...checks] = option.pipe as [ObjectOption, ...unknown[]];
+    return (v.pipe as (...items: unknown[]) => unknown)(v.strictObject({ ...object.entries, ...restrict }), ...checks);
+  }) as unknown as typeof SelectionSchema.options,
+  SelectionSchema.message,
+) as unknown as v.GenericSchema<unknown, GridSelection>;
 
 const GridInput = v.strictObject({
   name: PlainName,
@@ -84,7 +45,7 @@ const GridInput = v.strictObject({
   model: v.optional(v.pipe(v.string(), v.minLength(1))),
   models: v.optional(v.pipe(v.array(v.pipe(v.string(), v.minLength(1))), v.minLength(1))),
   placements: PlacementList,
-  selections: v.optional(v.pipe(v.array(SelectionSpecSchema), v.minLength(1)), [{ kind: "full" }]),
+  selections: v.optional(v.pipe(v.array(GridSelectionSchema), v.minLength(1)), [{ kind: "full" }]),
   seeds: v.optional(v.pipe(v.array(v.pipe(v.number(), v.integer(), v.minValue(0))), v.minLength(1)), [0]),
   epochs: v.pipe(v.number(), v.gtValue(0)),
   /** Training items used (the first N of the train split). */
@@ -93,7 +54,7 @@ const GridInput = v.strictObject({
   rationales: v.optional(v.pipe(v.string(), v.minLength(1))),
   evalSplit: v.optional(v.pipe(v.string(), v.minLength(1)), "test"),
   evalLimit: v.optional(Count),
-  training: v.optional(TrainingOptionsSchema, {}),
+  training: v.optional(TrainingSchema, {}),
   /** Rationale loss weights to sweep: each condition with a rationale is run once per α (named "-a<α>"). */
   alphas: v.optional(v.pipe(v.array(v.pipe(v.number(), v.minValue(0))), v.minLength(1))),
   /** Add an "untrained" row: the initial student (same seed) evaluated without training. */
@@ -115,23 +76,21 @@ export const GridSchema = v.pipe(
 );
 export type Grid = v.InferOutput<typeof GridSchema>;
 
-export interface CellSelection {
-  kind: SelectionKind;
-  k?: number;
-  p?: number;
-  unit?: ShuffleUnit;
-  attribution?: AttributionKind;
-  attributionModel?: string;
-}
-
 /** One run of the grid: a train spec plus where it sits in the grid and how it is evaluated. */
-export interface Cell extends TrainSpec {
+export type Cell = RunSpec & {
   /** Folder name under the grid's folder: `<condition>-s<seed>`. */
   name: string;
   /** Everything but the seed: results are averaged over seeds per condition. */
   condition: string;
   evalSplit: string;
   evalLimit?: number;
+  /** Where the run is trained. */
+  runDir: string;
+};
+
+/** The run a cell trains: its spec, without where it sits in the grid. */
+export function cellSpec({ condition, runDir, evalSplit, evalLimit, ...spec }: Cell): RunSpec {
+  return spec;
 }
 
 /** What a finished cell leaves in `result.json`. */
@@ -141,7 +100,7 @@ export interface CellResult {
   dataset: string;
   model: string;
   placement: Placement;
-  selection: CellSelection;
+  selection: SelectionSpec;
   seed: number;
   /** The initial student, evaluated without training. */
   untrained?: boolean;
@@ -199,7 +158,7 @@ export function readGrid(path: string): Grid {
   return parseGrid(json, path);
 }
 
-function selectionName(s: CellSelection): string {
+function selectionName(s: SelectionSpec): string {
   if (s.kind === "key") return `key-${s.k}${s.attribution && s.attribution !== "idf" ? `-${s.attribution}` : ""}`;
   if (s.kind === "masked") return `masked-${s.p}`;
   if (s.kind === "shuffled" && s.unit && s.unit !== "token") return `shuffled-${s.unit}`;
@@ -207,7 +166,7 @@ function selectionName(s: CellSelection): string {
 }
 
 /** "after-shuffled", "before", "none": the paper's condition names (full selection is the unmarked case); "-a0.5" for a swept α. */
-export function conditionName(placement: Placement, selection: CellSelection, alpha?: number): string {
+export function conditionName(placement: Placement, selection: SelectionSpec, alpha?: number): string {
   const base = placement === "none" || selection.kind === "full" ? placement : `${placement}-${selectionName(selection)}`;
   return alpha === undefined || placement === "none" ? base : `${base}-a${alpha}`;
 }
@@ -218,8 +177,8 @@ function modelLabel(model: string): string {
 }
 
 /** The placement × selection pairs of a grid, "none" once (it has no rationale to select from). */
-function conditions(grid: Grid): Array<{ placement: Placement; selection: CellSelection; untrained?: boolean }> {
-  const pairs: Array<{ placement: Placement; selection: CellSelection; untrained?: boolean }> = [];
+function conditions(grid: Grid): Array<{ placement: Placement; selection: SelectionSpec; untrained?: boolean }> {
+  const pairs: Array<{ placement: Placement; selection: SelectionSpec; untrained?: boolean }> = [];
   if (grid.untrained) pairs.push({ placement: "none", selection: { kind: "full" }, untrained: true });
   for (const placement of grid.placements) {
     if (placement === "none") {

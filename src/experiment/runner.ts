@@ -3,74 +3,40 @@
  * processes. A child per run keeps a GPU crash, a leak or a long run from taking the caller (a grid, the demo, the
  * HTTP server) down with it, and the train command is the one place that turns settings into a run.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { UserError } from "../errors.ts";
 import { softwareAdapterEnv, PROJECT_ROOT } from "../gpu/runtime.ts";
-import type { Placement } from "../distill/placement.ts";
-import { trainDistillation, type DistillSpec } from "../distill/train.ts";
+import type { RunSpec } from "../distill/run-spec.ts";
+import { trainDistillation } from "../distill/train.ts";
 import { evaluate } from "../eval/evaluate.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { createKernels, type Kernels } from "../gpu/kernels/index.ts";
-import type { Cell, CellRunner, CellSelection, TrainingOptions } from "./grid.ts";
+import { cellSpec, type Cell, type CellRunner } from "./grid.ts";
 
 export const CLI_PATH = join(PROJECT_ROOT, "src", "cli.ts");
-
-/** Everything the train command needs for one run (a grid cell is one, so is a POST /v1/runs body). */
-export interface TrainSpec {
-  dataset: string;
-  model: string;
-  placement: Placement;
-  selection: CellSelection;
-  seed: number;
-  epochs: number;
-  limit?: number;
-  rationales?: string;
-  training: TrainingOptions;
-  runDir: string;
-  /** Shown in listings (default: the folder's name). */
-  name?: string;
-  /** Save the initial student without training it: the "untrained" baseline row. */
-  untrained?: boolean;
-}
 
 /** Steps between checkpoints unless a grid says otherwise: at most this much work is redone after a crash. */
 export const DEFAULT_CHECKPOINT_EVERY = 50;
 
-/** The train command's flags for a spec (see src/commands/train.ts). */
-export function trainArgs(spec: TrainSpec, options: { db?: string; resume?: boolean } = {}): string[] {
-  const { selection, training } = spec;
-  const flags: Array<[string, string | number | undefined]> = [
-    ["dataset", spec.dataset],
-    ["model", spec.model],
-    ["placement", spec.placement],
-    ["selection", selection.kind],
-    ["k", selection.k],
-    ["p", selection.p],
-    ["unit", selection.unit],
-    ["attribution", selection.attribution],
-    ["attribution-model", selection.attributionModel],
-    ["rationales", spec.rationales],
-    ["seed", spec.seed],
-    ["epochs", spec.epochs],
-    ["limit", spec.limit],
-    ["batch-size", training.batchSize],
-    ["lr", training.lr],
-    ["alpha", training.alpha],
-    ["warmup-steps", training.warmupSteps],
-    ["weight-decay", training.weightDecay],
-    ["grad-clip", training.gradClip],
-    ["max-tokens", training.maxTokens],
-    ["checkpoint-every", training.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY],
-    ["dev-every", training.devEvery],
-    ["dev-limit", training.devLimit],
-    ["patience", training.patience],
-    ["untrained", spec.untrained ? "" : undefined],
-    ["out", spec.runDir],
-    ["name", spec.name],
-    ["db", options.db],
-  ];
-  const args = ["train", ...flags.flatMap(([name, value]) => (value === undefined ? [] : value === "" ? [`--${name}`] : [`--${name}`, String(value)]))];
+/** Where a run's spec is written for the train command to read (`train --spec`): in the run folder, beside run.json. */
+export const SPEC_FILE = "spec.json";
+
+/** A cell's spec as the train command runs it: checkpoints every DEFAULT_CHECKPOINT_EVERY steps unless it says. */
+export function runnableSpec(spec: RunSpec): RunSpec {
+  return { ...spec, training: { ...spec.training, checkpointEvery: spec.training.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY } };
+}
+
+/**
+ * The train command for a spec: the spec goes to <runDir>/spec.json and the command reads it back through the one
+ * schema (nothing turns settings into flags and back).
+ */
+export function trainArgs(spec: RunSpec, runDir: string, options: { db?: string; resume?: boolean } = {}): string[] {
+  mkdirSync(runDir, { recursive: true });
+  const path = join(runDir, SPEC_FILE);
+  writeFileSync(path, `${JSON.stringify(runnableSpec(spec), null, 2)}\n`);
+  const args = ["train", "--spec", path, "--out", runDir];
+  if (options.db !== undefined) args.push("--db", options.db);
   if (options.resume) args.push("--resume");
   return args;
 }
@@ -168,38 +134,6 @@ export function finalTraining(runDir: string): { finalLoss?: number; steps?: num
   return { finalLoss: m.loss, steps: m.step };
 }
 
-/** The distillation spec of a run (a grid cell, an HTTP body): what `train` would parse from trainArgs(spec). */
-export function distillSpecOf(spec: TrainSpec, options: { resume?: boolean } = {}): DistillSpec {
-  const { selection, training } = spec;
-  const optimizer = Object.fromEntries(
-    Object.entries({ lr: training.lr, warmupSteps: training.warmupSteps, weightDecay: training.weightDecay, gradClip: training.gradClip }).filter(([, v]) => v !== undefined),
-  );
-  return {
-    dataset: spec.dataset,
-    placement: spec.placement,
-    selection: { kind: selection.kind, seed: spec.seed, ...(selection.k === undefined ? {} : { k: selection.k }), ...(selection.p === undefined ? {} : { p: selection.p }), ...(selection.unit === undefined ? {} : { unit: selection.unit }) },
-    alpha: training.alpha,
-    model: spec.model,
-    epochs: spec.epochs,
-    limit: spec.limit,
-    batchSize: training.batchSize,
-    optimizer,
-    seed: spec.seed,
-    outDir: spec.runDir,
-    name: spec.name,
-    rationales: spec.rationales,
-    attribution: selection.attribution,
-    attributionModel: selection.attributionModel,
-    maxLength: training.maxTokens,
-    checkpointEvery: training.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY,
-    devEvery: training.devEvery,
-    devLimit: training.devLimit,
-    patience: training.patience,
-    untrained: spec.untrained,
-    resume: options.resume,
-  };
-}
-
 /**
  * Trains and evaluates grid cells in this process on one GPU device: no process start, Dawn set-up or shader
  * compilation per cell, which is most of a small cell's time on a CPU (the demo). A crash takes the caller down,
@@ -210,7 +144,7 @@ export function inProcessCellRunner(options: { db?: string; gpu: Gpu; kernels?: 
   const shared = async () => (kernels ??= await createKernels(options.gpu));
   return {
     async train(cell: Cell, resume: boolean) {
-      await trainDistillation(distillSpecOf(cell, { resume }), { db: options.db, gpu: options.gpu, kernels: await shared(), log: (line) => options.onLine?.(cell, line) });
+      await trainDistillation(runnableSpec(cellSpec(cell)), { outDir: cell.runDir, resume, db: options.db, gpu: options.gpu, kernels: await shared(), log: (line) => options.onLine?.(cell, line) });
     },
     async evaluate(cell: Cell) {
       const result = await evaluate(cell.runDir, cell.dataset, cell.evalSplit, { limit: cell.evalLimit, db: options.db, gpu: options.gpu, kernels: await shared(), log: (line) => options.onLine?.(cell, line) });
@@ -225,7 +159,7 @@ export function cliCellRunner(options: { db?: string; quiet?: boolean; onLine?: 
   const output = (cell: Cell): CliOutput => ({ quiet: options.quiet, onLine: options.onLine && ((line) => options.onLine?.(cell, line)) });
   return {
     async train(cell: Cell, resume: boolean) {
-      await runCli(trainArgs(cell, { db, resume }), output(cell));
+      await runCli(trainArgs(cellSpec(cell), cell.runDir, { db, resume }), output(cell));
     },
     async evaluate(cell: Cell) {
       const summary = parseEvalSummary(

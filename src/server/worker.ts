@@ -46,7 +46,7 @@ export interface Evaluation {
 
 /** A run name from its settings when none was given: "cqa-after-shuffled-s0". */
 function defaultRunName(r: RunRequest): string {
-  return `${r.dataset}-${conditionName(r.placement, { kind: r.selection, k: r.k, p: r.p, attribution: r.attribution })}-s${r.seed}`;
+  return `${r.dataset}-${conditionName(r.placement, r.selection)}-s${r.seed}`;
 }
 
 /** The train command's one-line error, last in its log. */
@@ -89,12 +89,11 @@ export class RunSupervisor {
     const id = newRunId();
     const runDir = resolve(this.options.runsRoot ?? join("runs", "http"), `${name}-${id}`);
     mkdirSync(runDir, { recursive: true });
-    const { training, selection, k, p, attribution, attributionModel, ...settings } = request;
-    const spec = { ...settings, name, selection: { kind: selection, k, p, attribution, attributionModel }, training, runDir };
-    const run = this.runs.register({ id, name, runDir, config: { ...spec, source: "http" } });
+    const spec = { ...request, name };
+    const run = this.runs.register({ id, name, runDir, config: { spec, source: "http" } });
     const log = join(runDir, "train.log");
     const fd = openSync(log, "a");
-    const child = Bun.spawn([process.execPath, CLI_PATH, ...trainArgs(spec, { db: this.options.dbPath })], {
+    const child = Bun.spawn([process.execPath, CLI_PATH, ...trainArgs(spec, runDir, { db: this.options.dbPath })], {
       env: childEnv(),
       stdin: "ignore",
       stdout: fd,

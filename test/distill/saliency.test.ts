@@ -45,8 +45,8 @@ describe("saliency attribution", () => {
     const { gpu, kernels } = await sharedGpu();
     // rationale weight 0: the attribution student learns only to read the label off the rationale
     const attributionRun = await trainDistillation(
-      { dataset: data.name, placement: "before", selection: { kind: "full", seed: 0 }, alpha: 0, model: "tiny", epochs: 30, batchSize: 8, optimizer: { lr: 3e-3 }, seed: 0, outDir: join(root, "before"), rationales: data.rationales },
-      { db: ":memory:", gpu, kernels, ...quiet },
+      { dataset: data.name, placement: "before", selection: { kind: "full" }, model: "tiny", epochs: 30, training: { alpha: 0, batchSize: 8, lr: 3e-3 }, seed: 0, rationales: data.rationales },
+      { outDir: join(root, "before"), db: ":memory:", gpu, kernels, ...quiet },
     );
     const items = (await loadSplit(data.name, "train", { excludeDev: true })).slice(0, 16);
     const rationales = await loadRationales(data.name, items, data.rationales);
@@ -85,8 +85,8 @@ describe("saliency attribution", () => {
 
     // wired into training: --selection key --attribution saliency --attribution-model <run>
     const student = await trainDistillation(
-      { dataset: data.name, placement: "after", selection: { kind: "key", k: 1, seed: 0 }, attribution: "saliency", attributionModel: attributionRun.runDir, model: "micro", epochs: 1, batchSize: 8, seed: 0, outDir: join(root, "key"), rationales: data.rationales },
-      { db: ":memory:", gpu, kernels, ...quiet },
+      { dataset: data.name, placement: "after", selection: { kind: "key", k: 1, attribution: "saliency", attributionModel: attributionRun.runDir }, model: "micro", epochs: 1, training: { batchSize: 8 }, seed: 0, rationales: data.rationales },
+      { outDir: join(root, "key"), db: ":memory:", gpu, kernels, ...quiet },
     );
     expect(readRunSettings(student.runDir)!.attribution).toEqual({ kind: "saliency", model: attributionRun.runDir });
   });

@@ -2,7 +2,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { type DistillSpec, readRunSettings, trainDistillation } from "../../src/distill/train.ts";
+import type { RunSpecInput } from "../../src/distill/run-spec.ts";
+import { readRunSettings, trainDistillation } from "../../src/distill/train.ts";
 import { openDatabase } from "../../src/store/db.ts";
 import { RunStore } from "../../src/store/runs.ts";
 import { readMetrics } from "../../src/train/metrics.ts";
@@ -15,28 +16,30 @@ isolatedCache();
 const data = syntheticDataset({ train: 32, test: 8 });
 const quiet = { log: () => {} };
 
-function spec(overrides: Partial<DistillSpec> = {}): DistillSpec {
+function spec(overrides: Record<string, unknown> = {}): RunSpecInput & { outDir: string } {
   return {
     dataset: data.name,
     placement: "after",
-    selection: { kind: "full", seed: 0 },
+    selection: { kind: "full" },
     model: "micro",
     epochs: 4,
-    batchSize: 8,
-    optimizer: { lr: 6e-3 },
+    training: { batchSize: 8, lr: 6e-3 },
     seed: 1,
     outDir: join(root, `run-${Math.random().toString(36).slice(2)}`),
     rationales: data.rationales,
     ...overrides,
-  };
+  } as RunSpecInput & { outDir: string };
 }
+
+/** Trains spec s into its outDir. */
+const train = ({ outDir, ...s }: RunSpecInput & { outDir: string }, options: Record<string, unknown> = {}) => trainDistillation(s, { outDir, ...quiet, ...options });
 
 describe("trainDistillation", () => {
   test("trains a from-scratch student, the loss goes down, the run is registered done with run.json and an HF model folder", async () => {
     const db = openDatabase(join(root, "runs.sqlite"));
     const { gpu, kernels } = await sharedGpu();
-    const s = spec({ placement: "after", selection: { kind: "shuffled", seed: 3 }, name: "after-shuffled" });
-    const result = await trainDistillation(s, { db, gpu, kernels, ...quiet });
+    const s = spec({ placement: "after", selection: { kind: "shuffled" }, seed: 3, name: "after-shuffled" });
+    const result = await train(s, { db, gpu, kernels });
 
     const metrics = readMetrics(join(s.outDir, "metrics.jsonl"));
     expect(metrics.length).toBe(result.steps);
@@ -60,11 +63,11 @@ describe("trainDistillation", () => {
   test("an interrupted run is marked failed with the reason and finishes with resume under the same id", async () => {
     const db = openDatabase(":memory:");
     const { gpu, kernels } = await sharedGpu();
-    const s = spec({ epochs: 1, checkpointEvery: 1 });
-    const first = await trainDistillation(s, { db, gpu, kernels, stopAfter: 2, ...quiet });
+    const s = spec({ epochs: 1, training: { batchSize: 8, lr: 6e-3, checkpointEvery: 1 } });
+    const first = await train(s, { db, gpu, kernels, stopAfter: 2 });
     expect(first.steps).toBe(2);
     expect(new RunStore(db).get(first.runId)).toMatchObject({ status: "failed", error: expect.stringContaining("stopped after step 2") });
-    const resumed = await trainDistillation({ ...s, resume: true }, { db, gpu, kernels, ...quiet });
+    const resumed = await train(s, { db, gpu, kernels, resume: true });
     expect(resumed.runId).toBe(first.runId);
     expect(resumed.steps).toBe(readRunSettings(s.outDir)!.steps);
     expect(new RunStore(db).get(first.runId)!.status).toBe("done");
@@ -72,21 +75,21 @@ describe("trainDistillation", () => {
   });
 
   describe("bad input is refused with one clear error before anything is trained or registered", () => {
-    const cases: Array<[string, Partial<DistillSpec>, RegExp]> = [
-      ["unknown placement", { placement: "middle" as never }, /unknown placement "middle" \(valid: none, before, after\)/],
-      ["unknown selection", { selection: { kind: "best" as never, seed: 0 } }, /unknown selection "best" \(valid: full, shuffled, random, key, masked\)/],
-      ["k larger than a rationale", { selection: { kind: "key", k: 500, seed: 0 } }, /k = 500 is larger than the rationale's \d+ tokens/],
-      ["p outside [0, 1]", { selection: { kind: "masked", p: 1.5, seed: 0 } }, /p must be in \[0, 1\], got 1.5/],
+    const cases: Array<[string, Record<string, unknown>, RegExp]> = [
+      ["unknown placement", { placement: "middle" }, /placement: placement must be one of: none, before, after/],
+      ["unknown selection", { selection: { kind: "best" } }, /selection\.kind: selection must be one of: full, shuffled/],
+      ["a selection for placement none", { placement: "none", selection: { kind: "shuffled" } }, /placement "none" has no rationale to select from/],
+      ["p outside [0, 1]", { selection: { kind: "masked", p: 1.5 } }, /selection\.p: p must be in \[0, 1\]/],
       ["unknown dataset", { dataset: "no-such-data" }, /unknown dataset "no-such-data"/],
-      ["negative alpha", { alpha: -1 }, /--alpha must be a number >= 0/],
-      ["saliency without a model", { selection: { kind: "key", k: 2, seed: 0 }, attribution: "saliency" }, /--attribution saliency needs --attribution-model/],
-      ["saliency model that is no folder", { selection: { kind: "key", k: 2, seed: 0 }, attribution: "saliency", attributionModel: "/nonexistent" }, /--attribution-model "\/nonexistent" is neither a finished run folder nor a model folder/],
+      ["negative alpha", { training: { alpha: -1 } }, /training\.alpha: Invalid value/],
+      ["saliency without a model", { selection: { kind: "key", k: 2, attribution: "saliency" } }, /attribution "saliency" needs attributionModel/],
+      ["saliency model that is no folder", { selection: { kind: "key", k: 2, attribution: "saliency", attributionModel: "/nonexistent" } }, /--attribution-model "\/nonexistent" is neither a finished run folder nor a model folder/],
       ["unknown model", { model: "enormous" }, /--model "enormous" is neither a size preset \(.*micro.*\) nor a model folder/],
     ];
     for (const [name, overrides, message] of cases) {
       test(name, async () => {
         const db = openDatabase(":memory:");
-        await expect(trainDistillation(spec(overrides), { db, ...quiet })).rejects.toThrow(message);
+        await expect(train(spec(overrides), { db })).rejects.toThrow(message);
         expect(new RunStore(db).list()).toEqual([]);
       });
     }
@@ -112,6 +115,22 @@ describe("trainDistillation", () => {
     const child = runCli(["train", "--dataset", "cqa", "--placement", "after", "--selection", "masked", "--p", "2", "--model", "micro", "--epochs", "1", "--seed", "0", "--out", join(root, "cli")]);
     expect(child.code).toBe(1);
     const stderr = child.stderr.trim().split("\n");
-    expect(stderr).toEqual(["cot-distill: p must be in [0, 1], got 2"]);
+    expect(stderr).toEqual(["cot-distill: invalid flags: --p: p must be in [0, 1]"]);
+  });
+
+  test("the flags are the run spec's fields (derived from one schema), and --spec FILE is the same spec", async () => {
+    const { RUN_SPEC_FLAGS, runSpecFromFlags } = await import("../../src/distill/run-spec.ts");
+    expect(RUN_SPEC_FLAGS.map((f) => f.flag)).toEqual(expect.arrayContaining(["dataset", "placement", "selection", "k", "p", "unit", "attribution-model", "batch-size", "lr", "max-seq-length", "dev-every", "patience", "untrained"]));
+    const fromFlags = runSpecFromFlags({ dataset: "cqa", placement: "after", selection: "key", k: "5", "batch-size": "4", lr: "0.001" });
+    expect(fromFlags).toEqual({ dataset: "cqa", model: "micro", placement: "after", selection: { kind: "key", k: 5 }, seed: 0, epochs: 1, training: { batchSize: 4, lr: 0.001 } });
+    expect(() => runSpecFromFlags({ dataset: "cqa", placement: "after", lr: "fast" })).toThrow('--lr: Invalid type: Expected number but received "fast"');
+    const file = join(root, "spec.json");
+    await Bun.write(file, JSON.stringify({ ...fromFlags, dataset: data.name, rationales: data.rationales, limit: 8, selection: { kind: "full" } }));
+    const both = runCli(["train", "--spec", file, "--lr", "1", "--out", join(root, "spec-run")]);
+    expect(both.code).toBe(1);
+    expect(both.stderr.trim()).toBe("cot-distill: --spec holds every setting; do not also give --lr");
+    const bad = join(root, "bad-spec.json");
+    await Bun.write(bad, JSON.stringify({ dataset: "cqa", placement: "after", selection: { kind: "key" } }));
+    expect(runCli(["train", "--spec", bad, "--out", join(root, "bad-run")]).stderr.trim()).toBe(`cot-distill: ${bad}: selection.k: Invalid key: Expected "k" but received undefined`);
   });
 });

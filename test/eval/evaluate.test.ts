@@ -2,7 +2,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type DistillSpec, trainDistillation } from "../../src/distill/train.ts";
+import type { RunSpec, RunSpecInput } from "../../src/distill/run-spec.ts";
+import { trainDistillation } from "../../src/distill/train.ts";
 import { evaluate, predict, type Prediction } from "../../src/eval/index.ts";
 import { openDatabase } from "../../src/store/db.ts";
 import { RunStore } from "../../src/store/runs.ts";
@@ -15,21 +16,10 @@ isolatedCache();
 const data = syntheticDataset({ train: 48, test: 16 });
 const db = openDatabase(join(root, "runs.sqlite"));
 
-async function train(placement: DistillSpec["placement"]) {
+async function train(placement: RunSpec["placement"]) {
   const { gpu, kernels } = await sharedGpu();
-  const spec: DistillSpec = {
-    dataset: data.name,
-    placement,
-    selection: { kind: "full", seed: 0 },
-    model: "micro",
-    epochs: 20,
-    batchSize: 8,
-    optimizer: { lr: 6e-3 },
-    seed: 0,
-    outDir: join(root, placement),
-    rationales: data.rationales,
-  };
-  return trainDistillation(spec, { db, gpu, kernels, log: () => {} });
+  const spec: RunSpecInput = { dataset: data.name, placement, model: "micro", epochs: 20, training: { batchSize: 8, lr: 6e-3 }, seed: 0, rationales: data.rationales };
+  return trainDistillation(spec, { outDir: join(root, placement), db, gpu, kernels, log: () => {} });
 }
 
 const readPredictions = (path: string): Prediction[] =>

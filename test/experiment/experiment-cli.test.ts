@@ -22,7 +22,7 @@ const grid = {
   epochs: 1,
   limit: 8,
   evalLimit: 4,
-  training: { batchSize: 4, maxTokens: 80 },
+  training: { batchSize: 4, maxSeqLength: 80 },
 };
 const gridFile = join(dir, "grid.json");
 writeFileSync(gridFile, JSON.stringify(grid));

@@ -62,10 +62,15 @@ describe("grid expansion", () => {
     const cells = expandGrid(grid, root);
     expect(cells.map((c) => c.condition)).toEqual(["after-key-5", "after-key-5-saliency"]);
     const { trainArgs } = await import("../../src/experiment/runner.ts");
-    const args = trainArgs(cells[1]);
-    const flag = (name: string) => args[args.indexOf(`--${name}`) + 1];
-    expect([flag("selection"), flag("k"), flag("attribution"), flag("attribution-model"), flag("rationales")]).toEqual(["key", "5", "saliency", "runs/x/after-s0", "my-rationales.jsonl"]);
-    expect(trainArgs(cells[0])).not.toContain("--attribution");
+    const { cellSpec } = await import("../../src/experiment/grid.ts");
+    const { parseRunSpec } = await import("../../src/distill/run-spec.ts");
+    // the train command gets the cell's spec as a file, not as flags
+    const args = trainArgs(cellSpec(cells[1]), cells[1].runDir);
+    expect(args).toEqual(["train", "--spec", join(cells[1].runDir, "spec.json"), "--out", cells[1].runDir]);
+    const written = parseRunSpec(JSON.parse(readFileSync(args[2], "utf8")));
+    expect(written.selection).toEqual({ kind: "key", k: 5, attribution: "saliency", attributionModel: "runs/x/after-s0" });
+    expect(written.rationales).toBe("my-rationales.jsonl");
+    expect(written.training.checkpointEvery).toBe(50);
   });
 
   test("an untrained row, an alpha sweep, word shuffles and the random-k control have their own conditions", () => {

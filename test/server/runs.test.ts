@@ -18,7 +18,7 @@ const post = (path: string, body: unknown) =>
   fetch(server.base + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 
 /** A run small enough for the software GPU: 16 questions, 4 per step, one epoch → 4 steps. */
-const tinyRun = { name: "http-tiny", dataset: "cqa", model: "micro", placement: "after", selection: "shuffled", limit: 16, epochs: 1, training: { batchSize: 4, maxTokens: 96 } };
+const tinyRun = { name: "http-tiny", dataset: "cqa", model: "micro", placement: "after", selection: { kind: "shuffled" }, limit: 16, epochs: 1, training: { batchSize: 4, maxSeqLength: 96 } };
 const STEPS = 4;
 
 interface Run {
@@ -127,7 +127,7 @@ describe("a run through HTTP", () => {
 test(
   "POST /v1/predict on a placement=before run returns the student's rationale with its label",
   async () => {
-    const started = await post("/v1/runs", { ...tinyRun, name: "http-before", placement: "before", selection: "full", limit: 4 });
+    const started = await post("/v1/runs", { ...tinyRun, name: "http-before", placement: "before", selection: { kind: "full" }, limit: 4 });
     expect(started.status).toBe(202);
     const { id } = (await started.json()) as Run;
     await until(async () => {
@@ -149,13 +149,14 @@ describe("bad input", () => {
 
   const invalid: Array<[string, Record<string, unknown>, string]> = [
     ["unknown placement", { placement: "middle" }, "placement"],
-    ["unknown selection", { selection: "best" }, "selection"],
-    ["key without k", { selection: "key" }, "k"],
-    ["p outside [0, 1]", { selection: "masked", p: 1.5 }, "p"],
-    ["negative p", { selection: "masked", p: -0.5 }, "p"],
+    ["unknown selection", { selection: { kind: "best" } }, "selection.kind"],
+    ["key without k", { selection: { kind: "key" } }, "selection.k"],
+    ["p outside [0, 1]", { selection: { kind: "masked", p: 1.5 } }, "selection.p"],
+    ["negative p", { selection: { kind: "masked", p: -0.5 } }, "selection.p"],
     ["unknown field", { learningRate: 3 }, "learningRate"],
-    ["non-integer k", { selection: "key", k: 2.5 }, "k"],
-    ["unknown attribution", { selection: "key", k: 3, attribution: "gut" }, "attribution"],
+    ["non-integer k", { selection: { kind: "key", k: 2.5 } }, "selection.k"],
+    ["unknown attribution", { selection: { kind: "key", k: 3, attribution: "gut" } }, "selection.attribution"],
+    ["a selection for placement none", { placement: "none", selection: { kind: "shuffled" } }, "selection"],
   ];
   for (const [what, patch, path] of invalid) {
     test(`POST /v1/runs: ${what} → 400 with the issue`, async () => {
@@ -168,14 +169,14 @@ describe("bad input", () => {
   }
 
   test(
-    "POST /v1/runs: k larger than the rationale → 400 from the train command, the run marked failed",
+    "POST /v1/runs: a rationale file the server does not have → 400 from the train command, the run marked failed",
     async () => {
-      const response = await post("/v1/runs", { ...tinyRun, name: "too-many-keys", selection: "key", k: 100_000 });
+      const response = await post("/v1/runs", { ...tinyRun, name: "no-rationales", rationales: "/nonexistent/rationales.jsonl" });
       expect(response.status).toBe(400);
       const body = await issuesOf(response);
-      expect(body.error).toMatch(/k = 100000 is larger than the rationale/);
+      expect(body.error).toMatch(/rationales\.jsonl/);
       const runs = (await (await fetch(`${server.base}/v1/runs?status=failed`)).json()) as { runs: Run[] };
-      expect(runs.runs.map((r) => r.name)).toContain("too-many-keys");
+      expect(runs.runs.map((r) => r.name)).toContain("no-rationales");
     },
     120_000,
   );

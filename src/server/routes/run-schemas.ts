@@ -3,41 +3,16 @@
  * Schemas at /v1/schema come from the same objects). Selection rules mirror the grid file's.
  */
 import * as v from "valibot";
-import { PLACEMENTS } from "../../distill/placement.ts";
-import { SELECTIONS } from "../../distill/selection.ts";
-import { ATTRIBUTIONS } from "../../distill/train.ts";
-import { TrainingOptionsSchema } from "../../experiment/grid.ts";
+import { type RunSpec, RunSpecSchema } from "../../distill/run-spec.ts";
 import { ChoiceSchema, DatasetName, SplitName } from "../schemas.ts";
 
 const Count = v.pipe(v.number(), v.integer(), v.minValue(1));
-const RunName = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$/, "name: letters, digits, '.', '_' or '-' (at most 80)"));
 /** A run id, a run name or a run folder: looked up in the run index (unknown → 404). */
 const RunRef = v.pipe(v.string(), v.minLength(1), v.maxLength(1_000));
 
-export const RunRequestSchema = v.pipe(
-  v.strictObject({
-    name: v.optional(RunName),
-    dataset: DatasetName,
-    /** A size preset (micro, tiny, small …) or a Hugging Face model folder on the server. */
-    model: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(1_000)), "micro"),
-    placement: v.picklist(PLACEMENTS, `placement must be one of: ${PLACEMENTS.join(", ")}`),
-    selection: v.optional(v.picklist(SELECTIONS, `selection must be one of: ${SELECTIONS.join(", ")}`), "full"),
-    k: v.optional(Count),
-    p: v.optional(v.pipe(v.number(), v.minValue(0, "p must be in [0, 1]"), v.maxValue(1, "p must be in [0, 1]"))),
-    /** Scorer of selection "key": idf (default) or saliency of the student in attributionModel. */
-    attribution: v.optional(v.picklist(ATTRIBUTIONS, `attribution must be one of: ${ATTRIBUTIONS.join(", ")}`)),
-    attributionModel: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(1_000))),
-    /** "palm" (default) or a JSON-lines file of rationales on the server. */
-    rationales: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(1_000))),
-    seed: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 0),
-    epochs: v.optional(v.pipe(v.number(), v.gtValue(0)), 1),
-    limit: v.optional(Count),
-    training: v.optional(TrainingOptionsSchema, {}),
-  }),
-  v.forward(v.check((r) => r.selection !== "key" || r.k !== undefined, 'selection "key" needs k'), ["k"]),
-  v.forward(v.check((r) => r.selection !== "masked" || r.p !== undefined, 'selection "masked" needs p'), ["p"]),
-);
-export type RunRequest = v.InferOutput<typeof RunRequestSchema>;
+/** POST /v1/runs: the body is a run spec, the one definition of a run's settings (src/distill/run-spec.ts). */
+export const RunRequestSchema = RunSpecSchema;
+export type RunRequest = RunSpec;
 
 export const EvaluateRequestSchema = v.pipe(
   v.strictObject({
@@ -62,6 +37,7 @@ export type PredictRequest = v.InferOutput<typeof PredictRequestSchema>;
 /** Served at /v1/schema beside the teacher routes' bodies (merged in src/server/app.ts). */
 export const runRequestSchemas = {
   RunRequest: RunRequestSchema,
+  RunSpec: RunSpecSchema,
   EvaluateRequest: EvaluateRequestSchema,
   PredictRequest: PredictRequestSchema,
 } as const;

@@ -1,0 +1,179 @@
+/**
+ * A run's settings, defined once: `RunSpecSchema` validates, types and documents them everywhere —
+ * the train command's flags are derived from it (`runSpecFlags`, `runSpecFromFlags`), a grid cell is one (a grid's
+ * `selections` and `training` are its parts), POST /v1/runs takes one as its body, `run.json` stores the parsed one
+ * (`spec`), and /v1/schema serves it as JSON Schema. A child process gets it as a JSON file (`train --spec FILE`),
+ * never as argv to be parsed back.
+ */
+import * as v from "valibot";
+import { UserError } from "../errors.ts";
+import { PLACEMENTS } from "./placement.ts";
+import { type Selection, SHUFFLE_UNITS } from "./selection.ts";
+
+export const ATTRIBUTIONS = ["idf", "saliency", "random"] as const;
+export type AttributionKind = (typeof ATTRIBUTIONS)[number];
+
+const Count = v.pipe(v.number(), v.integer(), v.minValue(1));
+const NonNegativeInt = v.pipe(v.number(), v.integer(), v.minValue(0));
+const Path = v.pipe(v.string(), v.minLength(1), v.maxLength(1_000));
+const picklist = <T extends readonly [string, ...string[]]>(options: T, what: string) => v.picklist(options, `${what} must be one of: ${options.join(", ")}`);
+
+/** Which rationale tokens the student sees (src/distill/selection.ts); "kind" is the train command's --selection. */
+export const SelectionSchema = v.variant(
+  "kind",
+  [
+    v.strictObject({ kind: v.picklist(["full", "random", "unk"]) }),
+    v.strictObject({
+      kind: v.literal("shuffled"),
+      /** What is permuted: tokens (default), words or sentences. */
+      unit: v.optional(picklist(SHUFFLE_UNITS, "unit")),
+    }),
+    v.pipe(
+      v.strictObject({
+        kind: v.literal("key"),
+        /** How many tokens to keep (a rationale shorter than k is kept whole). */
+        k: Count,
+        /** Who scores the tokens: idf (model-free, default), saliency (gradient × input of attributionModel) or random (the random-k control). */
+        attribution: v.optional(picklist(ATTRIBUTIONS, "attribution")),
+        /** The student (run or model folder) whose saliency scores the tokens. */
+        attributionModel: v.optional(Path),
+      }),
+      v.forward(v.check((s) => s.attribution !== "saliency" || s.attributionModel !== undefined, 'attribution "saliency" needs attributionModel'), ["attributionModel"]),
+    ),
+    v.strictObject({
+      kind: v.literal("masked"),
+      /** The fraction of tokens replaced by the mask token. */
+      p: v.pipe(v.number(), v.minValue(0, "p must be in [0, 1]"), v.maxValue(1, "p must be in [0, 1]")),
+    }),
+  ],
+  'selection must be one of: full, shuffled (optional "unit"), random, unk, key (with "k"), masked (with "p")',
+);
+export type SelectionSpec = v.InferOutput<typeof SelectionSchema>;
+
+/** Optimisation and schedule: what a grid's "training" object holds. */
+export const TrainingSchema = v.strictObject({
+  batchSize: v.optional(Count),
+  lr: v.optional(v.pipe(v.number(), v.gtValue(0))),
+  /** Loss weight of the rationale tokens (label tokens weigh 1). */
+  alpha: v.optional(v.pipe(v.number(), v.minValue(0))),
+  warmupSteps: v.optional(NonNegativeInt),
+  weightDecay: v.optional(v.pipe(v.number(), v.minValue(0))),
+  gradClip: v.optional(v.pipe(v.number(), v.minValue(0))),
+  /** Longest training sequence in tokens (longer examples lose their end; default: the longest example). */
+  maxSeqLength: v.optional(Count),
+  /** Steps between checkpoints: what an interrupted run loses at most (0: only at the end). */
+  checkpointEvery: v.optional(NonNegativeInt),
+  /** Evaluate on the dev split every N steps and keep the best weights. */
+  devEvery: v.optional(Count),
+  /** Dev items per evaluation (default 200). */
+  devLimit: v.optional(Count),
+  /** Stop after N dev evaluations in a row without improvement. */
+  patience: v.optional(Count),
+});
+export type TrainingSpec = v.InferOutput<typeof TrainingSchema>;
+
+export const RunSpecSchema = v.pipe(
+  v.strictObject({
+    /** Shown in listings (default: the run folder's name). */
+    name: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$/, "name: letters, digits, '.', '_' or '-' (at most 80)"))),
+    dataset: v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "dataset: lower-case letters, digits, '-' and '_'")),
+    /** A size preset (micro, tiny, small, gpt2 …) trained from scratch, or a Hugging Face model folder / hub id. */
+    model: v.optional(Path, "micro"),
+    placement: picklist(PLACEMENTS, "placement"),
+    selection: v.optional(SelectionSchema, { kind: "full" }),
+    seed: v.optional(NonNegativeInt, 0),
+    epochs: v.optional(v.pipe(v.number(), v.gtValue(0)), 1),
+    /** Use the first N training items (that have a rationale). */
+    limit: v.optional(Count),
+    /** "palm" (the shipped PaLM rationales), "gold" (the dataset's own) or a JSON-lines file of {id | index, rationale}. */
+    rationales: v.optional(Path),
+    /** Train no step: the initial student is the model (the "untrained" baseline row). */
+    untrained: v.optional(v.boolean()),
+    training: v.optional(TrainingSchema, {}),
+  }),
+  v.forward(v.check((s) => s.placement !== "none" || s.selection.kind === "full", 'placement "none" has no rationale to select from: selection must be "full"'), ["selection"]),
+);
+export type RunSpec = v.InferOutput<typeof RunSpecSchema>;
+export type RunSpecInput = v.InferInput<typeof RunSpecSchema>;
+
+/** The selector the example builder runs: the spec's selection seeded by the run's seed. */
+export function selectionOf(spec: RunSpec): Selection {
+  const { kind } = spec.selection;
+  const s = spec.selection as { k?: number; p?: number; unit?: Selection["unit"] };
+  return { kind, seed: spec.seed, ...(s.k === undefined ? {} : { k: s.k }), ...(s.p === undefined ? {} : { p: s.p }), ...(s.unit === undefined ? {} : { unit: s.unit }) };
+}
+
+/** The first issue as one line naming where it is ("selection.k: …"); all issues for an HTTP 400. */
+export function parseRunSpec(input: unknown, source = "run spec", name: (path: string) => string = (path) => path): RunSpec {
+  const result = v.safeParse(RunSpecSchema, input);
+  if (result.success) return result.output;
+  const first = result.issues[0];
+  const where = v.getDotPath(first);
+  throw new UserError(`${source}: ${where ? `${name(where)}: ` : ""}${first.message}`, 400, result.issues.map((i) => ({ path: v.getDotPath(i) ?? "", message: i.message })));
+}
+
+// ---- the train command's flags, derived from the schema ---------------------------------------------------------
+
+export interface SpecFlag {
+  /** --batch-size */
+  flag: string;
+  /** Where the value goes in a spec: ["training", "batchSize"]; a nested object's "kind" is named by its parent. */
+  path: string[];
+  type: "string" | "number" | "boolean";
+}
+
+type AnySchema = { type: string; wrapped?: AnySchema; pipe?: AnySchema[]; entries?: Record<string, AnySchema>; options?: AnySchema[] };
+
+const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+function unwrap(schema: AnySchema): AnySchema {
+  if (schema.wrapped) return unwrap(schema.wrapped);
+  if (schema.type !== "pipe" && schema.pipe) return unwrap(schema.pipe[0]);
+  return schema;
+}
+
+/** The entries of an object schema, or the union of a variant's options' entries. */
+function entriesOf(schema: AnySchema): Record<string, AnySchema> | null {
+  const s = unwrap(schema);
+  if (s.type === "variant") return Object.assign({}, ...(s.options ?? []).map((o) => entriesOf(o) ?? {}));
+  return s.type === "strict_object" || s.type === "object" ? (s.entries ?? null) : null;
+}
+
+function flagsOf(entries: Record<string, AnySchema>, parent: string[]): SpecFlag[] {
+  const flags = new Map<string, SpecFlag>();
+  for (const [key, schema] of Object.entries(entries)) {
+    const nested = entriesOf(schema);
+    if (nested) {
+      for (const f of flagsOf(nested, [...parent, key])) flags.set(f.flag, f);
+      continue;
+    }
+    const type = unwrap(schema).type;
+    const name = key === "kind" && parent.length ? parent.at(-1)! : key;
+    flags.set(kebab(name), { flag: kebab(name), path: [...parent, key], type: type === "number" ? "number" : type === "boolean" ? "boolean" : "string" });
+  }
+  return [...flags.values()];
+}
+
+/** Every setting of a run as a flag: --dataset, --selection (its kind), --k, --batch-size, --dev-every … */
+export const RUN_SPEC_FLAGS: SpecFlag[] = flagsOf(entriesOf(RunSpecSchema as unknown as AnySchema)!, []);
+
+/** The flags in node:util parseArgs form. */
+export function parseArgsOptions(): Record<string, { type: "string" | "boolean" }> {
+  return Object.fromEntries(RUN_SPEC_FLAGS.map((f) => [f.flag, { type: f.type === "boolean" ? "boolean" : "string" }]));
+}
+
+/** Parsed flag values → a validated spec; an error names the flag (--k: …). */
+export function runSpecFromFlags(values: Record<string, string | boolean | undefined>): RunSpec {
+  const input: Record<string, unknown> = {};
+  for (const f of RUN_SPEC_FLAGS) {
+    const raw = values[f.flag];
+    if (raw === undefined) continue;
+    const value = f.type === "number" && typeof raw === "string" && raw.trim() !== "" && Number.isFinite(Number(raw)) ? Number(raw) : raw;
+    let at = input;
+    for (const key of f.path.slice(0, -1)) at = (at[key] ??= {}) as Record<string, unknown>;
+    at[f.path.at(-1)!] = value;
+  }
+  const byPath = new Map(RUN_SPEC_FLAGS.map((f) => [f.path.join("."), `--${f.flag}`]));
+  // a missing "kind" reads best as the flag that sets it
+  return parseRunSpec(input, "invalid flags", (path) => byPath.get(path) ?? byPath.get(`${path}.kind`) ?? path);
+}
