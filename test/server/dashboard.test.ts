@@ -36,6 +36,12 @@ describe.skipIf(!haveChromium)("dashboard in a browser", () => {
         { condition: { condition: "after-shuffled" }, seed, accuracy: 0.4 + seed / 100 },
       ]),
       join(experiments, "paper-mini"),
+      {
+        chance: 0.2,
+        comparisons: [
+          { a: "after-shuffled", b: "none", seeds: [0, 1, 2], items: 50, difference: 0.1, ci95: [0.04, 0.16], p: 0.0021, seedDifferences: [0.1, 0.1, 0.1], seedCi95: null, seedP: null, wins: 20, losses: 5 },
+        ],
+      },
     );
     server = await startRunServer({ experimentsRoot: experiments });
     const runs = server.supervisor.runs;
@@ -110,5 +116,7 @@ describe.skipIf(!haveChromium)("dashboard in a browser", () => {
     const rows = await table.locator("tr").allTextContents();
     expect(rows.some((r) => r.includes("after-shuffled") && r.includes("0.410"))).toBe(true);
     expect(rows.some((r) => r.startsWith("none") && r.includes("0.310"))).toBe(true);
+    const paired = await page.locator("#experiments table.comparisons tr").allTextContents();
+    expect(paired.some((r) => r.startsWith("after-shuffled vs none") && r.includes("0.100") && r.includes("[0.040, 0.160]") && r.includes("0.002"))).toBe(true);
   });
 });

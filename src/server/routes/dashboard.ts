@@ -9,6 +9,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Hono } from "hono";
+import type { PairedComparison } from "../../experiment/compare.ts";
 import type { ConditionSummary } from "../../experiment/results.ts";
 
 export interface DashboardDeps {
@@ -21,6 +22,10 @@ export interface ExperimentSummary {
   name: string;
   /** results.json's per-condition summaries (src/experiment/results.ts). */
   cells: ConditionSummary[];
+  /** Paired comparisons between conditions (src/experiment/compare.ts). */
+  comparisons: PairedComparison[];
+  /** 1 / number of choices, when known. */
+  chance: number | null;
 }
 
 /** The results of every grid folder under root that has a results.json, by name. */
@@ -28,7 +33,10 @@ export function listExperiments(root: string): ExperimentSummary[] {
   if (!existsSync(root)) return [];
   return readdirSync(root, { withFileTypes: true })
     .filter((entry) => entry.isDirectory() && existsSync(join(root, entry.name, "results.json")))
-    .map((entry) => ({ name: entry.name, cells: (JSON.parse(readFileSync(join(root, entry.name, "results.json"), "utf8")) as { cells: ConditionSummary[] }).cells }))
+    .map((entry) => {
+      const results = JSON.parse(readFileSync(join(root, entry.name, "results.json"), "utf8")) as Partial<ExperimentSummary>;
+      return { name: entry.name, cells: results.cells ?? [], comparisons: results.comparisons ?? [], chance: results.chance ?? null };
+    })
     .sort((a, b) => a.name.localeCompare(b.name));
 }
 
@@ -259,6 +267,22 @@ async function refreshExperiments() {
       table.append(tr);
     }
     box.append(table);
+    if (exp.chance !== null && exp.chance !== undefined) box.append(el("div", "chance: " + fmt(exp.chance, 3), "empty"));
+    if ((exp.comparisons ?? []).length) {
+      const paired = el("table");
+      paired.className = "comparisons";
+      const header = el("tr");
+      for (const h of ["paired comparison", "seeds", "items", "difference", "95% CI", "p", "seed-level p"]) header.append(el("th", h));
+      paired.append(header);
+      for (const c of exp.comparisons) {
+        const tr = el("tr");
+        tr.append(el("td", c.a + " vs " + c.b), el("td", c.seeds.length, "num"), el("td", c.items, "num"),
+          el("td", fmt(c.difference, 3), "num"), el("td", "[" + fmt(c.ci95[0], 3) + ", " + fmt(c.ci95[1], 3) + "]", "num"),
+          el("td", c.p < 0.001 ? "<0.001" : fmt(c.p, 3), "num"), el("td", c.seedP === null ? "–" : fmt(c.seedP, 3), "num"));
+        paired.append(tr);
+      }
+      box.append(paired);
+    }
   }
 }
 
