@@ -12,7 +12,7 @@ import { join } from "node:path";
 const dir = mkdtempSync(join(tmpdir(), "cot-demo-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const CONDITIONS = ["untrained", "none", "before", "after", "after-shuffled", "after-key-2"];
+const CONDITIONS = ["none", "before", "after", "after-shuffled", "after-key-2"];
 
 test(
   "the demo runs the controlled task's conditions over seeds, compares them pairwise, and runs the CQA pass",
@@ -25,7 +25,7 @@ test(
     const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
     expect(stderr).not.toContain("Error");
     expect(code).toBe(0);
-    const rows = stdout.split("\n").filter((line) => /^(untrained|none|before|after|after-shuffled|after-key-2)\s+2\s+\d+\.\d%/.test(line));
+    const rows = stdout.split("\n").filter((line) => /^(none|before|after|after-shuffled|after-key-2)\s+2\s+\d+\.\d%/.test(line));
     expect(rows.map((r) => r.split(/\s+/)[0])).toEqual(CONDITIONS);
     expect(stdout).toMatch(/after vs none\s+[+-]\d+\.\d pts\s+\[/);
     expect(stdout).toContain("What the result shows:");
