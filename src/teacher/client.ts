@@ -270,9 +270,9 @@ export class TeacherClient {
       const permit = await this.limiter.acquire(estimate);
       const started = this.clock.now();
       let failure: Classified;
+      const body = chatBody(request, { structured: !this.structuredRefused });
+      const structured = "response_format" in body;
       try {
-        const body = chatBody(request, { structured: !this.structuredRefused });
-        const structured = "response_format" in body;
         const response = await this.sdk.chat.completions.create(body as never as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming);
         const choices = readChoices(response?.choices);
         const usage = readUsage(response.usage);
@@ -282,12 +282,14 @@ export class TeacherClient {
         return { choices, usage, model: response.model ?? request.model, latencyMs, attempts: attempt, structured };
       } catch (err) {
         permit.release();
-        if (request.responseFormat && !this.structuredRefused && refusesResponseFormat(err)) {
-          // not a failed attempt: the same request again, as plain text the text parser reads
-          this.structuredRefused = true;
-          const message = this.redact((err as Error).message);
-          this.onEvent?.({ type: "structured_unsupported", status: (err as APIError).status, message });
-          this.warn(`cot-distill: the teacher at ${this.baseURL} refuses response_format (${message}); structured mode falls back to plain-text answers read by the text parser`);
+        if (structured && refusesResponseFormat(err)) {
+          // not a failed attempt: the same request again, as plain text the text parser reads; said once per client
+          if (!this.structuredRefused) {
+            this.structuredRefused = true;
+            const message = this.redact((err as Error).message);
+            this.onEvent?.({ type: "structured_unsupported", status: (err as APIError).status, message });
+            this.warn(`cot-distill: the teacher at ${this.baseURL} refuses response_format (${message}); structured mode falls back to plain-text answers read by the text parser`);
+          }
           attempt--;
           continue;
         }
