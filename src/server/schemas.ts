@@ -4,6 +4,7 @@
  * `requestSchemas`.
  */
 import * as v from "valibot";
+import { ANSWER_FORMATS } from "../teacher/prompts.ts";
 
 /** Dataset names are folder names under datasets/: no separators, no dots first, so "../x" never reaches the disk. */
 export const DatasetName = v.pipe(
@@ -34,6 +35,8 @@ const generation = {
   temperature: v.optional(Temperature),
   n: v.optional(SampleCount),
   maxTokens: v.optional(MaxTokens),
+  /** Ask for {rationale, answer} JSON (response_format: json_schema); part of the cache key. */
+  structured: v.optional(v.boolean()),
 };
 
 export const RationaleRequestSchema = v.strictObject({
@@ -43,6 +46,8 @@ export const RationaleRequestSchema = v.strictObject({
   dataset: v.optional(DatasetName),
   split: v.optional(SplitName),
   id: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(200))),
+  /** The kind of answer to read; default: multiple choice with choices, else guessed from `answer`. */
+  format: v.optional(v.picklist(ANSWER_FORMATS)),
   ...generation,
 });
 export type RationaleRequestBody = v.InferOutput<typeof RationaleRequestSchema>;

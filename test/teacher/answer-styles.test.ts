@@ -9,6 +9,9 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { loadSplit } from "../../src/data/registry.ts";
+import { join } from "node:path";
+import { command as rationalesCommand } from "../../src/commands/rationales.ts";
+import { loadRationales } from "../../src/distill/train.ts";
 import { createApp } from "../../src/server/app.ts";
 import { openDatabase } from "../../src/store/db.ts";
 import { RationaleStore, rationaleText } from "../../src/store/rationales.ts";
@@ -159,6 +162,28 @@ describe("answer validity", () => {
     expect(sample.usage!.reasoningTokens!).toBeLessThan(sample.usage!.completionTokens);
     expect(sample.costUsd).toBeCloseTo(costUsd("o3-mini", sample.usage!.promptTokens, sample.usage!.completionTokens)!, 12);
     expect(sample.reasoning).toMatch(/^Let me think/);
+  });
+});
+
+describe("--rationale-part: what training uses from a reasoning model's answers", () => {
+  test("rationales --export writes the chosen part as the rationale, and train's loader reads the file", async () => {
+    stack = await startTeacherStack({ fake: { style: "reasoning_content" } });
+    await stack.runtime.jobs.settled((await stack.runtime.jobs.create({ dataset: "cqa", split: "test", limit: 3 })).id);
+    const items = (await loadSplit("cqa", "test")).slice(0, 3);
+    const stored = items.map((item) => stack!.runtime.teacher.store.forItem("cqa", item.id)[0]);
+    const read: Record<string, Array<string | null>> = {};
+    for (const part of ["explanation", "reasoning", "both"] as const) {
+      const file = join(stack.dir, `${part}.jsonl`);
+      const code = await rationalesCommand.run(["--export", file, "--dataset", "cqa", "--split", "test", "--rationale-part", part, "--db", stack.dbPath]);
+      expect(code).toBe(0);
+      read[part] = await loadRationales("cqa", items, file);
+    }
+    expect(read.explanation).toEqual(stored.map((r) => r.rationale));
+    expect(read.reasoning).toEqual(stored.map((r) => r.reasoning));
+    expect(read.both).toEqual(stored.map((r) => `${r.reasoning}\n\n${r.rationale}`));
+    await expect(rationalesCommand.run(["--export", join(stack.dir, "x.jsonl"), "--dataset", "cqa", "--rationale-part", "trace", "--db", stack.dbPath])).rejects.toThrow(
+      "--rationale-part must be one of explanation, reasoning, both",
+    );
   });
 });
 

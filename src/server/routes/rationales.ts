@@ -14,9 +14,9 @@ export type RationaleLister = (query: RationaleListQuery) => AsyncIterable<unkno
 export function rationalesRoutes(deps: Pick<AppDeps, "teacher" | "listRationales" | "requireDataset">): Hono {
   return new Hono()
     .post("/", validate("json", RationaleRequestSchema), async (c) => {
-      const { model, temperature, n, maxTokens, ...item } = c.req.valid("json");
+      const { model, temperature, n, maxTokens, structured, ...item } = c.req.valid("json");
       if (item.dataset !== undefined) deps.requireDataset(item.dataset);
-      const result = await deps.teacher.rationales({ item, params: { model, temperature, n, maxTokens } });
+      const result = await deps.teacher.rationales({ item, params: { model, temperature, n, maxTokens, structured } });
       return c.json(result);
     })
     .get("/", validate("query", RationaleListQuerySchema), (c) => {
