@@ -160,10 +160,12 @@ function readChoice(span: string, choices: Choice[]): string[] {
   const said = normaliseText(text.replace(/[.!?,;:]+$/, "")).replace(/^(?:the|a|an)\s+/, "");
   const exact = choices.filter((c) => normaliseText(c.text) === said);
   if (exact.length === 1) return [exact[0].label.toUpperCase()];
-  const mentioned = choices.filter((c) => new RegExp(`(?:^|\\W)${escapeRegExp(normaliseText(c.text))}(?:$|\\W)`).test(said));
-  // "sea bird" names "sea" and "sea bird": the longer one is meant
-  const maximal = mentioned.filter((c) => !mentioned.some((o) => o !== c && normaliseText(o.text).includes(normaliseText(c.text))));
-  return [...new Set(maximal.map((c) => c.label.toUpperCase()))];
+  // "sea, where gulls feed" — the answer's words begin with a choice (only there: "the one that is near the sea"
+  // is a description, not an answer); of "sea" and "sea shore" the longer one is meant
+  const leading = choices
+    .filter((c) => new RegExp(`^${escapeRegExp(normaliseText(c.text))}(?:$|[^\\p{L}\\p{N}])`, "u").test(said))
+    .sort((a, b) => b.text.length - a.text.length);
+  return leading.length > 0 ? [leading[0].label.toUpperCase()] : [];
 }
 
 function readNumbers(span: string): string[] {
@@ -232,13 +234,28 @@ function spanAfter(text: string, from: number, format: AnswerFormat): { span: st
 
 const ANSWER_PHRASE =
   /\b(?:the\s+)?(?:(?:final|correct|right|best|most\s+(?:likely|appropriate|reasonable))\s+)?(?:answer|choice|option)(?:\s+(?:to\s+(?:the|this)\s+question|here))?\s+(?:is|would\s+be|will\s+be)(?!\s+not\b)(?:\s+(?:likely|probably|clearly|therefore|thus|definitely))?[\s:]*/gi;
-const ANSWER_LABEL = /(?:^|\n|(?<=[.!?)]\s))[ \t>#*_]*(?:final[ \t]+)?answer[ \t*_]*(?::|：|[ \t]-)[ \t*_]*|(?:^|\n)[ \t]*#{1,6}[ \t]*(?:final[ \t]+)?answer[ \t:*]*\n\s*/gi;
+const ANSWER_LABEL = /(?:(?:^|(?<=\n))[ \t>#]*[*_]*[ \t]*|[*_]+|\bthe[ \t]+)?\b(?:(?:final|correct|short|my|best)[ \t]+)?answer[ \t*_]*(?::|：)[ \t*_]*|(?:^|\n)[ \t>#*_]*(?:final[ \t]+)?answer[ \t*_]*[ \t]-[ \t*_]*|(?:^|\n)[ \t]*#{1,6}[ \t]*(?:final[ \t]+)?answer[ \t:*]*\n\s*/gi;
 const BOXED = /(?:\$\$?|\\\[|\\\()?\s*\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}\s*(?:\$\$?|\\\]|\\\))?/g;
 const GSM_FINAL = /(?:^|\n)\s*####\s*([^\n]+)/g;
 
+/** "I would choose (B)", "I'd go with B", "my pick is B". */
+const CHOOSER = /\bI(?:'d|\s+would|\s+will|'ll)?\s+(?:choose|pick|select|go\s+with|say)\s+|\bmy\s+(?:pick|choice)\s+is\s+/gi;
+/** "(B) is correct", "B) sea is the right answer", "Option B is the best choice": the label before its verdict. */
+const VERDICT =
+  /(?:\b(?:option|choice|answer)\s+\(?([A-E])\)?|[([]([A-Ea-e])[)\]]|\b([A-E])\))((?:[ \t]+[^\s.,;:*]+){0,4}?)[ \t]*\**[ \t]+is\s+(?:the\s+)?(?:correct|right|best|most\s+(?:likely|appropriate|suitable))\b(?:\s+(?:answer|choice|option))?/gi;
+
 function candidates(text: string, format: AnswerFormat, choices: Choice[]): Candidate[] {
   const found: Candidate[] = [];
-  for (const re of [ANSWER_PHRASE, ANSWER_LABEL]) {
+  if (format === "multiple-choice") {
+    for (const m of text.matchAll(VERDICT)) {
+      const letter = (m[1] ?? m[2] ?? m[3]).toUpperCase();
+      const between = normaliseText(m[4].replace(SPAN_CLEAN, ""));
+      const own = choices.find((c) => c.label.toUpperCase() === letter);
+      if (!own || (between !== "" && between !== normaliseText(own.text))) continue;
+      found.push({ start: m.index, end: m.index + m[0].length + (/^[.!]/.test(text.slice(m.index + m[0].length)) ? 1 : 0), labels: [letter] });
+    }
+  }
+  for (const re of [ANSWER_PHRASE, ANSWER_LABEL, CHOOSER]) {
     for (const m of text.matchAll(re)) {
       const { span, end } = spanAfter(text, m.index + m[0].length, format);
       found.push({ start: m.index, end, labels: readLabels(span, format, choices) });

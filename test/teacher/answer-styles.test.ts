@@ -100,6 +100,22 @@ describe("structured mode", () => {
     expect(plain).toMatchObject({ done: 2, cached: 0 });
   });
 
+  test("POST /v1/rationales with structured and format: the schema sent is typed per format, the answer read from it", async () => {
+    stack = await startTeacherStack({ fake: { style: "json" } });
+    const app = createApp(stack.runtime.appDeps());
+    const res = await app.request("/v1/rationales", jsonPost({ question: "Tom has 3 and 4 balls. How many?", answer: "7", structured: true, format: "math" }));
+    expect(res.status).toBe(200);
+    const { samples } = await res.json();
+    expect(samples[0]).toMatchObject({ label: "7", agrees: true, reasoning: null });
+    expect(samples[0].rationale).toMatch(/^The question asks: /);
+    const sent = stack.fake.requests[0].body.response_format!;
+    expect(sent.type).toBe("json_schema");
+    expect(sent.json_schema!.strict).toBe(true);
+    expect(sent.json_schema!.schema).toMatchObject({ required: ["rationale", "answer"], properties: { answer: { type: "number" } } });
+    const bad = await app.request("/v1/rationales", jsonPost({ question: "Q?", format: "essay" }));
+    expect(bad.status).toBe(400);
+  });
+
   test("a structured answer is validated: JSON with a label that is not a choice fails as no_answer", async () => {
     stack = await startTeacherStack({ fake: { style: "json" } });
     stack.fake.script({ kind: "ok", content: JSON.stringify({ rationale: "Because.", answer: "Z" }) });
