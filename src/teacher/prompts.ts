@@ -14,6 +14,7 @@ import { join } from "node:path";
 import * as v from "valibot";
 import type { Choice } from "../data/types.ts";
 import { UserError } from "../errors.ts";
+import { answerFormatOf } from "./parse.ts";
 
 /** What the teacher is asked to answer: a choice label, a number, yes/no, or a short free-form phrase. */
 export const ANSWER_FORMATS = ["multiple-choice", "math", "yes-no", "short-answer"] as const;
@@ -127,7 +128,7 @@ export function builtinTemplate(format: AnswerFormat): PromptTemplate {
   return template;
 }
 
-/** Multiple choice when the item has choices, math otherwise. */
-export function templateFor(item: PromptItem): PromptTemplate {
-  return builtinTemplate(item.choices?.length ? "multiple-choice" : "math");
+/** The shipped template for the item's answer format (see answerFormatOf: choices, else the gold answer's shape). */
+export function templateFor(item: PromptItem & { answer?: string; format?: AnswerFormat }): PromptTemplate {
+  return builtinTemplate(answerFormatOf(item));
 }

@@ -18,7 +18,7 @@ import { finishFailure, TeacherClient, type ChatChoice, type ChatRequest, type C
 import { TeacherError } from "./errors.ts";
 import { agreesWithGold, answerFormatOf, parseCompletion, structuredSchema } from "./parse.ts";
 import { costUsd } from "./pricing.ts";
-import { builtinTemplate, STOP_SEQUENCES, type AnswerFormat, type PromptTemplate } from "./prompts.ts";
+import { STOP_SEQUENCES, templateFor, type AnswerFormat, type PromptTemplate } from "./prompts.ts";
 
 export { TeacherError, isTeacherError, type TeacherFailureKind } from "./errors.ts";
 
@@ -199,7 +199,7 @@ export class TeacherService {
 
   plan({ item, params = {} }: RationaleRequest): RationalePlan {
     const format = answerFormatOf(item);
-    const template = this.templates[format] ?? builtinTemplate(format);
+    const template = this.templates[format] ?? templateFor(item);
     const model = params.model ?? this.defaults.model;
     const structured = params.structured ?? this.defaults.structured;
     const keyParams: RationalePlan["keyParams"] = {
