@@ -60,6 +60,15 @@ export const RationaleListQuerySchema = v.object({
 });
 export type RationaleListQuery = v.InferOutput<typeof RationaleListQuerySchema>;
 
+/** GET /v1/rationales/failures query string: every field narrows the listing. */
+export const FailureListQuerySchema = v.object({
+  dataset: v.optional(DatasetName),
+  split: v.optional(SplitName),
+  model: v.optional(ModelName),
+  kind: v.optional(v.pipe(v.string(), v.regex(/^[a-z_]{1,40}$/, "kind is a failure kind such as no_answer or truncated"))),
+});
+export type FailureListQuery = v.InferOutput<typeof FailureListQuerySchema>;
+
 export const JobRequestSchema = v.strictObject({
   dataset: DatasetName,
   split: SplitName,
@@ -75,5 +84,6 @@ export type JobRequestBody = v.InferOutput<typeof JobRequestSchema>;
 export const requestSchemas = {
   RationaleRequest: RationaleRequestSchema,
   RationaleListQuery: RationaleListQuerySchema,
+  FailureListQuery: FailureListQuerySchema,
   JobRequest: JobRequestSchema,
 } as const;

@@ -373,11 +373,26 @@ export class RationaleStore {
   }
 
   failures(key?: string): FailureRecord[] {
-    const sql = `SELECT key, dataset, split, item_id AS itemId, question, sample_index AS sampleIndex, model, template,
+    return this.failuresWhere(key === undefined ? {} : { key }, 0, -1);
+  }
+
+  /** Recorded failures matching the filter (and kind), oldest first, a page at a time: raw answers to inspect. */
+  async *listFailures(filter: ListFilter & { kind?: string } = {}): AsyncGenerator<FailureRecord> {
+    for (let after = 0; ; ) {
+      const page = this.failuresWhere(filter, after, PAGE);
+      for (const failure of page) yield failure;
+      if (page.length < PAGE) return;
+      after = page[page.length - 1].id;
+    }
+  }
+
+  private failuresWhere(filter: Record<string, string | undefined>, after: number, limit: number): Array<FailureRecord & { id: number }> {
+    const where = whereOf(filter);
+    const sql = `SELECT id, key, dataset, split, item_id AS itemId, question, sample_index AS sampleIndex, model, template,
         params, kind, upstream_status AS upstreamStatus, message, raw_completion AS rawCompletion, reasoning, attempts,
         created_at AS createdAt
-      FROM rationale_failures ${key === undefined ? "" : "WHERE key = $key"} ORDER BY id`;
-    const rows = this.db.query<FailureRecord & { params: string }, Record<string, string>>(sql).all(key === undefined ? {} : { key });
+      FROM rationale_failures WHERE ${where.sql} AND id > $after ORDER BY id LIMIT ${limit}`;
+    const rows = this.db.query<FailureRecord & { id: number; params: string }, Record<string, string | number>>(sql).all({ ...where.args, after });
     return rows.map((row) => ({ ...row, params: JSON.parse(row.params) as Record<string, unknown> }));
   }
 

@@ -55,6 +55,7 @@ export function openTeacherRuntime(options: TeacherRuntimeOptions): TeacherRunti
       teacher,
       jobs,
       listRationales: (query) => teacher.store.list(query),
+      listFailures: (query) => teacher.store.listFailures(query),
       requireDataset: getDataset,
       token,
     }),

@@ -165,6 +165,12 @@ describe("answer validity", () => {
     const events = await (await app.request(`/v1/jobs/${created.id}/events`)).text();
     expect(events).toContain('"failuresByKind":{"ambiguous":1,"no_answer":1}');
     expect(events).toContain('"parseFailureRate":0.5');
+    // the refused answers, raw, for inspection
+    const lines = (await (await app.request("/v1/rationales/failures?dataset=cqa&kind=ambiguous")).text()).trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ kind: "ambiguous", rawCompletion: "Hard. So the answer is either (a) or (b).", dataset: "cqa", split: "test" });
+    expect(lines[0].message).toContain('the answer names "A" and "B"');
+    expect((await app.request("/v1/rationales/failures?kind=No%20Answer")).status).toBe(400);
   });
 
   test("reasoning tokens are counted and priced as the API reports them (part of completion_tokens)", async () => {
