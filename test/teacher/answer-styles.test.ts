@@ -16,6 +16,7 @@ import { createApp } from "../../src/server/app.ts";
 import { openDatabase } from "../../src/store/db.ts";
 import { RationaleStore, rationaleText } from "../../src/store/rationales.ts";
 import { costUsd } from "../../src/teacher/pricing.ts";
+import { fakeBatches } from "../helpers/fake-batches.ts";
 import { defaultAnswer, lastQuestion, type AnswerStyle, type Behaviour } from "../helpers/fake-openai.ts";
 import { startTeacherStack, type TeacherStack } from "../helpers/teacher-stack.ts";
 
@@ -184,6 +185,26 @@ describe("answer validity", () => {
     expect(sample.usage!.reasoningTokens!).toBeLessThan(sample.usage!.completionTokens);
     expect(sample.costUsd).toBeCloseTo(costUsd("o3-mini", sample.usage!.promptTokens, sample.usage!.completionTokens)!, 12);
     expect(sample.reasoning).toMatch(/^Let me think/);
+  });
+});
+
+describe("batch mode reads answers the same way", () => {
+  test("reasoning_content and usage from the output file are stored; an empty answer fails its item as empty", async () => {
+    const batches = fakeBatches({ style: "reasoning_content", contentFor: (id) => (id.endsWith("/1/0") ? "" : undefined) });
+    stack = await startTeacherStack({ fake: { extend: batches.extend } });
+    const { jobs, teacher } = stack.runtime;
+    const job = await jobs.settled((await jobs.create({ dataset: "cqa", split: "test", limit: 4, batch: true })).id);
+    expect(job).toMatchObject({ mode: "batch", done: 3, failed: 1, failuresByKind: { empty: 1 }, parseFailureRate: 0.25 });
+    expect(job.reasoningTokens).toBeGreaterThan(0);
+    const items = (await loadSplit("cqa", "test")).slice(0, 4);
+    const stored = items.flatMap((item) => teacher.store.forItem("cqa", item.id));
+    expect(stored).toHaveLength(3);
+    for (const record of stored) {
+      expect(record.reasoning).toMatch(/^Let me think/);
+      expect(record.reasoningTokens).toBeGreaterThan(0);
+    }
+    expect(teacher.store.forItem("cqa", items[1].id)).toHaveLength(0);
+    expect(teacher.store.failures()[0]).toMatchObject({ kind: "empty", itemId: items[1].id });
   });
 });
 
