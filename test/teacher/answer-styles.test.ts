@@ -26,6 +26,11 @@ afterEach(async () => {
   stack = null;
 });
 
+const gull = [
+  { label: "A", text: "desert" },
+  { label: "B", text: "sea" },
+  { label: "C", text: "mine" },
+];
 const STYLES: AnswerStyle[] = ["palm", "answer-colon", "markdown", "label-first", "json", "reasoning_content", "think"];
 const LIMIT = 6;
 
@@ -153,6 +158,20 @@ describe("answer validity", () => {
     expect(retried).toMatchObject({ status: "done", done: 10, failed: 0, parseFailureRate: 0, failuresByKind: {} });
     expect(stack.fake.requests.length - before).toBe(6);
     expect(items.flatMap((item) => teacher.store.forItem("cqa", item.id))).toHaveLength(10);
+  });
+
+  test("an on-demand request answered with a refusal is a 502 naming why, and the next request asks again", async () => {
+    stack = await startTeacherStack();
+    stack.fake.script({ kind: "refusal" });
+    const app = createApp(stack.runtime.appDeps());
+    const body = { question: "Where do gulls live?", choices: gull.map((c) => ({ ...c })), answer: "B" };
+    const refused = await app.request("/v1/rationales", jsonPost(body));
+    expect(refused.status).toBe(502);
+    expect((await refused.json()).error).toMatch(/^teacher answer unusable \(refusal\): the teacher declined/);
+    const answered = await app.request("/v1/rationales", jsonPost(body));
+    expect(answered.status).toBe(200);
+    expect((await answered.json()).samples[0]).toMatchObject({ fromStore: false, agrees: expect.any(Boolean) });
+    expect(stack.fake.requests).toHaveLength(2);
   });
 
   test("the job's progress over HTTP and SSE carries the failure kinds and the parse-failure rate", async () => {
