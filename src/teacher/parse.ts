@@ -115,8 +115,6 @@ export function splitThinking(content: string): { visible: string; thoughts: str
 // ---------------------------------------------------------------------------------------------------------------
 // reading a label out of the answer's words
 
-type Read = { labels: string[] } | { labels: []; none: true };
-
 function normaliseText(text: string): string {
   return text.normalize("NFKC").trim().toLowerCase().replace(/\s+/g, " ");
 }
@@ -216,20 +214,20 @@ interface Candidate {
   labels: string[];
 }
 
-/** The answer's words after a marker: up to the end of the line or sentence, or a "because". */
+/** The answer's words after a marker (on its line or, after "Answer:" alone, the next): up to the end of the line
+ * or sentence, or a "because". `end` includes the sentence's closing punctuation. */
 function spanAfter(text: string, from: number, format: AnswerFormat): { span: string; end: number } {
-  const rest = text.slice(from);
+  const start = from + (/^\s*/.exec(text.slice(from))?.[0].length ?? 0);
+  const rest = text.slice(start);
   const stops = [/\n/, /[.!?](?=\s|$)(?<!\d\.(?=\d))/, /,?\s+(?:because|since|as|given that|due to|which)\b/i, /;\s/, /\s[—–]\s/];
   if (format === "short-answer" || format === "yes-no") stops.push(/,\s/);
   let cut = rest.length;
   for (const stop of stops) {
     const m = stop.exec(rest);
-    if (m && m.index < cut && (m.index > 0 || stop.source !== "\\n")) cut = m.index;
+    if (m && m.index < cut) cut = m.index;
   }
-  // a closing ")" or "**" that belongs to the answer
-  const span = rest.slice(0, cut);
   const trail = /^[.!?]/.test(rest.slice(cut)) ? 1 : 0;
-  return { span, end: from + cut + trail };
+  return { span: rest.slice(0, cut), end: start + cut + trail };
 }
 
 const ANSWER_PHRASE =

@@ -88,6 +88,7 @@ const cases: Array<[string, Case]> = [
   ["verdict first, reasons after", { text: "Option B is correct. Gulls live and feed by the sea.", label: "B", rationale: "Gulls live and feed by the sea." }],
   ["an article is not a verdict", { text: "A gull is the best example of a seabird. So the answer is (b).", label: "B", rationale: "A gull is the best example of a seabird." }],
   ["echoes the Answer Choices line", { text: "Answer Choices: (a) desert (b) sea (c) mine\nGulls are seabirds. So the answer is (b).", label: "B", rationale: "Answer Choices: (a) desert (b) sea (c) mine Gulls are seabirds." }],
+  ["'Answer:' alone, the answer on the next line", { text: "Gulls are seabirds, unlike (a) or (c).\n\nAnswer:\n(B) sea\n\nThey feed on fish, not on (c).", label: "B", rationale: "Gulls are seabirds, unlike (a) or (c)." }],
   // label first
   ["Answer first, Explanation after", { text: "Answer: B\n\nExplanation: Gulls are seabirds that feed on fish.", label: "B", rationale: "Gulls are seabirds that feed on fish." }],
   ["bold label first, reasoning after", { text: "**B) sea**\n\nGulls are seabirds; they live and feed by the sea.", label: "B", rationale: "Gulls are seabirds; they live and feed by the sea." }],
