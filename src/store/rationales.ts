@@ -513,59 +513,69 @@ registerMigration({ name: "rationales-answer-validity", order: 10, apply: (db) =
  * Imported rows are left as their files gave them.
  */
 export function revalidateTeacherAnswers(db: Database): { movedOut: number; repaired: number } {
-  const rows = db.query<RationaleRow, []>("SELECT * FROM rationales WHERE source = 'teacher'").all();
+  const page = db.query<RationaleRow & { rid: number }, [number]>(
+    `SELECT rowid AS rid, * FROM rationales WHERE source = 'teacher' AND rowid > ? ORDER BY rowid LIMIT ${PAGE}`,
+  );
   const hasJobs = db.query<{ n: number }, []>("SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'job_items'").get()!.n > 0;
   const store = new RationaleStore(db);
   let movedOut = 0;
   let repaired = 0;
-  for (const row of rows) {
-    const record = fromRow(row);
-    const format = answerFormatOf({ choices: record.choices ?? undefined, answer: record.answer ?? undefined });
-    const parsed = parseCompletion(record.rawCompletion, format, record.choices ?? []);
-    const reasoning = [record.reasoning, parsed.reasoning].filter(Boolean).join("\n\n") || null;
-    const failure = parsed.failure ?? (parsed.label === null ? { reason: "no_answer", detail: "no readable final answer" } : null);
-    if (failure && !(failure.reason === "no_rationale" && reasoning)) {
-      store.recordFailure({
-        key: record.key,
-        dataset: record.dataset,
-        split: record.split,
-        itemId: record.itemId,
-        question: record.question,
-        sampleIndex: record.sampleIndex,
-        model: record.model,
-        template: record.template,
-        params: record.params,
-        kind: failure.reason,
-        upstreamStatus: null,
-        message: `stored before answers were validated, moved out: ${failure.detail}`,
-        rawCompletion: record.rawCompletion,
-        reasoning,
-        attempts: 1,
-        createdAt: record.createdAt,
-      });
-      db.query("DELETE FROM rationales WHERE key = ?").run(record.key);
-      if (hasJobs && record.dataset && record.itemId) {
-        db.query(
-          `UPDATE job_items SET state = 'failed', error_kind = ?1, error = ?2
-           WHERE state = 'done' AND json_extract(item, '$.dataset') = ?3 AND json_extract(item, '$.id') = ?4
-             AND job_id IN (SELECT id FROM jobs WHERE json_extract(params, '$.model') IS NULL OR json_extract(params, '$.model') = ?5)`,
-        ).run(failure.reason, `teacher answer invalid (${failure.reason}): ${failure.detail}`, record.dataset, record.itemId, record.model);
-      }
-      movedOut++;
-      continue;
-    }
-    if (parsed.rationale !== record.rationale || parsed.label !== record.label || reasoning !== record.reasoning) {
-      const gold = record.answer ?? undefined;
-      const agrees = gold === undefined || gold.trim() === "" ? null : agreesWith(parsed.label, gold, format);
-      db.query("UPDATE rationales SET rationale = ?, label = ?, reasoning = ?, agrees = ? WHERE key = ?").run(
-        parsed.rationale,
-        parsed.label,
-        reasoning,
-        agrees === null ? null : Number(agrees),
-        record.key,
-      );
-      repaired++;
+  // a page at a time (a big store does not fit in memory at once); rows moved out or rewritten stay behind `after`
+  for (let after = 0, rows = page.all(0); rows.length > 0; after = rows[rows.length - 1].rid, rows = page.all(after)) {
+    for (const row of rows) {
+      const outcome = revalidate(db, store, fromRow(row), hasJobs);
+      if (outcome === "moved") movedOut++;
+      if (outcome === "repaired") repaired++;
     }
   }
   return { movedOut, repaired };
+}
+
+function revalidate(db: Database, store: RationaleStore, record: RationaleRecord, hasJobs: boolean): "moved" | "repaired" | "kept" {
+  const format = answerFormatOf({ choices: record.choices ?? undefined, answer: record.answer ?? undefined });
+  const parsed = parseCompletion(record.rawCompletion, format, record.choices ?? []);
+  const reasoning = [record.reasoning, parsed.reasoning].filter(Boolean).join("\n\n") || null;
+  const failure = parsed.failure ?? (parsed.label === null ? { reason: "no_answer", detail: "no readable final answer" } : null);
+  if (failure && !(failure.reason === "no_rationale" && reasoning)) {
+    store.recordFailure({
+      key: record.key,
+      dataset: record.dataset,
+      split: record.split,
+      itemId: record.itemId,
+      question: record.question,
+      sampleIndex: record.sampleIndex,
+      model: record.model,
+      template: record.template,
+      params: record.params,
+      kind: failure.reason,
+      upstreamStatus: null,
+      message: `stored before answers were validated, moved out: ${failure.detail}`,
+      rawCompletion: record.rawCompletion,
+      reasoning,
+      attempts: 1,
+      createdAt: record.createdAt,
+    });
+    db.query("DELETE FROM rationales WHERE key = ?").run(record.key);
+    if (hasJobs && record.dataset && record.itemId) {
+      db.query(
+        `UPDATE job_items SET state = 'failed', error_kind = ?1, error = ?2
+         WHERE state = 'done' AND json_extract(item, '$.dataset') = ?3 AND json_extract(item, '$.id') = ?4
+           AND job_id IN (SELECT id FROM jobs WHERE json_extract(params, '$.model') IS NULL OR json_extract(params, '$.model') = ?5)`,
+      ).run(failure.reason, `teacher answer invalid (${failure.reason}): ${failure.detail}`, record.dataset, record.itemId, record.model);
+    }
+    return "moved";
+  }
+  if (parsed.rationale !== record.rationale || parsed.label !== record.label || reasoning !== record.reasoning) {
+    const gold = record.answer ?? undefined;
+    const agrees = gold === undefined || gold.trim() === "" ? null : agreesWith(parsed.label, gold, format);
+    db.query("UPDATE rationales SET rationale = ?, label = ?, reasoning = ?, agrees = ? WHERE key = ?").run(
+      parsed.rationale,
+      parsed.label,
+      reasoning,
+      agrees === null ? null : Number(agrees),
+      record.key,
+    );
+    return "repaired";
+  }
+  return "kept";
 }

@@ -1,7 +1,9 @@
 /**
  * TeacherService: the one way to get chain-of-thought rationales from the teacher. A stored answer is never requested
  * again (cache key = item identity + model + template version + generation params + sample index), identical requests
- * in flight at the same time share one teacher call, and failures are recorded but never stored as rationales.
+ * in flight at the same time share one teacher call, and failures are recorded but never stored as rationales —
+ * among them answers the parser refuses (empty, a refusal, no or two labels: src/teacher/parse.ts), kept raw.
+ * Structured mode asks for {rationale, answer} JSON (part of the key); a reasoning model's trace is stored apart.
  *
  * n samples use sample indices 0..n-1; the ones not yet stored are requested in ONE call with `n` = how many are
  * missing. The Batch-API path builds its requests with `plan` and feeds the answers back through `ingest`, so both
