@@ -89,6 +89,12 @@ const cases: Array<[string, Case]> = [
   ["an article is not a verdict", { text: "A gull is the best example of a seabird. So the answer is (b).", label: "B", rationale: "A gull is the best example of a seabird." }],
   ["echoes the Answer Choices line", { text: "Answer Choices: (a) desert (b) sea (c) mine\nGulls are seabirds. So the answer is (b).", label: "B", rationale: "Answer Choices: (a) desert (b) sea (c) mine Gulls are seabirds." }],
   ["'Answer:' alone, the answer on the next line", { text: "Gulls are seabirds, unlike (a) or (c).\n\nAnswer:\n(B) sea\n\nThey feed on fish, not on (c).", label: "B", rationale: "Gulls are seabirds, unlike (a) or (c)." }],
+  ["'option (b)'", { text: "Gulls hunt fish. The answer is option (b).", label: "B", rationale: "Gulls hunt fish." }],
+  ["'choice B'", { text: "Gulls hunt fish. The answer is choice B.", label: "B", rationale: "Gulls hunt fish." }],
+  ["'B: sea'", { text: "Gulls hunt fish. The answer is B: sea.", label: "B", rationale: "Gulls hunt fish." }],
+  ["bold Final Answer with the label inside", { text: "Gulls hunt fish in the sea.\n\n**Final Answer: (B)**", label: "B", rationale: "Gulls hunt fish in the sea." }],
+  ["Final Answer line restating 'the final answer is'", { text: "Gulls hunt fish in the sea.\n\nFinal Answer: The final answer is (B).", label: "B", rationale: "Gulls hunt fish in the sea." }],
+  ["'The answer is:' with a colon", { text: "Gulls are seabirds.\nThe answer is: (b) sea", label: "B", rationale: "Gulls are seabirds." }],
   // label first
   ["Answer first, Explanation after", { text: "Answer: B\n\nExplanation: Gulls are seabirds that feed on fish.", label: "B", rationale: "Gulls are seabirds that feed on fish." }],
   ["bold label first, reasoning after", { text: "**B) sea**\n\nGulls are seabirds; they live and feed by the sea.", label: "B", rationale: "Gulls are seabirds; they live and feed by the sea." }],
@@ -126,6 +132,10 @@ const cases: Array<[string, Case]> = [
   ["math decimal", { format: "math", text: "Half of 5 is 2.5. So the answer is 2.5.", label: "2.5", rationale: "Half of 5 is 2.5." }],
   ["math negative", { format: "math", text: "It falls 3 below zero. The answer is -3.", label: "-3", rationale: "It falls 3 below zero." }],
   ["math last bare number with reasoning", { format: "math", text: "<think>3+4=7</think>\n7", label: "7", rationale: "", reasoning: "3+4=7" }],
+  ["math percentage", { format: "math", text: "Half of them is 50 of 100. The answer is 50%.", label: "50", rationale: "Half of them is 50 of 100." }],
+  ["math fraction", { format: "math", text: "Three of four slices are left. The answer is 3/4.", label: "0.75", rationale: "Three of four slices are left." }],
+  ["math in LaTeX dollars", { format: "math", text: "$3 + 4 = 7$. The answer is $7$.", label: "7", rationale: "$3 + 4 = 7$." }],
+  ["math bold after 'The answer is:'", { format: "math", text: "Tom has 3 + 4 = 7 balls.\n\nThe answer is: **7**", label: "7", rationale: "Tom has 3 + 4 = 7 balls." }],
   ["math 'or': ambiguous", { format: "math", text: "It depends on rounding. The answer is 5 or 6.", fails: "ambiguous" }],
   ["math JSON number", { format: "math", text: '{"rationale": "15 - 6 = 9.", "answer": 9}', label: "9", rationale: "15 - 6 = 9." }],
   // yes / no
@@ -134,6 +144,7 @@ const cases: Array<[string, Case]> = [
   ["yes/no 'No, because'", { format: "yes-no", text: "No, because a llama's gestation is 11 months.", label: "no", rationale: "A llama's gestation is 11 months." }],
   ["yes/no bold Answer", { format: "yes-no", text: "Commencements can be in December.\n\n**Answer:** Yes", label: "yes", rationale: "Commencements can be in December." }],
   ["yes/no true/false", { format: "yes-no", text: "1 squared is 1, fewer than 5 Spice Girls. The answer is false.", label: "no", rationale: "1 squared is 1, fewer than 5 Spice Girls." }],
+  ["yes/no with only the word: no rationale", { format: "yes-no", text: "No.", fails: "no_rationale" }],
   ["yes/no both: ambiguous", { format: "yes-no", text: "Yes. Actually it cannot. So the answer is no.", fails: "ambiguous" }],
   // short answer
   ["short answer PaLM", { format: "short-answer", text: "The red maple leaf flag is Canada's. Its capital is Ottawa. So the answer is Ottawa.", label: "Ottawa", rationale: "The red maple leaf flag is Canada's. Its capital is Ottawa." }],
