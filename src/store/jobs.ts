@@ -105,6 +105,8 @@ export interface JobCounts {
   failuresByKind: Record<string, number>;
   /** Items whose answer the parser refused (src/teacher/parse.ts: empty, refusal, no_answer, ambiguous, no_rationale), per item answered (done or failed); 0 before any. */
   parseFailureRate: number;
+  /** The same, per parse reason that occurred: {"no_answer": 0.05, "ambiguous": 0.01}. */
+  parseFailureRates: Record<string, number>;
 }
 
 export interface ClaimedItem {
@@ -338,6 +340,9 @@ export class JobStore {
       costUsd: n("costUsd"),
       failuresByKind,
       parseFailureRate: answered === 0 ? 0 : parseFailures / answered,
+      parseFailureRates: Object.fromEntries(
+        PARSE_FAILURE_REASONS.filter((reason) => failuresByKind[reason]).map((reason) => [reason, failuresByKind[reason] / answered]),
+      ),
     };
   }
 

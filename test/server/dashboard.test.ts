@@ -112,7 +112,7 @@ describe.skipIf(!haveChromium)("dashboard in a browser", () => {
     const row = page.locator("#answers tbody tr", { hasText: "cqa/test" });
     await row.waitFor();
     expect(await row.locator(".parse-rate").textContent()).toBe("50.0%");
-    expect(await row.locator(".kinds").textContent()).toBe("ambiguous 1, no_answer 1");
+    expect(await row.locator(".kinds").textContent()).toBe("ambiguous 1 (25.0%), no_answer 1 (25.0%)");
   });
 
   test("the experiment results table lists each condition with its mean and CI", async () => {

@@ -181,10 +181,17 @@ describe("answer validity", () => {
     const created = await (await app.request("/v1/jobs", jsonPost({ dataset: "cqa", split: "test", limit: 4, concurrency: 1 }))).json();
     await stack.runtime.jobs.settled(created.id);
     const snap = await (await app.request(`/v1/jobs/${created.id}`)).json();
-    expect(snap).toMatchObject({ done: 2, failed: 2, failuresByKind: { ambiguous: 1, no_answer: 1 }, parseFailureRate: 0.5 });
+    expect(snap).toMatchObject({
+      done: 2,
+      failed: 2,
+      failuresByKind: { ambiguous: 1, no_answer: 1 },
+      parseFailureRate: 0.5,
+      parseFailureRates: { ambiguous: 0.25, no_answer: 0.25 },
+    });
     const events = await (await app.request(`/v1/jobs/${created.id}/events`)).text();
     expect(events).toContain('"failuresByKind":{"ambiguous":1,"no_answer":1}');
     expect(events).toContain('"parseFailureRate":0.5');
+    expect(events).toContain('"parseFailureRates":{"no_answer":0.25,"ambiguous":0.25}');
     // the refused answers, raw, for inspection
     const lines = (await (await app.request("/v1/rationales/failures?dataset=cqa&kind=ambiguous")).text()).trim().split("\n").map((l) => JSON.parse(l));
     expect(lines).toHaveLength(1);

@@ -285,7 +285,10 @@ async function refreshAnswers() {
     tr.dataset.id = job.id;
     const status = el("td");
     status.append(el("span", job.status, "status " + job.status));
-    const kinds = Object.entries(job.failuresByKind || {}).map(([kind, n]) => kind + " " + n).join(", ");
+    const rates = job.parseFailureRates || {};
+    const kinds = Object.entries(job.failuresByKind || {})
+      .map(([kind, n]) => kind + " " + n + (rates[kind] !== undefined ? " (" + fmt(100 * rates[kind], 1) + "%)" : ""))
+      .join(", ");
     tr.append(el("td", job.id), status, el("td", job.dataset + "/" + job.split), el("td", job.done + job.failed, "num"),
       el("td", fmt(100 * (job.parseFailureRate || 0), 1) + "%", "num parse-rate"), el("td", kinds || "–", "kinds"));
     body.append(tr);
