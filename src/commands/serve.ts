@@ -18,6 +18,8 @@ Unfinished rationale jobs in the database are resumed on start-up, and jobs of a
   --host H               interface to bind (default 127.0.0.1). Anything but loopback requires COT_DISTILL_TOKEN
   --port P               port (default 8787; 0 = any free port, printed on start-up)
   --db PATH              SQLite database (default $COT_DISTILL_DB or cot-distill.sqlite)
+  --structured           structured mode ({rationale, answer} JSON via response_format) for requests and jobs that
+                         do not say; a server that refuses it is asked in plain text, said once
 ${teacherClientFlags.help}
 
 Environment: COT_DISTILL_TOKEN (bearer token checked on every route but /healthz), OPENAI_BASE_URL, OPENAI_API_KEY,
@@ -27,6 +29,7 @@ TEACHER_MODEL.`,
       host: { type: "string", default: "127.0.0.1" },
       port: { type: "string" },
       db: { type: "string", default: DEFAULT_DB_PATH },
+      structured: { type: "boolean" },
       ...teacherClientFlags.options,
     });
     const host = values.host;
@@ -36,7 +39,11 @@ TEACHER_MODEL.`,
     if (!LOOPBACK.has(host) && !token) {
       throw new UserError(`refusing to bind ${host} without a token: set COT_DISTILL_TOKEN (or bind 127.0.0.1)`);
     }
-    const runtime = openTeacherRuntime({ dbPath: values.db, client: teacherClientOptions(values) });
+    const runtime = openTeacherRuntime({
+      dbPath: values.db,
+      client: teacherClientOptions(values),
+      teacherDefaults: values.structured ? { structured: true } : undefined,
+    });
     const app = createApp(runtime.appDeps(token));
     // idleTimeout 0: SSE progress streams stay open for as long as a job runs
     const server = Bun.serve({ hostname: host, port, fetch: app.fetch, idleTimeout: 0 });

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { command as rationalesCommand } from "../../src/commands/rationales.ts";
 import { loadRationales } from "../../src/distill/train.ts";
 import { createApp } from "../../src/server/app.ts";
+import { generationParams } from "../../src/teacher/jobs.ts";
 import { openDatabase } from "../../src/store/db.ts";
 import { RationaleStore, rationaleText } from "../../src/store/rationales.ts";
 import { costUsd } from "../../src/teacher/pricing.ts";
@@ -120,6 +121,16 @@ describe("structured mode", () => {
     expect(sent.json_schema!.schema).toMatchObject({ required: ["rationale", "answer"], properties: { answer: { type: "number" } } });
     const bad = await app.request("/v1/rationales", jsonPost({ question: "Q?", format: "essay" }));
     expect(bad.status).toBe(400);
+  });
+
+  test("a job records the mode it was created with: the default of a process resuming it does not switch it", async () => {
+    stack = await startTeacherStack({ fake: { style: "json" }, runtime: { teacherDefaults: { structured: true } } });
+    const structured = await stack.runtime.jobs.create({ dataset: "cqa", split: "test", limit: 2 });
+    expect(structured.params.structured).toBe(true);
+    await stack.runtime.jobs.settled(structured.id);
+    expect(stack.fake.requests.every((r) => r.body.response_format?.type === "json_schema")).toBe(true);
+    expect(generationParams({}).structured).toBe(false);
+    expect(generationParams({ structured: true }).structured).toBe(true);
   });
 
   test("a structured answer is validated: JSON with a label that is not a choice fails as no_answer", async () => {
