@@ -13,6 +13,7 @@
  * a caller's `onStored` runs inside it: a bulk job marks its item done in the very commit that stores the answer.
  */
 import type { Database } from "bun:sqlite";
+import { getDataset, type AnswerKind } from "../data/registry.ts";
 import type { Choice } from "../data/types.ts";
 import { GroupCommit } from "../store/group-commit.ts";
 import { RationaleStore, rationaleKey, type RationaleRecord } from "../store/rationales.ts";
@@ -181,6 +182,7 @@ export class TeacherService {
    */
   private readonly inFlight = new Map<string, Promise<Map<string, TeacherError>>>();
   private readonly templates: Partial<Record<AnswerFormat, PromptTemplate>>;
+  private readonly answerKinds = new Map<string, AnswerKind | null>();
 
   constructor(options: TeacherServiceOptions) {
     this.store = new RationaleStore(options.db);
@@ -200,8 +202,9 @@ export class TeacherService {
   }
 
   plan({ item, params = {} }: RationaleRequest): RationalePlan {
-    const format = answerFormatOf(item);
-    const template = this.templates[format] ?? templateFor(item);
+    const kind = this.answerKindOf(item.dataset);
+    const format = answerFormatOf(item, kind);
+    const template = this.templates[format] ?? templateFor(item, kind);
     const model = params.model ?? this.defaults.model;
     const structured = params.structured ?? this.defaults.structured;
     const keyParams: RationalePlan["keyParams"] = {
@@ -231,6 +234,21 @@ export class TeacherService {
       ...(structured ? { responseFormat: { name: "rationale_and_answer", schema: structuredSchema(format, item.choices) } } : {}),
     };
     return { item, template, request, keyParams, keys };
+  }
+
+  /** The registered dataset's answer kind (read once per dataset: a descriptor dataset is a file read); null if unknown. */
+  private answerKindOf(dataset: string | undefined): AnswerKind | null {
+    if (dataset === undefined) return null;
+    let kind = this.answerKinds.get(dataset);
+    if (kind === undefined) {
+      try {
+        kind = getDataset(dataset).answerKind;
+      } catch {
+        kind = null; // an item naming a dataset the registry does not know: go by its gold answer
+      }
+      this.answerKinds.set(dataset, kind);
+    }
+    return kind;
   }
 
   /**

@@ -8,7 +8,9 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { loadSplit } from "../../src/data/registry.ts";
+import { loadSplit, registerJsonl } from "../../src/data/registry.ts";
+import { rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { command as rationalesCommand } from "../../src/commands/rationales.ts";
 import { loadRationales } from "../../src/distill/train.ts";
@@ -222,6 +224,40 @@ describe("answer validity", () => {
     expect(sample.usage!.reasoningTokens!).toBeLessThan(sample.usage!.completionTokens);
     expect(sample.costUsd).toBeCloseTo(costUsd("o3-mini", sample.usage!.promptTokens, sample.usage!.completionTokens)!, 12);
     expect(sample.reasoning).toMatch(/^Let me think/);
+  });
+});
+
+describe("free-form datasets", () => {
+  test("a text dataset's items get the short-answer or yes/no template and parse, agreeing under SQuAD-style match", async () => {
+    const rows = [
+      { q: "Which city is the capital of France?", a: "Paris" },
+      { q: "In which year did the Berlin Wall fall?", a: "1989" },
+      { q: "Can a pear float on water?", a: "yes" },
+    ];
+    const file = join(tmpdir(), `cot-free-${process.pid}.jsonl`);
+    writeFileSync(file, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
+    registerJsonl("free-form-test", { path: file, fields: { question: "q", answer: "a" } });
+    const said: Record<string, string> = { Paris: "the answer is **the Paris**.", "1989": "So the answer is 1989.", yes: "Yes, since a pear is less dense than water." };
+    stack = await startTeacherStack({
+      fake: {
+        fallback: (request) => {
+          const question = lastQuestion(request.body);
+          const row = rows.find((r) => question.startsWith(r.q))!;
+          return { kind: "ok", content: row.a === "yes" ? said.yes : `Thinking about it carefully, ${said[row.a]}` };
+        },
+      },
+    });
+    const { jobs, teacher } = stack.runtime;
+    const job = await jobs.settled((await jobs.create({ dataset: "free-form-test", split: "train" })).id);
+    expect(job).toMatchObject({ done: 3, failed: 0 });
+    const stored = (await loadSplit("free-form-test", "train")).map((item) => teacher.store.forItem("free-form-test", item.id)[0]);
+    expect(stored.map((r) => [r.label, r.agrees])).toEqual([["the Paris", true], ["1989", true], ["yes", true]]);
+    expect(stored.map((r) => r.template.split("@")[0])).toEqual(["short-answer-cot", "short-answer-cot", "strategyqa-cot"]);
+    expect(stored[2].rationale).toBe("A pear is less dense than water.");
+    const prompts = stack.fake.requests.map((r) => r.body.messages[0].content);
+    expect(prompts.filter((p) => p.includes("So the answer is Ottawa."))).toHaveLength(2);
+    expect(prompts.filter((p) => p.includes("So the answer is yes."))).toHaveLength(1);
+    rmSync(file, { force: true });
   });
 });
 
