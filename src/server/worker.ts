@@ -65,7 +65,7 @@ function logError(path: string): string {
 }
 
 /** A child process as the supervisor holds it. */
-type Child = { kill(signal?: number | NodeJS.Signals): void; exited: Promise<number> };
+type Child = { pid: number; kill(signal?: number | NodeJS.Signals): void; exited: Promise<number> };
 
 /**
  * At most `max` child processes at once, FIFO after that, at most `maxQueued` waiting: work beyond that is refused
@@ -150,6 +150,11 @@ export class RunSupervisor {
   get runs(): RunStore {
     this.store ??= new RunStore(openDatabase(this.options.dbPath));
     return this.store;
+  }
+
+  /** The process id working for a run or evaluation right now (none while queued or after it ended). */
+  pid(id: string): number | undefined {
+    return this.children.get(id)?.pid;
   }
 
   /**
