@@ -6,12 +6,14 @@
  * its job instead of retrying forever; the HTTP server closes half-sent requests.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, readdirSync, realpathSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { teacherClientOptions } from "../../src/commands/teacher-flags.ts";
+import { loadSplit } from "../../src/data/registry.ts";
 import { createApp } from "../../src/server/app.ts";
 import { isLoopbackHost } from "../../src/server/middleware.ts";
 import { TeacherClient } from "../../src/teacher/client.ts";
+import { TINY_RANDOM_GPT2 } from "../fixtures/reference.ts";
 import { runCli } from "../helpers/cli.ts";
 import { startRunServer, type RunServer } from "../helpers/run-server.ts";
 import { startTeacherStack, TEST_API_KEY } from "../helpers/teacher-stack.ts";
@@ -93,6 +95,46 @@ describe("roots: request fields name things inside the server's roots only", () 
     expect(answer.text).toContain("<data>/<ref>:1: not valid JSON");
     expect(readdirSync(server.runsRoot).filter((f) => f.startsWith("notes-run"))).toEqual([]);
   }, 120_000);
+
+  test(
+    "what IS inside the roots works: a model folder by name, a hub id from the HF cache (only read), a rationale file",
+    async () => {
+      const { dirs } = server.roots;
+      cpSync(TINY_RANDOM_GPT2, join(dirs.models, "tiny"), { recursive: true });
+      const snapshot = join(dirs.hfCache, "models--org--tiny", "snapshots", "abc123");
+      cpSync(TINY_RANDOM_GPT2, snapshot, { recursive: true });
+      mkdirSync(join(dirs.hfCache, "models--org--tiny", "refs"), { recursive: true });
+      writeFileSync(join(dirs.hfCache, "models--org--tiny", "refs", "main"), "abc123");
+      for (const [modelDir, folder] of [["tiny", join(dirs.models, "tiny")], ["org/tiny", snapshot]]) {
+        const created = await post("/v1/evaluate", { modelDir, dataset: "cqa", limit: 1 });
+        expect(created.status).toBe(202);
+        const { id } = (await created.json()) as { id: string };
+        let evaluation: { status: string; error?: string; result?: { n: number } } = { status: "queued" };
+        while (evaluation.status === "queued" || evaluation.status === "running") {
+          await Bun.sleep(100);
+          evaluation = (await (await fetch(`${server.base}/v1/evaluate/${id}`)).json()) as typeof evaluation;
+        }
+        expect(evaluation.error).toBeUndefined();
+        expect(evaluation).toMatchObject({ status: "done", result: { n: 1 } });
+        expect(readdirSync(folder).filter((f) => f.startsWith("eval-"))).toEqual([]); // a model folder is only read
+      }
+
+      // a run on rationales from a file in the data root trains (and is found by name afterwards)
+      const rationales = (await loadSplit("cqa", "train", { excludeDev: true })).slice(0, 4).map((item) => ({ id: item.id, rationale: `Because ${item.question.slice(0, 20)} it fits.` }));
+      writeFileSync(join(dirs.data, "mine.jsonl"), rationales.map((r) => JSON.stringify(r)).join("\n") + "\n");
+      const started = await post("/v1/runs", { ...tinyRun, name: "from-file", rationales: "mine.jsonl" });
+      expect(started.status).toBe(202);
+      const { id } = (await started.json()) as { id: string };
+      let run: { status: string; config: { rationales: string } } = { status: "running", config: { rationales: "" } };
+      while (run.status === "queued" || run.status === "running") {
+        await Bun.sleep(200);
+        run = (await (await fetch(`${server.base}/v1/runs/${id}`)).json()) as typeof run;
+      }
+      expect(run.status).toBe("done");
+      expect(run.config.rationales).toBe(realpathSync(join(dirs.data, "mine.jsonl")));
+    },
+    240_000,
+  );
 
   test("GET of a run by a path-like id: the same 404 as any unknown run", async () => {
     for (const ref of ["leak", "dangling", "run-nope"]) {
