@@ -5,6 +5,7 @@
  */
 import * as v from "valibot";
 import { ANSWER_FORMATS } from "../teacher/prompts.ts";
+import { ItemLimit } from "../bounds.ts";
 
 /** Dataset names are folder names under datasets/: no separators, no dots first, so "../x" never reaches the disk. */
 export const DatasetName = v.pipe(
@@ -72,7 +73,7 @@ export type FailureListQuery = v.InferOutput<typeof FailureListQuerySchema>;
 export const JobRequestSchema = v.strictObject({
   dataset: DatasetName,
   split: SplitName,
-  limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  limit: v.optional(ItemLimit),
   concurrency: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(256))),
   /** Use the Batch API (upload, create, poll, download) instead of one request per item. */
   batch: v.optional(v.boolean()),

@@ -24,7 +24,8 @@ registerSchema(
     runner      TEXT,
     heartbeat   INTEGER,
     created_at  INTEGER NOT NULL,
-    finished_at INTEGER
+    finished_at INTEGER,
+    interrupted_calls INTEGER NOT NULL DEFAULT 0
   );
   CREATE TABLE IF NOT EXISTS job_items (
     job_id            TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -90,6 +91,12 @@ export interface JobRow {
 }
 
 export interface JobCounts {
+  /**
+   * Items a runner held when it died (kill -9, power loss) — each may have been a teacher call in flight, paid but
+   * never answered to us, so its tokens and cost are NOT in the totals below: an upper bound on such calls (a held
+   * item may also have been waiting its turn). Each costs at most its prompt plus maxTokens x n completion tokens.
+   */
+  interruptedCalls: number;
   total: number;
   done: number;
   cached: number;
@@ -158,7 +165,11 @@ const toJob = (r: RawJob): JobRow => ({
 
 /** All SQL about jobs. One instance per connection; `db.query` caches each statement after its first use. */
 export class JobStore {
-  constructor(readonly db: Database) {}
+  constructor(readonly db: Database) {
+    // databases from before interrupted calls were counted get the column (0: nothing known about earlier crashes)
+    const columns = db.query<{ name: string }, []>("PRAGMA table_info(jobs)").all();
+    if (!columns.some((c) => c.name === "interrupted_calls")) db.exec("ALTER TABLE jobs ADD COLUMN interrupted_calls INTEGER NOT NULL DEFAULT 0");
+  }
 
   /** The job and all its items in one transaction: a job is never visible half-enumerated. */
   create(job: { id: string; dataset: string; split: string; mode: JobMode; params: JobParams; items: Item[] }): JobRow {
@@ -213,6 +224,11 @@ export class JobStore {
         row.runner === null || row.runner === runner || isGone(row.runner) || (row.heartbeat ?? 0) < now - staleMs;
       if (!free) return false;
       this.db.query("UPDATE jobs SET runner = ?, heartbeat = ? WHERE id = ?").run(runner, now, id);
+      // items still claimed were left by a runner that died with them: each may have had a call in flight, paid
+      // for but never answered to us; counted here, since their usage can no longer be known
+      this.db
+        .query("UPDATE jobs SET interrupted_calls = interrupted_calls + (SELECT count(*) FROM job_items WHERE job_id = ?1 AND state = 'claimed') WHERE id = ?1")
+        .run(id);
       this.db.query("UPDATE job_items SET state = 'pending' WHERE job_id = ? AND state = 'claimed'").run(id);
       return true;
     })();
@@ -327,6 +343,7 @@ export class JobStore {
     );
     const parseFailures = PARSE_FAILURE_REASONS.reduce((sum, kind) => sum + (failuresByKind[kind] ?? 0), 0);
     const answered = n("done") + n("failed");
+    const interrupted = this.db.query<{ n: number }, [string]>("SELECT interrupted_calls AS n FROM jobs WHERE id = ?").get(id)?.n ?? 0;
     return {
       total: n("total"),
       done: n("done"),
@@ -343,6 +360,7 @@ export class JobStore {
       parseFailureRates: Object.fromEntries(
         PARSE_FAILURE_REASONS.filter((reason) => failuresByKind[reason]).map((reason) => [reason, failuresByKind[reason] / answered]),
       ),
+      interruptedCalls: interrupted,
     };
   }
 

@@ -40,14 +40,15 @@ describe.skipIf(!haveChromium)("dashboard in a browser", () => {
     server = await startRunServer({ experimentsRoot: experiments });
     const runs = server.supervisor.runs;
 
-    const doneDir = join(experiments, "runs", "finished");
+    // run folders inside the server's runs root: a run kept elsewhere is not the server's to read
+    const doneDir = join(server.runsRoot, "finished");
     mkdirSync(doneDir, { recursive: true });
     writeFileSync(join(doneDir, "metrics.jsonl"), [1, 2, 3, 4, 5, 6].map(metricsLine).join(""));
     const done = runs.register({ name: "finished-after-full", runDir: doneDir, config: { dataset: "cqa", placement: "after", selection: { kind: "full" }, model: "micro" } });
     runs.markRunning(done.id);
     runs.markDone(done.id, { steps: 6, final_loss: 1, test_accuracy: 0.25 });
 
-    const liveDir = join(experiments, "runs", "live");
+    const liveDir = join(server.runsRoot, "live");
     mkdirSync(liveDir, { recursive: true });
     liveMetrics = join(liveDir, "metrics.jsonl");
     writeFileSync(liveMetrics, [1, 2].map(metricsLine).join(""));

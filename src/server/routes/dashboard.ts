@@ -65,6 +65,7 @@ const PAGE = /* html */ `<!doctype html>
   .status { padding: 1px 8px; border-radius: 10px; font-size: 12px; }
   .status.queued { background: #eef0f4; } .status.running { background: #dcebff; color: #0b4fb3; }
   .status.done { background: #dcf5e3; color: #146c2e; } .status.failed { background: #fde2e1; color: #a4161a; }
+  .status.cancelled { background: #f1e8d8; color: #7a5b12; }
   .empty { color: var(--muted); font-size: 13px; }
   svg text { font-size: 11px; fill: var(--muted); }
   #legend { display: flex; flex-wrap: wrap; gap: 12px; font-size: 12px; margin-top: 6px; }
