@@ -349,7 +349,8 @@ export class JobManager {
         );
       } catch (err) {
         if (context.signal.aborted) this.store.unclaim(job.id, claimed.seq, this.runner);
-        else this.store.markFailed(job.id, claimed.seq, describeError(err), isTeacherError(err) ? err.kind : "error");
+        else if (isTeacherError(err)) this.store.markFailed(job.id, claimed.seq, describeError(err), err.kind, err.paid);
+        else this.store.markFailed(job.id, claimed.seq, describeError(err));
       }
       context.changed();
     };

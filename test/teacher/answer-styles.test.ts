@@ -20,7 +20,7 @@ import { openDatabase } from "../../src/store/db.ts";
 import { RationaleStore, rationaleText } from "../../src/store/rationales.ts";
 import { costUsd } from "../../src/teacher/pricing.ts";
 import { fakeBatches } from "../helpers/fake-batches.ts";
-import { defaultAnswer, lastQuestion, type AnswerStyle, type Behaviour } from "../helpers/fake-openai.ts";
+import { countTokens, defaultAnswer, lastQuestion, type AnswerStyle, type Behaviour, type RecordedRequest } from "../helpers/fake-openai.ts";
 import { startTeacherStack, type TeacherStack } from "../helpers/teacher-stack.ts";
 
 let stack: TeacherStack | null = null;
@@ -164,12 +164,18 @@ describe("answer validity", () => {
     expect(failures.map((f) => f.kind).sort()).toEqual(["empty", "empty", "no_answer", "no_answer", "refusal", "refusal"]);
     expect(failures.find((f) => f.kind === "refusal")!.rawCompletion).toBe("I'm sorry, but I can't help with that request.");
     expect(failures.find((f) => f.kind === "no_answer")!.rawCompletion).toBe("Gulls are interesting birds with many habits.");
+    // refused answers were billed: the job counts every call's tokens, not only the stored answers'
+    const promptOf = (r: RecordedRequest) => countTokens(r.body.messages.map((m) => m.content).join("\n"));
+    expect(job.promptTokens).toBe(stack.fake.requests.reduce((sum, r) => sum + promptOf(r), 0));
+    const storedCost = items.flatMap((item) => teacher.store.forItem("cqa", item.id)).reduce((sum, r) => sum + r.costUsd!, 0);
+    expect(job.costUsd).toBeGreaterThan(storedCost * 2); // 6 refused calls with the same prompt length as the 4 stored
 
     // never served: asking for a failed item goes to the teacher again
     const before = stack.fake.requests.length;
     const retried = await jobs.settled(jobs.retryFailed(job.id).id);
     expect(retried).toMatchObject({ status: "done", done: 10, failed: 0, parseFailureRate: 0, failuresByKind: {} });
     expect(stack.fake.requests.length - before).toBe(6);
+    expect(retried.promptTokens).toBe(stack.fake.requests.reduce((sum, r) => sum + promptOf(r), 0)); // both attempts counted
     expect(items.flatMap((item) => teacher.store.forItem("cqa", item.id))).toHaveLength(10);
   });
 
@@ -278,6 +284,8 @@ describe("batch mode reads answers the same way", () => {
     }
     expect(teacher.store.forItem("cqa", items[1].id)).toHaveLength(0);
     expect(teacher.store.failures()[0]).toMatchObject({ kind: "empty", itemId: items[1].id });
+    // the empty answer was billed too: its prompt counts in the job beside the stored answers'
+    expect(job.promptTokens).toBeGreaterThan(stored.reduce((sum, r) => sum + r.promptTokens!, 0));
   });
 });
 
