@@ -276,7 +276,8 @@ export class RunSupervisor {
       throw new UserError(`run "${ref}" is ${run.status} in another process (not started by this server); stop that process first`, 409);
     }
     this.runs.delete(run.id);
-    rmSync(run.runDir, { recursive: true, force: true });
+    // a run whose folder is the runs root itself (a CLI run with --out runs) loses its row, never the root
+    if (!this.roots.isRoot("run", run.runDir)) rmSync(run.runDir, { recursive: true, force: true });
     return { deleted: run.id };
   }
 

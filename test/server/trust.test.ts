@@ -144,6 +144,14 @@ describe("roots: request fields name things inside the server's roots only", () 
     }
   });
 
+  test("DELETE of a run whose folder is the runs root itself removes its row, never the root", async () => {
+    const rootRun = server.supervisor.runs.register({ name: "cli-run-into-root", runDir: server.runsRoot, config: {} });
+    server.supervisor.runs.markDone(rootRun.id, {});
+    expect((await fetch(`${server.base}/v1/runs/${rootRun.id}`, { method: "DELETE" })).status).toBe(200);
+    expect(server.supervisor.runs.get(rootRun.id)).toBeNull();
+    expect(readdirSync(server.runsRoot)).toContain("leak");
+  });
+
   test("a run of the index whose folder lies outside the runs root is not the server's to touch", async () => {
     const elsewhere = server.supervisor.runs.register({ name: "cli-run-elsewhere", runDir: join(outside, "run"), config: {} });
     expect((await fetch(`${server.base}/v1/runs/${elsewhere.id}`)).status).toBe(404);
