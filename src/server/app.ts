@@ -12,7 +12,7 @@ import { handleError, handleNotFound, limitBody, requireLoopbackHost, requireTok
 import { experimentRoutes } from "./routes/experiments.ts";
 import { jobsRoutes } from "./routes/jobs.ts";
 import { rationalesRoutes, type RationaleLister } from "./routes/rationales.ts";
-import { requestSchemas } from "./schemas.ts";
+import { requestSchemas, type FailureListQuery } from "./schemas.ts";
 import { runRequestSchemas } from "./routes/run-schemas.ts";
 import type { RunSupervisor } from "./worker.ts";
 
@@ -21,6 +21,8 @@ export interface AppDeps {
   jobs: JobManager;
   /** Streams stored rationales of a dataset split (the rationale store's listing). */
   listRationales: RationaleLister;
+  /** Streams recorded failures (raw answers the parser refused, teacher errors) for inspection. */
+  listFailures?: (query: FailureListQuery) => AsyncIterable<unknown>;
   /** Throws UserError(404) for an unknown dataset (the dataset registry's getDataset). */
   requireDataset: (name: string) => unknown;
   /** Bearer token required on every route but /healthz; undefined = open (serve allows that on loopback only). */

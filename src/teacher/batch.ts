@@ -11,7 +11,7 @@
 import OpenAI, { APIError, toFile } from "openai";
 import type { BatchState, ClaimedItem, JobRow } from "../store/jobs.ts";
 import type { ChatRequest, ChatResult, TeacherClientOptions } from "./client.ts";
-import { redactSecrets, resolveClientConfig } from "./client.ts";
+import { chatBody as clientChatBody, readChoices, readUsage, redactSecrets, resolveClientConfig } from "./client.ts";
 import { TeacherError } from "./errors.ts";
 import { outcomeOf, sleepUnlessAborted, teacherItem, type BatchRunner, type JobContext } from "./jobs.ts";
 import type { RationalePlan, RationaleSample, TeacherService } from "./service.ts";
@@ -51,30 +51,14 @@ export function parseCustomId(id: string): { jobId: string; seq: number; sampleI
 
 /** The chat-completions body for one sample, the same fields the online client sends. */
 export function chatBody(request: ChatRequest): Record<string, unknown> {
-  return {
-    model: request.model,
-    messages: [{ role: "user", content: request.prompt }],
-    temperature: request.temperature,
-    max_tokens: request.maxTokens,
-    n: 1,
-    ...(request.stop?.length ? { stop: request.stop } : {}),
-  };
+  return clientChatBody(request, { n: 1 });
 }
 
 /** A chat.completion body from the output file as the ChatResult `ingest` takes; null when it is not one. */
 export function chatResultOf(body: unknown): Omit<ChatResult, "attempts"> | null {
-  const b = body as { choices?: unknown; usage?: { prompt_tokens?: number; completion_tokens?: number }; model?: string };
+  const b = body as { choices?: unknown; usage?: unknown; model?: string };
   if (!b || !Array.isArray(b.choices) || b.choices.length === 0) return null;
-  const choices = (b.choices as { index?: number; message?: { content?: unknown }; finish_reason?: string }[]).map((c, i) => ({
-    index: typeof c.index === "number" ? c.index : i,
-    text: typeof c.message?.content === "string" ? c.message.content : "",
-    finishReason: String(c.finish_reason ?? "stop"),
-  }));
-  const usage =
-    b.usage && typeof b.usage.prompt_tokens === "number" && typeof b.usage.completion_tokens === "number"
-      ? { promptTokens: b.usage.prompt_tokens, completionTokens: b.usage.completion_tokens }
-      : null;
-  return { choices, usage, model: String(b.model ?? ""), latencyMs: 0 };
+  return { choices: readChoices(b.choices), usage: readUsage(b.usage), model: String(b.model ?? ""), latencyMs: 0 };
 }
 
 /** The plan of an item and which of its samples are not stored yet. */
@@ -149,17 +133,17 @@ export function batchRunner(options: BatchOptions): BatchRunner {
     const settleItem = teacher.store.db.transaction((claimed: ClaimedItem) => {
       const item = planItem(claimed, context);
       const samples: RationaleSample[] = [];
-      const errors: string[] = [];
+      const errors: TeacherError[] = [];
       for (const line of bySeq.get(claimed.seq) ?? []) {
         const sampleIndex = parseCustomId(line.custom_id)!.sampleIndex;
         if (teacher.store.get(item.plan.keys[sampleIndex])) continue; // ingested before a crash
         const outcome = ingestLine(item.plan, sampleIndex, line);
-        if (outcome instanceof Error) errors.push(outcome.message);
+        if (outcome instanceof TeacherError) errors.push(outcome);
         else samples.push(outcome);
       }
       const stillMissing = item.plan.keys.filter((key) => !teacher.store.get(key)).length;
       if (stillMissing === 0) context.store.markDone(job.id, claimed.seq, outcomeOf({ samples }));
-      else context.store.markFailed(job.id, claimed.seq, errors[0] ?? `batch ${status} without an answer for this item`);
+      else context.store.markFailed(job.id, claimed.seq, errors[0]?.message ?? `batch ${status} without an answer for this item`, errors[0]?.kind ?? "upstream");
     });
     for (const claimed of context.store.pendingItems(job.id)) settleItem(claimed);
     context.changed();

@@ -56,6 +56,11 @@ describe.skipIf(!haveChromium)("dashboard in a browser", () => {
     runs.markRunning(live.id);
     liveId = live.id;
 
+    // a teacher job where 1 of 4 answers had no readable label and 1 named two
+    server.stack.fake.script({ kind: "no_label" }, { kind: "ok", content: "Hard. So the answer is either (a) or (b)." });
+    const jobs = server.stack.runtime.jobs;
+    await jobs.settled((await jobs.create({ dataset: "cqa", split: "test", limit: 4, concurrency: 1 })).id);
+
     const { chromium } = await import("playwright-core");
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
@@ -102,6 +107,13 @@ describe.skipIf(!haveChromium)("dashboard in a browser", () => {
       return pts.map((p) => Number(p.split(",")[1]));
     }, liveId);
     expect(ys.at(-1)!).toBeGreaterThan(ys[0]);
+  });
+
+  test("the teacher answers table shows each job's parse-failure rate and failures by kind", async () => {
+    const row = page.locator("#answers tbody tr", { hasText: "cqa/test" });
+    await row.waitFor();
+    expect(await row.locator(".parse-rate").textContent()).toBe("50.0%");
+    expect(await row.locator(".kinds").textContent()).toBe("ambiguous 1 (25.0%), no_answer 1 (25.0%)");
   });
 
   test("the experiment results table lists each condition with its mean and CI", async () => {

@@ -21,6 +21,7 @@ const BODIES_PER_SCHEMA = 80;
 const ROUTES: Record<string, { method: "GET" | "POST"; path: string; target: "json" | "query"; valid: Record<string, unknown> }> = {
   RationaleRequest: { method: "POST", path: "/v1/rationales", target: "json", valid: { question: "Where?", choices: [{ label: "A", text: "here" }, { label: "B", text: "there" }] } },
   RationaleListQuery: { method: "GET", path: "/v1/rationales", target: "query", valid: { dataset: "cqa", split: "test" } },
+  FailureListQuery: { method: "GET", path: "/v1/rationales/failures", target: "query", valid: { dataset: "cqa", split: "test" } },
   JobRequest: { method: "POST", path: "/v1/jobs", target: "json", valid: { dataset: "cqa", split: "test", limit: 1 } },
   RunRequest: { method: "POST", path: "/v1/runs", target: "json", valid: { dataset: "cqa", placement: "after", limit: 1 } },
   EvaluateRequest: { method: "POST", path: "/v1/evaluate", target: "json", valid: { run: "x", dataset: "cqa" } },

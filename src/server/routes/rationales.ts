@@ -1,14 +1,16 @@
 /**
  * POST /v1/rationales: one question → rationale sample(s), parsed label, agreement with the gold answer if given,
  * and whether each came from the store. GET /v1/rationales?dataset=&split=&model=: the stored rationales of a
- * split as JSON lines, streamed (a split can be tens of thousands of rows).
+ * split as JSON lines, streamed (a split can be tens of thousands of rows). GET /v1/rationales/failures?dataset=
+ * &split=&model=&kind=: the recorded failures with the raw answers, to see why a teacher's answers were refused.
  */
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
+import { UserError } from "../../errors.ts";
 import { stream } from "hono/streaming";
 import type { AppDeps } from "../app.ts";
 import { TeacherError } from "../../teacher/errors.ts";
 import { validate } from "../middleware.ts";
-import { RationaleListQuerySchema, RationaleRequestSchema, type RationaleListQuery } from "../schemas.ts";
+import { FailureListQuerySchema, RationaleListQuerySchema, RationaleRequestSchema, type RationaleListQuery } from "../schemas.ts";
 
 /** How long an on-demand request may hold its HTTP connection, all teacher attempts and waits included. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
@@ -32,23 +34,34 @@ async function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
 
 export type RationaleLister = (query: RationaleListQuery) => AsyncIterable<unknown>;
 
-export function rationalesRoutes(deps: Pick<AppDeps, "teacher" | "listRationales" | "requireDataset" | "requestTimeoutMs">): Hono {
+/** Rows as JSON lines, streamed, stopping when the client goes away. */
+function jsonLines(c: Context, rows: AsyncIterable<unknown>): Response {
+  c.header("content-type", "application/x-ndjson; charset=utf-8");
+  return stream(c, async (out) => {
+    for await (const row of rows) {
+      if (out.aborted) break;
+      await out.write(`${JSON.stringify(row)}\n`);
+    }
+  });
+}
+
+export function rationalesRoutes(deps: Pick<AppDeps, "teacher" | "listRationales" | "listFailures" | "requireDataset" | "requestTimeoutMs">): Hono {
   return new Hono()
     .post("/", validate("json", RationaleRequestSchema), async (c) => {
-      const { model, temperature, n, maxTokens, ...item } = c.req.valid("json");
+      const { model, temperature, n, maxTokens, structured, ...item } = c.req.valid("json");
       if (item.dataset !== undefined) deps.requireDataset(item.dataset);
-      const asked = deps.teacher.rationales({ item, params: { model, temperature, n, maxTokens } });
+      const asked = deps.teacher.rationales({ item, params: { model, temperature, n, maxTokens, structured } });
       return c.json(await withDeadline(asked, deps.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS));
     })
     .get("/", validate("query", RationaleListQuerySchema), (c) => {
       const query = c.req.valid("query");
       deps.requireDataset(query.dataset);
-      c.header("content-type", "application/x-ndjson; charset=utf-8");
-      return stream(c, async (out) => {
-        for await (const row of deps.listRationales(query)) {
-          if (out.aborted) break;
-          await out.write(`${JSON.stringify(row)}\n`);
-        }
-      });
+      return jsonLines(c, deps.listRationales(query));
+    })
+    .get("/failures", validate("query", FailureListQuerySchema), (c) => {
+      const query = c.req.valid("query");
+      if (query.dataset !== undefined) deps.requireDataset(query.dataset);
+      if (!deps.listFailures) throw new UserError("this server keeps no failure records", 404);
+      return jsonLines(c, deps.listFailures(query));
     });
 }
