@@ -36,7 +36,7 @@ export interface SupervisorOptions {
   maxProcesses?: number;
   /** Work waiting for a process slot (default 16); beyond it, requests are answered 429 with Retry-After. */
   maxQueued?: number;
-  /** Seconds a cancelled child gets to exit after SIGTERM before SIGKILL (default 3). */
+  /** Milliseconds a cancelled child gets to exit after SIGTERM before SIGKILL (default 3000). */
   killGraceMs?: number;
 }
 
