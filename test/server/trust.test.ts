@@ -156,6 +156,8 @@ describe("roots: request fields name things inside the server's roots only", () 
     const elsewhere = server.supervisor.runs.register({ name: "cli-run-elsewhere", runDir: join(outside, "run"), config: {} });
     expect((await fetch(`${server.base}/v1/runs/${elsewhere.id}`)).status).toBe(404);
     expect((await fetch(`${server.base}/v1/runs/${elsewhere.id}`, { method: "DELETE" })).status).toBe(404);
+    const listed = (await (await fetch(`${server.base}/v1/runs`)).json()) as { runs: Array<{ id: string }> };
+    expect(listed.runs.map((r) => r.id)).not.toContain(elsewhere.id);
     expect(readdirSync(outside)).toContain("run");
     server.supervisor.runs.delete(elsewhere.id);
   });
