@@ -35,14 +35,17 @@ const HEADER_END = Buffer.from("\r\n\r\n");
 class Pending {
   private chunks: Buffer[] = [];
 
-  /** Writes what the socket takes, keeps the rest; order is kept by writing only once nothing is pending. */
-  push(socket: Socket<unknown>, chunk: Buffer): void {
+  /**
+   * Writes what the socket takes, keeps (a copy of) the rest; order is kept by writing only once nothing is
+   * pending. Only kept bytes are copied: the chunk a data handler gets is not ours after it returns.
+   */
+  push(socket: Socket<unknown>, chunk: Uint8Array): void {
     if (this.chunks.length > 0) {
-      this.chunks.push(chunk);
+      this.chunks.push(Buffer.from(chunk));
       return;
     }
     const written = socket.write(chunk);
-    if (written < chunk.length) this.chunks.push(chunk.subarray(Math.max(0, written)));
+    if (written < chunk.length) this.chunks.push(Buffer.from(chunk.subarray(Math.max(0, written))));
   }
 
   get empty(): boolean {
@@ -114,7 +117,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
           socket: {
             data(_upstream, chunk) {
               client.data.answered = true;
-              client.data.toClient.push(client as Socket<unknown>, Buffer.from(chunk));
+              client.data.toClient.push(client as Socket<unknown>, chunk);
             },
             drain(upstream) {
               client.data.toUpstream.flush(upstream as Socket<unknown>);
@@ -140,7 +143,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       },
       data(client, chunk) {
         const c = client.data;
-        const bytes = Buffer.from(chunk);
+        const bytes = chunk;
         if (!c.awaitingHeaders && c.answered) {
           // a new request on a kept-alive connection: its headers get the same deadline
           c.awaitingHeaders = true;
@@ -148,16 +151,16 @@ export async function listen(options: ListenOptions): Promise<Listening> {
           armHeaderTimer(client);
         }
         if (c.awaitingHeaders) {
-          const seen = Buffer.concat([c.tail, bytes]);
+          const seen = c.tail.length ? Buffer.concat([c.tail, bytes]) : bytes;
           if (seen.includes(HEADER_END)) {
             c.awaitingHeaders = false;
             c.answered = false;
             if (c.timer) clearTimeout(c.timer);
             c.timer = null;
-          } else c.tail = seen.subarray(Math.max(0, seen.length - 3));
+          } else c.tail = Buffer.from(seen.subarray(Math.max(0, seen.length - 3)));
         }
         if (c.upstream) c.toUpstream.push(c.upstream as Socket<unknown>, bytes);
-        else c.early.push(bytes);
+        else c.early.push(Buffer.from(bytes));
       },
       drain(client) {
         client.data.toClient.flush(client as Socket<unknown>);
