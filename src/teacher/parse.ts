@@ -338,14 +338,17 @@ function parseText(text: string, format: AnswerFormat, choices: Choice[], reason
     return failure("no_answer", "no readable final answer", visible, reasoning);
   }
   const final = labelled[labelled.length - 1];
-  const named = [...new Set(labelled.flatMap((c) => c.labels).map((l) => (format === "short-answer" ? normaliseShortAnswer(l) : l)))];
+  // an early "either (a) or (b)" narrowed down later is not ambiguous; two different single answers are
+  const single = labelled.filter((c) => c.labels.length === 1).flatMap((c) => c.labels);
+  const named = [...new Set(single.map((l) => (format === "short-answer" ? normaliseShortAnswer(l) : l)))];
   if (final.labels.length > 1) return failure("ambiguous", `the answer names ${describeLabels(final.labels)}`, "", reasoning);
   if (named.length > 1) return failure("ambiguous", `the answers stated disagree: ${describeLabels(named)}`, "", reasoning);
-  const first = labelled[0];
+  // the answer as first stated (an earlier "either (a) or (b)" is part of the reasoning)
+  const first = labelled.find((c) => c.labels.length === 1)!;
   let rationale = trimTrailingConnectives(stripMarkdown(text.slice(0, first.start)));
   if (rationale === "") {
     // label first: the explanation follows the answer (up to a restated answer, if any)
-    const upTo = labelled.length > 1 ? final.start : text.length;
+    const upTo = first !== final ? final.start : text.length;
     const after = stripMarkdown(text.slice(first.end, upTo)).replace(LEADING_JOIN, "");
     rationale = after === "" ? "" : capitalise(trimTrailingConnectives(after));
   }

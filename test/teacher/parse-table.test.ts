@@ -105,6 +105,7 @@ const cases: Array<[string, Case]> = [
   // failures
   ["two labels: ambiguous", { text: "Hard to say. So the answer is either (a) or (c).", fails: "ambiguous" }],
   ["B or C: ambiguous", { text: "Both could work, so the answer is B or C.", fails: "ambiguous" }],
+  ["narrows two candidates down to one", { text: "At first the answer is either (a) or (b). Gulls need the water, so the answer is (b).", label: "B", rationale: "At first the answer is either (a) or (b). Gulls need the water." }],
   ["changes its mind: ambiguous", { text: "The answer is (a). Gulls like sand. Answer: (C)", fails: "ambiguous" }],
   ["refusal", { text: "I'm sorry, but I can't help with that request.", fails: "refusal" }],
   ["refusal, 'As an AI'", { text: "As an AI language model, I cannot determine where gulls live.", fails: "refusal" }],
