@@ -27,6 +27,8 @@ Unfinished rationale jobs in the database are resumed on start-up, and jobs of a
                          (16 characters or more); without a token only localhost Host names are answered
   --port P               port (default 8787; 0 = any free port, printed on start-up)
   --db PATH              SQLite database (default $COT_DISTILL_DB or cot-distill.sqlite)
+  --structured           structured mode ({rationale, answer} JSON via response_format) for requests and jobs that
+                         do not say; a server that refuses it is asked in plain text, said once
 Roots (request fields name things inside these, never other paths):
   --runs-dir D           run folders and experiment grids (default $COT_DISTILL_RUNS or runs)
   --models-dir D         model folders (default $COT_DISTILL_MODELS or models); hub ids come from the HF cache
@@ -48,6 +50,7 @@ OPENAI_BASE_URL, OPENAI_API_KEY, TEACHER_MODEL.`,
       host: { type: "string", default: "127.0.0.1" },
       port: { type: "string" },
       db: { type: "string", default: DEFAULT_DB_PATH },
+      structured: { type: "boolean" },
       "runs-dir": { type: "string" },
       "models-dir": { type: "string" },
       "data-dir": { type: "string" },
@@ -69,7 +72,11 @@ OPENAI_BASE_URL, OPENAI_API_KEY, TEACHER_MODEL.`,
     const headerTimeout = intFlag(values["header-timeout"], "header-timeout", DEFAULT_HEADER_TIMEOUT_S, 1);
     const requestTimeoutS = intFlag(values["request-timeout"], "request-timeout", 120, 1);
     const roots = serverRoots({ runs: values["runs-dir"], models: values["models-dir"], data: values["data-dir"] }, env);
-    const runtime = openTeacherRuntime({ dbPath: values.db, client: teacherClientOptions(values, env) });
+    const runtime = openTeacherRuntime({
+      dbPath: values.db,
+      client: teacherClientOptions(values, env),
+      teacherDefaults: values.structured ? { structured: true } : undefined,
+    });
     const supervisor = new RunSupervisor({
       runs: new RunStore(runtime.db),
       dbPath: values.db,
