@@ -1,3 +1,5 @@
+import type { AttentionShape } from "../gpu/kernels/index.ts";
+
 /**
  * Float64 reference implementations of every GPU kernel (the contract in src/gpu/kernels/index.ts), written in the
  * plain loop style of llm.c's train_gpt2.c. They are slow and obvious on purpose: the WGSL kernels are tested
@@ -201,15 +203,6 @@ export function geluBackward(x: Float64Array, dout: Float64Array): Float64Array 
     dinp[i] = localGrad * dout[i];
   }
   return dinp;
-}
-
-export interface AttentionShape {
-  B: number;
-  T: number;
-  /** Query heads, key/value heads (query head h uses key/value head h/(NH/KVH)), head size. */
-  NH: number;
-  KVH: number;
-  hs: number;
 }
 
 /** Row width of a fused qkv tensor: q (NH heads) | k (KVH heads) | v (KVH heads). */
