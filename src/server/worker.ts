@@ -36,7 +36,7 @@ export interface SupervisorOptions {
   maxProcesses?: number;
   /** Work waiting for a process slot (default 16); beyond it, requests are answered 429 with Retry-After. */
   maxQueued?: number;
-  /** Seconds a cancelled child gets to exit after SIGTERM before SIGKILL (default 3). */
+  /** Milliseconds a cancelled child gets to exit after SIGTERM before SIGKILL (default 3000). */
   killGraceMs?: number;
 }
 
@@ -276,7 +276,8 @@ export class RunSupervisor {
       throw new UserError(`run "${ref}" is ${run.status} in another process (not started by this server); stop that process first`, 409);
     }
     this.runs.delete(run.id);
-    rmSync(run.runDir, { recursive: true, force: true });
+    // a run whose folder is the runs root itself (a CLI run with --out runs) loses its row, never the root
+    if (!this.roots.isRoot("run", run.runDir)) rmSync(run.runDir, { recursive: true, force: true });
     return { deleted: run.id };
   }
 

@@ -19,6 +19,7 @@
 import * as v from "valibot";
 import { evaluateArithmetic } from "../data/arithmetic.ts";
 import { formatNumber } from "../data/svamp.ts";
+import type { AnswerKind } from "../data/registry.ts";
 import type { Choice } from "../data/types.ts";
 import type { AnswerFormat } from "./prompts.ts";
 
@@ -445,12 +446,18 @@ export function agreesWithGold(label: string | null, gold: string | undefined, f
   return label === expected;
 }
 
-/** What kind of answer an item wants: multiple choice with choices; otherwise told, or guessed from the gold answer. */
-export function answerFormatOf(item: { choices?: Choice[]; answer?: string; format?: AnswerFormat }): AnswerFormat {
+/**
+ * What kind of answer an item wants: told (`format`); multiple choice with choices; the dataset's own kind when known
+ * (a "number" dataset is math, a "text" one yes/no or short answer); otherwise guessed from the gold answer's shape
+ * (a number: math; yes/no/true/false: yes/no; anything else: short answer); math when there is nothing to go by.
+ */
+export function answerFormatOf(item: { choices?: Choice[]; answer?: string; format?: AnswerFormat }, answerKind?: AnswerKind | null): AnswerFormat {
   if (item.format) return item.format;
   if (item.choices?.length) return "multiple-choice";
+  if (answerKind === "number") return "math";
   const gold = item.answer?.trim();
+  if (gold && /^(?:yes|no|true|false)$/i.test(gold)) return "yes-no";
+  if (answerKind === "text") return "short-answer";
   if (!gold) return "math";
-  if (/^(?:yes|no|true|false)$/i.test(gold)) return "yes-no";
   return readNumbers(gold).length === 1 && /^[-$\d.,\s/()+*]+$/.test(gold) ? "math" : "short-answer";
 }
