@@ -19,7 +19,8 @@ with the tokenizer). The run is registered in the runs table of --db. Progress g
   --selection     full, shuffled (--unit token, word or sentence), random (as many random tokens), key (top --k
                   by attribution), masked (--p of them replaced by the mask token), unk (all of them replaced)
   --alpha         loss weight of the rationale tokens (default 1; label tokens weigh 1)
-  --model         a Hugging Face GPT-2 folder, or a size preset (micro, tiny, small, gpt2 …) trained from scratch
+  --model         a Hugging Face model folder (gpt2, llama, mistral, qwen2, qwen3, gemma, phi), or a size preset
+                  (micro, tiny, small, gpt2 …) trained from scratch as a GPT-2
                   with a compact BPE of the dataset (or, with --attribution saliency, the attribution model's)
   --rationales    palm: the shipped PaLM rationales (default); or a JSON-lines file of {"id"|"index", "rationale"}
   --attribution   scorer of --selection key: idf (model-free baseline, default), random (the random-k control) or

@@ -6,6 +6,7 @@
  * never as argv to be parsed back.
  */
 import * as v from "valibot";
+import { Alpha, BatchSize, CheckpointEvery, Epochs, Fraction, GradClip, ItemLimit, KeyTokens, LearningRate, MAX_STEPS, Seed, SequenceTokens, WarmupSteps, WeightDecay } from "../bounds.ts";
 import { UserError } from "../errors.ts";
 import { PLACEMENTS } from "./placement.ts";
 import { type Selection, SHUFFLE_UNITS } from "./selection.ts";
@@ -13,8 +14,8 @@ import { type Selection, SHUFFLE_UNITS } from "./selection.ts";
 export const ATTRIBUTIONS = ["idf", "saliency", "random"] as const;
 export type AttributionKind = (typeof ATTRIBUTIONS)[number];
 
-const Count = v.pipe(v.number(), v.integer(), v.minValue(1));
-const NonNegativeInt = v.pipe(v.number(), v.integer(), v.minValue(0));
+// the ranges every client-given number must lie in (src/bounds.ts): one definition for HTTP, grids and the CLI
+const Steps = v.pipe(v.number(), v.integer("an integer"), v.minValue(1, "at least 1"), v.maxValue(MAX_STEPS, `at most ${MAX_STEPS}`));
 const Path = v.pipe(v.string(), v.minLength(1), v.maxLength(1_000));
 const picklist = <T extends readonly [string, ...string[]]>(options: T, what: string) => v.picklist(options, `${what} must be one of: ${options.join(", ")}`);
 
@@ -32,7 +33,7 @@ export const SelectionSchema = v.variant(
       v.strictObject({
         kind: v.literal("key"),
         /** How many tokens to keep (a rationale shorter than k is kept whole). */
-        k: Count,
+        k: KeyTokens,
         /** Who scores the tokens: idf (model-free, default), saliency (gradient × input of attributionModel) or random (the random-k control). */
         attribution: v.optional(picklist(ATTRIBUTIONS, "attribution")),
         /** The student (run or model folder) whose saliency scores the tokens. */
@@ -43,7 +44,7 @@ export const SelectionSchema = v.variant(
     v.strictObject({
       kind: v.literal("masked"),
       /** The fraction of tokens replaced by the mask token. */
-      p: v.pipe(v.number(), v.minValue(0, "p must be in [0, 1]"), v.maxValue(1, "p must be in [0, 1]")),
+      p: Fraction,
     }),
   ],
   'selection must be one of: full, shuffled (optional "unit"), random, unk, key (with "k"), masked (with "p")',
@@ -52,23 +53,23 @@ export type SelectionSpec = v.InferOutput<typeof SelectionSchema>;
 
 /** Optimisation and schedule: what a grid's "training" object holds. */
 export const TrainingSchema = v.strictObject({
-  batchSize: v.optional(Count),
-  lr: v.optional(v.pipe(v.number(), v.gtValue(0))),
+  batchSize: v.optional(BatchSize),
+  lr: v.optional(LearningRate),
   /** Loss weight of the rationale tokens (label tokens weigh 1). */
-  alpha: v.optional(v.pipe(v.number(), v.minValue(0))),
-  warmupSteps: v.optional(NonNegativeInt),
-  weightDecay: v.optional(v.pipe(v.number(), v.minValue(0))),
-  gradClip: v.optional(v.pipe(v.number(), v.minValue(0))),
+  alpha: v.optional(Alpha),
+  warmupSteps: v.optional(WarmupSteps),
+  weightDecay: v.optional(WeightDecay),
+  gradClip: v.optional(GradClip),
   /** Longest training sequence in tokens (longer examples lose their end; default: the longest example). */
-  maxSeqLength: v.optional(Count),
-  /** Steps between checkpoints: what an interrupted run loses at most (0: only at the end). */
-  checkpointEvery: v.optional(NonNegativeInt),
+  maxSeqLength: v.optional(SequenceTokens),
+  /** Steps between checkpoints: what an interrupted run loses at most (default: only at the end; grids: 50). */
+  checkpointEvery: v.optional(CheckpointEvery),
   /** Evaluate on the dev split every N steps and keep the best weights. */
-  devEvery: v.optional(Count),
+  devEvery: v.optional(Steps),
   /** Dev items per evaluation (default 200). */
-  devLimit: v.optional(Count),
+  devLimit: v.optional(ItemLimit),
   /** Stop after N dev evaluations in a row without improvement. */
-  patience: v.optional(Count),
+  patience: v.optional(Steps),
 });
 export type TrainingSpec = v.InferOutput<typeof TrainingSchema>;
 
@@ -81,10 +82,10 @@ export const RunSpecSchema = v.pipe(
     model: v.optional(Path, "micro"),
     placement: picklist(PLACEMENTS, "placement"),
     selection: v.optional(SelectionSchema, { kind: "full" }),
-    seed: v.optional(NonNegativeInt, 0),
-    epochs: v.optional(v.pipe(v.number(), v.gtValue(0)), 1),
+    seed: v.optional(Seed, 0),
+    epochs: v.optional(Epochs, 1),
     /** Use the first N training items (that have a rationale). */
-    limit: v.optional(Count),
+    limit: v.optional(ItemLimit),
     /** "palm" (the shipped PaLM rationales), "gold" (the dataset's own) or a JSON-lines file of {id | index, rationale}. */
     rationales: v.optional(Path),
     /** Train no step: the initial student is the model (the "untrained" baseline row). */

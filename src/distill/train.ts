@@ -14,8 +14,10 @@ import type { Item } from "../data/types.ts";
 import { UserError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { Kernels } from "../gpu/kernels/index.ts";
-import { type GPT2Config, PRESETS, presetConfig } from "../model/config.ts";
-import { loadPretrained, resolveModelDir } from "../model/hf.ts";
+import { type ModelConfig, PRESETS, presetConfig } from "../model/config.ts";
+import { loadPretrained } from "../model/hf.ts";
+import { MAX_STEPS } from "../bounds.ts";
+import { anyPathRoots } from "../roots.ts";
 import { initParams } from "../model/init.ts";
 import { paramLayout } from "../model/params.ts";
 import { saveTokenizer, type Tokenizer } from "../model/tokenizer.ts";
@@ -77,7 +79,7 @@ export interface RunSettings {
   weights: LossWeights;
   template: Template;
   model: string;
-  modelConfig: GPT2Config;
+  modelConfig: ModelConfig;
   tokenizer: string;
   rationales: string;
   attribution: { kind: AttributionKind; model?: string } | null;
@@ -126,7 +128,7 @@ export async function loadRationales(dataset: string, items: Item[], source = de
     return items.map((item) => byIndex.get(item.index) ?? null);
   }
   const byKey = new Map<string, string>();
-  for (const { line, row } of await readJsonLines(source)) {
+  for (const { line, row } of await readJsonLines(anyPathRoots().resolve("rationales", source))) {
     const key = row.id ?? row.index;
     if (key === undefined || typeof row.rationale !== "string") {
       throw new UserError(`${source}:${line}: expected {"id" or "index", "rationale": "..."}`, 422);
@@ -216,7 +218,7 @@ function isPreset(model: string): boolean {
 /** A model folder (or hub id in the local cache) to fine-tune; the error names the presets too. */
 function studentFolder(model: string): string {
   try {
-    return resolveModelDir(model);
+    return anyPathRoots().resolve("model", model);
   } catch (err) {
     throw new UserError(`--model "${model}" is neither a size preset (${Object.keys(PRESETS).join(", ")}) nor a model folder: ${(err as Error).message}`, 404);
   }
@@ -275,6 +277,7 @@ export async function trainDistillation(input: RunSpecInput, options: DistillOpt
   const truncated = examples.filter((e) => e.ids.length - 1 > seqLength).length;
   const batchSize = Math.min(spec.training.batchSize ?? 8, examples.length);
   const steps = spec.untrained ? 0 : Math.max(1, Math.ceil((spec.epochs * examples.length) / batchSize));
+  if (steps > MAX_STEPS) throw new UserError(`this run would take ${steps} steps (epochs x examples / batch size); the most is ${MAX_STEPS}`, 422);
   const { lr, warmupSteps, weightDecay, gradClip } = spec.training;
   const chosenOptimizer = Object.fromEntries(Object.entries({ lr, warmupSteps, weightDecay, gradClip }).filter(([, v]) => v !== undefined));
   const optimizer = { ...DEFAULT_OPTIMIZER, ...chosenOptimizer };

@@ -10,12 +10,12 @@
 import { existsSync, readFileSync, writeFileSync, mkdirSync, renameSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import * as v from "valibot";
+import { Alpha, Epochs, ItemLimit, Seed } from "../bounds.ts";
 import { UserError } from "../errors.ts";
 import { PLACEMENTS, type Placement } from "../distill/placement.ts";
 import { type RunSpec, SelectionSchema, type SelectionSpec, TrainingSchema } from "../distill/run-spec.ts";
 
 const PlainName = v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9_.-]{0,63}$/, "use lower-case letters, digits, '.', '_' or '-'"));
-const Count = v.pipe(v.number(), v.integer(), v.minValue(1));
 const PlacementName = v.picklist(PLACEMENTS, `placement must be one of: ${PLACEMENTS.join(", ")}`);
 const PlacementList = v.pipe(v.array(PlacementName), v.minLength(1));
 
@@ -46,17 +46,17 @@ const GridInput = v.strictObject({
   models: v.optional(v.pipe(v.array(v.pipe(v.string(), v.minLength(1))), v.minLength(1))),
   placements: PlacementList,
   selections: v.optional(v.pipe(v.array(GridSelectionSchema), v.minLength(1)), [{ kind: "full" }]),
-  seeds: v.optional(v.pipe(v.array(v.pipe(v.number(), v.integer(), v.minValue(0))), v.minLength(1)), [0]),
-  epochs: v.pipe(v.number(), v.gtValue(0)),
+  seeds: v.optional(v.pipe(v.array(Seed), v.minLength(1)), [0]),
+  epochs: Epochs,
   /** Training items used (the first N of the train split). */
-  limit: v.optional(Count),
+  limit: v.optional(ItemLimit),
   /** Teacher rationales: "palm" (the shipped PaLM-540B ones, default) or a JSON-lines file of {id | index, rationale}. */
   rationales: v.optional(v.pipe(v.string(), v.minLength(1))),
   evalSplit: v.optional(v.pipe(v.string(), v.minLength(1)), "test"),
-  evalLimit: v.optional(Count),
+  evalLimit: v.optional(ItemLimit),
   training: v.optional(TrainingSchema, {}),
   /** Rationale loss weights to sweep: each condition with a rationale is run once per α (named "-a<α>"). */
-  alphas: v.optional(v.pipe(v.array(v.pipe(v.number(), v.minValue(0))), v.minLength(1))),
+  alphas: v.optional(v.pipe(v.array(Alpha), v.minLength(1))),
   /** Add an "untrained" row: the initial student (same seed) evaluated without training. */
   untrained: v.optional(v.boolean(), false),
   /** Paired comparisons to report, as [condition, baseline] names (default: every condition vs "none", and each

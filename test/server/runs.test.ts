@@ -4,9 +4,9 @@
  * evaluated and asked a question; and every kind of bad input answered 4xx with details.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { readEvents, startRunServer, type RunServer } from "../helpers/run-server.ts";
+import { readEvents, startRunServer, until, type RunServer } from "../helpers/run-server.ts";
 
 let server: RunServer;
 beforeAll(async () => {
@@ -30,15 +30,6 @@ interface Run {
   finalMetrics: { steps: number; test_accuracy?: number; test_n?: number } | null;
 }
 
-async function until<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 240_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    await Bun.sleep(200);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe("a run through HTTP", () => {
   let run: Run;
@@ -155,6 +146,10 @@ describe("bad input", () => {
     ["negative p", { selection: { kind: "masked", p: -0.5 } }, "selection.p"],
     ["unknown field", { learningRate: 3 }, "learningRate"],
     ["non-integer k", { selection: { kind: "key", k: 2.5 } }, "selection.k"],
+    ["epochs without end", { epochs: 1e300 }, "epochs"],
+    ["a seed no generator takes", { seed: 2 ** 40 }, "seed"],
+    ["limit beyond any dataset", { limit: 1e12 }, "limit"],
+    ["batch size of a million", { training: { batchSize: 1_000_000 } }, "training.batchSize"],
     ["unknown attribution", { selection: { kind: "key", k: 3, attribution: "gut" } }, "selection.attribution"],
     ["a selection for placement none", { placement: "none", selection: { kind: "shuffled" } }, "selection"],
   ];
@@ -169,14 +164,16 @@ describe("bad input", () => {
   }
 
   test(
-    "POST /v1/runs: a rationale file the server does not have → 400 from the train command, the run marked failed",
+    "POST /v1/runs: rationales the dataset does not have → 400 from the train command; the refused run leaves no row or folder",
     async () => {
-      const response = await post("/v1/runs", { ...tinyRun, name: "no-rationales", rationales: "/nonexistent/rationales.jsonl" });
+      const folders = () => readdirSync(server.runsRoot).filter((name) => name.startsWith("no-gold"));
+      const response = await post("/v1/runs", { ...tinyRun, name: "no-gold", rationales: "gold" });
       expect(response.status).toBe(400);
       const body = await issuesOf(response);
-      expect(body.error).toMatch(/rationales\.jsonl/);
-      const runs = (await (await fetch(`${server.base}/v1/runs?status=failed`)).json()) as { runs: Run[] };
-      expect(runs.runs.map((r) => r.name)).toContain("no-rationales");
+      expect(body.error).toMatch(/dataset "cqa" ships no gold rationales/);
+      const runs = (await (await fetch(`${server.base}/v1/runs`)).json()) as { runs: Run[] };
+      expect(runs.runs.map((r) => r.name)).not.toContain("no-gold");
+      expect(folders()).toEqual([]);
     },
     120_000,
   );
@@ -199,7 +196,8 @@ describe("bad input", () => {
   test("evaluate needs exactly one of run and modelDir; a model folder that is not one → 404", async () => {
     expect((await post("/v1/evaluate", { dataset: "cqa" })).status).toBe(400);
     expect((await post("/v1/evaluate", { run: "a", modelDir: "b", dataset: "cqa" })).status).toBe(400);
-    expect((await post("/v1/evaluate", { modelDir: "/nonexistent/model", dataset: "cqa" })).status).toBe(404);
+    expect((await post("/v1/evaluate", { modelDir: "nonexistent/model", dataset: "cqa" })).status).toBe(404);
+    expect((await post("/v1/evaluate", { modelDir: "/nonexistent/model", dataset: "cqa" })).status).toBe(400);
   });
 
   test("predict: an empty question → 400", async () => {

@@ -3,11 +3,11 @@
  * Schemas at /v1/schema come from the same objects). Selection rules mirror the grid file's.
  */
 import * as v from "valibot";
+import { ItemLimit } from "../../bounds.ts";
 import { type RunSpec, RunSpecSchema } from "../../distill/run-spec.ts";
 import { ChoiceSchema, DatasetName, SplitName } from "../schemas.ts";
 
-const Count = v.pipe(v.number(), v.integer(), v.minValue(1));
-/** A run id, a run name or a run folder: looked up in the run index (unknown → 404). */
+/** A run id, a run name or a run folder under the runs root: looked up in the run index (unknown → 404). */
 const RunRef = v.pipe(v.string(), v.minLength(1), v.maxLength(1_000));
 
 /** POST /v1/runs: the body is a run spec, the one definition of a run's settings (src/distill/run-spec.ts). */
@@ -17,11 +17,11 @@ export type RunRequest = RunSpec;
 export const EvaluateRequestSchema = v.pipe(
   v.strictObject({
     run: v.optional(RunRef),
-    /** A Hugging Face model folder on the server, instead of a run. */
+    /** A model folder in the models root or a hub id in the HF cache, instead of a run. */
     modelDir: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(1_000))),
     dataset: DatasetName,
     split: v.optional(SplitName, "test"),
-    limit: v.optional(Count),
+    limit: v.optional(ItemLimit),
   }),
   v.check((r) => (r.run === undefined) !== (r.modelDir === undefined), 'give exactly one of "run" or "modelDir"'),
 );
