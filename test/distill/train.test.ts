@@ -81,7 +81,7 @@ describe("trainDistillation", () => {
       ["a selection for placement none", { placement: "none", selection: { kind: "shuffled" } }, /placement "none" has no rationale to select from/],
       ["p outside [0, 1]", { selection: { kind: "masked", p: 1.5 } }, /selection\.p: p must be in \[0, 1\]/],
       ["unknown dataset", { dataset: "no-such-data" }, /unknown dataset "no-such-data"/],
-      ["negative alpha", { training: { alpha: -1 } }, /training\.alpha: Invalid value/],
+      ["negative alpha", { training: { alpha: -1 } }, /training\.alpha: alpha must be >= 0/],
       ["saliency without a model", { selection: { kind: "key", k: 2, attribution: "saliency" } }, /attribution "saliency" needs attributionModel/],
       ["saliency model that is no folder", { selection: { kind: "key", k: 2, attribution: "saliency", attributionModel: "/nonexistent" } }, /--attribution-model "\/nonexistent" is neither a finished run folder nor a model folder/],
       ["unknown model", { model: "enormous" }, /--model "enormous" is neither a size preset \(.*micro.*\) nor a model folder/],
