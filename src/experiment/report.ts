@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { UserError } from "../errors.ts";
 import { readMetrics } from "../train/metrics.ts";
 import { comparePaired, comparisonsMarkdown, type Outcomes, type PairedComparison } from "./compare.ts";
-import { conditionName, gridDir, UNTRAINED, type Cell, type CellResult, type Grid } from "./grid.ts";
+import { conditionName, expandGrid, gridDir, UNTRAINED, type Cell, type CellResult, type Grid } from "./grid.ts";
 import { accuracyBarChart, comparisonChart, lossLineChart, writeChart, type Series } from "./plots.ts";
 import { summarize, toMarkdown, writeResultTables, type Condition, type RunAccuracy } from "./results.ts";
 
@@ -65,7 +65,8 @@ export function cellOutcomes(cells: Cell[]): Map<string, Outcomes> {
  * the same dataset and model, and each token selection against the full rationale of its placement.
  */
 export function comparisonPairs(grid: Grid, cells: Cell[]): Array<[string, string]> {
-  const names = new Set(cells.map((c) => c.condition));
+  // names are checked against the whole grid: a report over some finished cells compares what it can
+  const names = new Set(expandGrid(grid).map((c) => c.condition));
   if (grid.comparisons) {
     for (const name of grid.comparisons.flat()) {
       if (!names.has(name)) throw new UserError(`comparison names condition "${name}", which the grid does not have (it has: ${[...names].join(", ")})`);

@@ -59,6 +59,8 @@ test("paired comparisons: named ones, or by default each condition vs none and e
   expect(comparisonPairs(g, cs)).toEqual([["after", "none"], ["after-shuffled", "after"], ["after-shuffled", "none"]]);
   const named = parseGrid({ ...g, datasets: undefined, models: undefined, dataset: "hops", model: "micro", comparisons: [["none", "untrained"]] });
   expect(comparisonPairs(named, cs)).toEqual([["none", "untrained"]]);
+  // a report over some finished cells (--report after a partial run) still knows the grid's conditions
+  expect(comparisonPairs(named, cs.filter((c) => c.condition === "none"))).toEqual([["none", "untrained"]]);
   const wrong = parseGrid({ ...named, comparisons: [["after", "before"]] });
   expect(() => comparisonPairs(wrong, cs)).toThrow('comparison names condition "before"');
 
