@@ -10,7 +10,7 @@ import { loadTokenizer, saveTokenizer, trainTokenizer, type Tokenizer } from "..
 import { TokenStreamSource } from "../train/batches.ts";
 import { runTraining } from "../train/run.ts";
 import { DEFAULT_OPTIMIZER } from "../train/trainer.ts";
-import { type Command, intFlag, numberFlag, parseFlags, requiredFlag } from "./command.ts";
+import { type Command, intFlag, numberFlag, parseFlags, requiredFlag, saveDtypeFlag } from "./command.ts";
 
 export const command: Command = {
   summary: "plain language-model training or fine-tuning on a text file",
@@ -30,6 +30,7 @@ Trains a GPT-2 on next-token prediction over a text file, on the GPU (or the sof
   --warmup N       warm-up steps (default 10% of --steps)
   --weight-decay X (default 0.1)      --grad-clip X (default 1.0; 0 disables)
   --vocab-size N   compact tokenizer size for presets (default 2048)
+  --save-dtype D   dtype of the final model/ weights: f32 (default), bf16 or f16 (training is f32 either way)
   --checkpoint-every N   (default: only at the end)
   --resume         continue from the latest checkpoint in --out (the same loss curve as an uninterrupted run)
   --seed N         (default 1)
@@ -41,8 +42,9 @@ Trains a GPT-2 on next-token prediction over a text file, on the GPU (or the sof
       "batch-size": { type: "string" }, "seq-len": { type: "string" }, "grad-accum": { type: "string" },
       lr: { type: "string" }, warmup: { type: "string" }, "weight-decay": { type: "string" }, "grad-clip": { type: "string" },
       "vocab-size": { type: "string" }, "checkpoint-every": { type: "string" }, resume: { type: "boolean" },
-      seed: { type: "string" }, adapter: { type: "string" },
+      seed: { type: "string" }, adapter: { type: "string" }, "save-dtype": { type: "string" },
     });
+    const saveDtype = saveDtypeFlag(v["save-dtype"]);
     const modelArg = requiredFlag(v.model, "model");
     const dataPath = requiredFlag(v.data, "data");
     const steps = intFlag(v.steps, "steps", undefined, 1);
@@ -95,6 +97,7 @@ Trains a GPT-2 on next-token prediction over a text file, on the GPU (or the sof
       seed,
       checkpointEvery: intFlag(v["checkpoint-every"], "checkpoint-every", 0),
       extraFiles: tokenizerFiles,
+      saveDtype,
       run: { model: modelArg, data: dataPath, B, T, seed },
       resume: v.resume,
       gpu,

@@ -22,7 +22,8 @@ import { createKernels, type Kernels } from "../gpu/kernels/index.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { paddedBatch } from "../eval/decode.ts";
 import { type Batch, Gpt2 } from "../model/gpt2.ts";
-import { loadHFModel, WEIGHTS_FILE } from "../model/hf.ts";
+import { loadHFModel } from "../model/hf.ts";
+import { weightFiles } from "../model/hf-weights.ts";
 import { loadTokenizer } from "../model/tokenizer.ts";
 import { type Attribution, attributionCacheDir } from "./attribution.ts";
 import type { TokenCodec } from "./codec.ts";
@@ -93,7 +94,10 @@ export async function scoreExamples(model: Gpt2, examples: DistillExample[], bat
 }
 
 function modelKey(modelDir: string): string {
-  return createHash("sha256").update(readFileSync(join(modelDir, WEIGHTS_FILE))).digest("hex").slice(0, 16);
+  // every weight file (shards too): any change to the weights changes the key
+  const hash = createHash("sha256");
+  for (const file of weightFiles(modelDir)) hash.update(readFileSync(file));
+  return hash.digest("hex").slice(0, 16);
 }
 
 export function saliencyCachePath(dataset: string, modelDir: string): string {

@@ -4,23 +4,25 @@
  * downloaded.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
 import { configFromHF, configToHF, type GPT2Config } from "./config.ts";
 import { type ParamLayout, paramLayout, tensorView } from "./params.ts";
-import { readSafetensorsFile, type SafetensorsEntry, toFloat32, writeSafetensorsFile } from "./safetensors.ts";
+import { type NamedTensor, readWeights, type SaveWeightsOptions, storedDtype, WEIGHTS_FILE, writeWeights } from "./hf-weights.ts";
+import { type Dtype, torchDtypeName } from "./safetensors.ts";
 
 export interface LoadedModel {
   config: GPT2Config;
   layout: ParamLayout;
   /** Flat parameters in `layout`. */
   params: Float32Array;
+  /** The dtype the checkpoint was stored in (training is float32 whatever it was). */
+  dtype: Dtype;
 }
 
 export const CONFIG_FILE = "config.json";
-export const WEIGHTS_FILE = "model.safetensors";
+export { WEIGHTS_FILE };
 
 /** Buffers HF keeps in some checkpoints (the causal mask); they are not parameters. */
 const IGNORED_SUFFIXES = [".attn.bias", ".attn.masked_bias"];
@@ -37,16 +39,17 @@ export async function readConfig(dir: string): Promise<GPT2Config> {
   return configFromHF(json, path);
 }
 
-/** Loads a GPT-2 folder. Tensor names may carry the `transformer.` prefix or not; lm_head must be tied to wte. */
+/**
+ * Loads a GPT-2 folder (one safetensors file or shards, F32/F16/BF16). Tensor names may carry the `transformer.`
+ * prefix or not; lm_head must be tied to wte.
+ */
 export async function loadHFModel(dir: string): Promise<LoadedModel> {
   const config = await readConfig(dir);
   const layout = paramLayout(config);
-  const weightsPath = join(dir, WEIGHTS_FILE);
-  if (!existsSync(weightsPath)) throw new UserError(`${dir}: no ${WEIGHTS_FILE} (only safetensors weights are read)`, 404);
-  const file = await readSafetensorsFile(weightsPath);
-  const found = new Map<string, SafetensorsEntry>();
-  let lmHead: SafetensorsEntry | undefined;
-  for (const [name, entry] of file.tensors) {
+  const weights = await readWeights(dir);
+  const found = new Map<string, NamedTensor>();
+  let lmHead: NamedTensor | undefined;
+  for (const [name, entry] of weights) {
     if (IGNORED_SUFFIXES.some((s) => name.endsWith(s))) continue;
     if (name === "lm_head.weight") lmHead = entry;
     else found.set(name.startsWith("transformer.") ? name : `transformer.${name}`, entry);
@@ -54,21 +57,23 @@ export async function loadHFModel(dir: string): Promise<LoadedModel> {
   const params = new Float32Array(layout.size);
   for (const spec of layout.tensors) {
     const entry = found.get(spec.name);
-    if (!entry) throw new UserError(`${weightsPath}: missing tensor ${spec.name}`, 422);
-    expectShape(weightsPath, spec.name, spec.shape, entry.shape);
-    tensorView(params, spec).set(toFloat32(entry));
+    if (!entry) throw new UserError(`${dir}: missing tensor ${spec.name}`, 422);
+    expectShape(entry.file, spec.name, spec.shape, entry.shape);
+    tensorView(params, spec).set(entry.data);
     found.delete(spec.name);
   }
-  if (found.size > 0) throw new UserError(`${weightsPath}: unexpected tensor ${[...found.keys()][0]} for a GPT-2 of this config`, 422);
+  if (found.size > 0) {
+    const [name, entry] = [...found][0];
+    throw new UserError(`${entry.file}: unexpected tensor ${name} for a GPT-2 of this config`, 422);
+  }
   if (lmHead) {
-    expectShape(weightsPath, "lm_head.weight", layout.wte.shape, lmHead.shape);
-    const head = toFloat32(lmHead);
+    expectShape(lmHead.file, "lm_head.weight", layout.wte.shape, lmHead.shape);
     const wte = tensorView(params, layout.wte);
-    if (head.some((x, i) => x !== wte[i])) {
-      throw new UserError(`${weightsPath}: lm_head.weight differs from transformer.wte.weight (only tied heads are supported)`, 422);
+    if (lmHead.data.some((x, i) => x !== wte[i])) {
+      throw new UserError(`${lmHead.file}: lm_head.weight differs from transformer.wte.weight (only tied heads are supported)`, 422);
     }
   }
-  return { config, layout, params };
+  return { config, layout, params, dtype: storedDtype(weights) };
 }
 
 function expectShape(file: string, name: string, expected: number[], found: number[]): void {
@@ -77,16 +82,23 @@ function expectShape(file: string, name: string, expected: number[], found: numb
   }
 }
 
-/** Writes config.json + model.safetensors that `transformers` GPT2LMHeadModel.from_pretrained loads (tied head). */
-export async function saveHFModel(dir: string, model: { config: GPT2Config; params: Float32Array }, extraConfig: Record<string, unknown> = {}): Promise<void> {
+/**
+ * Writes config.json + model.safetensors (or shards with their index; F32 unless `options.dtype`) that
+ * `transformers` GPT2LMHeadModel.from_pretrained loads (tied head).
+ */
+export async function saveHFModel(
+  dir: string,
+  model: { config: GPT2Config; params: Float32Array },
+  extraConfig: Record<string, unknown> = {},
+  options: SaveWeightsOptions = {},
+): Promise<void> {
   const layout = paramLayout(model.config);
   if (model.params.length !== layout.size) throw new Error(`params has ${model.params.length} floats, layout needs ${layout.size}`);
-  await mkdir(dir, { recursive: true });
   const byHFOrder = [...layout.tensors].sort((a, b) => a.name.localeCompare(b.name));
   const tensors = byHFOrder.map((spec) => ({ name: spec.name, shape: spec.shape, data: tensorView(model.params, spec) }));
-  // transformers refuses safetensors files whose metadata does not say which framework wrote them
-  await writeSafetensorsFile(join(dir, WEIGHTS_FILE), tensors, { format: "pt" });
-  await Bun.write(join(dir, CONFIG_FILE), JSON.stringify(configToHF(model.config, extraConfig), null, 2) + "\n");
+  await writeWeights(dir, tensors, options);
+  const torchDtype = torchDtypeName(options.dtype ?? "F32");
+  await Bun.write(join(dir, CONFIG_FILE), JSON.stringify(configToHF(model.config, { ...extraConfig, torch_dtype: torchDtype }), null, 2) + "\n");
 }
 
 /** The hub cache folder, as huggingface_hub computes it: HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub. */

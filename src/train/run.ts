@@ -10,6 +10,7 @@ import { createKernels, type Kernels } from "../gpu/kernels/index.ts";
 import type { GPT2Config } from "../model/config.ts";
 import { Gpt2 } from "../model/gpt2.ts";
 import { saveHFModel } from "../model/hf.ts";
+import type { Dtype } from "../model/safetensors.ts";
 import type { BatchSource } from "./batches.ts";
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { MetricsLog, type StepMetrics } from "./metrics.ts";
@@ -34,6 +35,8 @@ export interface RunSpec {
   onStep?: (m: StepMetrics) => void;
   gpu?: Gpu;
   kernels?: Kernels;
+  /** The dtype the final model/ is written in (default F32; checkpoints for resuming stay F32, exact). */
+  saveDtype?: Dtype;
   /** Stop (with a checkpoint) after this many steps of this invocation — for tests of interrupted runs. */
   stopAfter?: number;
 }
@@ -89,7 +92,7 @@ export async function runTraining(spec: RunSpec): Promise<RunResult> {
     }
     const modelDir = join(spec.outDir, "model");
     if (trainer.step === spec.steps) {
-      await saveHFModel(modelDir, { config: spec.config, params: await model.getParameters() });
+      await saveHFModel(modelDir, { config: spec.config, params: await model.getParameters() }, {}, { dtype: spec.saveDtype });
       for (const file of spec.extraFiles ?? []) copyFileSync(file, join(modelDir, basename(file)));
     }
     return { metrics, modelDir, steps: trainer.step, resumedFrom };
