@@ -6,7 +6,9 @@ import { presetConfig, PRESETS } from "../model/config.ts";
 import { loadPretrained } from "../model/hf.ts";
 import { initParams } from "../model/init.ts";
 import { paramLayout } from "../model/params.ts";
-import { loadTokenizer, saveTokenizer, trainTokenizer, type Tokenizer } from "../model/tokenizer.ts";
+import { loadTokenizer, saveTokenizer, trainTokenizer } from "../model/tokenizer.ts";
+import { loadModelTokenizer, tokenizerFiles as modelTokenizerFiles, type ModelTokenizer } from "../model/hf-tokenizer.ts";
+import { sequenceIds } from "../distill/codec.ts";
 import { TokenStreamSource } from "../train/batches.ts";
 import { runTraining } from "../train/run.ts";
 import { DEFAULT_OPTIMIZER } from "../train/trainer.ts";
@@ -55,7 +57,7 @@ Trains a GPT-2 on next-token prediction over a text file, on the GPU (or the sof
     const seed = intFlag(v.seed, "seed", 1);
     const fromScratch = modelArg in PRESETS;
 
-    let tokenizer: Tokenizer;
+    let tokenizer: ModelTokenizer;
     let tokenizerFiles: string[];
     let config;
     let params: Float32Array;
@@ -68,14 +70,14 @@ Trains a GPT-2 on next-token prediction over a text file, on the GPU (or the sof
       params = initParams(paramLayout(config), seed);
     } else {
       const loaded = await loadPretrained(modelArg);
-      tokenizer = await loadTokenizer(loaded.dir);
-      tokenizerFiles = ["vocab.json", "merges.txt"].map((f) => join(loaded.dir, f));
+      tokenizer = await loadModelTokenizer(loaded.dir);
+      tokenizerFiles = modelTokenizerFiles(loaded.dir, tokenizer);
       config = loaded.config;
       params = loaded.params;
     }
     const T = intFlag(v["seq-len"], "seq-len", Math.min(128, config.nPositions), 2);
     if (T > config.nPositions) throw new UserError(`--seq-len ${T} is longer than the model's n_positions (${config.nPositions})`);
-    const stream = Uint32Array.from(tokenizer.encode(text));
+    const stream = Uint32Array.from(sequenceIds(tokenizer, text));
     if (stream.length < 2) throw new UserError(`--data: ${dataPath} has fewer than 2 tokens`);
 
     const gpu = await acquireGpu({ adapter: v.adapter });

@@ -24,7 +24,7 @@ import { paddedBatch } from "../eval/decode.ts";
 import { type Batch, Gpt2 } from "../model/gpt2.ts";
 import { loadHFModel } from "../model/hf.ts";
 import { weightFiles } from "../model/hf-weights.ts";
-import { loadTokenizer } from "../model/tokenizer.ts";
+import { loadModelTokenizer } from "../model/hf-tokenizer.ts";
 import { type Attribution, attributionCacheDir } from "./attribution.ts";
 import type { TokenCodec } from "./codec.ts";
 import { buildExample, type DistillExample } from "./example.ts";
@@ -125,7 +125,7 @@ export async function saliencyAttribution(request: SaliencyRequest): Promise<Att
   const missing = request.items.filter(({ item }) => !cache[item.id]);
   if (missing.length > 0) {
     request.log?.(`saliency: gradient x input for ${missing.length} items with ${modelDir}`);
-    const codec = await loadTokenizer(modelDir);
+    const codec = await loadModelTokenizer(modelDir);
     const loaded = await loadHFModel(modelDir);
     const examples = missing.map(({ item, rationale }) => attributionExample(item, rationale, codec));
     const tooLong = examples.find((ex) => ex.ids.length - 1 > loaded.config.nPositions);
