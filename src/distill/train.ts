@@ -14,7 +14,7 @@ import type { Item } from "../data/types.ts";
 import { UserError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { Kernels } from "../gpu/kernels/index.ts";
-import { type GPT2Config, PRESETS, presetConfig } from "../model/config.ts";
+import { type ModelConfig, PRESETS, presetConfig } from "../model/config.ts";
 import { loadPretrained, resolveModelDir } from "../model/hf.ts";
 import { initParams } from "../model/init.ts";
 import { paramLayout } from "../model/params.ts";
@@ -99,7 +99,7 @@ export interface RunSettings {
   weights: LossWeights;
   template: Template;
   model: string;
-  modelConfig: GPT2Config;
+  modelConfig: ModelConfig;
   tokenizer: string;
   rationales: string;
   attribution: { kind: AttributionKind; model?: string } | null;

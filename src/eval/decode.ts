@@ -9,7 +9,7 @@
 import type { Gpu } from "../gpu/device.ts";
 import type { Kernels } from "../gpu/kernels/index.ts";
 import { Recorder } from "../gpu/recorder.ts";
-import type { GPT2Config } from "../model/config.ts";
+import type { ModelConfig } from "../model/config.ts";
 import { type Batch, Gpt2 } from "../model/gpt2.ts";
 
 export interface GenerationRequest {
@@ -49,7 +49,7 @@ export class Decoder {
   private readonly recorder: Recorder;
 
   /** `maxRows` × `maxLength` is the largest batch it will run. */
-  constructor(gpu: Gpu, kernels: Kernels, readonly config: GPT2Config, params: Float32Array, readonly maxRows: number, readonly maxLength: number) {
+  constructor(gpu: Gpu, kernels: Kernels, readonly config: ModelConfig, params: Float32Array, readonly maxRows: number, readonly maxLength: number) {
     this.model = new Gpt2(gpu, kernels, config, { B: maxRows, T: maxLength, training: false });
     this.model.setParameters(params);
     this.recorder = new Recorder(gpu);

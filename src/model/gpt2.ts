@@ -12,7 +12,7 @@ import { bind, createStorage, readFloat32, upload } from "../gpu/buffers.ts";
 import type { Binding, Recorder } from "../gpu/recorder.ts";
 import type { EmbeddingBuckets, Kernels } from "../gpu/kernels/index.ts";
 import { UserError } from "../errors.ts";
-import type { GPT2Config } from "./config.ts";
+import type { ModelConfig } from "./config.ts";
 import { paramLayout, type ParamLayout } from "./params.ts";
 
 export interface Batch {
@@ -73,7 +73,7 @@ export class Gpt2 {
   constructor(
     readonly gpu: Gpu,
     readonly kernels: Kernels,
-    readonly config: GPT2Config,
+    readonly config: ModelConfig,
     readonly options: ModelOptions,
   ) {
     const { B, T } = options;

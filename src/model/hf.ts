@@ -1,19 +1,20 @@
 /**
- * Hugging Face GPT-2 folders: config.json + model.safetensors, loaded into (and saved from) the flat parameter
- * layout of params.ts, and found in the local HF hub cache by repo id. Only local files are read: nothing is
- * downloaded.
+ * Hugging Face model folders (any family of family.ts): config.json + safetensors weights (one file or shards, F32,
+ * F16 or BF16 — hf-weights.ts), loaded into (and saved from) the flat parameter layout of params.ts, and found in
+ * the local HF hub cache by repo id. Only local files are read: nothing is downloaded.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
-import { configFromHF, configToHF, type GPT2Config } from "./config.ts";
+import { configFromHF, configToHF, type ModelConfig } from "./config.ts";
+import { canonicalTensorName, isIgnoredTensor } from "./family.ts";
 import { type ParamLayout, paramLayout, tensorView } from "./params.ts";
 import { type NamedTensor, readWeights, type SaveWeightsOptions, storedDtype, WEIGHTS_FILE, writeWeights } from "./hf-weights.ts";
 import { type Dtype, torchDtypeName } from "./safetensors.ts";
 
 export interface LoadedModel {
-  config: GPT2Config;
+  config: ModelConfig;
   layout: ParamLayout;
   /** Flat parameters in `layout`. */
   params: Float32Array;
@@ -24,10 +25,7 @@ export interface LoadedModel {
 export const CONFIG_FILE = "config.json";
 export { WEIGHTS_FILE };
 
-/** Buffers HF keeps in some checkpoints (the causal mask); they are not parameters. */
-const IGNORED_SUFFIXES = [".attn.bias", ".attn.masked_bias"];
-
-export async function readConfig(dir: string): Promise<GPT2Config> {
+export async function readConfig(dir: string): Promise<ModelConfig> {
   const path = join(dir, CONFIG_FILE);
   if (!existsSync(path)) throw new UserError(`${dir}: no ${CONFIG_FILE} (not a Hugging Face model folder?)`, 404);
   let json: unknown;
@@ -40,19 +38,16 @@ export async function readConfig(dir: string): Promise<GPT2Config> {
 }
 
 /**
- * Loads a GPT-2 folder (one safetensors file or shards, F32/F16/BF16). Tensor names may carry the `transformer.`
- * prefix or not; lm_head must be tied to wte.
+ * Loads a model folder of any supported family into the flat layout: every tensor of familyTensors(config) must be
+ * there with its shape; a stored lm_head.weight of a tied model must equal the embedding.
  */
 export async function loadHFModel(dir: string): Promise<LoadedModel> {
   const config = await readConfig(dir);
   const layout = paramLayout(config);
   const weights = await readWeights(dir);
   const found = new Map<string, NamedTensor>();
-  let lmHead: NamedTensor | undefined;
   for (const [name, entry] of weights) {
-    if (IGNORED_SUFFIXES.some((s) => name.endsWith(s))) continue;
-    if (name === "lm_head.weight") lmHead = entry;
-    else found.set(name.startsWith("transformer.") ? name : `transformer.${name}`, entry);
+    if (!isIgnoredTensor(name)) found.set(canonicalTensorName(config, name), entry);
   }
   const params = new Float32Array(layout.size);
   for (const spec of layout.tensors) {
@@ -62,16 +57,18 @@ export async function loadHFModel(dir: string): Promise<LoadedModel> {
     tensorView(params, spec).set(entry.data);
     found.delete(spec.name);
   }
-  if (found.size > 0) {
-    const [name, entry] = [...found][0];
-    throw new UserError(`${entry.file}: unexpected tensor ${name} for a GPT-2 of this config`, 422);
-  }
+  const lmHead = config.arch.tiedHead ? found.get("lm_head.weight") : undefined;
   if (lmHead) {
+    found.delete("lm_head.weight");
     expectShape(lmHead.file, "lm_head.weight", layout.wte.shape, lmHead.shape);
     const wte = tensorView(params, layout.wte);
     if (lmHead.data.some((x, i) => x !== wte[i])) {
-      throw new UserError(`${lmHead.file}: lm_head.weight differs from transformer.wte.weight (only tied heads are supported)`, 422);
+      throw new UserError(`${lmHead.file}: lm_head.weight differs from ${layout.wte.name} though the config ties them (tie_word_embeddings)`, 422);
     }
+  }
+  if (found.size > 0) {
+    const [name, entry] = [...found][0];
+    throw new UserError(`${entry.file}: unexpected tensor ${name} for a ${config.family} of this config`, 422);
   }
   return { config, layout, params, dtype: storedDtype(weights) };
 }
@@ -83,12 +80,12 @@ function expectShape(file: string, name: string, expected: number[], found: numb
 }
 
 /**
- * Writes config.json + model.safetensors (or shards with their index; F32 unless `options.dtype`) that
- * `transformers` GPT2LMHeadModel.from_pretrained loads (tied head).
+ * Writes config.json + model.safetensors (or shards with their index; F32 unless `options.dtype`) in the family's
+ * HF layout, which `transformers` from_pretrained loads.
  */
 export async function saveHFModel(
   dir: string,
-  model: { config: GPT2Config; params: Float32Array },
+  model: { config: ModelConfig; params: Float32Array },
   extraConfig: Record<string, unknown> = {},
   options: SaveWeightsOptions = {},
 ): Promise<void> {

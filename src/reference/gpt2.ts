@@ -7,7 +7,7 @@
  * The loss is the weighted mean of per-token cross-entropies, Σ w·nll / Σ w, so tokens with weight 0 (prompt,
  * padding) do not count and the weights can emphasise rationale or answer tokens.
  */
-import type { GPT2Config } from "../model/config.ts";
+import type { ModelConfig } from "../model/config.ts";
 import { type ParamLayout, paramLayout, type TensorSpec, tensorView } from "../model/params.ts";
 import * as ops from "./ops.ts";
 
@@ -85,7 +85,7 @@ function accumulate(grads: Float64Array, spec: TensorSpec, value: Float64Array):
   for (let i = 0; i < view.length; i++) view[i] += value[i];
 }
 
-function checkBatch(config: GPT2Config, batch: Batch): void {
+function checkBatch(config: ModelConfig, batch: Batch): void {
   const n = batch.B * batch.T;
   if (batch.tokens.length !== n || batch.targets.length !== n || batch.weights.length !== n) throw new Error("batch arrays must have B·T entries");
   if (batch.T > config.nPositions) throw new Error(`T=${batch.T} exceeds nPositions=${config.nPositions}`);
@@ -93,7 +93,7 @@ function checkBatch(config: GPT2Config, batch: Batch): void {
 }
 
 /** Loss, logits and all parameter gradients for one batch; `params` is float64 in paramLayout(config). */
-export function gpt2ForwardBackward(config: GPT2Config, params: Float64Array, batch: Batch, layout: ParamLayout = paramLayout(config)): ForwardBackwardResult {
+export function gpt2ForwardBackward(config: ModelConfig, params: Float64Array, batch: Batch, layout: ParamLayout = paramLayout(config)): ForwardBackwardResult {
   checkBatch(config, batch);
   const { B, T } = batch;
   const { nEmbd: C, nHead: NH, vocabSize: V, layerNormEps: eps } = config;
@@ -101,21 +101,21 @@ export function gpt2ForwardBackward(config: GPT2Config, params: Float64Array, ba
   const p = (spec: TensorSpec) => tensorView(params, spec);
 
   // ---- forward ----
-  let residual = ops.embeddingForward(batch.tokens, p(layout.wte), p(layout.wpe), B, T, C);
+  let residual = ops.embeddingForward(batch.tokens, p(layout.wte), p(layout.global.wpe!), B, T, C);
   const blocks: BlockActivations[] = [];
   for (const l of layout.layers) {
     const input = residual;
-    const ln1 = ops.layerNormForward(input, p(l.ln1Weight), p(l.ln1Bias), BT, C, eps);
-    const qkv = linear(ln1.out, params, l.qkvWeight, l.qkvBias, BT);
+    const ln1 = ops.layerNormForward(input, p(l["norm1.weight"]!), p(l["norm1.bias"]!), BT, C, eps);
+    const qkv = linear(ln1.out, params, l["qkv.weight"]!, l["qkv.bias"]!, BT);
     const attention = ops.attentionForward(qkv, B, T, C, NH);
-    const residual2 = add(input, linear(attention.out, params, l.attnProjWeight, l.attnProjBias, BT));
-    const ln2 = ops.layerNormForward(residual2, p(l.ln2Weight), p(l.ln2Bias), BT, C, eps);
-    const fc = linear(ln2.out, params, l.fcWeight, l.fcBias, BT);
+    const residual2 = add(input, linear(attention.out, params, l["o.weight"]!, l["o.bias"]!, BT));
+    const ln2 = ops.layerNormForward(residual2, p(l["norm2.weight"]!), p(l["norm2.bias"]!), BT, C, eps);
+    const fc = linear(ln2.out, params, l["fc.weight"]!, l["fc.bias"]!, BT);
     const fcGelu = ops.gelu(fc);
-    residual = add(residual2, linear(fcGelu, params, l.fcProjWeight, l.fcProjBias, BT));
+    residual = add(residual2, linear(fcGelu, params, l["proj.weight"]!, l["proj.bias"]!, BT));
     blocks.push({ input, ln1, qkv, attention, residual2, ln2, fc, fcGelu });
   }
-  const lnf = ops.layerNormForward(residual, p(layout.lnfWeight), p(layout.lnfBias), BT, C, eps);
+  const lnf = ops.layerNormForward(residual, p(layout.global["normF.weight"]!), p(layout.global["normF.bias"]!), BT, C, eps);
   const logits = ops.matmul(lnf.out, p(layout.wte), null, BT, V, C, false, true); // lm_head tied to wte
 
   let weightSum = 0;
@@ -128,24 +128,24 @@ export function gpt2ForwardBackward(config: GPT2Config, params: Float64Array, ba
   const grads = new Float64Array(layout.size);
   accumulate(grads, layout.wte, ops.matmul(dlogits, lnf.out, null, V, C, BT, true, false));
   const dlnf = ops.matmul(dlogits, p(layout.wte), null, BT, C, V, false, false);
-  let dresidual = layerNormBackward(dlnf, residual, lnf, params, grads, layout.lnfWeight, layout.lnfBias, BT);
+  let dresidual = layerNormBackward(dlnf, residual, lnf, params, grads, layout.global["normF.weight"]!, layout.global["normF.bias"]!, BT);
   for (let i = layout.layers.length - 1; i >= 0; i--) {
     const l = layout.layers[i];
     const a = blocks[i];
     // MLP branch: residual = residual2 + fcProj(gelu(fc(ln2(residual2))))
-    const dfcGelu = linearBackward(dresidual, a.fcGelu, params, grads, l.fcProjWeight, l.fcProjBias, BT);
+    const dfcGelu = linearBackward(dresidual, a.fcGelu, params, grads, l["proj.weight"]!, l["proj.bias"]!, BT);
     const dfc = ops.geluBackward(a.fc, dfcGelu);
-    const dln2 = linearBackward(dfc, a.ln2.out, params, grads, l.fcWeight, l.fcBias, BT);
-    const dresidual2 = add(dresidual, layerNormBackward(dln2, a.residual2, a.ln2, params, grads, l.ln2Weight, l.ln2Bias, BT));
+    const dln2 = linearBackward(dfc, a.ln2.out, params, grads, l["fc.weight"]!, l["fc.bias"]!, BT);
+    const dresidual2 = add(dresidual, layerNormBackward(dln2, a.residual2, a.ln2, params, grads, l["norm2.weight"]!, l["norm2.bias"]!, BT));
     // attention branch: residual2 = input + attnProj(attention(qkv(ln1(input))))
-    const datt = linearBackward(dresidual2, a.attention.out, params, grads, l.attnProjWeight, l.attnProjBias, BT);
+    const datt = linearBackward(dresidual2, a.attention.out, params, grads, l["o.weight"]!, l["o.bias"]!, BT);
     const dqkv = ops.attentionBackward(datt, a.qkv, a.attention.att, B, T, C, NH);
-    const dln1 = linearBackward(dqkv, a.ln1.out, params, grads, l.qkvWeight, l.qkvBias, BT);
-    dresidual = add(dresidual2, layerNormBackward(dln1, a.input, a.ln1, params, grads, l.ln1Weight, l.ln1Bias, BT));
+    const dln1 = linearBackward(dqkv, a.ln1.out, params, grads, l["qkv.weight"]!, l["qkv.bias"]!, BT);
+    dresidual = add(dresidual2, layerNormBackward(dln1, a.input, a.ln1, params, grads, l["norm1.weight"]!, l["norm1.bias"]!, BT));
   }
   const embeddingGrads = ops.embeddingBackward(dresidual, batch.tokens, B, T, C, V, config.nPositions);
   accumulate(grads, layout.wte, embeddingGrads.dwte);
-  accumulate(grads, layout.wpe, embeddingGrads.dwpe);
+  accumulate(grads, layout.global.wpe!, embeddingGrads.dwpe);
   return { loss, logits, grads };
 }
 

@@ -7,7 +7,7 @@ import { basename, join } from "node:path";
 import { UserError } from "../errors.ts";
 import { acquireGpu, type Gpu } from "../gpu/device.ts";
 import { createKernels, type Kernels } from "../gpu/kernels/index.ts";
-import type { GPT2Config } from "../model/config.ts";
+import type { ModelConfig } from "../model/config.ts";
 import { Gpt2 } from "../model/gpt2.ts";
 import { saveHFModel } from "../model/hf.ts";
 import type { Dtype } from "../model/safetensors.ts";
@@ -18,7 +18,7 @@ import { type OptimizerOptions, Trainer } from "./trainer.ts";
 
 export interface RunSpec {
   outDir: string;
-  config: GPT2Config;
+  config: ModelConfig;
   initialParams: Float32Array;
   source: BatchSource;
   steps: number;
@@ -102,7 +102,7 @@ export async function runTraining(spec: RunSpec): Promise<RunResult> {
   }
 }
 
-function checkResumable(spec: RunSpec, config: GPT2Config, run: Record<string, unknown>): void {
+function checkResumable(spec: RunSpec, config: ModelConfig, run: Record<string, unknown>): void {
   if (JSON.stringify(config) !== JSON.stringify(spec.config)) {
     throw new UserError("cannot resume: the checkpoint's model config differs from this run's");
   }

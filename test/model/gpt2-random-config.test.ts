@@ -6,7 +6,7 @@ import { afterAll, expect, test } from "bun:test";
 import { acquireGpu } from "../../src/gpu/device.ts";
 import { createKernels } from "../../src/gpu/kernels/index.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
-import { validateConfig } from "../../src/model/config.ts";
+import { gpt2Config } from "../../src/model/config.ts";
 import { type Batch, Gpt2 } from "../../src/model/gpt2.ts";
 import { initParams } from "../../src/model/init.ts";
 import { paramLayout, tensorView } from "../../src/model/params.ts";
@@ -18,7 +18,7 @@ const gpu = await acquireGpu();
 const kernels = await createKernels(gpu);
 afterAll(() => gpu.destroy());
 
-const config = validateConfig({ nLayer: 2, nHead: 3, nEmbd: 24, vocabSize: 37, nPositions: 11, layerNormEps: 1e-5 });
+const config = gpt2Config({ nLayer: 2, nHead: 3, nEmbd: 24, vocabSize: 37, nPositions: 11, layerNormEps: 1e-5 });
 const B = 3;
 const T = 7;
 

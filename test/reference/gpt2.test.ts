@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { type Batch, createOptimizerState, gpt2ForwardBackward, optimizerStep } from "../../src/reference/gpt2.ts";
 import { paramLayout, tensorView } from "../../src/model/params.ts";
+import { gpt2Config } from "../../src/model/config.ts";
 import { initParams } from "../../src/model/init.ts";
 import { Rng } from "../../src/model/rng.ts";
 import { loadReferenceFixture } from "../fixtures/reference.ts";
@@ -9,7 +10,7 @@ import { relativeError } from "../helpers/numeric.ts";
 
 describe("float64 reference GPT-2", () => {
   test("finite-difference check of every parameter gradient on a tiny random model", () => {
-    const config = { nLayer: 2, nHead: 2, nEmbd: 8, vocabSize: 11, nPositions: 6, layerNormEps: 1e-5 };
+    const config = gpt2Config({ nLayer: 2, nHead: 2, nEmbd: 8, vocabSize: 11, nPositions: 6, layerNormEps: 1e-5 });
     const layout = paramLayout(config);
     const rng = new Rng(99);
     // larger-than-init weights so every path (attention softmax, GELU curvature) matters to the loss
@@ -27,7 +28,7 @@ describe("float64 reference GPT-2", () => {
     // one check over the whole flat array: every tensor, and the padding (whose gradient must be 0)
     expectGradient(loss, params, grads, { tolerance: 1e-6 });
     // positions past T get no gradient
-    expect(tensorView(grads, layout.wpe).subarray(T * 8).every((g) => g === 0)).toBe(true);
+    expect(tensorView(grads, layout.global.wpe!).subarray(T * 8).every((g) => g === 0)).toBe(true);
   });
 
   test("matches PyTorch on tiny-random-gpt2: logits, loss, every gradient, 10 AdamW steps", async () => {
@@ -59,7 +60,7 @@ describe("float64 reference GPT-2", () => {
   });
 
   test("training from GPT-2 init lowers the loss", () => {
-    const config = { nLayer: 1, nHead: 2, nEmbd: 16, vocabSize: 13, nPositions: 8, layerNormEps: 1e-5 };
+    const config = gpt2Config({ nLayer: 1, nHead: 2, nEmbd: 16, vocabSize: 13, nPositions: 8, layerNormEps: 1e-5 });
     const layout = paramLayout(config);
     const params = Float64Array.from(initParams(layout, 5));
     const tokens = Uint32Array.from({ length: 8 }, (_, i) => i % 4);
