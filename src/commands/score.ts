@@ -1,7 +1,7 @@
 import { UserError } from "../errors.ts";
 import { acquireGpu } from "../gpu/device.ts";
 import { createKernels } from "../gpu/kernels/index.ts";
-import { Gpt2 } from "../model/gpt2.ts";
+import { DecoderModel } from "../model/decoder.ts";
 import { loadPretrained } from "../model/hf.ts";
 import { nextTokenBatch, scoreBatch } from "../model/loss.ts";
 import { loadModelTokenizer } from "../model/hf-tokenizer.ts";
@@ -38,7 +38,7 @@ positions (a sequence of n tokens has n-1).
     }
     const gpu = await acquireGpu({ adapter: values.adapter });
     try {
-      const model = new Gpt2(gpu, await createKernels(gpu), loaded.config, { B: 1, T: Math.max(ids.length, 2), training: false });
+      const model = new DecoderModel(gpu, await createKernels(gpu), loaded.config, { B: 1, T: Math.max(ids.length, 2), training: false });
       model.setParameters(loaded.params);
       const result = await scoreBatch(model, nextTokenBatch(ids));
       if (values.json) console.log(JSON.stringify(result));

@@ -8,7 +8,7 @@ import { UserError } from "../errors.ts";
 import { acquireGpu, type Gpu } from "../gpu/device.ts";
 import { createKernels, type Kernels } from "../gpu/kernels/index.ts";
 import type { ModelConfig } from "../model/config.ts";
-import { Gpt2 } from "../model/gpt2.ts";
+import { DecoderModel } from "../model/decoder.ts";
 import { saveHFModel } from "../model/hf.ts";
 import type { Dtype } from "../model/safetensors.ts";
 import type { BatchSource } from "./batches.ts";
@@ -52,7 +52,7 @@ export async function runTraining(spec: RunSpec): Promise<RunResult> {
   mkdirSync(spec.outDir, { recursive: true });
   const gpu = spec.gpu ?? (await acquireGpu());
   const kernels = spec.kernels ?? (await createKernels(gpu));
-  const model = new Gpt2(gpu, kernels, spec.config, { B: spec.source.B, T: spec.source.T, training: true });
+  const model = new DecoderModel(gpu, kernels, spec.config, { B: spec.source.B, T: spec.source.T, training: true });
   const trainer = new Trainer(gpu, model, spec.source, spec.optimizer, spec.steps, spec.seed);
   const log = new MetricsLog(join(spec.outDir, "metrics.jsonl"));
   let resumedFrom: number | undefined;

@@ -7,7 +7,7 @@ import { acquireGpu } from "../../src/gpu/device.ts";
 import { createKernels } from "../../src/gpu/kernels/index.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
 import { gpt2Config } from "../../src/model/config.ts";
-import { type Batch, Gpt2 } from "../../src/model/gpt2.ts";
+import { type Batch, DecoderModel } from "../../src/model/decoder.ts";
 import { initParams } from "../../src/model/init.ts";
 import { paramLayout, tensorView } from "../../src/model/params.ts";
 import { relativeError } from "../helpers/numeric.ts";
@@ -31,13 +31,13 @@ function randomBatch(rng: Rng): Batch {
   return { tokens, targets, weights, B, T };
 }
 
-function model(params: Float32Array): Gpt2 {
-  const m = new Gpt2(gpu, kernels, config, { B, T, training: true });
+function model(params: Float32Array): DecoderModel {
+  const m = new DecoderModel(gpu, kernels, config, { B, T, training: true });
   m.setParameters(params);
   return m;
 }
 
-async function lossAndGrads(m: Gpt2, batch: Batch): Promise<{ loss: number; grads: Float32Array }> {
+async function lossAndGrads(m: DecoderModel, batch: Batch): Promise<{ loss: number; grads: Float32Array }> {
   const r = new Recorder(gpu);
   const weightSum = batch.weights.reduce((a, b) => a + b, 0);
   m.zeroGradients(r);

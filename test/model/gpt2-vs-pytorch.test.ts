@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { acquireGpu, type Gpu } from "../../src/gpu/device.ts";
 import { createKernels, type Kernels } from "../../src/gpu/kernels/index.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
-import { type Batch, Gpt2 } from "../../src/model/gpt2.ts";
+import { type Batch, DecoderModel } from "../../src/model/decoder.ts";
 import { tensorView } from "../../src/model/params.ts";
 import type { BatchSource } from "../../src/train/batches.ts";
 import { Trainer } from "../../src/train/trainer.ts";
@@ -26,8 +26,8 @@ beforeAll(async () => {
 });
 afterAll(() => gpu?.destroy());
 
-function newModel(): Gpt2 {
-  const model = new Gpt2(gpu, kernels, fx.model.config, { B: fx.B, T: fx.T, training: true });
+function newModel(): DecoderModel {
+  const model = new DecoderModel(gpu, kernels, fx.model.config, { B: fx.B, T: fx.T, training: true });
   model.setParameters(fx.model.params);
   return model;
 }
