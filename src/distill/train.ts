@@ -19,6 +19,7 @@ import { loadPretrained, resolveModelDir } from "../model/hf.ts";
 import { initParams } from "../model/init.ts";
 import { paramLayout } from "../model/params.ts";
 import { saveModelTokenizer } from "../model/hf-tokenizer.ts";
+import { assertTrainingFits } from "../model/memory.ts";
 import type { Dtype } from "../model/safetensors.ts";
 import type { TokenCodec } from "./codec.ts";
 import { openRunStore } from "../store/runs.ts";
@@ -289,6 +290,8 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
   const steps = Math.max(1, Math.ceil((spec.epochs * examples.length) / batchSize));
   const optimizer = { ...DEFAULT_OPTIMIZER, ...spec.optimizer };
 
+  // with the device at hand, an unfittable run is refused before anything is written or registered
+  if (options.gpu) assertTrainingFits(student.config, { B: batchSize, T: seqLength }, options.gpu.device.limits);
   mkdirSync(runDir, { recursive: true });
   const tokenizerFiles = await saveModelTokenizer(join(runDir, "tokenizer"), tokenizer);
   const { runs, close } = openRunStore(options.db);

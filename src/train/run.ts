@@ -10,6 +10,7 @@ import { createKernels, type Kernels } from "../gpu/kernels/index.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { DecoderModel } from "../model/decoder.ts";
 import { saveHFModel } from "../model/hf.ts";
+import { assertTrainingFits } from "../model/memory.ts";
 import type { Dtype } from "../model/safetensors.ts";
 import type { BatchSource } from "./batches.ts";
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
@@ -49,8 +50,15 @@ export interface RunResult {
 }
 
 export async function runTraining(spec: RunSpec): Promise<RunResult> {
-  mkdirSync(spec.outDir, { recursive: true });
   const gpu = spec.gpu ?? (await acquireGpu());
+  try {
+    // before any buffer or file exists: a run that cannot fit is refused with by how much, not a device error mid-way
+    assertTrainingFits(spec.config, spec.source, gpu.device.limits);
+  } catch (err) {
+    if (!spec.gpu) gpu.destroy();
+    throw err;
+  }
+  mkdirSync(spec.outDir, { recursive: true });
   const kernels = spec.kernels ?? (await createKernels(gpu));
   const model = new DecoderModel(gpu, kernels, spec.config, { B: spec.source.B, T: spec.source.T, training: true });
   const trainer = new Trainer(gpu, model, spec.source, spec.optimizer, spec.steps, spec.seed);
