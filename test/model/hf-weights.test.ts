@@ -79,6 +79,27 @@ describe("HF weight folders", () => {
     expect((await loadHFModel(out)).dtype).toBe("F16");
   });
 
+  test("untied (Llama) and tied (Qwen2) heads: saved in bf16 shards under HF names, reloaded as the bf16-rounded model", async () => {
+    for (const [family, tied] of [["llama", false], ["qwen2", true]] as const) {
+      const dir = join(FIXTURES, "families", family);
+      const model = await loadHFModel(dir);
+      expect(model.config.arch.tiedHead).toBe(tied);
+      const out = join(temp, `${family}-bf16`);
+      await saveHFModel(out, model, {}, { dtype: "BF16", maxShardBytes: 8_000 });
+      const index = await Bun.file(join(out, WEIGHTS_INDEX_FILE)).json();
+      const stored = await readWeights(dir);
+      // exactly the source checkpoint's tensor names: lm_head.weight only when the head is untied
+      expect(Object.keys(index.weight_map).sort()).toEqual([...stored.keys()].sort());
+      expect("lm_head.weight" in index.weight_map).toBe(!tied);
+      expect(index.weight_map["model.layers.1.self_attn.k_proj.weight"]).toMatch(/^model-\d{5}-of-\d{5}\.safetensors$/);
+      const config = await Bun.file(join(out, "config.json")).json();
+      expect(config).toMatchObject({ model_type: family, tie_word_embeddings: tied, torch_dtype: "bfloat16" });
+      const again = await loadHFModel(out);
+      expect(again.config.family).toBe(family);
+      expect(again.params).toEqual(throughBf16(model.params));
+    }
+  });
+
   test("f32 save stays bit-exact; a tensor bigger than a shard gets its own shard", async () => {
     const tensors = [
       { name: "a", shape: [4], data: new Float32Array([1, 2, 3, 4]) },
