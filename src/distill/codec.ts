@@ -17,6 +17,11 @@ export interface TokenCodec {
   readonly maskId?: number;
   /** Put before every sequence (Llama's and Gemma's <s>/<bos>; none for GPT-2 and Qwen). */
   readonly bosId?: number;
+  /**
+   * A sequence's first piece, where it differs from `encode` (which reads a piece as continuing a sequence):
+   * SentencePiece's "▁" dummy prefix belongs to the first piece only.
+   */
+  encodeFirst?(text: string): number[];
   /** The text as a user turn of the model's chat template, ending with the assistant's header (instruct models). */
   chatPrompt?(userText: string): string;
 }
@@ -26,11 +31,12 @@ export interface TokenCodec {
  * template, which writes its own special tokens. Training and evaluation both start sequences here.
  */
 export function promptIds(codec: TokenCodec, prompt: string, chat = false): number[] {
+  const first = (text: string) => (codec.encodeFirst ? codec.encodeFirst(text) : codec.encode(text));
   if (chat) {
     if (!codec.chatPrompt) throw new UserError("--chat-template: this tokenizer has no chat template (vocab.json + merges.txt folders have none; an instruct model's tokenizer_config.json does)", 422);
-    return codec.encode(codec.chatPrompt(prompt));
+    return first(codec.chatPrompt(prompt));
   }
-  return codec.bosId === undefined ? codec.encode(prompt) : [codec.bosId, ...codec.encode(prompt)];
+  return codec.bosId === undefined ? first(prompt) : [codec.bosId, ...first(prompt)];
 }
 
 /** A whole text as one sequence (score, language-model training): BOS first when the family has one. */

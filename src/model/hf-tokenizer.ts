@@ -10,6 +10,11 @@
  *   transformers' Llama and Gemma tokenizers do.
  * - EOS (what a target ends with, where generation stops): tokenizer_config.json `eos_token`, else
  *   generation_config.json / config.json `eos_token_id` (the first, when a list).
+ * - Continuations. A sequence is encoded a piece at a time (prompt, then label, rationale …, so spans stay exact).
+ *   SentencePiece tokenizers (Llama 2, TinyLlama, Mistral) put a "▁" dummy prefix before a text — right for the
+ *   first piece, wrong for the rest: " (A)" would become "▁▁(A)" and "." "▁.". So `encode` reads a piece as a
+ *   continuation (the tokenizer with its prefix step — a Prepend normalizer, a Metaspace or ByteLevel prefix —
+ *   turned off) and `encodeFirst`, which promptIds uses for a sequence's first piece, as HF reads a whole text.
  * - Chat template (tokenizer_config.json `chat_template`, rendered by @huggingface/jinja with HF's variables:
  *   messages, add_generation_prompt, bos_token, eos_token): for instruct students, the prompt becomes a user turn
  *   followed by the assistant's header. The rendered text carries its own special tokens, so no BOS is added to it
@@ -52,6 +57,8 @@ export class HFTokenizer {
   /** The files it was read from (tokenizer.json, tokenizer_config.json …), to copy beside a trained model. */
   readonly files: string[];
   private readonly tokenizer: HFTokenizerModel;
+  /** The same tokenizer without a dummy-prefix step (the original when it has none). */
+  private readonly continuation: HFTokenizerModel;
   private readonly bosToken?: string;
   private readonly eosToken?: string;
 
@@ -65,6 +72,7 @@ export class HFTokenizer {
     } catch (err) {
       throw new UserError(`${jsonPath}: not a tokenizer this library reads (${(err as Error).message})`, 422);
     }
+    this.continuation = new HFTokenizerModel(withoutPrefix(json), config);
     this.files = COMPANION_FILES.map((f) => join(dir, f)).filter(existsSync);
     const idOf = (t: TokenName) => {
       const content = tokenContent(t);
@@ -97,8 +105,14 @@ export class HFTokenizer {
     else if (Array.isArray(template)) this.chatTemplate = (template as { name: string; template: string }[]).find((t) => t.name === "default")?.template;
   }
 
-  /** The text's ids, no special tokens added (pieces of one sequence are encoded separately and concatenated). */
+  /** The ids of a piece that continues a sequence (no dummy prefix, no special tokens added). */
   encode(text: string): number[] {
+    if (text === "") return [];
+    return this.continuation.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  /** The ids of a sequence's first piece, as HF encodes a whole text (dummy prefix included; no special tokens). */
+  encodeFirst(text: string): number[] {
     if (text === "") return [];
     return this.tokenizer.encode(text, { add_special_tokens: false }).ids;
   }
@@ -119,6 +133,24 @@ export class HFTokenizer {
       eos_token: this.eosToken ?? "",
     });
   }
+}
+
+type JsonObject = Record<string, unknown>;
+
+/** A tokenizer.json with its dummy-prefix steps turned off: Prepend normalizers, Metaspace / ByteLevel prefixes. */
+function withoutPrefix(json: JsonObject): JsonObject {
+  const isPrepend = (n: unknown) => (n as JsonObject | null)?.type === "Prepend";
+  let normalizer = json.normalizer as JsonObject | null;
+  if (isPrepend(normalizer)) normalizer = null;
+  else if (normalizer?.type === "Sequence") normalizer = { ...normalizer, normalizers: (normalizer.normalizers as unknown[]).filter((n) => !isPrepend(n)) };
+  const noPrefix = (p: JsonObject): JsonObject => {
+    if (p.type === "Metaspace") return { ...p, prepend_scheme: "never", add_prefix_space: false };
+    if (p.type === "ByteLevel") return { ...p, add_prefix_space: false };
+    if (p.type === "Sequence") return { ...p, pretokenizers: (p.pretokenizers as JsonObject[]).map(noPrefix) };
+    return p;
+  };
+  const preTokenizer = json.pre_tokenizer ? noPrefix(json.pre_tokenizer as JsonObject) : null;
+  return { ...json, normalizer, pre_tokenizer: preTokenizer };
 }
 
 export type ModelTokenizer = HFTokenizer | Gpt2Tokenizer;

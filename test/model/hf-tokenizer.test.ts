@@ -24,14 +24,25 @@ describe("Llama-style SentencePiece BPE (tokenizer.json)", () => {
 
   test("▁ is prepended and replaces spaces; merges apply by rank", () => {
     // "▁the▁cat": ▁+t, h+e, ▁t+he, a+t, ▁+c, ▁c+at
-    expect(tok.encode("the cat")).toEqual([270, 273]);
+    expect(tok.encodeFirst("the cat")).toEqual([270, 273]);
     // "▁tea": only ▁+t applies
-    expect(tok.encode("tea")).toEqual([268, 262, 264]);
+    expect(tok.encodeFirst("tea")).toEqual([268, 262, 264]);
+  });
+
+  test("a continuing piece gets no second dummy prefix: ' cat' is ▁cat, '.' is the byte, not ▁ then the byte", () => {
+    expect(tok.encode(" cat")).toEqual([273]);
+    expect(tok.encodeFirst(" cat")).toEqual([259, 273]);
+    // "." is not a piece: byte fallback <0x2E> = 3 + 46
+    expect(tok.encode(".")).toEqual([49]);
+    expect(tok.encodeFirst(".")).toEqual([259, 49]);
+    // "the▁cat" without the prefix: t, h+e, a+t, ▁+c, ▁c+at
+    expect(tok.encode("the cat")).toEqual([260, 269, 273]);
+    expect([...promptIds(tok, "the"), ...tok.encode(" cat")]).toEqual(sequenceIds(tok, "the cat"));
   });
 
   test("a character outside the vocabulary falls back to its UTF-8 bytes", () => {
     // é = C3 A9 → <0xC3> = 3 + 195, <0xA9> = 3 + 169
-    expect(tok.encode("the cat sé")).toEqual([270, 273, 259, 265, 198, 172]);
+    expect(tok.encodeFirst("the cat sé")).toEqual([270, 273, 259, 265, 198, 172]);
     expect(tok.decode([270, 273, 259, 265, 198, 172])).toBe("the cat sé");
   });
 

@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sequenceIds } from "../../src/distill/codec.ts";
+import { buildExample } from "../../src/distill/example.ts";
 import { acquireGpu, type Gpu } from "../../src/gpu/device.ts";
 import { createKernels } from "../../src/gpu/kernels/index.ts";
 import { DecoderModel } from "../../src/model/decoder.ts";
@@ -54,6 +55,16 @@ describe("stories260k converted from GGUF", () => {
       expect(sequenceIds(tok, text)).toEqual(ids);
       expect(tok.decode(ids.slice(1))).toBe(text);
     }
+  });
+
+  test("a distillation example encoded piece by piece is the whole text encoded at once (BOS and the ▁ prefix once)", async () => {
+    const tok = new HFTokenizer(converted);
+    const item = { id: "s1", index: 0, dataset: "t", split: "train", question: "Where did Lily play?", choices: [{ label: "a", text: "the park" }, { label: "b", text: "the sea" }], answer: "a" };
+    const example = buildExample(item, "She loved to play outside in the park.", { placement: "after", selection: { kind: "full", seed: 0 }, endOfText: false }, tok);
+    // the pieces are "Q: … A:", " (a)", " She loved …"; example.target is decoded, and SentencePiece's decoder drops
+    // the first piece's leading space, so the separator is put back here
+    expect(example.ids).toEqual(sequenceIds(tok, `${example.prompt} ${example.target}`));
+    expect(example.ids[0]).toBe(1);
   });
 
   test("score on real text equals the float64 reference loss (1e-5 relative); the CLI agrees", async () => {
