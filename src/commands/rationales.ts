@@ -1,5 +1,6 @@
 import { UserError } from "../errors.ts";
 import { DEFAULT_DB_PATH } from "../store/db.ts";
+import { RATIONALE_PARTS, rationaleText, type RationalePart } from "../store/rationales.ts";
 import type { JobSnapshot } from "../teacher/jobs.ts";
 import { importPalmRationales } from "../teacher/palm.ts";
 import { openTeacherRuntime, type TeacherRuntime } from "../teacher/runtime.ts";
@@ -12,6 +13,7 @@ export const command: Command = {
   help: `usage: bun src/cli.ts rationales --dataset D --split S [options]
        bun src/cli.ts rationales --resume JOB_ID | --retry-failed JOB_ID [--db PATH]
        bun src/cli.ts rationales --import-palm --dataset D --split S [--db PATH]
+       bun src/cli.ts rationales --export FILE --dataset D [--split S] [--teacher-model M] [--rationale-part P]
 
 Runs the same durable job as POST /v1/jobs, in this process, with a progress line on stderr (done / cached / failed,
 tokens, cost, ETA) and a summary at the end. Answers go to the same store as the service: anything already stored
@@ -23,11 +25,17 @@ is not requested again. Interrupted (Ctrl-C, crash)? Run again with --resume, or
   --n N                  samples per item (default 1)
   --temperature T        sampling temperature (default 0)
   --max-tokens N         completion budget per sample (default 256)
+  --structured           ask for {rationale, answer} JSON (response_format json_schema; part of the cache key); a
+                         server that refuses it is asked in plain text instead, and says so once
   --batch                use the Batch API (upload, create, poll, download; resumable)
   --poll-seconds S       Batch API status poll interval (default 30)
   --resume JOB_ID        continue an unfinished job
   --retry-failed JOB_ID  run the failed items of a finished job again
   --import-palm          load the shipped PaLM-540B rationales of the split into the store (offline, idempotent)
+  --export FILE          write the stored rationales (sample 0 of each item) as JSON lines {id, rationale, label, …}
+                         that \`train --rationales FILE\` reads
+  --rationale-part P     what --export writes as the rationale: explanation (the visible answer, default), reasoning
+                         (a reasoning model's trace) or both; items without that part are left out
   --db PATH              SQLite database (default $COT_DISTILL_DB or cot-distill.sqlite)
   --json                 print the final job (or import report) as JSON on stdout
 ${teacherClientFlags.help}`,
@@ -45,6 +53,9 @@ ${teacherClientFlags.help}`,
       resume: { type: "string" },
       "retry-failed": { type: "string" },
       "import-palm": { type: "boolean" },
+      structured: { type: "boolean" },
+      export: { type: "string" },
+      "rationale-part": { type: "string" },
       db: { type: "string", default: DEFAULT_DB_PATH },
       json: { type: "boolean" },
       ...teacherClientFlags.options,
@@ -61,6 +72,17 @@ ${teacherClientFlags.help}`,
         else console.error(`imported ${report.inserted} PaLM rationales for ${report.dataset}/${report.split} (${report.duplicates} already stored, ${report.unanswered} unanswered, ${report.items} items)`);
         return 0;
       }
+      if (values.export) {
+        const report = await exportForTraining(runtime, values.export, {
+          dataset: requiredFlag(values.dataset, "dataset"),
+          split: values.split,
+          model: values["teacher-model"],
+          part: rationalePartFlag(values["rationale-part"]),
+        });
+        if (values.json) console.log(JSON.stringify(report));
+        else console.error(`wrote ${report.written} rationales (${report.part}) to ${values.export}; ${report.withoutPart} stored answers have no ${report.part} part`);
+        return 0;
+      }
       const retry = values["retry-failed"];
       const job = retry
         ? runtime.jobs.retryFailed(retry)
@@ -75,6 +97,7 @@ ${teacherClientFlags.help}`,
             maxTokens: optionalInt(values["max-tokens"], "max-tokens", 1),
             temperature: values.temperature === undefined ? undefined : numberFlag(values.temperature, "temperature"),
             batch: values.batch,
+            structured: values.structured,
           });
       const final = await follow(runtime, job);
       if (values.json) console.log(JSON.stringify(final));
@@ -86,6 +109,39 @@ ${teacherClientFlags.help}`,
     }
   },
 };
+
+function rationalePartFlag(value: string | undefined): RationalePart {
+  if (value === undefined) return "explanation";
+  if ((RATIONALE_PARTS as readonly string[]).includes(value)) return value as RationalePart;
+  throw new UserError(`--rationale-part must be one of ${RATIONALE_PARTS.join(", ")}, got "${value}"`, 400);
+}
+
+/** Sample 0 of every stored item of the dataset (and split, model), its `part` as the rationale, as JSON lines. */
+async function exportForTraining(
+  runtime: TeacherRuntime,
+  path: string,
+  options: { dataset: string; split?: string; model?: string; part: RationalePart },
+): Promise<{ written: number; withoutPart: number; part: RationalePart }> {
+  const writer = Bun.file(path).writer();
+  let written = 0;
+  let withoutPart = 0;
+  try {
+    for await (const record of runtime.teacher.store.list({ dataset: options.dataset, split: options.split, model: options.model })) {
+      if (record.sampleIndex !== 0 || record.itemId === null) continue;
+      const rationale = rationaleText(record, options.part);
+      if (rationale === null) {
+        withoutPart++;
+        continue;
+      }
+      const { itemId, split, label, agrees, model, template } = record;
+      writer.write(JSON.stringify({ id: itemId, split, rationale, label, agrees, model, template, part: options.part }) + "\n");
+      written++;
+    }
+  } finally {
+    await writer.end();
+  }
+  return { written, withoutPart, part: options.part };
+}
 
 function optionalInt(value: string | undefined, name: string, min: number): number | undefined {
   return value === undefined ? undefined : intFlag(value, name, undefined, min);
@@ -141,15 +197,22 @@ export function progressLine(snap: JobSnapshot, itemsPerMs: number): string {
   const eta = snap.pending > 0 && itemsPerMs > 0 ? formatDuration(snap.pending / itemsPerMs) : "-";
   return (
     `${snap.dataset}/${snap.split} ${snap.done + snap.failed}/${snap.total}` +
-    `  done ${snap.done} (cached ${snap.cached})  failed ${snap.failed}` +
+    `  done ${snap.done} (cached ${snap.cached})  failed ${snap.failed}${failureKinds(snap)}` +
     `  tokens ${snap.tokens}  cost $${snap.costUsd.toFixed(4)}  ETA ${eta}`
   );
+}
+
+/** " (no_answer 3, ambiguous 1; parse failures 4.0%)" — what kind of failures, so a bad template shows at once. */
+function failureKinds(snap: JobSnapshot): string {
+  const kinds = Object.entries(snap.failuresByKind ?? {}).map(([kind, n]) => `${kind} ${n}`);
+  if (kinds.length === 0) return "";
+  return ` (${kinds.join(", ")}; parse failures ${(100 * snap.parseFailureRate).toFixed(1)}%)`;
 }
 
 function summary(snap: JobSnapshot): string {
   const took = snap.finishedAt ? `  in ${formatDuration(snap.finishedAt - snap.createdAt)}` : "";
   return (
-    `job ${snap.id} ${snap.status}: ${snap.done}/${snap.total} done (${snap.cached} from the store), ${snap.failed} failed, ` +
+    `job ${snap.id} ${snap.status}: ${snap.done}/${snap.total} done (${snap.cached} from the store), ${snap.failed} failed${failureKinds(snap)}, ` +
     `${snap.pending} pending; ${snap.tokens} tokens, $${snap.costUsd.toFixed(4)}${took}`
   );
 }

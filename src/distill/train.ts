@@ -15,7 +15,9 @@ import { UserError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { Kernels } from "../gpu/kernels/index.ts";
 import { type ModelConfig, PRESETS, presetConfig } from "../model/config.ts";
-import { loadPretrained, resolveModelDir } from "../model/hf.ts";
+import { loadPretrained } from "../model/hf.ts";
+import { MAX_EPOCHS, MAX_STEPS } from "../bounds.ts";
+import { anyPathRoots } from "../roots.ts";
 import { initParams } from "../model/init.ts";
 import { paramLayout } from "../model/params.ts";
 import { saveModelTokenizer } from "../model/hf-tokenizer.ts";
@@ -133,7 +135,9 @@ export function validateSpec(spec: DistillSpec): void {
   if (kind === "key" && !(Number.isInteger(k) && k! >= 1)) throw new UserError(`selection "key" needs --k, a positive integer`);
   if (kind === "masked") checkFraction(p ?? Number.NaN);
   if (spec.alpha !== undefined && !(Number.isFinite(spec.alpha) && spec.alpha >= 0)) throw new UserError(`--alpha must be a number >= 0, got ${spec.alpha}`);
-  if (!(Number.isFinite(spec.epochs) && spec.epochs > 0)) throw new UserError(`--epochs must be > 0, got ${spec.epochs}`);
+  if (!(Number.isFinite(spec.epochs) && spec.epochs > 0 && spec.epochs <= MAX_EPOCHS)) {
+    throw new UserError(`--epochs must be > 0 and at most ${MAX_EPOCHS}, got ${spec.epochs}`);
+  }
   if (spec.limit !== undefined && !(Number.isInteger(spec.limit) && spec.limit >= 1)) throw new UserError(`--limit must be a positive integer, got ${spec.limit}`);
   if (spec.batchSize !== undefined && !(Number.isInteger(spec.batchSize) && spec.batchSize >= 1)) {
     throw new UserError(`--batch-size must be a positive integer, got ${spec.batchSize}`);
@@ -160,7 +164,7 @@ export async function loadRationales(dataset: string, items: Item[], source = "p
     return items.map((item) => byIndex.get(item.index) ?? null);
   }
   const byKey = new Map<string, string>();
-  for (const { line, row } of await readJsonLines(source)) {
+  for (const { line, row } of await readJsonLines(anyPathRoots().resolve("rationales", source))) {
     const key = row.id ?? row.index;
     if (key === undefined || typeof row.rationale !== "string") {
       throw new UserError(`${source}:${line}: expected {"id" or "index", "rationale": "..."}`, 422);
@@ -248,7 +252,7 @@ function isPreset(model: string): boolean {
 /** A model folder (or hub id in the local cache) to fine-tune; the error names the presets too. */
 function studentFolder(model: string): string {
   try {
-    return resolveModelDir(model);
+    return anyPathRoots().resolve("model", model);
   } catch (err) {
     throw new UserError(`--model "${model}" is neither a size preset (${Object.keys(PRESETS).join(", ")}) nor a model folder: ${(err as Error).message}`, 404);
   }
@@ -288,6 +292,7 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
   const truncated = examples.filter((e) => e.ids.length - 1 > seqLength).length;
   const batchSize = Math.min(spec.batchSize ?? 8, examples.length);
   const steps = Math.max(1, Math.ceil((spec.epochs * examples.length) / batchSize));
+  if (steps > MAX_STEPS) throw new UserError(`this run would take ${steps} steps (epochs x examples / batch size); the most is ${MAX_STEPS}`, 422);
   const optimizer = { ...DEFAULT_OPTIMIZER, ...spec.optimizer };
 
   // with the device at hand, an unfittable run is refused before anything is written or registered

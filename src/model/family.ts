@@ -347,6 +347,13 @@ export function validateConfig(c: ModelConfig): ModelConfig {
   return c;
 }
 
+/** Same family, architecture and sizes (the config.json each was read from may differ in keys we do not use). */
+export function sameModel(a: ModelConfig, b: ModelConfig): boolean {
+  const canonical = (value: unknown): unknown =>
+    value && typeof value === "object" ? Object.fromEntries(Object.entries(value).filter(([k]) => k !== "source").sort(([k1], [k2]) => k1.localeCompare(k2)).map(([k, v]) => [k, canonical(v)])) : value;
+  return JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
+}
+
 /** Dimensions of each head that rotate (HF: int(head_dim · partial_rotary_factor)); 0 for learned positions. */
 export function rotaryDim(c: ModelConfig): number {
   return c.arch.positions.kind === "rotary" ? Math.floor(c.headDim * c.arch.positions.fraction) : 0;

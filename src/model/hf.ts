@@ -118,12 +118,18 @@ function repoAliases(repoId: string): string[] {
 export function resolveModelDir(nameOrPath: string, env: Record<string, string | undefined> = process.env): string {
   if (existsSync(nameOrPath) && statSync(nameOrPath).isDirectory()) return nameOrPath;
   const cache = hubCacheDir(env);
-  for (const repoId of repoAliases(nameOrPath)) {
-    const repoDir = join(cache, `models--${repoId.replaceAll("/", "--")}`);
-    const snapshot = pickSnapshot(repoDir);
+  const snapshot = findInHubCache(nameOrPath, cache);
+  if (snapshot) return snapshot;
+  throw new UserError(`model "${nameOrPath}" is neither a folder nor in the Hugging Face cache at ${cache}`, 404);
+}
+
+/** The snapshot folder of a hub repo id in the cache at `cache` (refs/main's, else the newest), or undefined. */
+export function findInHubCache(repoId: string, cache: string): string | undefined {
+  for (const alias of repoAliases(repoId)) {
+    const snapshot = pickSnapshot(join(cache, `models--${alias.replaceAll("/", "--")}`));
     if (snapshot) return snapshot;
   }
-  throw new UserError(`model "${nameOrPath}" is neither a folder nor in the Hugging Face cache at ${cache}`, 404);
+  return undefined;
 }
 
 function pickSnapshot(repoDir: string): string | undefined {

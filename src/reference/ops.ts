@@ -1,7 +1,9 @@
+import type { AttentionShape } from "../gpu/kernels/index.ts";
+
 /**
  * Float64 reference implementations of every GPU kernel (the contract in src/gpu/kernels/index.ts), written in the
  * plain loop style of llm.c's train_gpt2.c. They are slow and obvious on purpose: the WGSL kernels are tested
- * against them, and src/reference/gpt2.ts composes them into a whole GPT-2 that is tested against PyTorch.
+ * against them, and src/reference/decoder.ts composes them into a whole decoder that is tested against PyTorch.
  *
  * All tensors are row-major. Outputs are freshly allocated (the GPU's "+=" accumulation is the caller's business),
  * except adamwStep, which updates its arrays in place like the optimizer it mirrors.
@@ -203,15 +205,6 @@ export function geluBackward(x: Float64Array, dout: Float64Array): Float64Array 
   return dinp;
 }
 
-export interface AttentionShape {
-  B: number;
-  T: number;
-  /** Query heads, key/value heads (query head h uses key/value head h/(NH/KVH)), head size. */
-  NH: number;
-  KVH: number;
-  hs: number;
-}
-
 /** Row width of a fused qkv tensor: q (NH heads) | k (KVH heads) | v (KVH heads). */
 const qkvWidth = (s: AttentionShape) => (s.NH + 2 * s.KVH) * s.hs;
 
@@ -403,27 +396,28 @@ export function gatedBackward(dout: Float64Array, inp: Float64Array, N: number, 
   return dinp;
 }
 
-/** out[B,T,C] = wte[tokens[b,t]] + wpe[t]. */
+/** out[B,T,C] = scale·wte[tokens[b,t]] + wpe[t] (no position term when wpe is null: rotary families). */
 export function embeddingForward(
   tokens: Uint32Array,
   wte: Float64Array,
-  wpe: Float64Array,
+  wpe: Float64Array | null,
   B: number,
   T: number,
   C: number,
+  scale = 1,
 ): Float64Array {
   const out = new Float64Array(B * T * C);
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {
       const row = (b * T + t) * C;
       const tokenRow = tokens[b * T + t] * C;
-      for (let c = 0; c < C; c++) out[row + c] = wte[tokenRow + c] + wpe[t * C + c];
+      for (let c = 0; c < C; c++) out[row + c] = scale * wte[tokenRow + c] + (wpe ? wpe[t * C + c] : 0);
     }
   }
   return out;
 }
 
-/** dwte[V,C] sums dout over every position of each token; dwpe[maxT,C] sums over the batch at each position. */
+/** dwte[V,C] sums scale·dout over every position of each token; dwpe[maxT,C] sums over the batch at each position. */
 export function embeddingBackward(
   dout: Float64Array,
   tokens: Uint32Array,
@@ -432,6 +426,7 @@ export function embeddingBackward(
   C: number,
   V: number,
   maxT: number,
+  scale = 1,
 ): { dwte: Float64Array; dwpe: Float64Array } {
   const dwte = new Float64Array(V * C);
   const dwpe = new Float64Array(maxT * C);
@@ -440,7 +435,7 @@ export function embeddingBackward(
       const row = (b * T + t) * C;
       const tokenRow = tokens[b * T + t] * C;
       for (let c = 0; c < C; c++) {
-        dwte[tokenRow + c] += dout[row + c];
+        dwte[tokenRow + c] += scale * dout[row + c];
         dwpe[t * C + c] += dout[row + c];
       }
     }

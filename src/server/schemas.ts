@@ -4,6 +4,8 @@
  * `requestSchemas`.
  */
 import * as v from "valibot";
+import { ANSWER_FORMATS } from "../teacher/prompts.ts";
+import { ItemLimit } from "../bounds.ts";
 
 /** Dataset names are folder names under datasets/: no separators, no dots first, so "../x" never reaches the disk. */
 export const DatasetName = v.pipe(
@@ -34,6 +36,8 @@ const generation = {
   temperature: v.optional(Temperature),
   n: v.optional(SampleCount),
   maxTokens: v.optional(MaxTokens),
+  /** Ask for {rationale, answer} JSON (response_format: json_schema); part of the cache key. */
+  structured: v.optional(v.boolean()),
 };
 
 export const RationaleRequestSchema = v.strictObject({
@@ -43,6 +47,8 @@ export const RationaleRequestSchema = v.strictObject({
   dataset: v.optional(DatasetName),
   split: v.optional(SplitName),
   id: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(200))),
+  /** The kind of answer to read; default: multiple choice with choices, else guessed from `answer`. */
+  format: v.optional(v.picklist(ANSWER_FORMATS)),
   ...generation,
 });
 export type RationaleRequestBody = v.InferOutput<typeof RationaleRequestSchema>;
@@ -55,10 +61,19 @@ export const RationaleListQuerySchema = v.object({
 });
 export type RationaleListQuery = v.InferOutput<typeof RationaleListQuerySchema>;
 
+/** GET /v1/rationales/failures query string: every field narrows the listing. */
+export const FailureListQuerySchema = v.object({
+  dataset: v.optional(DatasetName),
+  split: v.optional(SplitName),
+  model: v.optional(ModelName),
+  kind: v.optional(v.pipe(v.string(), v.regex(/^[a-z_]{1,40}$/, "kind is a failure kind such as no_answer or truncated"))),
+});
+export type FailureListQuery = v.InferOutput<typeof FailureListQuerySchema>;
+
 export const JobRequestSchema = v.strictObject({
   dataset: DatasetName,
   split: SplitName,
-  limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  limit: v.optional(ItemLimit),
   concurrency: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(256))),
   /** Use the Batch API (upload, create, poll, download) instead of one request per item. */
   batch: v.optional(v.boolean()),
@@ -70,5 +85,6 @@ export type JobRequestBody = v.InferOutput<typeof JobRequestSchema>;
 export const requestSchemas = {
   RationaleRequest: RationaleRequestSchema,
   RationaleListQuery: RationaleListQuerySchema,
+  FailureListQuery: FailureListQuerySchema,
   JobRequest: JobRequestSchema,
 } as const;

@@ -8,7 +8,8 @@
  */
 import type { Database } from "bun:sqlite";
 import type { Item } from "../data/types.ts";
-import { registerSchema } from "./db.ts";
+import { PARSE_FAILURE_REASONS } from "../teacher/parse.ts";
+import { addColumn, registerMigration, registerSchema } from "./db.ts";
 
 registerSchema(
   "jobs",
@@ -23,7 +24,8 @@ registerSchema(
     runner      TEXT,
     heartbeat   INTEGER,
     created_at  INTEGER NOT NULL,
-    finished_at INTEGER
+    finished_at INTEGER,
+    interrupted_calls INTEGER NOT NULL DEFAULT 0
   );
   CREATE TABLE IF NOT EXISTS job_items (
     job_id            TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -36,6 +38,8 @@ registerSchema(
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     cost_usd          REAL NOT NULL DEFAULT 0,
     error             TEXT,
+    error_kind        TEXT,
+    reasoning_tokens  INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, seq)
   );
   CREATE INDEX IF NOT EXISTS job_items_pending ON job_items (job_id, seq) WHERE state = 'pending';
@@ -50,6 +54,15 @@ registerSchema(
   );`,
 );
 
+registerMigration({
+  name: "job-items-failure-kind",
+  order: 0,
+  apply(db) {
+    addColumn(db, "job_items", "error_kind", "TEXT");
+    addColumn(db, "job_items", "reasoning_tokens", "INTEGER NOT NULL DEFAULT 0");
+  },
+});
+
 export type JobMode = "online" | "batch";
 export type JobStatus = "running" | "done" | "cancelled";
 
@@ -61,6 +74,8 @@ export interface JobParams {
   maxTokens?: number;
   concurrency?: number;
   limit?: number;
+  /** Structured mode (response_format json_schema); absent = plain text. */
+  structured?: boolean;
 }
 
 export interface JobRow {
@@ -76,6 +91,12 @@ export interface JobRow {
 }
 
 export interface JobCounts {
+  /**
+   * Items a runner held when it died (kill -9, power loss) — each may have been a teacher call in flight, paid but
+   * never answered to us, so its tokens and cost are NOT in the totals below: an upper bound on such calls (a held
+   * item may also have been waiting its turn). Each costs at most its prompt plus maxTokens x n completion tokens.
+   */
+  interruptedCalls: number;
   total: number;
   done: number;
   cached: number;
@@ -84,7 +105,15 @@ export interface JobCounts {
   promptTokens: number;
   completionTokens: number;
   tokens: number;
+  /** Of completionTokens, those the API reported as reasoning. */
+  reasoningTokens: number;
   costUsd: number;
+  /** Failed items by the kind of their failure: parse reasons ("no_answer", "ambiguous" …) and teacher errors. */
+  failuresByKind: Record<string, number>;
+  /** Items whose answer the parser refused (src/teacher/parse.ts: empty, refusal, no_answer, ambiguous, no_rationale), per item answered (done or failed); 0 before any. */
+  parseFailureRate: number;
+  /** The same, per parse reason that occurred: {"no_answer": 0.05, "ambiguous": 0.01}. */
+  parseFailureRates: Record<string, number>;
 }
 
 export interface ClaimedItem {
@@ -98,6 +127,7 @@ export interface ItemOutcome {
   cached: boolean;
   promptTokens: number;
   completionTokens: number;
+  reasoningTokens?: number;
   costUsd: number;
 }
 
@@ -135,7 +165,11 @@ const toJob = (r: RawJob): JobRow => ({
 
 /** All SQL about jobs. One instance per connection; `db.query` caches each statement after its first use. */
 export class JobStore {
-  constructor(readonly db: Database) {}
+  constructor(readonly db: Database) {
+    // databases from before interrupted calls were counted get the column (0: nothing known about earlier crashes)
+    const columns = db.query<{ name: string }, []>("PRAGMA table_info(jobs)").all();
+    if (!columns.some((c) => c.name === "interrupted_calls")) db.exec("ALTER TABLE jobs ADD COLUMN interrupted_calls INTEGER NOT NULL DEFAULT 0");
+  }
 
   /** The job and all its items in one transaction: a job is never visible half-enumerated. */
   create(job: { id: string; dataset: string; split: string; mode: JobMode; params: JobParams; items: Item[] }): JobRow {
@@ -190,6 +224,11 @@ export class JobStore {
         row.runner === null || row.runner === runner || isGone(row.runner) || (row.heartbeat ?? 0) < now - staleMs;
       if (!free) return false;
       this.db.query("UPDATE jobs SET runner = ?, heartbeat = ? WHERE id = ?").run(runner, now, id);
+      // items still claimed were left by a runner that died with them: each may have had a call in flight, paid
+      // for but never answered to us; counted here, since their usage can no longer be known
+      this.db
+        .query("UPDATE jobs SET interrupted_calls = interrupted_calls + (SELECT count(*) FROM job_items WHERE job_id = ?1 AND state = 'claimed') WHERE id = ?1")
+        .run(id);
       this.db.query("UPDATE job_items SET state = 'pending' WHERE job_id = ? AND state = 'claimed'").run(id);
       return true;
     })();
@@ -242,14 +281,15 @@ export class JobStore {
   markDone(id: string, seq: number, outcome: ItemOutcome): void {
     this.db
       .query(
-        `UPDATE job_items SET state = 'done', cached = ?, prompt_tokens = ?, completion_tokens = ?, cost_usd = ?,
-         error = NULL WHERE job_id = ? AND seq = ?`,
+        `UPDATE job_items SET state = 'done', cached = ?, prompt_tokens = ?, completion_tokens = ?, reasoning_tokens = ?,
+         cost_usd = ?, error = NULL, error_kind = NULL WHERE job_id = ? AND seq = ?`,
       )
-      .run(outcome.cached ? 1 : 0, outcome.promptTokens, outcome.completionTokens, outcome.costUsd, id, seq);
+      .run(outcome.cached ? 1 : 0, outcome.promptTokens, outcome.completionTokens, outcome.reasoningTokens ?? 0, outcome.costUsd, id, seq);
   }
 
-  markFailed(id: string, seq: number, error: string): void {
-    this.db.query("UPDATE job_items SET state = 'failed', error = ? WHERE job_id = ? AND seq = ?").run(error, id, seq);
+  /** `kind`: the teacher failure kind (a parse reason, "truncated", "rate_limited" …); "error" when unknown. */
+  markFailed(id: string, seq: number, error: string, kind = "error"): void {
+    this.db.query("UPDATE job_items SET state = 'failed', error = ?, error_kind = ? WHERE job_id = ? AND seq = ?").run(error, kind, id, seq);
   }
 
   /** Puts a claimed item back — unless another runner holds the job now (its claims are not ours to undo). */
@@ -266,7 +306,7 @@ export class JobStore {
   retryFailed(id: string): number {
     return this.db.transaction(() => {
       const retried = this.db
-        .query("UPDATE job_items SET state = 'pending', error = NULL WHERE job_id = ? AND state = 'failed'")
+        .query("UPDATE job_items SET state = 'pending', error = NULL, error_kind = NULL WHERE job_id = ? AND state = 'failed'")
         .run(id).changes;
       if (retried > 0) this.db.query("UPDATE jobs SET status = 'running', finished_at = NULL WHERE id = ?").run(id);
       return retried;
@@ -286,11 +326,24 @@ export class JobStore {
         `SELECT count(*) AS total,
            sum(state = 'done') AS done, sum(state = 'done' AND cached) AS cached, sum(state = 'failed') AS failed,
            sum(state IN ('pending', 'claimed')) AS pending,
-           sum(prompt_tokens) AS promptTokens, sum(completion_tokens) AS completionTokens, sum(cost_usd) AS costUsd
+           sum(prompt_tokens) AS promptTokens, sum(completion_tokens) AS completionTokens,
+           sum(reasoning_tokens) AS reasoningTokens, sum(cost_usd) AS costUsd
          FROM job_items WHERE job_id = ?`,
       )
       .get(id)!;
     const n = (k: string) => Number(r[k] ?? 0);
+    const failuresByKind = Object.fromEntries(
+      this.db
+        .query<{ kind: string; n: number }, [string]>(
+          `SELECT COALESCE(error_kind, 'error') AS kind, count(*) AS n FROM job_items
+           WHERE job_id = ? AND state = 'failed' GROUP BY 1 ORDER BY 1`,
+        )
+        .all(id)
+        .map((row) => [row.kind, row.n]),
+    );
+    const parseFailures = PARSE_FAILURE_REASONS.reduce((sum, kind) => sum + (failuresByKind[kind] ?? 0), 0);
+    const answered = n("done") + n("failed");
+    const interrupted = this.db.query<{ n: number }, [string]>("SELECT interrupted_calls AS n FROM jobs WHERE id = ?").get(id)?.n ?? 0;
     return {
       total: n("total"),
       done: n("done"),
@@ -300,7 +353,14 @@ export class JobStore {
       promptTokens: n("promptTokens"),
       completionTokens: n("completionTokens"),
       tokens: n("promptTokens") + n("completionTokens"),
+      reasoningTokens: n("reasoningTokens"),
       costUsd: n("costUsd"),
+      failuresByKind,
+      parseFailureRate: answered === 0 ? 0 : parseFailures / answered,
+      parseFailureRates: Object.fromEntries(
+        PARSE_FAILURE_REASONS.filter((reason) => failuresByKind[reason]).map((reason) => [reason, failuresByKind[reason] / answered]),
+      ),
+      interruptedCalls: interrupted,
     };
   }
 

@@ -18,23 +18,40 @@ export interface ChatRequest {
   maxTokens: number;
   n: number;
   stop?: string[];
+  /** Structured mode: ask for JSON matching this schema (`response_format: json_schema`). */
+  responseFormat?: { name: string; schema: Record<string, unknown> };
 }
 
 export interface ChatChoice {
   index: number;
+  /** The visible answer (`message.content`). */
   text: string;
   /** "stop", "length", "content_filter", … as the API reported it. */
   finishReason: string;
+  /** A reasoning model's trace, sent beside the content (`reasoning_content`, or `reasoning`); null when absent. */
+  reasoning: string | null;
+  /** The model declined (`message.refusal`, structured outputs); null when it did not. */
+  refusal: string | null;
+}
+
+export interface ChatUsage {
+  promptTokens: number;
+  /** All completion tokens, reasoning included: what the API bills as output. */
+  completionTokens: number;
+  /** usage.completion_tokens_details.reasoning_tokens, when the API reports it. */
+  reasoningTokens?: number;
 }
 
 export interface ChatResult {
   choices: ChatChoice[];
-  usage: { promptTokens: number; completionTokens: number } | null;
+  usage: ChatUsage | null;
   /** The model the API says answered (may be a dated snapshot of the requested one). */
   model: string;
   /** Wall time of the successful attempt. */
   latencyMs: number;
   attempts: number;
+  /** The request was sent with its response_format (false when there was none, or the server refused it). */
+  structured?: boolean;
 }
 
 export interface RetryPolicy {
@@ -51,7 +68,8 @@ export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 5, baseDelayMs: 500, ma
 
 export type ClientEvent =
   | { type: "retry"; attempt: number; delayMs: number; kind: TeacherFailureKind; status?: number; message: string }
-  | { type: "response"; attempt: number; latencyMs: number; status: number };
+  | { type: "response"; attempt: number; latencyMs: number; status: number }
+  | { type: "structured_unsupported"; status?: number; message: string };
 
 export interface TeacherClientOptions {
   baseURL?: string;
@@ -68,6 +86,8 @@ export interface TeacherClientOptions {
   /** Uniform [0, 1) for the jitter (tests pin it). */
   random?: () => number;
   onEvent?: (event: ClientEvent) => void;
+  /** Where the one-time notice goes when the server refuses response_format (default console.warn). */
+  warn?: (message: string) => void;
 }
 
 export interface TeacherClientConfig {
@@ -149,15 +169,57 @@ export function finishFailure(finishReason: string): TeacherFailureKind | null {
   return null;
 }
 
-function readChoices(response: OpenAI.Chat.Completions.ChatCompletion): ChatChoice[] {
-  if (!Array.isArray(response?.choices) || response.choices.length === 0) {
+function text(value: unknown): string | null {
+  return typeof value === "string" && value !== "" ? value : null;
+}
+
+/** The choices of a chat.completion body (online or from a batch output file), reasoning and refusal included. */
+export function readChoices(raw: unknown): ChatChoice[] {
+  if (!Array.isArray(raw) || raw.length === 0) {
     throw new TeacherError("teacher answered without choices", "bad_response", 502, 1);
   }
-  return response.choices.map((c, i) => ({
-    index: typeof c.index === "number" ? c.index : i,
-    text: typeof c.message?.content === "string" ? c.message.content : "",
-    finishReason: String(c.finish_reason ?? "stop"),
+  type RawChoice = { index?: unknown; finish_reason?: unknown; message?: Record<string, unknown> };
+  return (raw as RawChoice[]).map((c, i) => ({
+    index: typeof c?.index === "number" ? c.index : i,
+    text: typeof c?.message?.content === "string" ? c.message.content : "",
+    finishReason: String(c?.finish_reason ?? "stop"),
+    // DeepSeek and vLLM say reasoning_content; OpenRouter and newer vLLM/Ollama say reasoning
+    reasoning: text(c?.message?.reasoning_content) ?? text(c?.message?.reasoning),
+    refusal: text(c?.message?.refusal),
   }));
+}
+
+/** `usage` as the API reports it (reasoning tokens are part of completion_tokens, priced as output); null if absent. */
+export function readUsage(raw: unknown): ChatUsage | null {
+  const u = raw as { prompt_tokens?: unknown; completion_tokens?: unknown; completion_tokens_details?: { reasoning_tokens?: unknown } } | null;
+  if (!u || typeof u.prompt_tokens !== "number" || typeof u.completion_tokens !== "number") return null;
+  const reasoning = u.completion_tokens_details?.reasoning_tokens;
+  return {
+    promptTokens: u.prompt_tokens,
+    completionTokens: u.completion_tokens,
+    ...(typeof reasoning === "number" ? { reasoningTokens: reasoning } : {}),
+  };
+}
+
+/** The chat-completions body for a request, the same fields online and in a Batch-API input file. */
+export function chatBody(request: ChatRequest, options: { n?: number; structured?: boolean } = {}): Record<string, unknown> {
+  const format = options.structured === false ? undefined : request.responseFormat;
+  return {
+    model: request.model,
+    messages: [{ role: "user", content: request.prompt }],
+    temperature: request.temperature,
+    max_tokens: request.maxTokens,
+    n: options.n ?? request.n,
+    ...(request.stop?.length ? { stop: request.stop } : {}),
+    ...(format ? { response_format: { type: "json_schema", json_schema: { name: format.name, strict: true, schema: format.schema } } } : {}),
+  };
+}
+
+/** A 400/422 that names response_format: the server does not do structured outputs (rather than a bad request). */
+export function refusesResponseFormat(err: unknown): boolean {
+  if (!(err instanceof APIError) || (err.status !== 400 && err.status !== 422 && err.status !== 501)) return false;
+  const said = `${err.message} ${JSON.stringify(err.error ?? "")}`;
+  return /response_format|json_schema|structured output|guided_json|grammar/i.test(said);
 }
 
 export class TeacherClient {
@@ -170,6 +232,9 @@ export class TeacherClient {
   private readonly random: () => number;
   private readonly onEvent?: (event: ClientEvent) => void;
   private readonly redact: (message: string) => string;
+  private readonly warn: (message: string) => void;
+  /** Set once the server refused response_format: later structured requests go as plain text, said once. */
+  private structuredRefused = false;
 
   constructor(options: TeacherClientOptions = {}) {
     const config = resolveClientConfig(options);
@@ -179,6 +244,7 @@ export class TeacherClient {
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
     this.random = options.random ?? Math.random;
     this.onEvent = options.onEvent;
+    this.warn = options.warn ?? ((message) => console.warn(message));
     this.limiter = options.limiter ?? new Limiter(options.limits, this.clock);
     this.redact = (message) => redactSecrets(message, config.apiKey);
     this.sdk = new OpenAI({
@@ -204,25 +270,29 @@ export class TeacherClient {
       const permit = await this.limiter.acquire(estimate);
       const started = this.clock.now();
       let failure: Classified;
+      const body = chatBody(request, { structured: !this.structuredRefused });
+      const structured = "response_format" in body;
       try {
-        const response = await this.sdk.chat.completions.create({
-          model: request.model,
-          messages: [{ role: "user", content: request.prompt }],
-          temperature: request.temperature,
-          max_tokens: request.maxTokens,
-          n: request.n,
-          ...(request.stop?.length ? { stop: request.stop } : {}),
-        });
-        const choices = readChoices(response);
-        const usage = response.usage
-          ? { promptTokens: response.usage.prompt_tokens, completionTokens: response.usage.completion_tokens }
-          : null;
+        const response = await this.sdk.chat.completions.create(body as never as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming);
+        const choices = readChoices(response?.choices);
+        const usage = readUsage(response.usage);
         permit.release(usage ? usage.promptTokens + usage.completionTokens : undefined);
         const latencyMs = this.clock.now() - started;
         this.onEvent?.({ type: "response", attempt, latencyMs, status: 200 });
-        return { choices, usage, model: response.model ?? request.model, latencyMs, attempts: attempt };
+        return { choices, usage, model: response.model ?? request.model, latencyMs, attempts: attempt, structured };
       } catch (err) {
         permit.release();
+        if (structured && refusesResponseFormat(err)) {
+          // not a failed attempt: the same request again, as plain text the text parser reads; said once per client
+          if (!this.structuredRefused) {
+            this.structuredRefused = true;
+            const message = this.redact((err as Error).message);
+            this.onEvent?.({ type: "structured_unsupported", status: (err as APIError).status, message });
+            this.warn(`cot-distill: the teacher at ${this.baseURL} refuses response_format (${message}); structured mode falls back to plain-text answers read by the text parser`);
+          }
+          attempt--;
+          continue;
+        }
         failure = classifyError(err);
         failure.message = this.redact(failure.message);
       }

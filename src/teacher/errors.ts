@@ -1,3 +1,5 @@
+import type { ParseFailureReason } from "./parse.ts";
+
 /** Teacher failures, typed so the HTTP layer can map them (503: try later, 502: bad upstream answer, 504: timeout). */
 
 export type TeacherFailureKind =
@@ -7,7 +9,8 @@ export type TeacherFailureKind =
   | "upstream" // 5xx after retries, or a 4xx the teacher API answered (bad key, unknown model …)
   | "bad_response" // malformed JSON / no choices, after retries
   | "truncated" // finish_reason "length": the rationale was cut off
-  | "content_filter"; // finish_reason "content_filter"
+  | "content_filter" // finish_reason "content_filter"
+  | ParseFailureReason; // the teacher answered, but not with a usable rationale and label (src/teacher/parse.ts)
 
 export class TeacherError extends Error {
   constructor(

@@ -14,6 +14,7 @@ import { UserError } from "../errors.ts";
 import { Checkpointer } from "../store/checkpointer.ts";
 import type { BatchState, ClaimedItem, ItemOutcome, JobCounts, JobMode, JobParams, JobRow, JobStore } from "../store/jobs.ts";
 import { redactSecrets } from "./client.ts";
+import { isTeacherError } from "./errors.ts";
 import type { GenerationParams, RationaleResult, RationaleSample, TeacherItem, TeacherService } from "./service.ts";
 
 export interface JobSnapshot extends JobCounts {
@@ -118,8 +119,8 @@ export function teacherItem(item: Item): TeacherItem {
 }
 
 export function generationParams(params: JobParams): GenerationParams {
-  const { model, temperature, maxTokens, n } = params;
-  return { model, temperature, maxTokens, n };
+  const { model, temperature, maxTokens, n, structured } = params;
+  return { model, temperature, maxTokens, n, ...(structured ? { structured } : {}) };
 }
 
 /** Tokens and cost this item actually paid for; an item entirely served from the store is `cached`. */
@@ -129,6 +130,7 @@ export function outcomeOf(result: RationaleResult): ItemOutcome {
     cached: paid.length === 0,
     promptTokens: paid.reduce((sum, s) => sum + (s.usage?.promptTokens ?? 0), 0),
     completionTokens: paid.reduce((sum, s) => sum + (s.usage?.completionTokens ?? 0), 0),
+    reasoningTokens: paid.reduce((sum, s) => sum + (s.usage?.reasoningTokens ?? 0), 0),
     costUsd: paid.reduce((sum, s) => sum + (s.costUsd ?? 0), 0),
   };
 }
@@ -168,6 +170,7 @@ export class JobManager {
       maxTokens: request.maxTokens,
       concurrency: request.concurrency,
       limit: request.limit,
+      ...(request.structured ? { structured: true } : {}),
     };
     const id = newJobId();
     this.store.create({ id, dataset: request.dataset, split: request.split, mode, params, items: chosen });
@@ -343,7 +346,7 @@ export class JobManager {
         );
       } catch (err) {
         if (context.signal.aborted) this.store.unclaim(job.id, claimed.seq, this.runner);
-        else this.store.markFailed(job.id, claimed.seq, describeError(err));
+        else this.store.markFailed(job.id, claimed.seq, describeError(err), isTeacherError(err) ? err.kind : "error");
       }
       context.changed();
     };

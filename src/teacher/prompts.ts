@@ -14,15 +14,18 @@ import { join } from "node:path";
 import * as v from "valibot";
 import type { Choice } from "../data/types.ts";
 import { UserError } from "../errors.ts";
+import { answerFormatOf } from "./parse.ts";
 
-export type AnswerFormat = "multiple-choice" | "math";
+/** What the teacher is asked to answer: a choice label, a number, yes/no, or a short free-form phrase. */
+export const ANSWER_FORMATS = ["multiple-choice", "math", "yes-no", "short-answer"] as const;
+export type AnswerFormat = (typeof ANSWER_FORMATS)[number];
 
 const ChoiceSchema = v.object({ label: v.pipe(v.string(), v.regex(/^[A-Z]$/)), text: v.string() });
 
 export const ExemplarFileSchema = v.object({
   name: v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9_-]*$/)),
   revision: v.pipe(v.number(), v.integer(), v.minValue(1)),
-  format: v.picklist(["multiple-choice", "math"]),
+  format: v.picklist(ANSWER_FORMATS),
   source: v.optional(v.string()),
   /** Text placed before the exemplars (e.g. an instruction for chat models). */
   preamble: v.optional(v.string()),
@@ -107,19 +110,25 @@ export function loadTemplate(path: string): PromptTemplate {
 }
 
 const EXEMPLAR_DIR = join(import.meta.dir, "exemplars");
+const EXEMPLAR_FILES: Record<AnswerFormat, string> = {
+  "multiple-choice": "cqa.json",
+  math: "svamp.json",
+  "yes-no": "strategyqa.json",
+  "short-answer": "short-answer.json",
+};
 const builtins = new Map<AnswerFormat, PromptTemplate>();
 
 /** The shipped template for a format (read once per process). */
 export function builtinTemplate(format: AnswerFormat): PromptTemplate {
   let template = builtins.get(format);
   if (!template) {
-    template = loadTemplate(join(EXEMPLAR_DIR, format === "multiple-choice" ? "cqa.json" : "svamp.json"));
+    template = loadTemplate(join(EXEMPLAR_DIR, EXEMPLAR_FILES[format]));
     builtins.set(format, template);
   }
   return template;
 }
 
-/** Multiple choice when the item has choices, math otherwise. */
-export function templateFor(item: PromptItem): PromptTemplate {
-  return builtinTemplate(item.choices?.length ? "multiple-choice" : "math");
+/** The shipped template for the item's answer format (see answerFormatOf: choices, else the gold answer's shape). */
+export function templateFor(item: PromptItem & { answer?: string; format?: AnswerFormat }): PromptTemplate {
+  return builtinTemplate(answerFormatOf(item));
 }

@@ -1,7 +1,9 @@
 /**
  * TeacherService: the one way to get chain-of-thought rationales from the teacher. A stored answer is never requested
  * again (cache key = item identity + model + template version + generation params + sample index), identical requests
- * in flight at the same time share one teacher call, and failures are recorded but never stored as rationales.
+ * in flight at the same time share one teacher call, and failures are recorded but never stored as rationales —
+ * among them answers the parser refuses (empty, a refusal, no or two labels: src/teacher/parse.ts), kept raw.
+ * Structured mode asks for {rationale, answer} JSON (part of the key); a reasoning model's trace is stored apart.
  *
  * n samples use sample indices 0..n-1; the ones not yet stored are requested in ONE call with `n` = how many are
  * missing. The Batch-API path builds its requests with `plan` and feeds the answers back through `ingest`, so both
@@ -16,7 +18,7 @@ import { GroupCommit } from "../store/group-commit.ts";
 import { RationaleStore, rationaleKey, type RationaleRecord } from "../store/rationales.ts";
 import { finishFailure, TeacherClient, type ChatChoice, type ChatRequest, type ChatResult } from "./client.ts";
 import { TeacherError } from "./errors.ts";
-import { agreesWithGold, parseCompletion } from "./parse.ts";
+import { agreesWithGold, answerFormatOf, parseCompletion, structuredSchema } from "./parse.ts";
 import { costUsd } from "./pricing.ts";
 import { STOP_SEQUENCES, templateFor, type AnswerFormat, type PromptTemplate } from "./prompts.ts";
 
@@ -31,6 +33,8 @@ export interface TeacherItem {
   dataset?: string;
   split?: string;
   id?: string;
+  /** What kind of answer to read; by default multiple choice with choices, else guessed from the gold answer. */
+  format?: AnswerFormat;
 }
 
 export interface GenerationParams {
@@ -39,15 +43,23 @@ export interface GenerationParams {
   maxTokens?: number;
   /** Number of samples (indices 0..n-1); each is cached on its own. */
   n?: number;
+  /** Ask for {rationale, answer} JSON (response_format: json_schema); part of the cache key. */
+  structured?: boolean;
 }
 
 export interface TokenUsage {
   promptTokens: number;
+  /** Reasoning included (that is how the APIs bill it). */
   completionTokens: number;
+  /** Of completionTokens, the reasoning ones, when the API reports them. */
+  reasoningTokens?: number;
 }
 
 export interface RationaleSample {
+  /** The visible explanation (markdown stripped; "" when a reasoning model showed only its answer). */
   rationale: string;
+  /** A reasoning model's trace (reasoning_content or <think>), null when none. */
+  reasoning: string | null;
   /** Normalised label: "A".."E" for multiple choice, a canonical number string for math; null when unparseable. */
   label: string | null;
   /** Label equals the gold answer; null when the item has no gold answer. */
@@ -102,6 +114,8 @@ export interface TeacherDefaults {
   n: number;
   /** Stop sequences sent with every request (default: the next few-shot "Q:"); [] for models that reject `stop`. */
   stop: string[];
+  /** Structured mode by default (see GenerationParams.structured). */
+  structured: boolean;
 }
 
 export interface TeacherServiceOptions {
@@ -119,8 +133,8 @@ export interface RationalePlan {
   template: PromptTemplate;
   /** The chat request for ALL n samples; send `n: missing.length` for a subset. */
   request: ChatRequest;
-  /** The generation params that are part of the key (and stored as provenance). */
-  keyParams: { temperature: number; maxTokens: number };
+  /** The generation params that are part of the key (and stored as provenance); `structured` only when on. */
+  keyParams: { temperature: number; maxTokens: number; structured?: true };
   /** keys[i] is sample i's cache key. */
   keys: string[];
 }
@@ -133,6 +147,7 @@ function share(total: number, parts: number, index: number): number {
 function sampleOf(record: RationaleRecord, fromStore: boolean): RationaleSample {
   return {
     rationale: record.rationale,
+    reasoning: record.reasoning ?? null,
     label: record.label,
     agrees: record.agrees,
     fromStore,
@@ -143,7 +158,11 @@ function sampleOf(record: RationaleRecord, fromStore: boolean): RationaleSample 
     usage:
       record.promptTokens === null || record.completionTokens === null
         ? null
-        : { promptTokens: record.promptTokens, completionTokens: record.completionTokens },
+        : {
+            promptTokens: record.promptTokens,
+            completionTokens: record.completionTokens,
+            ...(record.reasoningTokens === null ? {} : { reasoningTokens: record.reasoningTokens }),
+          },
     costUsd: record.costUsd,
   };
 }
@@ -169,16 +188,27 @@ export class TeacherService {
     this.atomically = options.db.transaction((work: () => unknown) => work()) as <T>(work: () => T) => T;
     this.client = options.client ?? new TeacherClient();
     this.templates = options.templates ?? {};
-    this.defaults = { model: this.client.model, temperature: 0, maxTokens: 256, n: 1, stop: STOP_SEQUENCES, ...options.defaults };
+    this.defaults = {
+      model: this.client.model,
+      temperature: 0,
+      maxTokens: 256,
+      n: 1,
+      stop: STOP_SEQUENCES,
+      structured: false,
+      ...options.defaults,
+    };
   }
 
   plan({ item, params = {} }: RationaleRequest): RationalePlan {
-    const shipped = templateFor(item);
-    const template = this.templates[shipped.format] ?? shipped;
+    const format = answerFormatOf(item);
+    const template = this.templates[format] ?? templateFor(item);
     const model = params.model ?? this.defaults.model;
-    const keyParams = {
+    const structured = params.structured ?? this.defaults.structured;
+    const keyParams: RationalePlan["keyParams"] = {
       temperature: params.temperature ?? this.defaults.temperature,
       maxTokens: params.maxTokens ?? this.defaults.maxTokens,
+      // absent when off, so the keys of answers stored before structured mode existed stay the same
+      ...(structured ? { structured: true as const } : {}),
     };
     const n = params.n ?? this.defaults.n;
     if (!Number.isInteger(n) || n < 1) throw new RangeError(`n must be a positive integer, got ${n}`);
@@ -191,7 +221,15 @@ export class TeacherService {
         sampleIndex,
       }),
     );
-    const request: ChatRequest = { prompt: template.render(item), model, ...keyParams, n, stop: this.defaults.stop };
+    const request: ChatRequest = {
+      prompt: template.render(item),
+      model,
+      temperature: keyParams.temperature,
+      maxTokens: keyParams.maxTokens,
+      n,
+      stop: this.defaults.stop,
+      ...(structured ? { responseFormat: { name: "rationale_and_answer", schema: structuredSchema(format, item.choices) } } : {}),
+    };
     return { item, template, request, keyParams, keys };
   }
 
@@ -303,9 +341,17 @@ export class TeacherService {
           this.recordFailure(plan, sampleIndex, err, choice?.text ?? null);
           return err;
         }
-        const promptTokens = result.usage ? share(result.usage.promptTokens, parts, j) : null;
-        const completionTokens = result.usage ? share(result.usage.completionTokens, parts, j) : null;
-        return this.storeChoice(plan, sampleIndex, choice.text, { promptTokens, completionTokens, latencyMs: result.latencyMs });
+        const usage = result.usage;
+        const promptTokens = usage ? share(usage.promptTokens, parts, j) : null;
+        const completionTokens = usage ? share(usage.completionTokens, parts, j) : null;
+        const reasoningTokens = usage?.reasoningTokens === undefined ? null : share(usage.reasoningTokens, parts, j);
+        return this.storeChoice(plan, sampleIndex, choice, {
+          promptTokens,
+          completionTokens,
+          reasoningTokens,
+          latencyMs: result.latencyMs,
+          attempts: result.attempts ?? 1,
+        });
       });
       const samples = outcomes.filter((outcome): outcome is RationaleSample => !(outcome instanceof TeacherError));
       if (samples.length === outcomes.length) options.onStored?.(samples, this.store.db);
@@ -314,14 +360,23 @@ export class TeacherService {
     return this.atomically(store);
   }
 
-  /** One good answer stored under sample `sampleIndex`'s key. */
+  /**
+   * One answer stored under sample `sampleIndex`'s key — or, when the parser refuses it (empty, a refusal, no or two
+   * labels, no explanation), recorded as a failure with its raw text and never stored as a rationale.
+   */
   private storeChoice(
     plan: RationalePlan,
     sampleIndex: number,
-    text: string,
-    call: { promptTokens: number | null; completionTokens: number | null; latencyMs: number },
-  ): RationaleSample {
-    const parsed = parseCompletion(text, plan.template.format, plan.item.choices);
+    choice: ChatChoice,
+    call: { promptTokens: number | null; completionTokens: number | null; reasoningTokens: number | null; latencyMs: number; attempts: number },
+  ): RationaleSample | TeacherError {
+    const text = choice.text;
+    const parsed = parseCompletion(text, plan.template.format, plan.item.choices, { reasoning: choice.reasoning, refusal: choice.refusal });
+    if (parsed.failure) {
+      const err = new TeacherError(`teacher answer unusable (${parsed.failure.reason}): ${parsed.failure.detail}`, parsed.failure.reason, 502, call.attempts);
+      this.recordFailure(plan, sampleIndex, err, choice.refusal && !text ? choice.refusal : text, parsed.reasoning);
+      return err;
+    }
     const { promptTokens, completionTokens } = call;
     const record: RationaleRecord = {
       key: plan.keys[sampleIndex],
@@ -336,11 +391,13 @@ export class TeacherService {
       template: plan.template.version,
       params: plan.keyParams,
       rationale: parsed.rationale,
+      reasoning: parsed.reasoning,
       label: parsed.label,
       agrees: agreesWithGold(parsed.label, plan.item.answer, plan.template.format),
       rawCompletion: text,
       promptTokens,
       completionTokens,
+      reasoningTokens: call.reasoningTokens,
       latencyMs: call.latencyMs,
       costUsd: promptTokens === null || completionTokens === null ? null : costUsd(plan.request.model, promptTokens, completionTokens),
       source: "teacher",
@@ -351,7 +408,7 @@ export class TeacherService {
   }
 
   /** Records a failed sample (never served as a rationale); the Batch-API path records its failed lines here too. */
-  recordFailure(plan: RationalePlan, sampleIndex: number, err: TeacherError, rawCompletion: string | null): void {
+  recordFailure(plan: RationalePlan, sampleIndex: number, err: TeacherError, rawCompletion: string | null, reasoning: string | null = null): void {
     this.store.recordFailure({
       key: plan.keys[sampleIndex],
       dataset: plan.item.dataset ?? null,
@@ -366,6 +423,7 @@ export class TeacherService {
       upstreamStatus: err.upstreamStatus ?? null,
       message: err.message,
       rawCompletion,
+      reasoning,
       attempts: err.attempts,
     });
   }

@@ -8,6 +8,7 @@ import { UserError } from "../errors.ts";
 import { acquireGpu, type Gpu } from "../gpu/device.ts";
 import { createKernels, type Kernels } from "../gpu/kernels/index.ts";
 import type { ModelConfig } from "../model/config.ts";
+import { sameModel } from "../model/family.ts";
 import { DecoderModel } from "../model/decoder.ts";
 import { saveHFModel } from "../model/hf.ts";
 import { assertTrainingFits } from "../model/memory.ts";
@@ -111,7 +112,7 @@ export async function runTraining(spec: RunSpec): Promise<RunResult> {
 }
 
 function checkResumable(spec: RunSpec, config: ModelConfig, run: Record<string, unknown>): void {
-  if (JSON.stringify(config) !== JSON.stringify(spec.config)) {
+  if (!sameModel(config, spec.config)) {
     throw new UserError("cannot resume: the checkpoint's model config differs from this run's");
   }
   for (const [key, value] of Object.entries(spec.run ?? {})) {

@@ -12,7 +12,7 @@ import { initParams } from "../../src/model/init.ts";
 import { paramLayout, tensorView } from "../../src/model/params.ts";
 import { relativeError } from "../helpers/numeric.ts";
 import { Rng } from "../../src/model/rng.ts";
-import { gpt2ForwardBackward } from "../../src/reference/gpt2.ts";
+import { decoderForwardBackward } from "../../src/reference/decoder.ts";
 
 const gpu = await acquireGpu();
 const kernels = await createKernels(gpu);
@@ -56,7 +56,7 @@ test("loss and gradients match the float64 reference on a non-tile-multiple conf
   const batch = randomBatch(rng);
   const gpuModel = model(params);
   const got = await lossAndGrads(gpuModel, batch);
-  const ref = gpt2ForwardBackward(config, Float64Array.from(params), { ...batch, weights: Float64Array.from(batch.weights) });
+  const ref = decoderForwardBackward(config, Float64Array.from(params), { ...batch, weights: Float64Array.from(batch.weights) });
   expect(Math.abs(got.loss - ref.loss) / ref.loss).toBeLessThan(1e-5);
   for (const spec of gpuModel.layout.tensors) {
     const error = relativeError(tensorView(got.grads, spec), tensorView(ref.grads, spec));

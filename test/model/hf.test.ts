@@ -94,3 +94,38 @@ describe("HF GPT-2 folders", () => {
     expect(loaded.layout.count).toBe(111_968);
   });
 });
+
+describe("HF folders of the other families", () => {
+  const FAMILIES_DIR = join(import.meta.dir, "../fixtures/families");
+
+  test.each([["llama"], ["qwen2"], ["qwen3"], ["gemma"], ["phi"]] as const)("%s: loads, saves back in the family's names and config keys, reloads bit-exact", async (family) => {
+    const model = await loadHFModel(join(FAMILIES_DIR, family));
+    expect(model.config.family).toBe(family);
+    const stored = await readSafetensorsFile(join(FAMILIES_DIR, family, "model.safetensors"));
+    expect(model.layout.tensors.map((t) => t.name).sort()).toEqual([...stored.tensors.keys()].sort());
+    for (const spec of model.layout.tensors) expect(tensorView(model.params, spec)).toEqual(toFloat32(stored.tensors.get(spec.name)!));
+    const out = join(temp, `saved-${family}`);
+    await saveHFModel(out, model);
+    const again = await loadHFModel(out);
+    expect(again.params).toEqual(model.params);
+    const original = await Bun.file(join(FAMILIES_DIR, family, "config.json")).json();
+    expect(await Bun.file(join(out, "config.json")).json()).toMatchObject(original);
+  });
+
+  test("a tied Qwen2 may store lm_head equal to the embedding; an untied Llama needs its lm_head", async () => {
+    const tied = join(temp, "qwen2-tied");
+    cpSync(join(FAMILIES_DIR, "qwen2"), tied, { recursive: true });
+    const file = await readSafetensorsFile(join(tied, "model.safetensors"));
+    const tensors = [...file.tensors].map(([name, e]) => ({ name, shape: e.shape, data: toFloat32(e) }));
+    const embedding = tensors.find((t) => t.name === "model.embed_tokens.weight")!;
+    writeFileSync(join(tied, "model.safetensors"), serializeSafetensors([...tensors, { ...embedding, name: "lm_head.weight" }], { format: "pt" }));
+    expect((await loadHFModel(tied)).params).toEqual((await loadHFModel(join(FAMILIES_DIR, "qwen2"))).params);
+
+    const headless = join(temp, "llama-headless");
+    cpSync(join(FAMILIES_DIR, "llama"), headless, { recursive: true });
+    const llama = await readSafetensorsFile(join(headless, "model.safetensors"));
+    const kept = [...llama.tensors].filter(([name]) => name !== "lm_head.weight").map(([name, e]) => ({ name, shape: e.shape, data: toFloat32(e) }));
+    writeFileSync(join(headless, "model.safetensors"), serializeSafetensors(kept, { format: "pt" }));
+    await expect(loadHFModel(headless)).rejects.toThrow(/missing tensor lm_head\.weight/);
+  });
+});

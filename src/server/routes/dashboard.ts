@@ -2,7 +2,9 @@
  * The dashboard at GET /: one self-contained page (inline CSS and JS, no build step, no external requests) over the
  * same JSON routes a program uses: the runs table (GET /v1/runs, refreshed), live loss curves (the SSE stream of
  * GET /v1/runs/:id/metrics, read with fetch so a bearer token can be sent), and the results of experiment grids
- * (GET /v1/experiments: every `<runs root>/<grid>/results.json`).
+ * (GET /v1/experiments: every `<runs root>/<grid>/results.json`), and how the teacher's answers of each recent bulk
+ * job parsed (GET /v1/jobs: the parse-failure rate and the failures by kind), so a template that does not suit a
+ * teacher shows at once.
  *
  * Everything the server sends is put into the page with textContent, never as HTML.
  */
@@ -63,6 +65,7 @@ const PAGE = /* html */ `<!doctype html>
   .status { padding: 1px 8px; border-radius: 10px; font-size: 12px; }
   .status.queued { background: #eef0f4; } .status.running { background: #dcebff; color: #0b4fb3; }
   .status.done { background: #dcf5e3; color: #146c2e; } .status.failed { background: #fde2e1; color: #a4161a; }
+  .status.cancelled { background: #f1e8d8; color: #7a5b12; }
   .empty { color: var(--muted); font-size: 13px; }
   svg text { font-size: 11px; fill: var(--muted); }
   #legend { display: flex; flex-wrap: wrap; gap: 12px; font-size: 12px; margin-top: 6px; }
@@ -84,6 +87,11 @@ const PAGE = /* html */ `<!doctype html>
     <h2>Training loss</h2>
     <svg id="loss" width="100%" height="280" viewBox="0 0 800 280" preserveAspectRatio="none" role="img" aria-label="training loss curves"></svg>
     <div id="legend"></div>
+  </section>
+  <section id="answers-section" hidden>
+    <h2>Teacher answers <span class="empty">(per bulk job: answers the parser refused, by reason)</span></h2>
+    <table id="answers"><thead><tr><th>job</th><th>status</th><th>dataset</th><th>answered</th><th>parse failures</th>
+      <th>failed by kind</th></tr></thead><tbody></tbody></table>
   </section>
   <section>
     <h2>Experiment results <span class="empty">(accuracy, mean ± 95% CI over seeds)</span></h2>
@@ -262,8 +270,34 @@ async function refreshExperiments() {
   }
 }
 
+// teacher jobs: a high parse-failure rate means the template does not suit the teacher (or the teacher refuses)
+async function refreshAnswers() {
+  let jobs;
+  try {
+    jobs = (await getJson("/v1/jobs")).jobs;
+  } catch {
+    return; // a server without a teacher
+  }
+  document.getElementById("answers-section").hidden = jobs.length === 0;
+  const body = document.querySelector("#answers tbody");
+  body.replaceChildren();
+  for (const job of jobs.slice(0, 20)) {
+    const tr = el("tr");
+    tr.dataset.id = job.id;
+    const status = el("td");
+    status.append(el("span", job.status, "status " + job.status));
+    const rates = job.parseFailureRates || {};
+    const kinds = Object.entries(job.failuresByKind || {})
+      .map(([kind, n]) => kind + " " + n + (rates[kind] !== undefined ? " (" + fmt(100 * rates[kind], 1) + "%)" : ""))
+      .join(", ");
+    tr.append(el("td", job.id), status, el("td", job.dataset + "/" + job.split), el("td", job.done + job.failed, "num"),
+      el("td", fmt(100 * (job.parseFailureRate || 0), 1) + "%", "num parse-rate"), el("td", kinds || "–", "kinds"));
+    body.append(tr);
+  }
+}
+
 async function tick() {
-  await Promise.all([refreshRuns(), refreshExperiments()]).catch((err) => console.warn(err));
+  await Promise.all([refreshRuns(), refreshExperiments(), refreshAnswers()]).catch((err) => console.warn(err));
   drawLoss();
 }
 tick();
