@@ -72,7 +72,10 @@ export class HFTokenizer {
     } catch (err) {
       throw new UserError(`${jsonPath}: not a tokenizer this library reads (${(err as Error).message})`, 422);
     }
-    this.continuation = new HFTokenizerModel(withoutPrefix(json), config);
+    // a second tokenizer only when there is a prefix step to leave out (large vocabularies take a while to build)
+    const continuation = withoutPrefix(json);
+    const same = (key: string) => JSON.stringify(continuation[key] ?? null) === JSON.stringify(json[key] ?? null);
+    this.continuation = same("normalizer") && same("pre_tokenizer") ? this.tokenizer : new HFTokenizerModel(continuation, config);
     this.files = COMPANION_FILES.map((f) => join(dir, f)).filter(existsSync);
     const idOf = (t: TokenName) => {
       const content = tokenContent(t);
