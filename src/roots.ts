@@ -127,6 +127,12 @@ export class Roots {
     return found !== null && this.rootsOf(kind).some((root) => within(root, found));
   }
 
+  /** Whether `path` is one of the roots of `kind` itself (never to be deleted as if it were one thing inside). */
+  isRoot(kind: RefKind, path: string): boolean {
+    const found = real(path);
+    return found !== null && this.rootsOf(kind).includes(found);
+  }
+
   /** The root folders of a kind, symlinks followed (a root that does not exist holds nothing). */
   private rootsOf(kind: RefKind): string[] {
     const dirs = kind === "run" ? [this.dirs.runs] : kind === "model" ? [this.dirs.models, this.dirs.hfCache] : kind === "rationales" ? [this.dirs.data] : [this.dirs.datasets];

@@ -301,6 +301,16 @@ function phiFromHF(r: Reader): ModelConfig {
   };
 }
 
+/** Near relatives of the supported families, refused naming what they add. */
+const NOT_YET: Record<string, string> = {
+  gemma2: "Gemma 2: logit soft-capping, pre- and post-norms, alternating sliding-window attention",
+  gemma3: "Gemma 3: sliding-window attention, q/k norms, pre- and post-norms",
+  mixtral: "mixture of experts",
+  qwen2_moe: "mixture of experts",
+  qwen3_moe: "mixture of experts",
+  phi3: "Phi-3: fused qkv and gate/up tensors, su/longrope scaling",
+};
+
 /** model_type values read as a supported family (Mistral without a reachable sliding window is a Llama). */
 const MODEL_TYPES: Record<string, (r: Reader) => ModelConfig> = {
   gpt2: gpt2FromHF,
@@ -317,6 +327,7 @@ export function configFromHF(json: unknown, source = "config.json"): ModelConfig
   if (typeof json !== "object" || json === null || Array.isArray(json)) throw new UserError(`${source}: expected a JSON object`);
   const r = new Reader(json as Json, source);
   const modelType = r.has("model_type") ? r.hf.model_type : "gpt2"; // old GPT-2 configs carry no model_type
+  if (typeof modelType === "string" && Object.hasOwn(NOT_YET, modelType)) r.fail(`model_type "${modelType}" is not supported (${NOT_YET[modelType]})`);
   if (typeof modelType !== "string" || !Object.hasOwn(MODEL_TYPES, modelType)) {
     r.fail(`model_type ${JSON.stringify(modelType)} is not supported (supported: ${Object.keys(MODEL_TYPES).join(", ")})`);
   }

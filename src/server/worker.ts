@@ -36,7 +36,7 @@ export interface SupervisorOptions {
   maxProcesses?: number;
   /** Work waiting for a process slot (default 16); beyond it, requests are answered 429 with Retry-After. */
   maxQueued?: number;
-  /** Seconds a cancelled child gets to exit after SIGTERM before SIGKILL (default 3). */
+  /** Milliseconds a cancelled child gets to exit after SIGTERM before SIGKILL (default 3000). */
   killGraceMs?: number;
 }
 
@@ -204,14 +204,21 @@ export class RunSupervisor {
     const log = join(runDir, "train.log");
     let exited: Promise<number> | undefined;
     const launch = () => {
-      const fd = openSync(log, "a");
-      const child = Bun.spawn([process.execPath, CLI_PATH, ...trainArgs(spec, { db: this.options.dbPath })], {
-        env: childEnv(),
-        stdin: "ignore",
-        stdout: fd,
-        stderr: fd,
-      });
-      closeSync(fd);
+      let child: Child;
+      try {
+        const fd = openSync(log, "a");
+        try {
+          child = Bun.spawn([process.execPath, CLI_PATH, ...trainArgs(spec, { db: this.options.dbPath })], { env: childEnv(), stdin: "ignore", stdout: fd, stderr: fd });
+        } finally {
+          closeSync(fd);
+        }
+      } catch (err) {
+        // no process (out of file descriptors, the folder gone …): the slot is free again and the run says why
+        exited = Promise.resolve(70);
+        this.pool.done();
+        this.runs.markFailed(id, `could not start the train command: ${(err as Error).message}`);
+        return;
+      }
       this.children.set(id, child);
       exited = child.exited.then((code) => {
         this.children.delete(id);
@@ -276,7 +283,8 @@ export class RunSupervisor {
       throw new UserError(`run "${ref}" is ${run.status} in another process (not started by this server); stop that process first`, 409);
     }
     this.runs.delete(run.id);
-    rmSync(run.runDir, { recursive: true, force: true });
+    // a run whose folder is the runs root itself (a CLI run with --out runs) loses its row, never the root
+    if (!this.roots.isRoot("run", run.runDir)) rmSync(run.runDir, { recursive: true, force: true });
     return { deleted: run.id };
   }
 

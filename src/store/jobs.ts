@@ -281,15 +281,25 @@ export class JobStore {
   markDone(id: string, seq: number, outcome: ItemOutcome): void {
     this.db
       .query(
-        `UPDATE job_items SET state = 'done', cached = ?, prompt_tokens = ?, completion_tokens = ?, reasoning_tokens = ?,
-         cost_usd = ?, error = NULL, error_kind = NULL WHERE job_id = ? AND seq = ?`,
+        `UPDATE job_items SET state = 'done', cached = ?, prompt_tokens = prompt_tokens + ?,
+         completion_tokens = completion_tokens + ?, reasoning_tokens = reasoning_tokens + ?, cost_usd = cost_usd + ?,
+         error = NULL, error_kind = NULL WHERE job_id = ? AND seq = ?`,
       )
       .run(outcome.cached ? 1 : 0, outcome.promptTokens, outcome.completionTokens, outcome.reasoningTokens ?? 0, outcome.costUsd, id, seq);
   }
 
-  /** `kind`: the teacher failure kind (a parse reason, "truncated", "rate_limited" …); "error" when unknown. */
-  markFailed(id: string, seq: number, error: string, kind = "error"): void {
-    this.db.query("UPDATE job_items SET state = 'failed', error = ?, error_kind = ? WHERE job_id = ? AND seq = ?").run(error, kind, id, seq);
+  /**
+   * `kind`: the teacher failure kind (a parse reason, "truncated", "rate_limited" …); "error" when unknown. `paid`: what
+   * the refused answers cost (an answer the parser refuses was still billed), added to the item's spend.
+   */
+  markFailed(id: string, seq: number, error: string, kind = "error", paid?: Omit<ItemOutcome, "cached">): void {
+    this.db
+      .query(
+        `UPDATE job_items SET state = 'failed', error = ?, error_kind = ?, prompt_tokens = prompt_tokens + ?,
+         completion_tokens = completion_tokens + ?, reasoning_tokens = reasoning_tokens + ?, cost_usd = cost_usd + ?
+         WHERE job_id = ? AND seq = ?`,
+      )
+      .run(error, kind, paid?.promptTokens ?? 0, paid?.completionTokens ?? 0, paid?.reasoningTokens ?? 0, paid?.costUsd ?? 0, id, seq);
   }
 
   /** Puts a claimed item back — unless another runner holds the job now (its claims are not ours to undo). */

@@ -9,6 +9,7 @@
 import type { Database } from "bun:sqlite";
 import { createHash } from "node:crypto";
 import * as v from "valibot";
+import { getDataset, type AnswerKind } from "../data/registry.ts";
 import type { Choice } from "../data/types.ts";
 import { agreesWithGold as agreesWith, answerFormatOf, parseCompletion } from "../teacher/parse.ts";
 import { addColumn, registerMigration, registerSchema } from "./db.ts";
@@ -518,12 +519,27 @@ export function revalidateTeacherAnswers(db: Database): { movedOut: number; repa
   );
   const hasJobs = db.query<{ n: number }, []>("SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'job_items'").get()!.n > 0;
   const store = new RationaleStore(db);
+  const kinds = new Map<string, AnswerKind | null>();
+  const kindOf = (dataset: string | null): AnswerKind | null => {
+    if (dataset === null) return null;
+    if (!kinds.has(dataset)) {
+      let kind: AnswerKind | null = null;
+      try {
+        kind = getDataset(dataset).answerKind;
+      } catch {
+        // a dataset this process does not know: go by the gold answer
+      }
+      kinds.set(dataset, kind);
+    }
+    return kinds.get(dataset)!;
+  };
   let movedOut = 0;
   let repaired = 0;
   // a page at a time (a big store does not fit in memory at once); rows moved out or rewritten stay behind `after`
   for (let after = 0, rows = page.all(0); rows.length > 0; after = rows[rows.length - 1].rid, rows = page.all(after)) {
     for (const row of rows) {
-      const outcome = revalidate(db, store, fromRow(row), hasJobs);
+      const record = fromRow(row);
+      const outcome = revalidate(db, store, record, kindOf(record.dataset), hasJobs);
       if (outcome === "moved") movedOut++;
       if (outcome === "repaired") repaired++;
     }
@@ -531,8 +547,14 @@ export function revalidateTeacherAnswers(db: Database): { movedOut: number; repa
   return { movedOut, repaired };
 }
 
-function revalidate(db: Database, store: RationaleStore, record: RationaleRecord, hasJobs: boolean): "moved" | "repaired" | "kept" {
-  const format = answerFormatOf({ choices: record.choices ?? undefined, answer: record.answer ?? undefined });
+function revalidate(
+  db: Database,
+  store: RationaleStore,
+  record: RationaleRecord,
+  kind: AnswerKind | null,
+  hasJobs: boolean,
+): "moved" | "repaired" | "kept" {
+  const format = answerFormatOf({ choices: record.choices ?? undefined, answer: record.answer ?? undefined }, kind);
   const parsed = parseCompletion(record.rawCompletion, format, record.choices ?? []);
   const reasoning = [record.reasoning, parsed.reasoning].filter(Boolean).join("\n\n") || null;
   const failure = parsed.failure ?? (parsed.label === null ? { reason: "no_answer", detail: "no readable final answer" } : null);

@@ -12,9 +12,9 @@ import OpenAI, { APIError, toFile } from "openai";
 import type { BatchState, ClaimedItem, JobRow } from "../store/jobs.ts";
 import type { ChatRequest, ChatResult, TeacherClientOptions } from "./client.ts";
 import { chatBody as clientChatBody, readChoices, readUsage, redactSecrets, resolveClientConfig } from "./client.ts";
-import { TeacherError } from "./errors.ts";
+import { addPaid, TeacherError } from "./errors.ts";
 import { outcomeOf, sleepUnlessAborted, teacherItem, type BatchRunner, type JobContext } from "./jobs.ts";
-import type { RationalePlan, RationaleSample, TeacherService } from "./service.ts";
+import { paidFor, type RationalePlan, type RationaleSample, type TeacherService } from "./service.ts";
 
 /** Retries of each Files/Batches API call after the first attempt (the SDK's own, with backoff). */
 const BATCH_SDK_RETRIES = 3;
@@ -143,7 +143,12 @@ export function batchRunner(options: BatchOptions): BatchRunner {
       }
       const stillMissing = item.plan.keys.filter((key) => !teacher.store.get(key)).length;
       if (stillMissing === 0) context.store.markDone(job.id, claimed.seq, outcomeOf({ samples }));
-      else context.store.markFailed(job.id, claimed.seq, errors[0]?.message ?? `batch ${status} without an answer for this item`, errors[0]?.kind ?? "upstream");
+      else {
+        // answers the parser refused, and good samples of an item that fails anyway, were billed all the same
+        const paid = [...samples, ...errors].map(paidFor).reduce(addPaid, undefined);
+        const why = errors[0]?.message ?? `batch ${status} without an answer for this item`;
+        context.store.markFailed(job.id, claimed.seq, why, errors[0]?.kind ?? "upstream", paid);
+      }
     });
     for (const claimed of context.store.pendingItems(job.id)) settleItem(claimed);
     context.changed();
@@ -225,7 +230,7 @@ export function batchRunner(options: BatchOptions): BatchRunner {
 function failPending(job: JobRow, context: JobContext, step: "upload" | "create", err: unknown): void {
   const reason = redactSecrets(err instanceof Error ? err.message : String(err));
   const message = `batch ${step} failed, job given up (retry-failed tries again): ${reason}`;
-  for (const claimed of context.store.pendingItems(job.id)) context.store.markFailed(job.id, claimed.seq, message);
+  for (const claimed of context.store.pendingItems(job.id)) context.store.markFailed(job.id, claimed.seq, message, "upstream");
   context.changed();
 }
 

@@ -55,6 +55,8 @@ export interface JobManagerOptions {
   batch?: BatchRunner;
   /** Model recorded with jobs that name none, so a restart with another TEACHER_MODEL does not switch mid-job. */
   defaultModel?: string;
+  /** Structured mode for jobs that do not say (serve --structured); recorded with the job like the model. */
+  defaultStructured?: boolean;
   defaultConcurrency?: number;
   /** A runner silent this long is presumed dead and its jobs are taken over. */
   staleMs?: number;
@@ -120,7 +122,8 @@ export function teacherItem(item: Item): TeacherItem {
 
 export function generationParams(params: JobParams): GenerationParams {
   const { model, temperature, maxTokens, n, structured } = params;
-  return { model, temperature, maxTokens, n, ...(structured ? { structured } : {}) };
+  // explicit: a job keeps the mode it was created with, whatever the default of the process resuming it
+  return { model, temperature, maxTokens, n, structured: structured === true };
 }
 
 /** Tokens and cost this item actually paid for; an item entirely served from the store is `cached`. */
@@ -170,7 +173,7 @@ export class JobManager {
       maxTokens: request.maxTokens,
       concurrency: request.concurrency,
       limit: request.limit,
-      ...(request.structured ? { structured: true } : {}),
+      ...((request.structured ?? this.options.defaultStructured) ? { structured: true } : {}),
     };
     const id = newJobId();
     this.store.create({ id, dataset: request.dataset, split: request.split, mode, params, items: chosen });
@@ -346,7 +349,8 @@ export class JobManager {
         );
       } catch (err) {
         if (context.signal.aborted) this.store.unclaim(job.id, claimed.seq, this.runner);
-        else this.store.markFailed(job.id, claimed.seq, describeError(err), isTeacherError(err) ? err.kind : "error");
+        else if (isTeacherError(err)) this.store.markFailed(job.id, claimed.seq, describeError(err), err.kind, err.paid);
+        else this.store.markFailed(job.id, claimed.seq, describeError(err));
       }
       context.changed();
     };

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import * as v from "valibot";
 import type { Choice } from "../data/types.ts";
 import { UserError } from "../errors.ts";
+import type { AnswerKind } from "../data/registry.ts";
 import { answerFormatOf } from "./parse.ts";
 
 /** What the teacher is asked to answer: a choice label, a number, yes/no, or a short free-form phrase. */
@@ -128,7 +129,7 @@ export function builtinTemplate(format: AnswerFormat): PromptTemplate {
   return template;
 }
 
-/** The shipped template for the item's answer format (see answerFormatOf: choices, else the gold answer's shape). */
-export function templateFor(item: PromptItem & { answer?: string; format?: AnswerFormat }): PromptTemplate {
-  return builtinTemplate(answerFormatOf(item));
+/** The shipped template for the item's answer format (answerFormatOf: choices, the dataset's kind, the gold answer). */
+export function templateFor(item: PromptItem & { answer?: string; format?: AnswerFormat }, answerKind?: AnswerKind | null): PromptTemplate {
+  return builtinTemplate(answerFormatOf(item, answerKind));
 }

@@ -44,6 +44,7 @@ export function openTeacherRuntime(options: TeacherRuntimeOptions): TeacherRunti
     loadSplit: (dataset, split) => loadSplit(dataset, split),
     batch: batchRunner({ teacher, baseURL: options.client?.baseURL, apiKey: options.client?.apiKey, pollMs: options.batchPollMs }),
     defaultModel: teacher.defaults.model,
+    defaultStructured: teacher.defaults.structured,
     defaultConcurrency: client.limiter.options.maxConcurrency,
     staleMs: options.staleMs,
   });

@@ -13,11 +13,12 @@
  * a caller's `onStored` runs inside it: a bulk job marks its item done in the very commit that stores the answer.
  */
 import type { Database } from "bun:sqlite";
+import { getDataset, type AnswerKind } from "../data/registry.ts";
 import type { Choice } from "../data/types.ts";
 import { GroupCommit } from "../store/group-commit.ts";
 import { RationaleStore, rationaleKey, type RationaleRecord } from "../store/rationales.ts";
 import { finishFailure, TeacherClient, type ChatChoice, type ChatRequest, type ChatResult } from "./client.ts";
-import { TeacherError } from "./errors.ts";
+import { addPaid, TeacherError, type PaidUsage } from "./errors.ts";
 import { agreesWithGold, answerFormatOf, parseCompletion, structuredSchema } from "./parse.ts";
 import { costUsd } from "./pricing.ts";
 import { STOP_SEQUENCES, templateFor, type AnswerFormat, type PromptTemplate } from "./prompts.ts";
@@ -144,6 +145,20 @@ function share(total: number, parts: number, index: number): number {
   return Math.floor(total / parts) + (index < total % parts ? 1 : 0);
 }
 
+/** What one answer cost, for the failure that refuses it (undefined when the API reported no usage). */
+function paidShare(model: string, promptTokens: number | null, completionTokens: number | null, reasoningTokens: number | null): PaidUsage | undefined {
+  if (promptTokens === null || completionTokens === null) return undefined;
+  return { promptTokens, completionTokens, reasoningTokens: reasoningTokens ?? 0, costUsd: costUsd(model, promptTokens, completionTokens) ?? 0 };
+}
+
+/** What a stored sample or a refused answer of one call cost. */
+export function paidFor(outcome: RationaleSample | TeacherError): PaidUsage | undefined {
+  if (outcome instanceof TeacherError) return outcome.paid;
+  if (!outcome.usage) return undefined;
+  const { promptTokens, completionTokens, reasoningTokens = 0 } = outcome.usage;
+  return { promptTokens, completionTokens, reasoningTokens, costUsd: outcome.costUsd ?? 0 };
+}
+
 function sampleOf(record: RationaleRecord, fromStore: boolean): RationaleSample {
   return {
     rationale: record.rationale,
@@ -181,6 +196,7 @@ export class TeacherService {
    */
   private readonly inFlight = new Map<string, Promise<Map<string, TeacherError>>>();
   private readonly templates: Partial<Record<AnswerFormat, PromptTemplate>>;
+  private readonly answerKinds = new Map<string, AnswerKind | null>();
 
   constructor(options: TeacherServiceOptions) {
     this.store = new RationaleStore(options.db);
@@ -200,8 +216,9 @@ export class TeacherService {
   }
 
   plan({ item, params = {} }: RationaleRequest): RationalePlan {
-    const format = answerFormatOf(item);
-    const template = this.templates[format] ?? templateFor(item);
+    const kind = this.answerKindOf(item.dataset);
+    const format = answerFormatOf(item, kind);
+    const template = this.templates[format] ?? templateFor(item, kind);
     const model = params.model ?? this.defaults.model;
     const structured = params.structured ?? this.defaults.structured;
     const keyParams: RationalePlan["keyParams"] = {
@@ -233,6 +250,21 @@ export class TeacherService {
     return { item, template, request, keyParams, keys };
   }
 
+  /** The registered dataset's answer kind (read once per dataset: a descriptor dataset is a file read); null if unknown. */
+  private answerKindOf(dataset: string | undefined): AnswerKind | null {
+    if (dataset === undefined) return null;
+    let kind = this.answerKinds.get(dataset);
+    if (kind === undefined) {
+      try {
+        kind = getDataset(dataset).answerKind;
+      } catch {
+        kind = null; // an item naming a dataset the registry does not know: go by its gold answer
+      }
+      this.answerKinds.set(dataset, kind);
+    }
+    return kind;
+  }
+
   /**
    * Samples 0..n-1 for the item: from the store where present, otherwise from one teacher call for the missing ones.
    * A sample that an identical request is fetching right now is waited for, never asked twice; it then counts as
@@ -245,7 +277,7 @@ export class TeacherService {
     for (let flights = this.flightsOf(plan.keys); flights.length > 0; flights = this.flightsOf(plan.keys)) {
       for (const failures of await Promise.all(flights)) {
         const failure = plan.keys.map((key) => failures.get(key)).find((err) => err !== undefined);
-        if (failure) throw failure;
+        if (failure) throw failure.withPaid(); // this request paid nothing for another's call
       }
     }
     const samples: RationaleSample[] = [];
@@ -302,7 +334,8 @@ export class TeacherService {
       const outcomes = await this.commits.run(() => this.ingest(plan, missing, result, { onStored: commit }));
       outcomes.forEach((outcome, j) => outcome instanceof TeacherError && failures.set(keys[j], outcome));
       const failure = outcomes.find((outcome) => outcome instanceof TeacherError);
-      if (failure) throw failure;
+      // the whole call was paid, good samples (stored, but their item fails) and refused ones alike
+      if (failure) throw failure.withPaid(outcomes.map(paidFor).reduce(addPaid));
     } finally {
       for (const key of keys) this.inFlight.delete(key);
       land();
@@ -331,6 +364,10 @@ export class TeacherService {
       const outcomes = sampleIndices.map((sampleIndex, j): RationaleSample | TeacherError => {
         const choice = byIndex.get(j);
         const failureKind = choice ? finishFailure(choice.finishReason) : "bad_response";
+        const usage = result.usage;
+        const promptTokens = usage ? share(usage.promptTokens, parts, j) : null;
+        const completionTokens = usage ? share(usage.completionTokens, parts, j) : null;
+        const reasoningTokens = usage?.reasoningTokens === undefined ? null : share(usage.reasoningTokens, parts, j);
         if (!choice || failureKind) {
           const err = new TeacherError(
             choice ? `teacher answer unusable: finish_reason "${choice.finishReason}"` : `teacher returned no choice ${j}`,
@@ -339,12 +376,9 @@ export class TeacherService {
             result.attempts ?? 1,
           );
           this.recordFailure(plan, sampleIndex, err, choice?.text ?? null);
+          err.paid = paidShare(plan.request.model, promptTokens, completionTokens, reasoningTokens);
           return err;
         }
-        const usage = result.usage;
-        const promptTokens = usage ? share(usage.promptTokens, parts, j) : null;
-        const completionTokens = usage ? share(usage.completionTokens, parts, j) : null;
-        const reasoningTokens = usage?.reasoningTokens === undefined ? null : share(usage.reasoningTokens, parts, j);
         return this.storeChoice(plan, sampleIndex, choice, {
           promptTokens,
           completionTokens,
@@ -375,6 +409,7 @@ export class TeacherService {
     if (parsed.failure) {
       const err = new TeacherError(`teacher answer unusable (${parsed.failure.reason}): ${parsed.failure.detail}`, parsed.failure.reason, 502, call.attempts);
       this.recordFailure(plan, sampleIndex, err, choice.refusal && !text ? choice.refusal : text, parsed.reasoning);
+      err.paid = paidShare(plan.request.model, call.promptTokens, call.completionTokens, call.reasoningTokens);
       return err;
     }
     const { promptTokens, completionTokens } = call;

@@ -1,6 +1,7 @@
 /**
  * Families everywhere a model is taken, as a user runs them (child processes of `bun src/cli.ts`): score, train-lm,
- * train and eval on Llama-, Gemma- and Phi-family folders, through the one loader and saver.
+ * train and eval on Llama-, Gemma- and Phi-family folders, through the one loader and saver; and saliency
+ * attribution (gradient × input through Gemma's scaled embeddings) in process.
  */
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -10,7 +11,11 @@ import { loadHFModel } from "../../src/model/hf.ts";
 import { readSafetensorsFile } from "../../src/model/safetensors.ts";
 import { decoderForwardBackward } from "../../src/reference/decoder.ts";
 import { readMetrics } from "../../src/train/metrics.ts";
-import { isolatedCache, syntheticDataset } from "../eval/synthetic.ts";
+import { loadSplit } from "../../src/data/registry.ts";
+import { saliencyAttribution } from "../../src/distill/saliency.ts";
+import { loadRationales } from "../../src/distill/train.ts";
+import { loadTokenizer } from "../../src/model/tokenizer.ts";
+import { isolatedCache, sharedGpu, syntheticDataset } from "../eval/synthetic.ts";
 import { runCli } from "../helpers/cli.ts";
 import { familyModelFolder } from "../helpers/families.ts";
 
@@ -78,5 +83,22 @@ test("an unsupported architecture is refused with one line naming it", async () 
   writeFileSync(join(dir, "config.json"), JSON.stringify({ ...config, model_type: "mixtral", num_local_experts: 8 }));
   const out = runCli(["score", "--model", dir, "--ids", "1,2,3"]);
   expect(out.code).toBe(1);
-  expect(out.stderr.trim()).toBe(`cot-distill: ${join(dir, "config.json")}: model_type "mixtral" is not supported (supported: gpt2, llama, mistral, qwen2, qwen3, gemma, phi)`);
+  expect(out.stderr.trim()).toBe(`cot-distill: ${join(dir, "config.json")}: model_type "mixtral" is not supported (mixture of experts)`);
+});
+
+test("saliency attribution scores every rationale token with a Gemma folder as the attribution model", async () => {
+  const data = syntheticDataset({ train: 8, test: 2, keyInRationaleOnly: true });
+  const dir = await familyModelFolder("gemma");
+  const { gpu, kernels } = await sharedGpu();
+  const items = (await loadSplit(data.name, "train")).slice(0, 3);
+  const rationales = await loadRationales(data.name, items, data.rationales);
+  const attribution = await saliencyAttribution({ dataset: data.name, modelDir: dir, items: items.map((item, i) => ({ item, rationale: rationales[i]! })), gpu, kernels });
+  const codec = await loadTokenizer(dir);
+  items.forEach((item, i) => {
+    const ids = codec.encode(` ${rationales[i]}`);
+    const scores = attribution.scores(item, ids);
+    expect(scores).toHaveLength(ids.length);
+    expect(scores.every((x) => Number.isFinite(x) && x >= 0)).toBe(true);
+    expect(scores.some((x) => x > 0)).toBe(true);
+  });
 });

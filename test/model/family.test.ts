@@ -52,8 +52,9 @@ describe("config.json of each family", () => {
 
   test("what the graph does not implement is refused with one line naming it", () => {
     const refused: [object, RegExp][] = [
-      [{ ...LLAMA_3_2_1B, model_type: "mixtral" }, /model_type "mixtral" is not supported \(supported: gpt2, llama, mistral, qwen2, qwen3, gemma, phi\)/],
-      [{ ...LLAMA_3_2_1B, model_type: "gemma2" }, /model_type "gemma2" is not supported/],
+      [{ ...LLAMA_3_2_1B, model_type: "falcon" }, /model_type "falcon" is not supported \(supported: gpt2, llama, mistral, qwen2, qwen3, gemma, phi\)/],
+      [{ ...LLAMA_3_2_1B, model_type: "mixtral" }, /model_type "mixtral" is not supported \(mixture of experts\)/],
+      [{ ...LLAMA_3_2_1B, model_type: "gemma2" }, /model_type "gemma2" is not supported \(Gemma 2: logit soft-capping, pre- and post-norms, alternating sliding-window attention\)/],
       [{ ...LLAMA_3_2_1B, num_local_experts: 8 }, /mixture of experts \(num_local_experts = 8\) is not supported/],
       [{ ...LLAMA_3_2_1B, model_type: "mistral", sliding_window: 4096 }, /sliding window attention \(sliding_window = 4096\) is not supported/],
       [{ ...QWEN2_5_0_5B, use_sliding_window: true }, /sliding window attention \(use_sliding_window = true\) is not supported/],

@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
 import * as v from "valibot";
+import { seededRandom } from "../../src/data/random.ts";
 import { requestSchemas } from "../../src/server/schemas.ts";
 import { runRequestSchemas } from "../../src/server/routes/run-schemas.ts";
 import { startRunServer, type RunServer } from "../helpers/run-server.ts";
@@ -20,24 +21,13 @@ const BODIES_PER_SCHEMA = 80;
 const ROUTES: Record<string, { method: "GET" | "POST"; path: string; target: "json" | "query"; valid: Record<string, unknown> }> = {
   RationaleRequest: { method: "POST", path: "/v1/rationales", target: "json", valid: { question: "Where?", choices: [{ label: "A", text: "here" }, { label: "B", text: "there" }] } },
   RationaleListQuery: { method: "GET", path: "/v1/rationales", target: "query", valid: { dataset: "cqa", split: "test" } },
+  FailureListQuery: { method: "GET", path: "/v1/rationales/failures", target: "query", valid: { dataset: "cqa", split: "test" } },
   JobRequest: { method: "POST", path: "/v1/jobs", target: "json", valid: { dataset: "cqa", split: "test", limit: 1 } },
   RunRequest: { method: "POST", path: "/v1/runs", target: "json", valid: { dataset: "cqa", placement: "after", limit: 1 } },
   EvaluateRequest: { method: "POST", path: "/v1/evaluate", target: "json", valid: { run: "x", dataset: "cqa" } },
   PredictRequest: { method: "POST", path: "/v1/predict", target: "json", valid: { run: "x", question: "Why?" } },
 };
 const SCHEMAS: Record<string, v.GenericSchema> = { ...requestSchemas, ...runRequestSchemas };
-
-/** mulberry32: small, seeded, good enough to pick mutations. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface JsonSchema {
   type?: string | string[];
@@ -106,7 +96,7 @@ test(
   `seeded fuzz: ${BODIES_PER_SCHEMA} broken bodies per schema are each a 400 with issues, nothing is started, the server stays up`,
   async () => {
     const published = (await (await fetch(`${server.base}/v1/schema`)).json()) as Record<string, JsonSchema>;
-    const random = prng(SEED);
+    const random = seededRandom(SEED);
     const folders = readdirSync(server.runsRoot);
     const statuses = new Map<number, number>();
     let sent = 0;
@@ -141,7 +131,7 @@ test(
 );
 
 test("raw garbage and path-like ids are 4xx, and the server answers normally after", async () => {
-  const random = prng(SEED + 1);
+  const random = seededRandom(SEED + 1);
   const garbage: Array<[string, RequestInit]> = [
     ["not JSON", { body: "{\"dataset\": cqa", headers: { "content-type": "application/json" } }],
     ["wrong content type", { body: "dataset=cqa", headers: { "content-type": "application/x-www-form-urlencoded" } }],

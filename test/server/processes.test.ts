@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
-import { readEvents, startRunServer, type RunServer } from "../helpers/run-server.ts";
+import { readEvents, startRunServer, until, type RunServer } from "../helpers/run-server.ts";
 
 let server: RunServer;
 beforeAll(async () => {
@@ -30,15 +30,6 @@ function alive(pid: number): boolean {
   }
 }
 
-async function until<T>(probe: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs = 120_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    await Bun.sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 test(
   "one process at a time: the next run queues, the one after is 429; cancel kills a run's process within seconds and the queued run starts",

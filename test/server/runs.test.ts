@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { appendFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { readEvents, startRunServer, type RunServer } from "../helpers/run-server.ts";
+import { readEvents, startRunServer, until, type RunServer } from "../helpers/run-server.ts";
 
 let server: RunServer;
 beforeAll(async () => {
@@ -30,15 +30,6 @@ interface Run {
   finalMetrics: { steps: number; test_accuracy?: number; test_n?: number } | null;
 }
 
-async function until<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 240_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    await Bun.sleep(200);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe("a run through HTTP", () => {
   let run: Run;

@@ -144,10 +144,20 @@ describe("roots: request fields name things inside the server's roots only", () 
     }
   });
 
+  test("DELETE of a run whose folder is the runs root itself removes its row, never the root", async () => {
+    const rootRun = server.supervisor.runs.register({ name: "cli-run-into-root", runDir: server.runsRoot, config: {} });
+    server.supervisor.runs.markDone(rootRun.id, {});
+    expect((await fetch(`${server.base}/v1/runs/${rootRun.id}`, { method: "DELETE" })).status).toBe(200);
+    expect(server.supervisor.runs.get(rootRun.id)).toBeNull();
+    expect(readdirSync(server.runsRoot)).toContain("leak");
+  });
+
   test("a run of the index whose folder lies outside the runs root is not the server's to touch", async () => {
     const elsewhere = server.supervisor.runs.register({ name: "cli-run-elsewhere", runDir: join(outside, "run"), config: {} });
     expect((await fetch(`${server.base}/v1/runs/${elsewhere.id}`)).status).toBe(404);
     expect((await fetch(`${server.base}/v1/runs/${elsewhere.id}`, { method: "DELETE" })).status).toBe(404);
+    const listed = (await (await fetch(`${server.base}/v1/runs`)).json()) as { runs: Array<{ id: string }> };
+    expect(listed.runs.map((r) => r.id)).not.toContain(elsewhere.id);
     expect(readdirSync(outside)).toContain("run");
     server.supervisor.runs.delete(elsewhere.id);
   });
@@ -237,32 +247,42 @@ describe("time", () => {
     expect(performance.now() - t0).toBeLessThan(2_000);
   });
 
-  test("the server closes a connection whose request body stops coming (idle timeout), and stays up", async () => {
+  test("serve closes connections that never finish their headers, or go silent in a body, and stays up", async () => {
     const dir = server.stack.dir;
-    const child = Bun.spawn([process.execPath, "src/cli.ts", "serve", "--port", "0", "--idle-timeout", "1", "--db", join(dir, "idle.sqlite")], {
-      cwd: join(import.meta.dir, "../.."),
-      env: { ...process.env, OPENAI_BASE_URL: server.stack.fake.baseURL },
-      stderr: "pipe",
-      stdout: "ignore",
-    });
+    const child = Bun.spawn(
+      [process.execPath, "src/cli.ts", "serve", "--port", "0", "--idle-timeout", "1", "--header-timeout", "1", "--db", join(dir, "idle.sqlite")],
+      { cwd: join(import.meta.dir, "../.."), env: { ...process.env, OPENAI_BASE_URL: server.stack.fake.baseURL }, stderr: "pipe", stdout: "ignore" },
+    );
     try {
       const reader = child.stderr.getReader();
       let text = "";
       while (!/listening on http:\/\/127\.0\.0\.1:(\d+)/.test(text)) text += new TextDecoder().decode((await reader.read()).value);
       const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(text)![1]);
-      const t0 = performance.now();
-      let closedAfter = -1;
-      const socket = await Bun.connect({
-        hostname: "127.0.0.1",
-        port,
-        socket: { data() {}, close: () => void (closedAfter = performance.now() - t0) },
-      });
-      socket.write("POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\nContent-Length: 1000\r\n\r\n{\"dataset\":");
-      const deadline = performance.now() + 15_000;
-      while (closedAfter < 0 && performance.now() < deadline) await Bun.sleep(100);
-      expect(closedAfter).toBeGreaterThan(0);
-      expect(closedAfter).toBeLessThan(15_000);
+      /** ms until the server closed a connection that sent `payload` (then nothing), or -1 within 15 s. */
+      const closedAfter = async (payload: string) => {
+        const t0 = performance.now();
+        let closed = -1;
+        const socket = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {}, close: () => void (closed = performance.now() - t0) } });
+        if (payload) socket.write(payload);
+        while (closed < 0 && performance.now() - t0 < 15_000) await Bun.sleep(50);
+        socket.end();
+        return closed;
+      };
+      const cases = await Promise.all([
+        closedAfter(""), // connects, says nothing
+        closedAfter("GET /v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\n"), // half a header
+        closedAfter('POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\nContent-Length: 1000\r\n\r\n{"dataset":'), // half a body
+      ]);
+      for (const ms of cases) {
+        expect(ms).toBeGreaterThan(500);
+        expect(ms).toBeLessThan(15_000);
+      }
+      // whole requests still go through the front, keep-alive and streamed answers included
       expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+      const schema = await fetch(`http://127.0.0.1:${port}/v1/schema`);
+      expect(Object.keys((await schema.json()) as object)).toContain("RunRequest");
+      const big = await fetch(`http://127.0.0.1:${port}/v1/rationales`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ question: "x".repeat(200_000) }) });
+      expect(big.status).toBe(400);
     } finally {
       child.kill();
       await child.exited;

@@ -8,16 +8,19 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { loadSplit } from "../../src/data/registry.ts";
+import { loadSplit, registerJsonl } from "../../src/data/registry.ts";
+import { rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { command as rationalesCommand } from "../../src/commands/rationales.ts";
+import { progressLine, command as rationalesCommand } from "../../src/commands/rationales.ts";
 import { loadRationales } from "../../src/distill/train.ts";
 import { createApp } from "../../src/server/app.ts";
+import { generationParams } from "../../src/teacher/jobs.ts";
 import { openDatabase } from "../../src/store/db.ts";
 import { RationaleStore, rationaleText } from "../../src/store/rationales.ts";
 import { costUsd } from "../../src/teacher/pricing.ts";
 import { fakeBatches } from "../helpers/fake-batches.ts";
-import { defaultAnswer, lastQuestion, type AnswerStyle, type Behaviour } from "../helpers/fake-openai.ts";
+import { countTokens, defaultAnswer, lastQuestion, type AnswerStyle, type Behaviour, type RecordedRequest } from "../helpers/fake-openai.ts";
 import { startTeacherStack, type TeacherStack } from "../helpers/teacher-stack.ts";
 
 let stack: TeacherStack | null = null;
@@ -122,6 +125,16 @@ describe("structured mode", () => {
     expect(bad.status).toBe(400);
   });
 
+  test("a job records the mode it was created with: the default of a process resuming it does not switch it", async () => {
+    stack = await startTeacherStack({ fake: { style: "json" }, runtime: { teacherDefaults: { structured: true } } });
+    const structured = await stack.runtime.jobs.create({ dataset: "cqa", split: "test", limit: 2 });
+    expect(structured.params.structured).toBe(true);
+    await stack.runtime.jobs.settled(structured.id);
+    expect(stack.fake.requests.every((r) => r.body.response_format?.type === "json_schema")).toBe(true);
+    expect(generationParams({}).structured).toBe(false);
+    expect(generationParams({ structured: true }).structured).toBe(true);
+  });
+
   test("a structured answer is validated: JSON with a label that is not a choice fails as no_answer", async () => {
     stack = await startTeacherStack({ fake: { style: "json" } });
     stack.fake.script({ kind: "ok", content: JSON.stringify({ rationale: "Because.", answer: "Z" }) });
@@ -151,12 +164,18 @@ describe("answer validity", () => {
     expect(failures.map((f) => f.kind).sort()).toEqual(["empty", "empty", "no_answer", "no_answer", "refusal", "refusal"]);
     expect(failures.find((f) => f.kind === "refusal")!.rawCompletion).toBe("I'm sorry, but I can't help with that request.");
     expect(failures.find((f) => f.kind === "no_answer")!.rawCompletion).toBe("Gulls are interesting birds with many habits.");
+    // refused answers were billed: the job counts every call's tokens, not only the stored answers'
+    const promptOf = (r: RecordedRequest) => countTokens(r.body.messages.map((m) => m.content).join("\n"));
+    expect(job.promptTokens).toBe(stack.fake.requests.reduce((sum, r) => sum + promptOf(r), 0));
+    const storedCost = items.flatMap((item) => teacher.store.forItem("cqa", item.id)).reduce((sum, r) => sum + r.costUsd!, 0);
+    expect(job.costUsd).toBeGreaterThan(storedCost * 2); // 6 refused calls with the same prompt length as the 4 stored
 
     // never served: asking for a failed item goes to the teacher again
     const before = stack.fake.requests.length;
     const retried = await jobs.settled(jobs.retryFailed(job.id).id);
     expect(retried).toMatchObject({ status: "done", done: 10, failed: 0, parseFailureRate: 0, failuresByKind: {} });
     expect(stack.fake.requests.length - before).toBe(6);
+    expect(retried.promptTokens).toBe(stack.fake.requests.reduce((sum, r) => sum + promptOf(r), 0)); // both attempts counted
     expect(items.flatMap((item) => teacher.store.forItem("cqa", item.id))).toHaveLength(10);
   });
 
@@ -192,6 +211,7 @@ describe("answer validity", () => {
     expect(events).toContain('"failuresByKind":{"ambiguous":1,"no_answer":1}');
     expect(events).toContain('"parseFailureRate":0.5');
     expect(events).toContain('"parseFailureRates":{"no_answer":0.25,"ambiguous":0.25}');
+    expect(progressLine(snap, 0)).toContain("failed 2 (ambiguous 1, no_answer 1; parse failures 50.0%)");
     // the refused answers, raw, for inspection
     const lines = (await (await app.request("/v1/rationales/failures?dataset=cqa&kind=ambiguous")).text()).trim().split("\n").map((l) => JSON.parse(l));
     expect(lines).toHaveLength(1);
@@ -214,6 +234,40 @@ describe("answer validity", () => {
   });
 });
 
+describe("free-form datasets", () => {
+  test("a text dataset's items get the short-answer or yes/no template and parse, agreeing under SQuAD-style match", async () => {
+    const rows = [
+      { q: "Which city is the capital of France?", a: "Paris" },
+      { q: "In which year did the Berlin Wall fall?", a: "1989" },
+      { q: "Can a pear float on water?", a: "yes" },
+    ];
+    const file = join(tmpdir(), `cot-free-${process.pid}.jsonl`);
+    writeFileSync(file, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
+    registerJsonl("free-form-test", { path: file, fields: { question: "q", answer: "a" } });
+    const said: Record<string, string> = { Paris: "the answer is **the Paris**.", "1989": "So the answer is 1989.", yes: "Yes, since a pear is less dense than water." };
+    stack = await startTeacherStack({
+      fake: {
+        fallback: (request) => {
+          const question = lastQuestion(request.body);
+          const row = rows.find((r) => question.startsWith(r.q))!;
+          return { kind: "ok", content: row.a === "yes" ? said.yes : `Thinking about it carefully, ${said[row.a]}` };
+        },
+      },
+    });
+    const { jobs, teacher } = stack.runtime;
+    const job = await jobs.settled((await jobs.create({ dataset: "free-form-test", split: "train" })).id);
+    expect(job).toMatchObject({ done: 3, failed: 0 });
+    const stored = (await loadSplit("free-form-test", "train")).map((item) => teacher.store.forItem("free-form-test", item.id)[0]);
+    expect(stored.map((r) => [r.label, r.agrees])).toEqual([["the Paris", true], ["1989", true], ["yes", true]]);
+    expect(stored.map((r) => r.template.split("@")[0])).toEqual(["short-answer-cot", "short-answer-cot", "strategyqa-cot"]);
+    expect(stored[2].rationale).toBe("A pear is less dense than water.");
+    const prompts = stack.fake.requests.map((r) => r.body.messages[0].content);
+    expect(prompts.filter((p) => p.includes("So the answer is Ottawa."))).toHaveLength(2);
+    expect(prompts.filter((p) => p.includes("So the answer is yes."))).toHaveLength(1);
+    rmSync(file, { force: true });
+  });
+});
+
 describe("batch mode reads answers the same way", () => {
   test("reasoning_content and usage from the output file are stored; an empty answer fails its item as empty", async () => {
     const batches = fakeBatches({ style: "reasoning_content", contentFor: (id) => (id.endsWith("/1/0") ? "" : undefined) });
@@ -231,6 +285,8 @@ describe("batch mode reads answers the same way", () => {
     }
     expect(teacher.store.forItem("cqa", items[1].id)).toHaveLength(0);
     expect(teacher.store.failures()[0]).toMatchObject({ kind: "empty", itemId: items[1].id });
+    // the empty answer was billed too: its prompt counts in the job beside the stored answers'
+    expect(job.promptTokens).toBeGreaterThan(stored.reduce((sum, r) => sum + r.promptTokens!, 0));
   });
 });
 

@@ -79,5 +79,10 @@ describe("agreement with the gold answer", () => {
     expect(answerFormatOf({ answer: "1945 treaty" })).toBe("short-answer");
     expect(answerFormatOf({})).toBe("math");
     expect(answerFormatOf({ answer: "42", format: "short-answer" })).toBe("short-answer");
+    // the dataset's kind goes first: a "text" dataset's "1989" is a short answer, a "number" one's "7" is math
+    expect(answerFormatOf({ answer: "1989" }, "text")).toBe("short-answer");
+    expect(answerFormatOf({ answer: "yes" }, "text")).toBe("yes-no");
+    expect(answerFormatOf({}, "text")).toBe("short-answer");
+    expect(answerFormatOf({}, "number")).toBe("math");
   });
 });

@@ -74,7 +74,9 @@ export function runsRoutes(deps: RunRoutesDeps): Hono {
     })
     .get("/", validate("query", RunListQuery), (c) => {
       const query = c.req.valid("query");
-      return c.json({ runs: supervisor.runs.list(query), counts: supervisor.runs.counts() });
+      // runs kept outside the runs root (a CLI run into /tmp) are not the server's: listed no more than served
+      const runs = supervisor.runs.list(query).filter((run) => supervisor.roots.contains("run", run.runDir));
+      return c.json({ runs, counts: supervisor.runs.counts() });
     })
     .get("/:id", (c) => c.json(supervisor.requireRun(c.req.param("id"))))
     .post("/:id/cancel", async (c) => c.json(await supervisor.cancelRun(c.req.param("id"))))
