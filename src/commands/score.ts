@@ -15,7 +15,7 @@ export const command: Command = {
 Runs the model forward on the GPU and prints the mean next-token cross-entropy in nats over the predicted
 positions (a sequence of n tokens has n-1).
   --model    a Hugging Face model folder (config.json + model.safetensors; gpt2, llama, mistral, qwen2, qwen3,
-             gemma or phi), or a repo id in the local HF cache
+             gemma, gemma2 or phi), or a repo id in the local HF cache
   --text     text to score, tokenized with the folder's tokenizer.json (or vocab.json + merges.txt), with the
              family's BOS first as its tokenizer adds it
   --ids      comma-separated token ids

@@ -18,8 +18,8 @@ with the tokenizer). The run is registered in the runs table of --db. Progress g
   --placement     none (label only), before (rationale, then "So the answer is (x)."), after (label, then rationale)
   --selection     full, shuffled, random (as many random tokens), key (top --k by attribution), masked (--p of them)
   --alpha         loss weight of the rationale tokens (default 1; label tokens weigh 1)
-  --model         a Hugging Face model folder (gpt2, llama, mistral, qwen2, qwen3, gemma, phi), or a size preset
-                  (micro, tiny, small, gpt2 …) trained from scratch as a GPT-2
+  --model         a Hugging Face model folder (gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, phi), or a size
+                  preset (micro, tiny, small, gpt2 …) trained from scratch as a GPT-2
                   with a compact BPE of the dataset (or, with --attribution saliency, the attribution model's)
   --rationales    palm: the shipped PaLM rationales (default); or a JSON-lines file of {"id"|"index", "rationale"}
   --attribution   scorer of --selection key: idf (model-free baseline, default) or saliency (gradient x input of the
