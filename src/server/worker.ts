@@ -204,14 +204,21 @@ export class RunSupervisor {
     const log = join(runDir, "train.log");
     let exited: Promise<number> | undefined;
     const launch = () => {
-      const fd = openSync(log, "a");
-      const child = Bun.spawn([process.execPath, CLI_PATH, ...trainArgs(spec, { db: this.options.dbPath })], {
-        env: childEnv(),
-        stdin: "ignore",
-        stdout: fd,
-        stderr: fd,
-      });
-      closeSync(fd);
+      let child: Child;
+      try {
+        const fd = openSync(log, "a");
+        try {
+          child = Bun.spawn([process.execPath, CLI_PATH, ...trainArgs(spec, { db: this.options.dbPath })], { env: childEnv(), stdin: "ignore", stdout: fd, stderr: fd });
+        } finally {
+          closeSync(fd);
+        }
+      } catch (err) {
+        // no process (out of file descriptors, the folder gone …): the slot is free again and the run says why
+        exited = Promise.resolve(70);
+        this.pool.done();
+        this.runs.markFailed(id, `could not start the train command: ${(err as Error).message}`);
+        return;
+      }
       this.children.set(id, child);
       exited = child.exited.then((code) => {
         this.children.delete(id);
