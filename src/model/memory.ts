@@ -79,8 +79,13 @@ export function memoryPlan(config: ModelConfig, shape: { B: number; T: number; t
       add(`h${l}.k.rstd`, "activations", N * KVH);
     }
     add(`h${l}.att`, "activations", B * NH * T * T);
+    if (arch.attentionSoftcap) add(`h${l}.scores`, "activations", B * NH * T * T);
     add(`h${l}.atty`, "activations", N * Q);
     add(`h${l}.attOut`, "activations", N * C);
+    if (arch.sandwichNorms) {
+      norm(`h${l}.attOutNorm`);
+      norm(`h${l}.mlpOutNorm`);
+    }
     add(`h${l}.residual2`, "activations", N * C);
     if (arch.block === "sequential") norm(`h${l}.norm2`);
     add(`h${l}.fc`, "activations", N * F);
@@ -95,6 +100,7 @@ export function memoryPlan(config: ModelConfig, shape: { B: number; T: number; t
   }
   if (rotary) add("rotary table", "activations", T * rotaryDim(config));
   add("logits", "activations", N * V);
+  if (arch.logitSoftcap) add("capped logits", "activations", N * V);
   add("losses", "activations", N);
   if (training) {
     const scratch = (label: string, floats: number) => add(label, "scratch", floats);
@@ -113,6 +119,7 @@ export function memoryPlan(config: ModelConfig, shape: { B: number; T: number; t
       scratch("d.q normed", N * Q);
       scratch("d.k normed", N * KV);
     }
+    if (arch.sandwichNorms) scratch("d.normed", N * C);
     scratch("embedding bucket tokens", N);
     scratch("embedding bucket offsets", N + 1);
     scratch("embedding bucket positions", N);

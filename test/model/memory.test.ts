@@ -9,7 +9,7 @@ import { fitError, largestFittingBatch, memoryPlan, overruns } from "../../src/m
 import { PROJECT_ROOT } from "../helpers/cli.ts";
 
 const FIXTURES = join(PROJECT_ROOT, "test/fixtures");
-const FOLDERS = ["tiny-random-gpt2", ...["llama", "qwen2", "qwen3", "gemma", "phi"].map((f) => `families/${f}`)];
+const FOLDERS = ["tiny-random-gpt2", ...["llama", "qwen2", "qwen3", "gemma", "gemma2", "phi"].map((f) => `families/${f}`)];
 let gpu: Gpu;
 let kernels: Kernels;
 beforeAll(async () => {
