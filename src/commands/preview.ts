@@ -14,7 +14,7 @@ import { UserError } from "../errors.ts";
 import { intFlag, numberFlag, parseFlags, requiredFlag, type Command } from "./command.ts";
 
 const HELP = `usage: bun src/cli.ts preview --dataset D --split S --index I --placement none|before|after
-         --selection full|shuffled|random|key|masked [--k K] [--p P] [--seed N] [--tokenizer DIR] [--json]
+         --selection full|shuffled|random|key|masked [--k K] [--p P] [--seed N] [--tokenizer DIR] [--chat-template] [--json]
 
 Shows one distillation example as the trainer sees it.
   --dataset     cqa, svamp, or any registered dataset (rationales: the shipped PaLM ones)
@@ -23,7 +23,9 @@ Shows one distillation example as the trainer sees it.
   --placement   none (label only), before (rationale, then "So the answer is (x)."), after (label, then rationale)
   --selection   which rationale tokens: full, shuffled, random, key (top --k by attribution), masked (--p of them)
   --seed        seed of shuffled/random/masked (default 0)
-  --tokenizer   a model folder with vocab.json + merges.txt (default: a compact BPE trained on the dataset)
+  --tokenizer   a model folder's tokenizer (tokenizer.json, or vocab.json + merges.txt; default: a compact BPE
+                trained on the dataset)
+  --chat-template  the prompt wrapped in that tokenizer's chat template, as train --chat-template does
   --json        print {"prompt", "target", "label", "rationale_tokens"}`;
 
 const FLAGS = {
@@ -36,6 +38,7 @@ const FLAGS = {
   p: { type: "string" },
   seed: { type: "string" },
   tokenizer: { type: "string" },
+  "chat-template": { type: "boolean" },
   "dev-size": { type: "string" },
   "dev-seed": { type: "string" },
   json: { type: "boolean" },
@@ -80,7 +83,7 @@ export const command: Command = {
     const palm = placement === "none" ? null : (await palmRationales(dataset, split, splitOptions))[index];
     const { codec, key } = await loadCodec(dataset, values.tokenizer);
     const attribution = selection.kind === "key" ? await datasetIdfAttribution(dataset, codec, key) : undefined;
-    const example = buildExample(item, palm?.rationale ?? null, { placement, selection, attribution }, codec);
+    const example = buildExample(item, palm?.rationale ?? null, { placement, selection, attribution, chat: values["chat-template"] }, codec);
     if (values.json) {
       const { prompt, target, label, rationaleTokens } = example;
       console.log(JSON.stringify({ prompt, target, label, rationale_tokens: rationaleTokens }));

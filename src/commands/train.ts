@@ -10,7 +10,7 @@ const HELP = `usage: bun src/cli.ts train --dataset D --placement none|before|af
          [--limit N] [--batch-size B] [--lr LR] [--warmup-steps N] [--weight-decay W] [--grad-clip C]
          [--max-seq-length T] [--rationales palm|FILE.jsonl] [--attribution idf|saliency] [--attribution-model DIR]
          [--name NAME] [--db PATH] [--spec FILE.json] [--checkpoint-every N] [--dev-every N [--dev-limit N] [--patience N]]
-         [--resume] [--untrained] [--json]
+         [--resume] [--untrained] [--chat-template] [--save-dtype f32|bf16|f16] [--json]
 
 Trains a student on the dataset's training split (dev items held out) with teacher rationales placed and selected
 as asked, into the run folder: run.json (every setting), metrics.jsonl, checkpoints/, model/ (Hugging Face folder
@@ -19,8 +19,8 @@ with the tokenizer). The run is registered in the runs table of --db. Progress g
   --selection     full, shuffled (--unit token, word or sentence), random (as many random tokens), key (top --k
                   by attribution), masked (--p of them replaced by the mask token), unk (all of them replaced)
   --alpha         loss weight of the rationale tokens (default 1; label tokens weigh 1)
-  --model         a Hugging Face model folder (gpt2, llama, mistral, qwen2, qwen3, gemma, phi), or a size preset
-                  (micro, tiny, small, gpt2 …) trained from scratch as a GPT-2
+  --model         a Hugging Face model folder (gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, phi), or a size
+                  preset (micro, tiny, small, gpt2 …) trained from scratch as a GPT-2
                   with a compact BPE of the dataset (or, with --attribution saliency, the attribution model's)
   --rationales    palm: the shipped PaLM rationales (default); or a JSON-lines file of {"id"|"index", "rationale"}
   --attribution   scorer of --selection key: idf (model-free baseline, default), random (the random-k control) or
@@ -35,6 +35,9 @@ with the tokenizer). The run is registered in the runs table of --db. Progress g
   --untrained     train no step: save the initial student (the baseline row of "untrained" accuracy)
   --spec          every setting as one JSON file (src/distill/run-spec.ts: what a grid cell and POST /v1/runs
                   hold; the flags above are its fields), instead of the flags
+  --chat-template wrap each prompt in the student's chat template (an instruct model's tokenizer_config.json
+                  chat_template): a user turn, then the assistant's header; the target ends with its EOS
+  --save-dtype    dtype of the final model/ weights (default f32; training is f32 either way)
   --json          print {"run_id", "run_dir", "model_dir", "steps", "final_loss", "examples"} at the end`;
 
 const FLAGS = {

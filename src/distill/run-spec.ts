@@ -90,6 +90,10 @@ export const RunSpecSchema = v.pipe(
     rationales: v.optional(Path),
     /** Train no step: the initial student is the model (the "untrained" baseline row). */
     untrained: v.optional(v.boolean()),
+    /** Wrap each prompt in the student's chat template (an instruct model's tokenizer_config.json chat_template). */
+    chatTemplate: v.optional(v.boolean()),
+    /** The dtype the final model/ is saved in (training is f32 either way). */
+    saveDtype: v.optional(picklist(["f32", "bf16", "f16"], "saveDtype")),
     training: v.optional(TrainingSchema, {}),
   }),
   v.forward(v.check((s) => s.placement !== "none" || s.selection.kind === "full", 'placement "none" has no rationale to select from: selection must be "full"'), ["selection"]),

@@ -20,7 +20,10 @@ import { MAX_STEPS } from "../bounds.ts";
 import { anyPathRoots } from "../roots.ts";
 import { initParams } from "../model/init.ts";
 import { paramLayout } from "../model/params.ts";
-import { saveTokenizer, type Tokenizer } from "../model/tokenizer.ts";
+import { type ModelTokenizer, saveModelTokenizer } from "../model/hf-tokenizer.ts";
+import { assertTrainingFits } from "../model/memory.ts";
+import { type Dtype, parseDtype } from "../model/safetensors.ts";
+import type { TokenCodec } from "./codec.ts";
 import { openRunStore } from "../store/runs.ts";
 import { SequenceSource } from "../train/batches.ts";
 import { readMetrics, type StepMetrics } from "../train/metrics.ts";
@@ -95,6 +98,8 @@ export interface RunSettings {
   truncated: number;
   /** Longest target (tokens after the prompt): the generation budget for placement "before". */
   longestTarget: number;
+  /** Prompts were wrapped in the chat template (evaluation wraps them the same way). */
+  chatTemplate?: boolean;
 }
 
 export const RUN_FILE = "run.json";
@@ -193,8 +198,8 @@ async function keyAttribution(spec: RunSpec, codec: LoadedCodec, chosen: Chosen[
   return idfOverlapAttribution(documentFrequencies(texts, codec.codec), codec.codec);
 }
 
-function buildExamples(spec: RunSpec, chosen: Chosen[], tokenizer: Tokenizer, template: Template, attribution?: Attribution): DistillExample[] {
-  const config = { placement: spec.placement, selection: selectionOf(spec), weights: lossWeights(spec), attribution, template };
+function buildExamples(spec: RunSpec, chosen: Chosen[], tokenizer: TokenCodec, template: Template, attribution?: Attribution): DistillExample[] {
+  const config = { placement: spec.placement, selection: selectionOf(spec), weights: lossWeights(spec), attribution, template, chat: spec.chatTemplate };
   return chosen.map(({ item, rationale }) => buildExample(item, rationale, config, tokenizer));
 }
 
@@ -230,14 +235,14 @@ export function readRunSettings(runDir: string): RunSettings | null {
 }
 
 /** Dev accuracy of the weights being trained: the label the student writes, as the test metric reads it. */
-async function devValidation(spec: RunSpec, settings: RunSettings, codec: Tokenizer, runDir: string, options: DistillOptions, log: (line: string) => void): Promise<Validation> {
+async function devValidation(spec: RunSpec, settings: RunSettings, codec: ModelTokenizer, runDir: string, options: DistillOptions, log: (line: string) => void): Promise<Validation> {
   const { predictItems, accuracyOf } = await import("../eval/evaluate.ts");
   const dev = (await loadSplit(spec.dataset, "dev")).slice(0, spec.training.devLimit ?? 200);
   return {
     every: spec.training.devEvery!,
     patience: spec.training.patience,
     async score(params, step) {
-      const student = { modelDir: runDir, outDir: runDir, run: settings, placement: settings.placement, template: settings.template, config: settings.modelConfig, params, codec };
+      const student = { modelDir: runDir, outDir: runDir, run: settings, placement: settings.placement, template: settings.template, config: settings.modelConfig, params, codec, chat: spec.chatTemplate ?? false };
       const { accuracy } = accuracyOf(await predictItems(student, dev, { gpu: options.gpu, kernels: options.kernels }));
       log(`dev step ${step}: accuracy ${(100 * accuracy).toFixed(1)}% on ${dev.length} items`);
       return accuracy;
@@ -282,8 +287,10 @@ export async function trainDistillation(input: RunSpecInput, options: DistillOpt
   const chosenOptimizer = Object.fromEntries(Object.entries({ lr, warmupSteps, weightDecay, gradClip }).filter(([, v]) => v !== undefined));
   const optimizer = { ...DEFAULT_OPTIMIZER, ...chosenOptimizer };
 
+  // with the device at hand, an unfittable run is refused before anything is written or registered
+  if (options.gpu) assertTrainingFits(student.config, { B: batchSize, T: seqLength }, options.gpu.device.limits);
   mkdirSync(runDir, { recursive: true });
-  const tokenizerFiles = await saveTokenizer(join(runDir, "tokenizer"), tokenizer);
+  const tokenizerFiles = await saveModelTokenizer(join(runDir, "tokenizer"), tokenizer);
   const { runs, close } = openRunStore(options.db);
   const previous = runs.byDir(runDir);
   const settings: RunSettings = {
@@ -311,6 +318,7 @@ export async function trainDistillation(input: RunSpecInput, options: DistillOpt
     skippedNoRationale: skipped,
     truncated,
     longestTarget: Math.max(...examples.map((e) => e.ids.length - e.promptLength)),
+    chatTemplate: spec.chatTemplate ?? false,
   };
   const row = runs.register({ id: settings.id || undefined, name, runDir, config: settings as unknown as Record<string, unknown> });
   settings.id = row.id;
@@ -333,6 +341,7 @@ export async function trainDistillation(input: RunSpecInput, options: DistillOpt
       seed: spec.seed,
       checkpointEvery: spec.training.checkpointEvery ?? 0,
       extraFiles: tokenizerFiles,
+      saveDtype: spec.saveDtype === undefined ? undefined : parseDtype(spec.saveDtype)!,
       run: { dataset: spec.dataset, placement: spec.placement, selection: selectionOf(spec), weights: settings.weights, model: spec.model, examples: examples.length, batchSize, seqLength, steps },
       resume: options.resume,
       gpu: options.gpu,
