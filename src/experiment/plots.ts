@@ -138,7 +138,7 @@ export function comparisonChart(comparisons: PairedComparison[], title = "Paired
       `<text x="${left - 8}" y="${fmt(cy + 4)}" text-anchor="end">${escapeXml(labels[i])}</text>` +
         `<g class="difference" stroke="${color}"><line x1="${fmt(x(c.ci95[0]))}" x2="${fmt(x(c.ci95[1]))}" y1="${fmt(cy)}" y2="${fmt(cy)}" stroke-width="2"/>` +
         `<circle cx="${fmt(x(c.difference))}" cy="${fmt(cy)}" r="4" fill="${color}"/></g>` +
-        `<text x="${fmt(x(c.ci95[1]) + 6)}" y="${fmt(cy + 4)}" font-size="10" fill="#555">p=${c.p < 0.001 ? "<0.001" : c.p.toFixed(3)}</text>`,
+        `<text x="${fmt(x(c.ci95[1]) + 6)}" y="${fmt(cy + 4)}" font-size="10" fill="#555">${escapeXml(`p=${c.p < 0.001 ? "<0.001" : c.p.toFixed(3)}`)}</text>`,
     );
   });
   return svgDocument(frame, title, body);

@@ -82,3 +82,10 @@ test("SVG and PNG files are written; the PNG is the SVG at twice its size, with 
   const unlabeled = renderPng(svg.replace(/<text[^>]*>[^<]*<\/text>/g, ""));
   expect(png.length).toBeGreaterThan(unlabeled.length);
 });
+
+test("the comparisons chart escapes what it writes (p < 0.001 included) and renders to PNG", async () => {
+  const { comparisonChart, renderPng } = await import("../../src/experiment/plots.ts");
+  const svg = comparisonChart([{ a: "after", b: "none", seeds: [0], items: 100, difference: -0.36, ci95: [-0.46, -0.26], p: 0.0001, seedDifferences: [-0.36], seedCi95: null, seedP: null, wins: 2, losses: 38 }]);
+  expect(svg).toContain("p=&lt;0.001");
+  expect(renderPng(svg).length).toBeGreaterThan(100);
+});
