@@ -22,7 +22,7 @@ import { intFlag, parseFlags, type Command } from "./command.ts";
 export const DEMO_GRID = {
   name: "demo",
   dataset: "cqa",
-  model: "micro",
+  model: "scratch-micro",
   placements: ["none", "before", "after"],
   selections: [{ kind: "full" }, { kind: "shuffled", placements: ["after"] }],
   seeds: [0],

@@ -7,9 +7,10 @@ import { acquireGpu } from "../gpu/device.ts";
 import { type Command, intFlag, numberFlag, parseFlags, requiredFlag } from "./command.ts";
 
 const HELP = `usage: bun src/cli.ts train --dataset D --placement none|before|after --selection full|shuffled|random|key|masked
-         [--k K] [--p P] [--alpha A] --model <hf-dir | preset> --epochs E --seed S --out runs/<name>
+         [--k K] [--p P] [--alpha A] --model <hf-dir | hub-id | scratch-SIZE> --epochs E --seed S --out runs/<name>
          [--limit N] [--batch-size B] [--lr LR] [--warmup-steps N] [--weight-decay W] [--grad-clip C]
-         [--max-tokens T] [--rationales palm|FILE.jsonl] [--attribution idf|saliency] [--attribution-model DIR]
+         [--max-tokens T] [--rationales TEACHER|palm|FILE.jsonl] [--rationale-filter agree|any]
+         [--samples first|all|majority] [--rationale-template V] [--attribution idf|saliency] [--attribution-model DIR]
          [--name NAME] [--db PATH] [--checkpoint-every N] [--resume] [--json]
 
 Trains a student on the dataset's training split (dev items held out) with teacher rationales placed and selected
@@ -18,9 +19,16 @@ with the tokenizer). The run is registered in the runs table of --db. Progress g
   --placement     none (label only), before (rationale, then "So the answer is (x)."), after (label, then rationale)
   --selection     full, shuffled, random (as many random tokens), key (top --k by attribution), masked (--p of them)
   --alpha         loss weight of the rationale tokens (default 1; label tokens weigh 1)
-  --model         a Hugging Face GPT-2 folder, or a size preset (micro, tiny, small, gpt2 …) trained from scratch
-                  with a compact BPE of the dataset (or, with --attribution saliency, the attribution model's)
-  --rationales    palm: the shipped PaLM rationales (default); or a JSON-lines file of {"id"|"index", "rationale"}
+  --model         a Hugging Face GPT-2 folder or a hub id in the local HF cache (gpt2, openai-community/gpt2 …:
+                  its weights and tokenizer), or a size trained from scratch (scratch-micro, scratch-tiny,
+                  scratch-small, scratch-gpt2 …) with a compact BPE of the dataset (or, with --attribution saliency,
+                  the attribution model's)
+  --rationales    a teacher model name: its answers in the rationale store (--db) for the dataset, under its newest
+                  template version (or --rationale-template V); palm: the shipped PaLM rationales (default); or a
+                  JSON-lines file: what GET /v1/rationales exports, or {"id"|"index", "rationale"[, "label"]} lines
+  --rationale-filter  agree (default): only answers whose parsed label equals the gold label; any: every answer
+  --samples       with several samples per item: first (default), all (each kept sample its own example), majority
+                  (self-consistency vote over labels, then the first sample with the winning label)
   --attribution   scorer of --selection key: idf (model-free baseline, default) or saliency (gradient x input of the
                   student in --attribution-model, a run folder or model folder; cached in .cache/attribution/)
   --max-tokens    longest training sequence (default: the longest example, within the model's n_positions)
@@ -47,6 +55,9 @@ const FLAGS = {
   out: { type: "string" },
   name: { type: "string" },
   rationales: { type: "string" },
+  "rationale-filter": { type: "string" },
+  samples: { type: "string" },
+  "rationale-template": { type: "string" },
   attribution: { type: "string" },
   "attribution-model": { type: "string" },
   db: { type: "string" },
@@ -101,6 +112,9 @@ export function specFromFlags(values: Values): DistillSpec {
     outDir: requiredFlag(values.out, "out"),
     name: values.name,
     rationales: values.rationales,
+    rationaleFilter: values["rationale-filter"] as DistillSpec["rationaleFilter"],
+    samples: values.samples as DistillSpec["samples"],
+    rationaleTemplate: values["rationale-template"],
     attribution: attributionOf(values.attribution),
     attributionModel: values["attribution-model"],
     maxLength: optionalInt(values["max-tokens"], "max-tokens", 1),

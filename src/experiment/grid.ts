@@ -13,6 +13,7 @@ import * as v from "valibot";
 import { UserError } from "../errors.ts";
 import { PLACEMENTS, type Placement } from "../distill/placement.ts";
 import type { SelectionKind } from "../distill/selection.ts";
+import { RATIONALE_FILTERS, SAMPLE_MODES } from "../distill/rationales.ts";
 import { ATTRIBUTIONS, type AttributionKind } from "../distill/train.ts";
 import type { TrainSpec } from "./runner.ts";
 
@@ -49,6 +50,18 @@ export const SelectionSpecSchema = v.variant(
 );
 export type SelectionSpec = v.InferOutput<typeof SelectionSpecSchema>;
 
+/** Where a run's rationales come from and which answers train (src/distill/rationales.ts): grids and POST /v1/runs. */
+export const RationaleChoiceSchema = v.object({
+  /** A teacher model in the rationale store, "palm" (the shipped PaLM-540B ones, default), or a JSON-lines file. */
+  rationales: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(1_000))),
+  /** agree (default): answers whose label equals gold; any: every answer. */
+  rationaleFilter: v.optional(v.picklist(RATIONALE_FILTERS, `rationaleFilter must be one of: ${RATIONALE_FILTERS.join(", ")}`)),
+  /** Several samples per item: first (default), all, majority (self-consistency). */
+  samples: v.optional(v.picklist(SAMPLE_MODES, `samples must be one of: ${SAMPLE_MODES.join(", ")}`)),
+  /** Template version of a store source (default: that teacher's newest). */
+  rationaleTemplate: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(200))),
+});
+
 /** Options passed through to every run of the grid (the train command's flags). */
 export const TrainingOptionsSchema = v.strictObject({
   batchSize: v.optional(Count),
@@ -69,7 +82,7 @@ const GridInput = v.strictObject({
   name: PlainName,
   dataset: v.optional(PlainName),
   datasets: v.optional(v.pipe(v.array(PlainName), v.minLength(1))),
-  /** A size preset ("micro", "small" …) or a Hugging Face model folder. */
+  /** A from-scratch size ("scratch-micro", "scratch-small" …) or a Hugging Face model folder / hub id in the HF cache. */
   model: v.optional(v.pipe(v.string(), v.minLength(1))),
   models: v.optional(v.pipe(v.array(v.pipe(v.string(), v.minLength(1))), v.minLength(1))),
   placements: PlacementList,
@@ -78,8 +91,7 @@ const GridInput = v.strictObject({
   epochs: v.pipe(v.number(), v.gtValue(0)),
   /** Training items used (the first N of the train split). */
   limit: v.optional(Count),
-  /** Teacher rationales: "palm" (the shipped PaLM-540B ones, default) or a JSON-lines file of {id | index, rationale}. */
-  rationales: v.optional(v.pipe(v.string(), v.minLength(1))),
+  ...RationaleChoiceSchema.entries,
   evalSplit: v.optional(v.pipe(v.string(), v.minLength(1)), "test"),
   evalLimit: v.optional(Count),
   training: v.optional(TrainingOptionsSchema, {}),
@@ -237,6 +249,9 @@ export function expandGrid(grid: Grid, root = "runs"): Cell[] {
             epochs: grid.epochs,
             limit: grid.limit,
             rationales: grid.rationales,
+            rationaleFilter: grid.rationaleFilter,
+            samples: grid.samples,
+            rationaleTemplate: grid.rationaleTemplate,
             evalSplit: grid.evalSplit,
             evalLimit: grid.evalLimit,
             training: grid.training,

@@ -8,6 +8,7 @@ import { join, resolve } from "node:path";
 import { UserError } from "../errors.ts";
 import { softwareAdapterEnv, PROJECT_ROOT } from "../gpu/runtime.ts";
 import type { Placement } from "../distill/placement.ts";
+import type { RationaleFilter, SampleMode } from "../distill/rationales.ts";
 import type { Cell, CellRunner, CellSelection, TrainingOptions } from "./grid.ts";
 
 export const CLI_PATH = join(PROJECT_ROOT, "src", "cli.ts");
@@ -22,6 +23,9 @@ export interface TrainSpec {
   epochs: number;
   limit?: number;
   rationales?: string;
+  rationaleFilter?: RationaleFilter;
+  samples?: SampleMode;
+  rationaleTemplate?: string;
   training: TrainingOptions;
   runDir: string;
   /** Shown in listings (default: the folder's name). */
@@ -44,6 +48,9 @@ export function trainArgs(spec: TrainSpec, options: { db?: string; resume?: bool
     ["attribution", selection.attribution],
     ["attribution-model", selection.attributionModel],
     ["rationales", spec.rationales],
+    ["rationale-filter", spec.rationaleFilter],
+    ["samples", spec.samples],
+    ["rationale-template", spec.rationaleTemplate],
     ["seed", spec.seed],
     ["epochs", spec.epochs],
     ["limit", spec.limit],

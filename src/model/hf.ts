@@ -109,12 +109,14 @@ function repoAliases(repoId: string): string[] {
 export function resolveModelDir(nameOrPath: string, env: Record<string, string | undefined> = process.env): string {
   if (existsSync(nameOrPath) && statSync(nameOrPath).isDirectory()) return nameOrPath;
   const cache = hubCacheDir(env);
+  const looked: string[] = [];
   for (const repoId of repoAliases(nameOrPath)) {
     const repoDir = join(cache, `models--${repoId.replaceAll("/", "--")}`);
     const snapshot = pickSnapshot(repoDir);
     if (snapshot) return snapshot;
+    looked.push(join(repoDir, "snapshots"));
   }
-  throw new UserError(`model "${nameOrPath}" is neither a folder nor in the Hugging Face cache at ${cache}`, 404);
+  throw new UserError(`"${nameOrPath}" is neither a model folder nor in the Hugging Face cache (looked in ${looked.join(", ")}; set HF_HUB_CACHE or HF_HOME)`, 404);
 }
 
 function pickSnapshot(repoDir: string): string | undefined {

@@ -9,11 +9,20 @@ import { dirname } from "node:path";
 
 export const DEFAULT_DB_PATH = process.env.COT_DISTILL_DB ?? "cot-distill.sqlite";
 
-const schemas: { name: string; sql: string }[] = [];
+const schemas: { name: string; sql: string; migrate?: (db: Database) => void }[] = [];
 
-/** Called at module load by each store module: `registerSchema("rationales", "CREATE TABLE IF NOT EXISTS …")`. */
-export function registerSchema(name: string, sql: string): void {
-  if (!schemas.some((s) => s.name === name)) schemas.push({ name, sql });
+/**
+ * Called at module load by each store module: `registerSchema("rationales", "CREATE TABLE IF NOT EXISTS …")`.
+ * `migrate` brings a database made by an older version up to date (e.g. adds a column), after the SQL ran.
+ */
+export function registerSchema(name: string, sql: string, migrate?: (db: Database) => void): void {
+  if (!schemas.some((s) => s.name === name)) schemas.push({ name, sql, migrate });
+}
+
+/** Adds a column to a table made before the column existed (SQLite has no ADD COLUMN IF NOT EXISTS). */
+export function addColumnIfMissing(db: Database, table: string, column: string, type: string): void {
+  const columns = db.query<{ name: string }, []>(`PRAGMA table_info(${table})`).all();
+  if (!columns.some((c) => c.name === column)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
 }
 
 export function openDatabase(path = DEFAULT_DB_PATH): Database {
@@ -23,6 +32,9 @@ export function openDatabase(path = DEFAULT_DB_PATH): Database {
   db.exec("PRAGMA synchronous = NORMAL"); // with WAL: durable across process crashes (kill -9), not power loss
   db.exec("PRAGMA busy_timeout = 5000");
   db.exec("PRAGMA foreign_keys = ON");
-  for (const schema of schemas) db.exec(schema.sql);
+  for (const schema of schemas) {
+    db.exec(schema.sql);
+    schema.migrate?.(db);
+  }
   return db;
 }

@@ -8,6 +8,7 @@
  */
 import type { Database } from "bun:sqlite";
 import type { Item } from "../data/types.ts";
+import type { PromptOptions } from "../teacher/prompts.ts";
 import { registerSchema } from "./db.ts";
 
 registerSchema(
@@ -56,6 +57,10 @@ export type JobStatus = "running" | "done" | "cancelled";
 /** Generation parameters a job was created with (what every item is requested with). */
 export interface JobParams {
   model?: string;
+  /** Template, shots, free or label-conditioned (src/teacher/prompts.ts); a template file travels as its content. */
+  prompt?: PromptOptions;
+  /** The job stops claiming items once it has spent this much (USD); it stays resumable with a higher budget. */
+  maxCostUsd?: number;
   temperature?: number;
   n?: number;
   maxTokens?: number;

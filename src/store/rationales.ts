@@ -10,7 +10,7 @@ import type { Database } from "bun:sqlite";
 import { createHash } from "node:crypto";
 import * as v from "valibot";
 import type { Choice } from "../data/types.ts";
-import { registerSchema } from "./db.ts";
+import { addColumnIfMissing, registerSchema } from "./db.ts";
 
 registerSchema(
   "rationales",
@@ -24,6 +24,7 @@ registerSchema(
     answer            TEXT,
     sample_index      INTEGER NOT NULL,
     model             TEXT NOT NULL,
+    answered_by       TEXT,
     template          TEXT NOT NULL,
     params            TEXT NOT NULL,
     rationale         TEXT NOT NULL,
@@ -57,9 +58,12 @@ registerSchema(
     created_at      INTEGER NOT NULL
   );
   CREATE INDEX IF NOT EXISTS rationale_failures_by_key ON rationale_failures (key);`,
+  // databases made before provenance recorded the model that actually answered
+  (db) => addColumnIfMissing(db, "rationales", "answered_by", "TEXT"),
 );
 
-export type RationaleSource = "teacher" | "import";
+/** Whether a record was paid for from a teacher or imported (PaLM files, JSONL exports). */
+export type RecordOrigin = "teacher" | "import";
 
 /** What identifies a question: dataset + id when known, otherwise its text and choices. */
 export interface ItemIdentity {
@@ -124,6 +128,8 @@ export const RationaleRecordSchema = v.object({
   answer: v.nullable(v.string()),
   sampleIndex: v.pipe(v.number(), v.integer(), v.minValue(0)),
   model: v.pipe(v.string(), v.minLength(1)),
+  /** The model the API says answered (a dated snapshot, another deployment …); null when unknown (imports). */
+  answeredBy: v.optional(v.nullable(v.string()), null),
   template: v.pipe(v.string(), v.minLength(1)),
   params: v.record(v.string(), v.unknown()),
   rationale: v.string(),
@@ -139,7 +145,20 @@ export const RationaleRecordSchema = v.object({
 });
 
 export type RationaleRecord = Omit<v.InferOutput<typeof RationaleRecordSchema>, "key"> & { key: string };
-export type NewRationale = Omit<RationaleRecord, "key" | "createdAt"> & { createdAt?: number };
+export type NewRationale = Omit<RationaleRecord, "key" | "createdAt" | "answeredBy"> & { createdAt?: number; answeredBy?: string | null };
+
+/** One teacher's stored answers for a dataset under one template version, for choosing a training source. */
+export interface TeacherTemplate {
+  /** The model requested (what the cache key names). */
+  model: string;
+  template: string;
+  rationales: number;
+  agreeing: number;
+  /** Newest answer of this (model, template), epoch ms: the default template is the newest one. */
+  newest: number;
+  /** Models the API said answered (dated snapshots …), when recorded. */
+  answeredBy: string[];
+}
 
 export interface FailureRecord {
   key: string;
@@ -193,6 +212,7 @@ interface RationaleRow {
   answer: string | null;
   sample_index: number;
   model: string;
+  answered_by: string | null;
   template: string;
   params: string;
   rationale: string;
@@ -203,7 +223,7 @@ interface RationaleRow {
   completion_tokens: number | null;
   latency_ms: number | null;
   cost_usd: number | null;
-  source: RationaleSource;
+  source: RecordOrigin;
   created_at: number;
 }
 
@@ -218,6 +238,7 @@ function fromRow(row: RationaleRow): RationaleRecord {
     answer: row.answer,
     sampleIndex: row.sample_index,
     model: row.model,
+    answeredBy: row.answered_by,
     template: row.template,
     params: JSON.parse(row.params) as Record<string, unknown>,
     rationale: row.rationale,
@@ -244,6 +265,7 @@ function toRow(r: RationaleRecord): RationaleRow {
     answer: r.answer,
     sample_index: r.sampleIndex,
     model: r.model,
+    answered_by: r.answeredBy ?? null,
     template: r.template,
     params: JSON.stringify(r.params),
     rationale: r.rationale,
@@ -263,7 +285,7 @@ const COLUMNS = Object.keys(toRow({ choices: null, agrees: null, params: {} } as
 const INSERT_SQL = `INSERT OR IGNORE INTO rationales (${COLUMNS.join(", ")}) VALUES (${COLUMNS.map((c) => "$" + c).join(", ")})`;
 
 /** The key a record is stored under, from its own fields. */
-export function keyOfRecord(r: Omit<RationaleRecord, "key" | "createdAt">): string {
+export function keyOfRecord(r: Pick<RationaleRecord, "question" | "choices" | "dataset" | "itemId" | "model" | "template" | "params" | "sampleIndex">): string {
   return rationaleKey({
     item: { question: r.question, choices: r.choices, dataset: r.dataset, id: r.itemId },
     model: r.model,
@@ -297,7 +319,7 @@ export class RationaleStore {
 
   /** Stores a rationale under the key of its own fields; returns the key and whether it was new. */
   put(rationale: NewRationale): { key: string; inserted: boolean } {
-    const record = { ...rationale, key: keyOfRecord(rationale), createdAt: rationale.createdAt ?? Date.now() };
+    const record = { ...rationale, answeredBy: rationale.answeredBy ?? null, key: keyOfRecord(rationale), createdAt: rationale.createdAt ?? Date.now() };
     return { key: record.key, inserted: this.putKeyed(record) };
   }
 
@@ -386,6 +408,33 @@ export class RationaleStore {
          FROM rationales GROUP BY dataset, split, model ORDER BY dataset, split, model`,
       )
       .all();
+  }
+
+  /**
+   * Per (model, template) of a dataset: counts and the newest answer's time, newest first. A teacher is found by
+   * the model requested or the model that answered (`teacher` matches either).
+   */
+  teacherTemplates(dataset: string, teacher?: string): TeacherTemplate[] {
+    const rows = this.db
+      .query<Omit<TeacherTemplate, "answeredBy"> & { answeredBy: string | null }, Record<string, string>>(
+        `SELECT model, template, COUNT(*) AS rationales, COALESCE(SUM(agrees), 0) AS agreeing, MAX(created_at) AS newest,
+           GROUP_CONCAT(DISTINCT answered_by) AS answeredBy
+         FROM rationales WHERE dataset = $dataset ${teacher === undefined ? "" : "AND (model = $teacher OR answered_by = $teacher)"}
+         GROUP BY model, template ORDER BY newest DESC, model, template`,
+      )
+      .all(teacher === undefined ? { dataset } : { dataset, teacher });
+    return rows.map((r) => ({ ...r, answeredBy: r.answeredBy ? r.answeredBy.split(",") : [] }));
+  }
+
+  /** Every stored answer of `teacher` (requested or answering model) for a dataset under one template, in item/sample order. */
+  teacherAnswers(dataset: string, teacher: string, template: string): RationaleRecord[] {
+    return this.db
+      .query<RationaleRow, Record<string, string>>(
+        `SELECT * FROM rationales WHERE dataset = $dataset AND template = $template AND (model = $teacher OR answered_by = $teacher)
+         ORDER BY item_id, sample_index, created_at`,
+      )
+      .all({ dataset, teacher, template })
+      .map(fromRow);
   }
 
   /** Writes the matching rationales as JSON lines; returns how many. */

@@ -11,9 +11,9 @@
 import OpenAI, { toFile } from "openai";
 import type { BatchState, ClaimedItem, JobRow } from "../store/jobs.ts";
 import type { ChatRequest, ChatResult, TeacherClientOptions } from "./client.ts";
-import { resolveClientConfig } from "./client.ts";
+import { chatBody, resolveClientConfig } from "./client.ts";
 import { TeacherError } from "./errors.ts";
-import { outcomeOf, sleepUnlessAborted, teacherItem, type BatchRunner, type JobContext } from "./jobs.ts";
+import { outcomeOf, sleepUnlessAborted, type BatchRunner, type JobContext } from "./jobs.ts";
 import type { RationalePlan, RationaleSample, TeacherService } from "./service.ts";
 
 const TERMINAL = new Set(["completed", "failed", "expired", "cancelled"]);
@@ -46,20 +46,9 @@ export function parseCustomId(id: string): { jobId: string; seq: number; sampleI
   return m ? { jobId: m[1], seq: Number(m[2]), sampleIndex: Number(m[3]) } : null;
 }
 
-/** The chat-completions body for one sample, the same fields the online client sends. */
-export function chatBody(request: ChatRequest): Record<string, unknown> {
-  return {
-    model: request.model,
-    messages: [{ role: "user", content: request.prompt }],
-    temperature: request.temperature,
-    max_tokens: request.maxTokens,
-    n: 1,
-    ...(request.stop?.length ? { stop: request.stop } : {}),
-  };
-}
 
 /** A chat.completion body from the output file as the ChatResult `ingest` takes; null when it is not one. */
-export function chatResultOf(body: unknown): Omit<ChatResult, "attempts"> | null {
+export function chatResultOf(body: unknown): (Omit<ChatResult, "attempts"> & { tier: "batch" }) | null {
   const b = body as { choices?: unknown; usage?: { prompt_tokens?: number; completion_tokens?: number }; model?: string };
   if (!b || !Array.isArray(b.choices) || b.choices.length === 0) return null;
   const choices = (b.choices as { index?: number; message?: { content?: unknown }; finish_reason?: string }[]).map((c, i) => ({
@@ -71,7 +60,7 @@ export function chatResultOf(body: unknown): Omit<ChatResult, "attempts"> | null
     b.usage && typeof b.usage.prompt_tokens === "number" && typeof b.usage.completion_tokens === "number"
       ? { promptTokens: b.usage.prompt_tokens, completionTokens: b.usage.completion_tokens }
       : null;
-  return { choices, usage, model: String(b.model ?? ""), latencyMs: 0 };
+  return { choices, usage, model: String(b.model ?? ""), latencyMs: 0, tier: "batch" as const };
 }
 
 /** The plan of an item and which of its samples are not stored yet. */
@@ -88,7 +77,7 @@ export function batchRunner(options: BatchOptions): BatchRunner {
   const { teacher } = options;
 
   const planItem = (claimed: ClaimedItem, context: JobContext): ItemPlan => {
-    const plan = teacher.plan({ item: teacherItem(claimed.item), params: context.params });
+    const plan = teacher.plan(context.request(claimed.item));
     const missing = plan.keys.flatMap((key, sampleIndex) => (teacher.store.get(key) ? [] : [sampleIndex]));
     return { claimed, plan, missing };
   };
@@ -109,7 +98,8 @@ export function batchRunner(options: BatchOptions): BatchRunner {
         custom_id: customId(job.id, p.claimed.seq, sampleIndex),
         method: "POST" as const,
         url: "/v1/chat/completions" as const,
-        body: chatBody(p.plan.request),
+        // one sample per line, in the body the online client sends
+        body: { ...chatBody({ ...p.plan.request, n: 1 }) } as Record<string, unknown>,
       })),
     );
     const jsonl = lines.map((line) => `${JSON.stringify(line)}\n`).join("");

@@ -23,8 +23,11 @@ export interface ChatRequest {
 export interface ChatChoice {
   index: number;
   text: string;
-  /** "stop", "length", "content_filter", … as the API reported it. */
+  /** "stop", "length", "content_filter", … as the API reported it; "error" when this sample's own request failed. */
   finishReason: string;
+  /** Sent one by one (a server that refuses n > 1): this sample's own tokens, and its failure if it had one. */
+  usage?: { promptTokens: number; completionTokens: number } | null;
+  error?: TeacherError;
 }
 
 export interface ChatResult {
@@ -51,7 +54,9 @@ export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 5, baseDelayMs: 500, ma
 
 export type ClientEvent =
   | { type: "retry"; attempt: number; delayMs: number; kind: TeacherFailureKind; status?: number; message: string }
-  | { type: "response"; attempt: number; latencyMs: number; status: number };
+  | { type: "response"; attempt: number; latencyMs: number; status: number }
+  /** The server refused a request shape; from now on the client sends what it accepts for this model. */
+  | { type: "fallback"; model: string; what: "one-sample-per-request" | "max_completion_tokens"; message: string };
 
 export interface TeacherClientOptions {
   baseURL?: string;
@@ -127,6 +132,10 @@ export function classifyError(err: unknown): Classified {
     if (status === 429) return { kind: "rate_limited", retryable: true, status, retryAfterMs: wait, message: err.message };
     if (status === 408) return { kind: "timeout", retryable: true, status, retryAfterMs: wait, message: err.message };
     if (status >= 500) return { kind: "upstream", retryable: true, status, retryAfterMs: wait, message: err.message };
+    if (status === 400 && CONTEXT_OVERFLOW.test(err.message)) {
+      const message = `the prompt is longer than the teacher's context window (${err.message}); use a shorter template: fewer shots (--shots 0 is zero-shot) or a --template file with shorter exemplars`;
+      return { kind: "context_length", retryable: false, status, retryAfterMs: null, message };
+    }
     return { kind: "upstream", retryable: false, status, retryAfterMs: null, message: err.message };
   }
   if (err instanceof SyntaxError) {
@@ -135,8 +144,14 @@ export function classifyError(err: unknown): Classified {
   throw err; // a bug, not a teacher failure
 }
 
+/** A 400 saying the prompt does not fit: OpenAI, vLLM, llama.cpp and Ollama word it differently. */
+const CONTEXT_OVERFLOW = /context[_ ]length|context window|maximum context|context size|too many tokens|prompt is too long|exceeds? the (available )?context/i;
+/** A 400 saying the model takes max_completion_tokens and no temperature/stop (OpenAI reasoning models). */
+const REASONING_ONLY = /max_completion_tokens|'max_tokens'|'temperature'/i;
+
 /** The HTTP status our own API should answer for a teacher failure. */
-export function statusFor(kind: TeacherFailureKind): 502 | 503 | 504 {
+export function statusFor(kind: TeacherFailureKind): 422 | 502 | 503 | 504 {
+  if (kind === "context_length") return 422;
   if (kind === "rate_limited" || kind === "connection") return 503;
   if (kind === "timeout") return 504;
   return 502;
@@ -147,6 +162,25 @@ export function finishFailure(finishReason: string): TeacherFailureKind | null {
   if (finishReason === "length") return "truncated";
   if (finishReason === "content_filter") return "content_filter";
   return null;
+}
+
+/** OpenAI's reasoning models (o1, o3, o4-mini, gpt-5 …) take max_completion_tokens and reject temperature and stop. */
+export function isReasoningModel(model: string): boolean {
+  return /^(o\d+|gpt-5)([-.]|$)/.test(model);
+}
+
+/** The chat-completions body for a request, in the form the model accepts (shared by the online and Batch paths). */
+export function chatBody(request: ChatRequest, reasoning = isReasoningModel(request.model)): OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming {
+  const messages = [{ role: "user" as const, content: request.prompt }];
+  if (reasoning) return { model: request.model, messages, max_completion_tokens: request.maxTokens, n: request.n };
+  return {
+    model: request.model,
+    messages,
+    temperature: request.temperature,
+    max_tokens: request.maxTokens,
+    n: request.n,
+    ...(request.stop?.length ? { stop: request.stop } : {}),
+  };
 }
 
 function readChoices(response: OpenAI.Chat.Completions.ChatCompletion): ChatChoice[] {
@@ -197,22 +231,76 @@ export class TeacherClient {
     return Math.floor(this.random() * cap);
   }
 
-  /** One chat completion, retried per the policy; throws TeacherError when it gives up. */
+  /** Models whose server refused n > 1: their samples are asked one request each. */
+  private readonly oneSampleModels = new Set<string>();
+  /** Models that refused max_tokens/temperature: asked the reasoning-model way. */
+  private readonly reasoningModels = new Set<string>();
+
+  sendsSamplesOneByOne(model: string): boolean {
+    return this.oneSampleModels.has(model);
+  }
+
+  /**
+   * One chat completion of `n` samples, retried per the policy; throws TeacherError when it gives up. A server that
+   * answers HTTP 400 to n > 1 (many OpenAI-compatible ones do) gets n requests of one sample instead, from then on
+   * for that model: each sample keeps its own tokens, and its own failure if it fails.
+   */
   async complete(request: ChatRequest): Promise<ChatResult> {
+    if (request.n > 1 && this.oneSampleModels.has(request.model)) return this.oneByOne(request);
+    try {
+      return await this.send(request);
+    } catch (err) {
+      if (!(request.n > 1 && err instanceof TeacherError && err.upstreamStatus === 400 && err.kind === "upstream")) throw err;
+      this.oneSampleModels.add(request.model);
+      this.onEvent?.({ type: "fallback", model: request.model, what: "one-sample-per-request", message: err.message });
+      return this.oneByOne(request);
+    }
+  }
+
+  private async oneByOne(request: ChatRequest): Promise<ChatResult> {
+    const settled = await Promise.allSettled(Array.from({ length: request.n }, () => this.send({ ...request, n: 1 })));
+    const answered = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
+    if (answered.length === 0) throw (settled[0] as PromiseRejectedResult).reason;
+    const choices = settled.map((s, index): ChatChoice => {
+      if (s.status === "rejected") {
+        if (!(s.reason instanceof TeacherError)) throw s.reason;
+        return { index, text: "", finishReason: "error", usage: null, error: s.reason };
+      }
+      return { ...s.value.choices[0], index, usage: s.value.usage };
+    });
+    const usage = answered.every((r) => r.usage)
+      ? answered.reduce((sum, r) => ({ promptTokens: sum.promptTokens + r.usage!.promptTokens, completionTokens: sum.completionTokens + r.usage!.completionTokens }), { promptTokens: 0, completionTokens: 0 })
+      : null;
+    return {
+      choices,
+      usage,
+      model: answered[0].model,
+      latencyMs: Math.max(...answered.map((r) => r.latencyMs)),
+      attempts: Math.max(...answered.map((r) => r.attempts)),
+    };
+  }
+
+  /** One request; a model that turns out to take only reasoning-model parameters is asked again that way. */
+  private async send(request: ChatRequest): Promise<ChatResult> {
+    const reasoning = isReasoningModel(request.model) || this.reasoningModels.has(request.model);
+    try {
+      return await this.attempt(request, reasoning);
+    } catch (err) {
+      if (reasoning || !(err instanceof TeacherError && err.upstreamStatus === 400 && REASONING_ONLY.test(err.message))) throw err;
+      this.reasoningModels.add(request.model);
+      this.onEvent?.({ type: "fallback", model: request.model, what: "max_completion_tokens", message: err.message });
+      return await this.attempt(request, true);
+    }
+  }
+
+  private async attempt(request: ChatRequest, reasoning: boolean): Promise<ChatResult> {
     const estimate = estimateTokens(request.prompt, request.maxTokens, request.n);
     for (let attempt = 1; ; attempt++) {
       const permit = await this.limiter.acquire(estimate);
       const started = this.clock.now();
       let failure: Classified;
       try {
-        const response = await this.sdk.chat.completions.create({
-          model: request.model,
-          messages: [{ role: "user", content: request.prompt }],
-          temperature: request.temperature,
-          max_tokens: request.maxTokens,
-          n: request.n,
-          ...(request.stop?.length ? { stop: request.stop } : {}),
-        });
+        const response = await this.sdk.chat.completions.create(chatBody(request, reasoning));
         const choices = readChoices(response);
         const usage = response.usage
           ? { promptTokens: response.usage.prompt_tokens, completionTokens: response.usage.completion_tokens }

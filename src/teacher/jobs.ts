@@ -14,7 +14,8 @@ import { UserError } from "../errors.ts";
 import { Checkpointer } from "../store/checkpointer.ts";
 import type { BatchState, ClaimedItem, ItemOutcome, JobCounts, JobMode, JobParams, JobRow, JobStore } from "../store/jobs.ts";
 import { redactSecrets } from "./client.ts";
-import type { GenerationParams, RationaleResult, RationaleSample, TeacherItem, TeacherService } from "./service.ts";
+import type { AnswerFormat } from "./prompts.ts";
+import type { CostEstimate, GenerationParams, RationaleRequest, RationaleResult, RationaleSample, TeacherItem, TeacherService } from "./service.ts";
 
 export interface JobSnapshot extends JobCounts {
   id: string;
@@ -35,6 +36,14 @@ export interface CreateJobRequest extends JobParams {
   batch?: boolean;
 }
 
+/** A dry run's answer: what the job would ask and cost (see JobManager.estimate). */
+export interface JobEstimate extends CostEstimate {
+  dataset: string;
+  split: string;
+  mode: JobMode;
+  model: string | null;
+}
+
 /** What runs a batch-mode job to completion (src/teacher/batch.ts); injected so jobs.ts does not depend on it. */
 export type BatchRunner = (job: JobRow, context: JobContext) => Promise<void>;
 
@@ -44,14 +53,18 @@ export interface JobContext {
   signal: AbortSignal;
   changed(): void;
   params: GenerationParams;
+  /** What the teacher is asked for one of the job's items (its generation params and prompt options). */
+  request(item: Item): RationaleRequest;
 }
 
 export interface JobManagerOptions {
   store: JobStore;
-  teacher: Pick<TeacherService, "rationales">;
+  teacher: Pick<TeacherService, "rationales" | "plan" | "estimate">;
   /** The dataset registry's loadSplit; throws UserError(404) for unknown datasets. */
   loadSplit: (dataset: string, split: string) => Promise<Item[]>;
   batch?: BatchRunner;
+  /** The answer format of a dataset (math for SVAMP …), for items whose question does not tell. */
+  answerFormat?: (dataset: string) => AnswerFormat | undefined;
   /** Model recorded with jobs that name none, so a restart with another TEACHER_MODEL does not switch mid-job. */
   defaultModel?: string;
   defaultConcurrency?: number;
@@ -113,8 +126,8 @@ export function newJobId(): string {
   return `job_${Date.now().toString(36)}${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
 }
 
-export function teacherItem(item: Item): TeacherItem {
-  return { question: item.question, choices: item.choices, answer: item.answer, dataset: item.dataset, split: item.split, id: item.id };
+export function teacherItem(item: Item, format?: AnswerFormat): TeacherItem {
+  return { question: item.question, choices: item.choices, answer: item.answer, dataset: item.dataset, split: item.split, id: item.id, format };
 }
 
 export function generationParams(params: JobParams): GenerationParams {
@@ -155,12 +168,16 @@ export class JobManager {
     return this.options.store;
   }
 
-  async create(request: CreateJobRequest): Promise<JobSnapshot> {
+  /** The items and params a job request means, checked (an unusable template fails here, before anything is stored). */
+  private async prepare(request: CreateJobRequest): Promise<{ chosen: Item[]; mode: JobMode; params: JobParams }> {
     const items = await this.options.loadSplit(request.dataset, request.split);
     const chosen = request.limit === undefined ? items : items.slice(0, request.limit);
     if (chosen.length === 0) throw new UserError(`${request.dataset}/${request.split} has no items`, 422);
     const mode: JobMode = request.batch ? "batch" : "online";
     if (mode === "batch" && !this.options.batch) throw new UserError("batch mode is not available here", 422);
+    if (mode === "batch" && request.maxCostUsd !== undefined) {
+      throw new UserError("maxCostUsd stops online jobs between items; a batch is priced up front: check it with a dry run", 422);
+    }
     const params: JobParams = {
       model: request.model ?? this.options.defaultModel,
       temperature: request.temperature,
@@ -168,7 +185,32 @@ export class JobManager {
       maxTokens: request.maxTokens,
       concurrency: request.concurrency,
       limit: request.limit,
+      prompt: request.prompt,
+      maxCostUsd: request.maxCostUsd,
     };
+    const format = this.options.answerFormat?.(request.dataset);
+    // render the first prompt now: a template that cannot serve this split is the caller's error, not 40 failed items
+    this.options.teacher.plan({ item: teacherItem(chosen[0], format), params: generationParams(params), prompt: params.prompt });
+    return { chosen, mode, params };
+  }
+
+  /**
+   * What a job would cost, without creating it: items, those fully stored already (free), samples to request,
+   * estimated tokens (prompt ≈ characters / 4; completion = the max-tokens budget, an upper bound) and cost at the
+   * teacher's list price (the batch rate in batch mode); cost is null for a model without a known price.
+   */
+  async estimate(request: CreateJobRequest): Promise<JobEstimate> {
+    const { chosen, mode, params } = await this.prepare(request);
+    const format = this.options.answerFormat?.(request.dataset);
+    const estimate = this.options.teacher.estimate(
+      chosen.map((item) => ({ item: teacherItem(item, format), params: generationParams(params), prompt: params.prompt })),
+      mode === "batch" ? "batch" : "standard",
+    );
+    return { dataset: request.dataset, split: request.split, mode, model: params.model ?? null, ...estimate };
+  }
+
+  async create(request: CreateJobRequest): Promise<JobSnapshot> {
+    const { chosen, mode, params } = await this.prepare(request);
     const id = newJobId();
     this.store.create({ id, dataset: request.dataset, split: request.split, mode, params, items: chosen });
     this.start(id);
@@ -315,7 +357,15 @@ export class JobManager {
 
   private async run(id: string, signal: AbortSignal): Promise<void> {
     const job = this.store.get(id)!;
-    const context: JobContext = { store: this.store, signal, changed: () => this.notify(id), params: generationParams(job.params) };
+    const params = generationParams(job.params);
+    const format = this.options.answerFormat?.(job.dataset);
+    const context: JobContext = {
+      store: this.store,
+      signal,
+      changed: () => this.notify(id),
+      params,
+      request: (item) => ({ item: teacherItem(item, format), params, prompt: job.params.prompt }),
+    };
     if (job.mode === "batch") await this.options.batch!(job, context);
     else await this.runOnline(job, context);
     if (!signal.aborted && this.store.counts(id).pending === 0) this.store.finish(id, "done");
@@ -338,7 +388,7 @@ export class JobManager {
       try {
         // done, with what it paid, in the very commit that stores its answers (see RationaleOptions.onStored)
         await this.options.teacher.rationales(
-          { item: teacherItem(claimed.item), params: context.params },
+          context.request(claimed.item),
           { onStored: (samples, db) => this.markDoneIn(db, job.id, claimed.seq, samples), onAnswered },
         );
       } catch (err) {

@@ -37,7 +37,18 @@ function normaliseText(text: string): string {
   return text.normalize("NFKC").trim().toLowerCase().replace(/\s+/g, " ");
 }
 
+/** A free-form answer as compared with gold: case, spacing, surrounding quotes and a final period do not count. */
+function freeAnswer(text: string): string | null {
+  const said = normaliseText(text).replace(/^["'(]+|["').]+$/g, "").trim();
+  return said === "" ? null : said;
+}
+
 export function parseCompletion(completion: string, format: AnswerFormat, choices: Choice[] = []): ParsedCompletion {
+  if (format === "free") {
+    const parsed = parsePalmOutput(completion, "text");
+    if (!parsed) return { rationale: answeredPart(completion).trim(), label: null };
+    return { rationale: parsed.rationale, label: freeAnswer(parsed.answerText) };
+  }
   const parsed = parsePalmOutput(completion, format === "multiple-choice" ? "choice" : "number");
   if (!parsed) return { rationale: answeredPart(completion).trim(), label: null };
   let label = parsed.label;
@@ -50,6 +61,7 @@ export function parseCompletion(completion: string, format: AnswerFormat, choice
 /** A gold answer in the same canonical form as parsed labels ("(b)" / "b" → "B"; "1,000.0" → "1000"). */
 export function normaliseGold(answer: string, format: AnswerFormat): string | null {
   if (format === "math") return firstNumber(answer);
+  if (format === "free") return freeAnswer(answer);
   const m = /^\(?([a-z])\)?\.?$/i.exec(answer.trim());
   return m ? m[1].toUpperCase() : null;
 }
@@ -60,5 +72,6 @@ export function agreesWithGold(label: string | null, gold: string | undefined, f
   const expected = normaliseGold(gold, format);
   if (label === null || expected === null) return false;
   if (format === "math") return Math.abs(Number(label) - Number(expected)) <= 1e-6 * Math.max(1, Math.abs(Number(expected)));
+  if (format === "free") return normaliseGold(label, "free") === expected;
   return label === expected;
 }

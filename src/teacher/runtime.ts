@@ -10,6 +10,7 @@ import { JobStore } from "../store/jobs.ts";
 import { batchRunner } from "./batch.ts";
 import { TeacherClient, type TeacherClientOptions } from "./client.ts";
 import { JobManager } from "./jobs.ts";
+import { formatOfAnswerKind } from "./prompts.ts";
 import { TeacherService } from "./service.ts";
 
 export interface TeacherRuntimeOptions {
@@ -40,6 +41,7 @@ export function openTeacherRuntime(options: TeacherRuntimeOptions): TeacherRunti
     store: new JobStore(db),
     teacher,
     loadSplit: (dataset, split) => loadSplit(dataset, split),
+    answerFormat: (dataset) => formatOfAnswerKind(getDataset(dataset).answerKind),
     batch: batchRunner({ teacher, baseURL: options.client?.baseURL, apiKey: options.client?.apiKey, pollMs: options.batchPollMs }),
     defaultModel: teacher.defaults.model,
     defaultConcurrency: client.limiter.options.maxConcurrency,

@@ -14,11 +14,12 @@ import type { Database } from "bun:sqlite";
 import type { Choice } from "../data/types.ts";
 import { GroupCommit } from "../store/group-commit.ts";
 import { RationaleStore, rationaleKey, type RationaleRecord } from "../store/rationales.ts";
+import { estimateTokens } from "./limits.ts";
 import { finishFailure, TeacherClient, type ChatChoice, type ChatRequest, type ChatResult } from "./client.ts";
 import { TeacherError } from "./errors.ts";
 import { agreesWithGold, parseCompletion } from "./parse.ts";
-import { costUsd } from "./pricing.ts";
-import { STOP_SEQUENCES, templateFor, type AnswerFormat, type PromptTemplate } from "./prompts.ts";
+import { costUsd, type PriceTier } from "./pricing.ts";
+import { STOP_SEQUENCES, templateFor, type AnswerFormat, type PromptOptions, type PromptTemplate } from "./prompts.ts";
 
 export { TeacherError, isTeacherError, type TeacherFailureKind } from "./errors.ts";
 
@@ -31,6 +32,8 @@ export interface TeacherItem {
   dataset?: string;
   split?: string;
   id?: string;
+  /** How answers are read when the question alone does not tell (e.g. math for SVAMP; default: by its choices). */
+  format?: AnswerFormat;
 }
 
 export interface GenerationParams {
@@ -57,7 +60,10 @@ export interface RationaleSample {
   /** The cache key (hex SHA-256). */
   key: string;
   sampleIndex: number;
+  /** The model requested (part of the cache key). */
   model: string;
+  /** The model the API said answered (e.g. a dated snapshot of `model`); null when it said nothing. */
+  answeredBy: string | null;
   template: string;
   /** This sample's share of the call's tokens (a call with n>1 is split evenly). */
   usage: TokenUsage | null;
@@ -67,6 +73,8 @@ export interface RationaleSample {
 export interface RationaleRequest {
   item: TeacherItem;
   params?: GenerationParams;
+  /** Which template, how many shots, free or label-conditioned (default: the shipped template of the item's format). */
+  prompt?: PromptOptions;
 }
 
 /**
@@ -93,6 +101,23 @@ export interface RationaleOptions {
 
 export interface RationaleResult {
   samples: RationaleSample[];
+}
+
+/** What asking for some items would take (a dry run): nothing is sent, nothing stored. */
+export interface CostEstimate {
+  items: number;
+  /** Items whose every sample is stored already: they cost nothing. */
+  cached: number;
+  /** Samples that would be requested. */
+  samples: number;
+  /** Prompt tokens, estimated from characters (≈ 4 per token), of the samples to request. */
+  promptTokens: number;
+  /** The completion budget (max tokens × samples): an upper bound. */
+  completionTokens: number;
+  /** At the model's list price (or the batch rate); null when the price of the model is unknown. */
+  costUsd: number | null;
+  /** The template version the prompts were rendered with (the first item's). */
+  template: string;
 }
 
 export interface TeacherDefaults {
@@ -139,6 +164,7 @@ function sampleOf(record: RationaleRecord, fromStore: boolean): RationaleSample 
     key: record.key,
     sampleIndex: record.sampleIndex,
     model: record.model,
+    answeredBy: record.answeredBy,
     template: record.template,
     usage:
       record.promptTokens === null || record.completionTokens === null
@@ -172,9 +198,11 @@ export class TeacherService {
     this.defaults = { model: this.client.model, temperature: 0, maxTokens: 256, n: 1, stop: STOP_SEQUENCES, ...options.defaults };
   }
 
-  plan({ item, params = {} }: RationaleRequest): RationalePlan {
-    const shipped = templateFor(item);
-    const template = this.templates[shipped.format] ?? shipped;
+  plan({ item, params = {}, prompt = {} }: RationaleRequest): RationalePlan {
+    const chosen = templateFor(item, prompt, item.format);
+    // a service-wide replacement of a shipped template applies where the request names no template of its own
+    const replaced = prompt.template === undefined && prompt.shots === undefined && prompt.mode === undefined ? this.templates[chosen.format] : undefined;
+    const template = replaced ?? chosen;
     const model = params.model ?? this.defaults.model;
     const keyParams = {
       temperature: params.temperature ?? this.defaults.temperature,
@@ -193,6 +221,25 @@ export class TeacherService {
     );
     const request: ChatRequest = { prompt: template.render(item), model, ...keyParams, n, stop: this.defaults.stop };
     return { item, template, request, keyParams, keys };
+  }
+
+  /** Tokens and cost of asking for these requests' missing samples, without asking (`rationales --dry-run`). */
+  estimate(requests: RationaleRequest[], tier: PriceTier = "standard"): CostEstimate {
+    const estimate: CostEstimate = { items: requests.length, cached: 0, samples: 0, promptTokens: 0, completionTokens: 0, costUsd: 0, template: "" };
+    for (const request of requests) {
+      const plan = this.plan(request);
+      estimate.template ||= plan.template.version;
+      const missing = plan.keys.filter((key) => !this.store.get(key)).length;
+      if (missing === 0) estimate.cached++;
+      const prompt = estimateTokens(plan.request.prompt, 0, 1);
+      // one call for all missing samples pays the prompt once; a server that refuses n > 1 makes it once per sample
+      estimate.samples += missing;
+      estimate.promptTokens += missing > 0 ? prompt * (this.client.sendsSamplesOneByOne(plan.request.model) ? missing : 1) : 0;
+      estimate.completionTokens += missing * plan.request.maxTokens;
+    }
+    const model = requests[0] ? this.plan(requests[0]).request.model : this.defaults.model;
+    estimate.costUsd = costUsd(model, estimate.promptTokens, estimate.completionTokens, tier);
+    return estimate;
   }
 
   /**
@@ -284,7 +331,7 @@ export class TeacherService {
   ingest(
     plan: RationalePlan,
     sampleIndices: number[],
-    result: Omit<ChatResult, "attempts"> & { attempts?: number },
+    result: Omit<ChatResult, "attempts"> & { attempts?: number; tier?: PriceTier },
     options: RationaleOptions = {},
   ): Array<RationaleSample | TeacherError> {
     const byIndex = new Map<number, ChatChoice>(result.choices.map((c) => [c.index, c]));
@@ -292,6 +339,10 @@ export class TeacherService {
     const store = (): Array<RationaleSample | TeacherError> => {
       const outcomes = sampleIndices.map((sampleIndex, j): RationaleSample | TeacherError => {
         const choice = byIndex.get(j);
+        if (choice?.error) {
+          this.recordFailure(plan, sampleIndex, choice.error, null);
+          return choice.error;
+        }
         const failureKind = choice ? finishFailure(choice.finishReason) : "bad_response";
         if (!choice || failureKind) {
           const err = new TeacherError(
@@ -303,9 +354,17 @@ export class TeacherService {
           this.recordFailure(plan, sampleIndex, err, choice?.text ?? null);
           return err;
         }
-        const promptTokens = result.usage ? share(result.usage.promptTokens, parts, j) : null;
-        const completionTokens = result.usage ? share(result.usage.completionTokens, parts, j) : null;
-        return this.storeChoice(plan, sampleIndex, choice.text, { promptTokens, completionTokens, latencyMs: result.latencyMs });
+        // a sample asked on its own carries its own usage; samples of one call share the call's evenly
+        const own = choice.usage;
+        const promptTokens = own !== undefined ? (own?.promptTokens ?? null) : result.usage ? share(result.usage.promptTokens, parts, j) : null;
+        const completionTokens = own !== undefined ? (own?.completionTokens ?? null) : result.usage ? share(result.usage.completionTokens, parts, j) : null;
+        return this.storeChoice(plan, sampleIndex, choice.text, {
+          promptTokens,
+          completionTokens,
+          latencyMs: result.latencyMs,
+          answeredBy: result.model || null,
+          tier: result.tier ?? "standard",
+        });
       });
       const samples = outcomes.filter((outcome): outcome is RationaleSample => !(outcome instanceof TeacherError));
       if (samples.length === outcomes.length) options.onStored?.(samples, this.store.db);
@@ -319,7 +378,7 @@ export class TeacherService {
     plan: RationalePlan,
     sampleIndex: number,
     text: string,
-    call: { promptTokens: number | null; completionTokens: number | null; latencyMs: number },
+    call: { promptTokens: number | null; completionTokens: number | null; latencyMs: number; answeredBy: string | null; tier: PriceTier },
   ): RationaleSample {
     const parsed = parseCompletion(text, plan.template.format, plan.item.choices);
     const { promptTokens, completionTokens } = call;
@@ -333,6 +392,7 @@ export class TeacherService {
       answer: plan.item.answer ?? null,
       sampleIndex,
       model: plan.request.model,
+      answeredBy: call.answeredBy,
       template: plan.template.version,
       params: plan.keyParams,
       rationale: parsed.rationale,
@@ -342,7 +402,11 @@ export class TeacherService {
       promptTokens,
       completionTokens,
       latencyMs: call.latencyMs,
-      costUsd: promptTokens === null || completionTokens === null ? null : costUsd(plan.request.model, promptTokens, completionTokens),
+      // priced as the model that answered (a snapshot has its base model's price), at the tier it was asked on
+      costUsd:
+        promptTokens === null || completionTokens === null
+          ? null
+          : costUsd(call.answeredBy ?? plan.request.model, promptTokens, completionTokens, call.tier),
       source: "teacher",
       createdAt: Date.now(),
     };

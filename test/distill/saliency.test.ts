@@ -6,7 +6,9 @@ import { loadSplit } from "../../src/data/registry.ts";
 import { buildExample } from "../../src/distill/example.ts";
 import { attributionExample, cachedSaliency, gradientTimesInput, labelOnlyBatch, saliencyAttribution, saliencyCachePath } from "../../src/distill/saliency.ts";
 import { loadCodec } from "../../src/distill/tokenizer.ts";
-import { loadRationales, readRunSettings, trainDistillation } from "../../src/distill/train.ts";
+import { openRationaleSource } from "../../src/distill/rationales.ts";
+import { readRunSettings, trainDistillation } from "../../src/distill/train.ts";
+import type { Item } from "../../src/data/types.ts";
 import { loadTokenizer } from "../../src/model/tokenizer.ts";
 import { isolatedCache, KEYS, sharedGpu, syntheticDataset } from "../eval/synthetic.ts";
 
@@ -16,6 +18,11 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 isolatedCache();
 const data = syntheticDataset({ train: 32, test: 4, keyInRationaleOnly: true, labelNoise: true });
 const quiet = { log: () => {} };
+/** The file's rationale of each item (its first sample). */
+async function loadRationales(dataset: string, items: Item[], file: string): Promise<Array<string | null>> {
+  const source = await openRationaleSource(file, { dataset, split: "train" });
+  return (await source.answers(items)).map((answers) => answers[0]?.rationale ?? null);
+}
 
 describe("gradient x input, CPU side", () => {
   test("the loss weights sit exactly on the predictions of label tokens", async () => {
@@ -45,7 +52,7 @@ describe("saliency attribution", () => {
     const { gpu, kernels } = await sharedGpu();
     // rationale weight 0: the attribution student learns only to read the label off the rationale
     const attributionRun = await trainDistillation(
-      { dataset: data.name, placement: "before", selection: { kind: "full", seed: 0 }, alpha: 0, model: "tiny", epochs: 30, batchSize: 8, optimizer: { lr: 3e-3 }, seed: 0, outDir: join(root, "before"), rationales: data.rationales },
+      { dataset: data.name, placement: "before", selection: { kind: "full", seed: 0 }, alpha: 0, model: "scratch-tiny", epochs: 30, batchSize: 8, optimizer: { lr: 3e-3 }, seed: 0, outDir: join(root, "before"), rationales: data.rationales },
       { db: ":memory:", gpu, kernels, ...quiet },
     );
     const items = (await loadSplit(data.name, "train", { excludeDev: true })).slice(0, 16);
@@ -85,7 +92,7 @@ describe("saliency attribution", () => {
 
     // wired into training: --selection key --attribution saliency --attribution-model <run>
     const student = await trainDistillation(
-      { dataset: data.name, placement: "after", selection: { kind: "key", k: 1, seed: 0 }, attribution: "saliency", attributionModel: attributionRun.runDir, model: "micro", epochs: 1, batchSize: 8, seed: 0, outDir: join(root, "key"), rationales: data.rationales },
+      { dataset: data.name, placement: "after", selection: { kind: "key", k: 1, seed: 0 }, attribution: "saliency", attributionModel: attributionRun.runDir, model: "scratch-micro", epochs: 1, batchSize: 8, seed: 0, outDir: join(root, "key"), rationales: data.rationales },
       { db: ":memory:", gpu, kernels, ...quiet },
     );
     expect(readRunSettings(student.runDir)!.attribution).toEqual({ kind: "saliency", model: attributionRun.runDir });

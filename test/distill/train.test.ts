@@ -20,7 +20,7 @@ function spec(overrides: Partial<DistillSpec> = {}): DistillSpec {
     dataset: data.name,
     placement: "after",
     selection: { kind: "full", seed: 0 },
-    model: "micro",
+    model: "scratch-micro",
     epochs: 4,
     batchSize: 8,
     optimizer: { lr: 6e-3 },
@@ -48,7 +48,7 @@ describe("trainDistillation", () => {
     expect(run.finalMetrics).toMatchObject({ steps: result.steps, final_loss: metrics.at(-1)!.loss });
 
     const settings = readRunSettings(s.outDir)!;
-    expect(settings).toMatchObject({ id: result.runId, dataset: data.name, placement: "after", selection: { kind: "shuffled", seed: 3 }, model: "micro" });
+    expect(settings).toMatchObject({ id: result.runId, dataset: data.name, placement: "after", selection: { kind: "shuffled", seed: 3 }, model: "scratch-micro" });
     // 32 train items minus the dev carve-out (10%)
     expect(settings.examples).toBe(32 - Math.round(32 * 0.1));
     expect(settings.steps).toBe(Math.ceil((4 * settings.examples) / 8));
@@ -81,7 +81,8 @@ describe("trainDistillation", () => {
       ["negative alpha", { alpha: -1 }, /--alpha must be a number >= 0/],
       ["saliency without a model", { selection: { kind: "key", k: 2, seed: 0 }, attribution: "saliency" }, /--attribution saliency needs --attribution-model/],
       ["saliency model that is no folder", { selection: { kind: "key", k: 2, seed: 0 }, attribution: "saliency", attributionModel: "/nonexistent" }, /--attribution-model "\/nonexistent" is neither a finished run folder nor a model folder/],
-      ["unknown model", { model: "enormous" }, /--model "enormous" is neither a size preset \(.*micro.*\) nor a model folder/],
+      ["unknown model", { model: "enormous" }, /--model "enormous" is neither a model folder nor in the Hugging Face cache \(looked in .*models--enormous\/snapshots.*\); to train from scratch, name a size: .*scratch-micro/],
+      ["a bare size is not a from-scratch name", { model: "micro" }, /--model "micro" is neither a model folder.*scratch-micro/],
     ];
     for (const [name, overrides, message] of cases) {
       test(name, async () => {
@@ -100,7 +101,7 @@ describe("trainDistillation", () => {
       return { out: JSON.parse(child.stdout), err: child.stderr };
     };
     const outDir = join(root, "cli-run");
-    const trained = run(["train", "--dataset", data.name, "--placement", "none", "--selection", "full", "--model", "micro", "--epochs", "1", "--limit", "8", "--seed", "0", "--rationales", data.rationales, "--out", outDir, "--db", dbPath, "--json"]);
+    const trained = run(["train", "--dataset", data.name, "--placement", "none", "--selection", "full", "--model", "scratch-micro", "--epochs", "1", "--limit", "8", "--seed", "0", "--rationales", data.rationales, "--out", outDir, "--db", dbPath, "--json"]);
     expect(trained.out).toMatchObject({ run_dir: outDir, examples: 8, steps: 1 });
     expect(trained.err).toContain(`run ${trained.out.run_id} (cli-run)`); // progress on stderr
     const evaluated = run(["eval", "--run", trained.out.run_id, "--db", dbPath, "--split", "test", "--limit", "3", "--json"]);
@@ -109,7 +110,7 @@ describe("trainDistillation", () => {
   });
 
   test("the CLI prints bad input as one line and exits 1", () => {
-    const child = runCli(["train", "--dataset", "cqa", "--placement", "after", "--selection", "masked", "--p", "2", "--model", "micro", "--epochs", "1", "--seed", "0", "--out", join(root, "cli")]);
+    const child = runCli(["train", "--dataset", "cqa", "--placement", "after", "--selection", "masked", "--p", "2", "--model", "scratch-micro", "--epochs", "1", "--seed", "0", "--out", join(root, "cli")]);
     expect(child.code).toBe(1);
     const stderr = child.stderr.trim().split("\n");
     expect(stderr).toEqual(["cot-distill: p must be in [0, 1], got 2"]);

@@ -21,7 +21,7 @@ async function train(placement: DistillSpec["placement"]) {
     dataset: data.name,
     placement,
     selection: { kind: "full", seed: 0 },
-    model: "micro",
+    model: "scratch-micro",
     epochs: 20,
     batchSize: 8,
     optimizer: { lr: 6e-3 },

@@ -8,7 +8,7 @@ import { expandGrid, parseGrid, readGrid, runGrid, type Cell, type CellRunner } 
 const root = mkdtempSync(join(tmpdir(), "cot-grid-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-const base = { name: "g", dataset: "cqa", model: "micro", epochs: 1 };
+const base = { name: "g", dataset: "cqa", model: "scratch-micro", epochs: 1 };
 
 /** Records what it was asked to do; "trains" by writing a marker file, "evaluates" with a made-up accuracy. */
 function recordingRunner(failOn?: string) {
@@ -47,9 +47,9 @@ describe("grid expansion", () => {
   });
 
   test("several datasets and models prefix the condition; one of each does not", () => {
-    const grid = parseGrid({ ...base, dataset: undefined, model: undefined, datasets: ["cqa", "svamp"], models: ["micro", "models/stories260k"], placements: ["after"] });
+    const grid = parseGrid({ ...base, dataset: undefined, model: undefined, datasets: ["cqa", "svamp"], models: ["scratch-micro", "models/stories260k"], placements: ["after"] });
     const names = expandGrid(grid, root).map((c) => c.name);
-    expect(names).toEqual(["cqa-micro-after-s0", "cqa-stories260k-after-s0", "svamp-micro-after-s0", "svamp-stories260k-after-s0"]);
+    expect(names).toEqual(["cqa-scratch-micro-after-s0", "cqa-stories260k-after-s0", "svamp-scratch-micro-after-s0", "svamp-stories260k-after-s0"]);
   });
 
   test("key tokens by a student's saliency are their own condition, and reach the train command's flags", async () => {

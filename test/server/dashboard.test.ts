@@ -43,7 +43,7 @@ describe.skipIf(!haveChromium)("dashboard in a browser", () => {
     const doneDir = join(experiments, "runs", "finished");
     mkdirSync(doneDir, { recursive: true });
     writeFileSync(join(doneDir, "metrics.jsonl"), [1, 2, 3, 4, 5, 6].map(metricsLine).join(""));
-    const done = runs.register({ name: "finished-after-full", runDir: doneDir, config: { dataset: "cqa", placement: "after", selection: { kind: "full" }, model: "micro" } });
+    const done = runs.register({ name: "finished-after-full", runDir: doneDir, config: { dataset: "cqa", placement: "after", selection: { kind: "full" }, model: "scratch-micro" } });
     runs.markRunning(done.id);
     runs.markDone(done.id, { steps: 6, final_loss: 1, test_accuracy: 0.25 });
 
@@ -51,7 +51,7 @@ describe.skipIf(!haveChromium)("dashboard in a browser", () => {
     mkdirSync(liveDir, { recursive: true });
     liveMetrics = join(liveDir, "metrics.jsonl");
     writeFileSync(liveMetrics, [1, 2].map(metricsLine).join(""));
-    const live = runs.register({ name: "live-before-shuffled", runDir: liveDir, config: { dataset: "cqa", placement: "before", selection: { kind: "shuffled" }, model: "micro" } });
+    const live = runs.register({ name: "live-before-shuffled", runDir: liveDir, config: { dataset: "cqa", placement: "before", selection: { kind: "shuffled" }, model: "scratch-micro" } });
     runs.markRunning(live.id);
     liveId = live.id;
 

@@ -6,7 +6,7 @@ import * as v from "valibot";
 import { PLACEMENTS } from "../../distill/placement.ts";
 import { SELECTIONS } from "../../distill/selection.ts";
 import { ATTRIBUTIONS } from "../../distill/train.ts";
-import { TrainingOptionsSchema } from "../../experiment/grid.ts";
+import { RationaleChoiceSchema, TrainingOptionsSchema } from "../../experiment/grid.ts";
 import { ChoiceSchema, DatasetName, SplitName } from "../schemas.ts";
 
 const Count = v.pipe(v.number(), v.integer(), v.minValue(1));
@@ -18,8 +18,8 @@ export const RunRequestSchema = v.pipe(
   v.strictObject({
     name: v.optional(RunName),
     dataset: DatasetName,
-    /** A size preset (micro, tiny, small …) or a Hugging Face model folder on the server. */
-    model: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(1_000)), "micro"),
+    /** A from-scratch size (scratch-micro, scratch-tiny …) or a Hugging Face model folder / hub id in the server's HF cache. */
+    model: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(1_000)), "scratch-micro"),
     placement: v.picklist(PLACEMENTS, `placement must be one of: ${PLACEMENTS.join(", ")}`),
     selection: v.optional(v.picklist(SELECTIONS, `selection must be one of: ${SELECTIONS.join(", ")}`), "full"),
     k: v.optional(Count),
@@ -27,8 +27,7 @@ export const RunRequestSchema = v.pipe(
     /** Scorer of selection "key": idf (default) or saliency of the student in attributionModel. */
     attribution: v.optional(v.picklist(ATTRIBUTIONS, `attribution must be one of: ${ATTRIBUTIONS.join(", ")}`)),
     attributionModel: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(1_000))),
-    /** "palm" (default) or a JSON-lines file of rationales on the server. */
-    rationales: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(1_000))),
+    ...RationaleChoiceSchema.entries,
     seed: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 0),
     epochs: v.optional(v.pipe(v.number(), v.gtValue(0)), 1),
     limit: v.optional(Count),
