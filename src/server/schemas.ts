@@ -4,6 +4,7 @@
  * `requestSchemas`.
  */
 import * as v from "valibot";
+import { PromptOptionsSchema } from "../teacher/prompts.ts";
 
 /** Dataset names are folder names under datasets/: no separators, no dots first, so "../x" never reaches the disk. */
 export const DatasetName = v.pipe(
@@ -36,15 +37,37 @@ const generation = {
   maxTokens: v.optional(MaxTokens),
 };
 
-export const RationaleRequestSchema = v.strictObject({
-  question: v.pipe(v.string(), v.trim(), v.minLength(1, "question must not be empty"), v.maxLength(10_000)),
-  choices: v.optional(v.pipe(v.array(ChoiceSchema), v.minLength(2), v.maxLength(10))),
-  answer: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(100))),
-  dataset: v.optional(DatasetName),
-  split: v.optional(SplitName),
-  id: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(200))),
-  ...generation,
-});
+const ChoiceText = v.pipe(v.string(), v.minLength(1), v.maxLength(1_000));
+
+/**
+ * Choices as plain strings (labelled A, B, … in order) or as {label, text}; the answer as a label or a choice's text.
+ * Both come out as {label, text} choices and a label answer.
+ */
+export const RationaleRequestSchema = v.pipe(
+  v.strictObject({
+    question: v.pipe(v.string(), v.trim(), v.minLength(1, "question must not be empty"), v.maxLength(10_000)),
+    choices: v.optional(v.pipe(v.array(v.union([ChoiceText, ChoiceSchema], "a choice is a string or {label, text}")), v.minLength(2), v.maxLength(10))),
+    answer: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(1_000))),
+    dataset: v.optional(DatasetName),
+    split: v.optional(SplitName),
+    id: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(200))),
+    ...generation,
+    ...PromptOptionsSchema.entries,
+  }),
+  v.transform(({ choices, ...rest }) => ({
+    ...rest,
+    choices: choices?.map((c, i) => (typeof c === "string" ? { label: String.fromCharCode(65 + i), text: c } : { ...c, label: c.label.toUpperCase() })),
+  })),
+  v.transform(({ answer, ...rest }) => {
+    const byText = rest.choices?.find((c) => c.text.trim().toLowerCase() === answer?.trim().toLowerCase());
+    const isLabel = rest.choices?.some((c) => c.label === answer?.trim().toUpperCase());
+    return { ...rest, answer: answer === undefined || !rest.choices ? answer : isLabel ? answer.trim().toUpperCase() : (byText?.label ?? answer) };
+  }),
+  v.forward(
+    v.check((r) => r.answer === undefined || !r.choices || r.choices.some((c) => c.label === r.answer), "answer must be a choice's label or its text"),
+    ["answer"],
+  ),
+);
 export type RationaleRequestBody = v.InferOutput<typeof RationaleRequestSchema>;
 
 /** GET /v1/rationales query string. */
@@ -62,7 +85,18 @@ export const JobRequestSchema = v.strictObject({
   concurrency: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(256))),
   /** Use the Batch API (upload, create, poll, download) instead of one request per item. */
   batch: v.optional(v.boolean()),
+  /** Stop claiming items once the job has spent this much (USD); resumable with a higher budget. */
+  maxCostUsd: v.optional(v.pipe(v.number(), v.gtValue(0))),
+  /** Answer with what the job would ask and cost (items, tokens, USD) instead of starting it. */
+  dryRun: v.optional(v.boolean()),
+  /** Template (a shipped name or an exemplar file's content), format, shots, free or label-conditioned. */
+  prompt: v.optional(PromptOptionsSchema),
   ...generation,
+});
+
+/** POST /v1/jobs/:id/resume: continue an unfinished job, e.g. one stopped at its budget, with a new budget. */
+export const JobResumeSchema = v.strictObject({
+  maxCostUsd: v.optional(v.nullable(v.pipe(v.number(), v.gtValue(0)))),
 });
 export type JobRequestBody = v.InferOutput<typeof JobRequestSchema>;
 
@@ -71,4 +105,5 @@ export const requestSchemas = {
   RationaleRequest: RationaleRequestSchema,
   RationaleListQuery: RationaleListQuerySchema,
   JobRequest: JobRequestSchema,
+  JobResume: JobResumeSchema,
 } as const;

@@ -52,6 +52,15 @@ registerSchema(
 );
 
 export type JobMode = "online" | "batch";
+
+/** A failure message's kind when it does not start with one (e.g. "teacher answer unusable: finish_reason \"length\""). */
+function failureKindOf(error: string | null): string {
+  if (!error) return "other";
+  if (/finish_reason "length"/.test(error)) return "truncated";
+  if (/finish_reason "content_filter"/.test(error)) return "content_filter";
+  if (/context window/.test(error)) return "context_length";
+  return "other";
+}
 export type JobStatus = "running" | "done" | "cancelled";
 
 /** Generation parameters a job was created with (what every item is requested with). */
@@ -307,6 +316,25 @@ export class JobStore {
       tokens: n("promptTokens") + n("completionTokens"),
       costUsd: n("costUsd"),
     };
+  }
+
+  /** Failed items per failure kind: the teacher's kind ("teacher truncated …" → "truncated"), else "other". */
+  failureReasons(id: string): Record<string, number> {
+    const rows = this.db
+      .query<{ error: string | null; n: number }, [string]>(
+        "SELECT error, count(*) AS n FROM job_items WHERE job_id = ? AND state = 'failed' GROUP BY error",
+      )
+      .all(id);
+    const reasons: Record<string, number> = {};
+    for (const { error, n } of rows) {
+      const kind = /^(?:teacher |batch: )?(rate_limited|timeout|connection|upstream|bad_response|truncated|content_filter|context_length)\b/.exec(error ?? "")?.[1] ?? failureKindOf(error);
+      reasons[kind] = (reasons[kind] ?? 0) + n;
+    }
+    return reasons;
+  }
+
+  updateParams(id: string, params: JobParams): void {
+    this.db.query("UPDATE jobs SET params = ? WHERE id = ?").run(JSON.stringify(params), id);
   }
 
   /** Per-item failures, for reports. */

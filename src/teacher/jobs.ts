@@ -28,6 +28,10 @@ export interface JobSnapshot extends JobCounts {
   finishedAt: number | null;
   /** Batch-mode jobs: the remote batch's id and state once it exists. */
   batch?: BatchState | null;
+  /** "max_cost": the job spent its budget (params.maxCostUsd) with items left; resume it with a higher one. */
+  stopped: "max_cost" | null;
+  /** Failed items by failure kind ("context_length", "truncated", "rate_limited" …). */
+  failuresByReason: Record<string, number>;
 }
 
 export interface CreateJobRequest extends JobParams {
@@ -120,6 +124,11 @@ export function sleepUnlessAborted(ms: number, signal: AbortSignal, onWake?: (wa
 /** An error as one line for logs and the job_items table, with anything key-like cut out (APIs echo keys). */
 function describeError(err: unknown): string {
   return redactSecrets(err instanceof Error ? err.message : String(err));
+}
+
+/** Whether a job has spent its budget. */
+function overBudget(params: JobParams, spentUsd: number): boolean {
+  return params.maxCostUsd !== undefined && spentUsd >= params.maxCostUsd;
 }
 
 export function newJobId(): string {
@@ -222,7 +231,9 @@ export class JobManager {
     if (!job) return null;
     const { id: _id, total: _total, ...rest } = job;
     const batch = job.mode === "batch" ? { batch: this.store.getBatch(id) } : {};
-    return { id, ...rest, ...this.store.counts(id), ...batch };
+    const counts = this.store.counts(id);
+    const stopped = overBudget(job.params, counts.costUsd) && counts.pending > 0 ? "max_cost" : null;
+    return { id, ...rest, ...counts, ...batch, stopped, failuresByReason: this.store.failureReasons(id) };
   }
 
   /** Like snapshot, but an unknown id is a 404 for the caller. */
@@ -268,6 +279,16 @@ export class JobManager {
     return this.require(id);
   }
 
+  /** Continues a job that stopped at its budget (or was interrupted) with a new budget; null lifts it. */
+  resumeWithBudget(id: string, maxCostUsd: number | null): JobSnapshot {
+    const job = this.require(id);
+    if (job.status !== "running") throw new UserError(`job ${id} is ${job.status}; only an unfinished job can be resumed`, 409);
+    this.store.updateParams(id, { ...job.params, maxCostUsd: maxCostUsd ?? undefined });
+    if (!this.start(id)) throw new UserError(`job ${id} is being run by another live process`, 409);
+    this.notify(id);
+    return this.require(id);
+  }
+
   /** Runs the failed items of a finished or cancelled job again (a teacher outage is over, limits were raised…). */
   retryFailed(id: string): JobSnapshot {
     const job = this.require(id);
@@ -308,7 +329,7 @@ export class JobManager {
           last = key;
           yield snap;
         }
-        if (snap.status !== "running") return;
+        if (snap.status !== "running" || (snap.stopped && !this.active.has(id))) return;
         await sleepUnlessAborted(minIntervalMs, signal);
         if (!dirty) await sleepUnlessAborted(pollMs, signal, (w) => (wake = w));
         wake = () => {};
@@ -380,7 +401,8 @@ export class JobManager {
     const concurrency = job.params.concurrency ?? this.options.defaultConcurrency ?? 8;
     const queue: ClaimedItem[] = [];
     const next = (): ClaimedItem | undefined => {
-      if (queue.length === 0) queue.push(...this.store.claim(job.id, concurrency));
+      // the budget is checked before every claim round: what is in flight when it is crossed still lands (it is paid)
+      if (queue.length === 0 && !overBudget(job.params, this.store.counts(job.id).costUsd)) queue.push(...this.store.claim(job.id, concurrency));
       return queue.shift();
     };
     /** Asks for one item and settles it: done, failed, or back to pending when aborted. Never rejects. */

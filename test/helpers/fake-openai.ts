@@ -51,6 +51,14 @@ export interface FakeOpenAIOptions {
   extend?: (app: Hono, fake: FakeOpenAI) => void;
   /** The answer the fake teacher gives for a question (default: derived deterministically from the text). */
   answerFor?: (question: string, choiceLabels: string[]) => string;
+  /** Like llama.cpp's server and others: n > 1 is refused with HTTP 400. */
+  refuseMultipleSamples?: boolean;
+  /** A small context window (tokens as `countTokens` counts them): longer prompts get HTTP 400, as vLLM answers. */
+  contextWindow?: number;
+  /** Models that behave like OpenAI's reasoning models: max_tokens or temperature is refused with HTTP 400. */
+  reasoningModels?: RegExp;
+  /** The model the response names (a dated snapshot …; default: the requested one). */
+  answeredAs?: (model: string) => string;
 }
 
 export interface FakeOpenAI {
@@ -157,9 +165,11 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
 
   async function answer(body: ChatCompletionBody, behaviour: Behaviour, signal: AbortSignal): Promise<Response> {
     switch (behaviour.kind) {
-      case "ok":
+      case "ok": {
         if (behaviour.latencyMs) await Bun.sleep(behaviour.latencyMs);
-        return Response.json(chatCompletionFor(body, "stop", options.answerFor, behaviour.content));
+        const completion = chatCompletionFor(body, "stop", options.answerFor, behaviour.content);
+        return Response.json(options.answeredAs ? { ...completion, model: options.answeredAs(body.model) } : completion);
+      }
       case "truncated":
         return Response.json(chatCompletionFor(body, "length", options.answerFor));
       case "content_filter":
@@ -191,6 +201,20 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     }
   }
 
+  /** The HTTP 400 a stricter server would give this body, worded as such servers word it; null when it is fine. */
+  function refuse(body: ChatCompletionBody): string | null {
+    if (options.reasoningModels?.test(body.model)) {
+      if (body.max_tokens !== undefined) return "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.";
+      if (body.temperature !== undefined && body.temperature !== 1) return "Unsupported value: 'temperature' does not support 0 with this model. Only the default (1) value is supported.";
+    }
+    if (options.refuseMultipleSamples && (body.n ?? 1) > 1) return "n > 1 is not supported: only one completion choice is allowed";
+    const promptTokens = countTokens(body.messages.map((m) => m.content).join("\n"));
+    if (options.contextWindow !== undefined && promptTokens > options.contextWindow) {
+      return `This model's maximum context length is ${options.contextWindow} tokens. However, you requested ${promptTokens} tokens in the messages. Please reduce the length of the messages.`;
+    }
+    return null;
+  }
+
   app.post("/v1/chat/completions", async (c) => {
     const authorized = !options.apiKey || c.req.header("authorization") === `Bearer ${options.apiKey}`;
     const body = (await c.req.json()) as ChatCompletionBody;
@@ -204,6 +228,8 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     const behaviour = queue.shift() ?? options.fallback?.(request) ?? { kind: "ok" };
     request.behaviour = behaviour.kind;
     fake.requests.push(request);
+    const refusal = refuse(body);
+    if (refusal) return c.json(errorBody(refusal, "invalid_request_error"), 400);
     if (!authorized) {
       // like the real API: the rejected key comes back, partly masked
       const sent = (c.req.header("authorization") ?? "").replace(/^Bearer /, "");

@@ -7,6 +7,7 @@ import { Hono } from "hono";
 import { stream } from "hono/streaming";
 import type { AppDeps } from "../app.ts";
 import { validate } from "../middleware.ts";
+import { formatOfAnswerKind } from "../../teacher/prompts.ts";
 import { RationaleListQuerySchema, RationaleRequestSchema, type RationaleListQuery } from "../schemas.ts";
 
 export type RationaleLister = (query: RationaleListQuery) => AsyncIterable<unknown>;
@@ -14,9 +15,12 @@ export type RationaleLister = (query: RationaleListQuery) => AsyncIterable<unkno
 export function rationalesRoutes(deps: Pick<AppDeps, "teacher" | "listRationales" | "requireDataset">): Hono {
   return new Hono()
     .post("/", validate("json", RationaleRequestSchema), async (c) => {
-      const { model, temperature, n, maxTokens, ...item } = c.req.valid("json");
-      if (item.dataset !== undefined) deps.requireDataset(item.dataset);
-      const result = await deps.teacher.rationales({ item, params: { model, temperature, n, maxTokens } });
+      const { model, temperature, n, maxTokens, template, format, shots, mode, ...item } = c.req.valid("json");
+      const dataset = item.dataset === undefined ? undefined : (deps.requireDataset(item.dataset) as { answerKind?: "choice" | "number" | "text" });
+      // a dataset's item is read as that dataset's answers are (math for SVAMP); a free question by its choices
+      const itemFormat = dataset?.answerKind ? formatOfAnswerKind(dataset.answerKind) : undefined;
+      const prompt = { template, format, shots, mode };
+      const result = await deps.teacher.rationales({ item: { ...item, format: itemFormat }, params: { model, temperature, n, maxTokens }, prompt });
       return c.json(result);
     })
     .get("/", validate("query", RationaleListQuerySchema), (c) => {
