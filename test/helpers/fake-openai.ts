@@ -50,9 +50,9 @@ export interface FakeOpenAIOptions {
   /** Mount extra routes (they are matched before the fallback 404). */
   extend?: (app: Hono, fake: FakeOpenAI) => void;
   /** The answer the fake teacher gives for a question (default: derived deterministically from the text). */
-  answerFor?: (question: string, choiceLabels: string[]) => string;
-  /** Like llama.cpp's server and others: n > 1 is refused with HTTP 400. */
-  refuseMultipleSamples?: boolean;
+  answerFor?: (question: string, choiceLabels: string[], sampleIndex: number) => string;
+  /** Like llama.cpp's server and others: n > 1 is refused with HTTP 400 (for the models matching, if a RegExp). */
+  refuseMultipleSamples?: boolean | RegExp;
   /** A small context window (tokens as `countTokens` counts them): longer prompts get HTTP 400, as vLLM answers. */
   contextWindow?: number;
   /** Models that behave like OpenAI's reasoning models: max_tokens or temperature is refused with HTTP 400. */
@@ -101,9 +101,9 @@ export function defaultAnswer(question: string, labels: string[]): string {
 }
 
 /** A completion in the style of the few-shot exemplars, different per sample index so n>1 gives distinct texts. */
-export function cotCompletion(question: string, sampleIndex: number, answerFor = defaultAnswer): string {
+export function cotCompletion(question: string, sampleIndex: number, answerFor: NonNullable<FakeOpenAIOptions["answerFor"]> = defaultAnswer): string {
   const labels = choiceLabels(question);
-  const answer = answerFor(question, labels);
+  const answer = answerFor(question, labels, sampleIndex);
   const stem = question.split("\n")[0].slice(0, 60);
   const shown = labels.length > 0 ? `(${answer.toLowerCase()})` : answer;
   return `The question asks: ${stem}. Thinking step ${sampleIndex + 1}, the best fit is ${shown}. So the answer is ${shown}.`;
@@ -207,7 +207,8 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
       if (body.max_tokens !== undefined) return "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.";
       if (body.temperature !== undefined && body.temperature !== 1) return "Unsupported value: 'temperature' does not support 0 with this model. Only the default (1) value is supported.";
     }
-    if (options.refuseMultipleSamples && (body.n ?? 1) > 1) return "n > 1 is not supported: only one completion choice is allowed";
+    const refusesN = options.refuseMultipleSamples instanceof RegExp ? options.refuseMultipleSamples.test(body.model) : options.refuseMultipleSamples;
+    if (refusesN && (body.n ?? 1) > 1) return "n > 1 is not supported: only one completion choice is allowed";
     const promptTokens = countTokens(body.messages.map((m) => m.content).join("\n"));
     if (options.contextWindow !== undefined && promptTokens > options.contextWindow) {
       return `This model's maximum context length is ${options.contextWindow} tokens. However, you requested ${promptTokens} tokens in the messages. Please reduce the length of the messages.`;

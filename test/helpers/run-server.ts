@@ -5,6 +5,7 @@
 import { join } from "node:path";
 import { createApp, type AppDeps } from "../../src/server/app.ts";
 import { RunSupervisor } from "../../src/server/worker.ts";
+import type { FakeOpenAIOptions } from "./fake-openai.ts";
 import { startTeacherStack, type TeacherStack } from "./teacher-stack.ts";
 
 export interface RunServer {
@@ -15,8 +16,8 @@ export interface RunServer {
   close(): Promise<void>;
 }
 
-export async function startRunServer(options: { experimentsRoot?: string } = {}): Promise<RunServer> {
-  const stack = await startTeacherStack();
+export async function startRunServer(options: { experimentsRoot?: string; fake?: FakeOpenAIOptions } = {}): Promise<RunServer> {
+  const stack = await startTeacherStack({ fake: options.fake });
   const runsRoot = join(stack.dir, "runs");
   const supervisor = new RunSupervisor({ dbPath: stack.dbPath, runsRoot, experimentsRoot: options.experimentsRoot, acceptTimeoutMs: 120_000 });
   const deps: AppDeps = { ...stack.runtime.appDeps(), supervisor };
