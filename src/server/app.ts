@@ -10,7 +10,7 @@ import type { TeacherService } from "../teacher/service.ts";
 import { handleError, handleNotFound, limitBody, requireToken } from "./middleware.ts";
 import { experimentRoutes } from "./routes/experiments.ts";
 import { jobsRoutes } from "./routes/jobs.ts";
-import { rationalesRoutes, type RationaleLister } from "./routes/rationales.ts";
+import { rationalesRoutes, type RationaleBrowser, type RationaleLister } from "./routes/rationales.ts";
 import { requestSchemas } from "./schemas.ts";
 import { runRequestSchemas } from "./routes/run-schemas.ts";
 import type { RunSupervisor } from "./worker.ts";
@@ -20,6 +20,8 @@ export interface AppDeps {
   jobs: JobManager;
   /** Streams stored rationales of a dataset split (the rationale store's listing). */
   listRationales: RationaleLister;
+  /** Pages of stored rationales for the dashboard's browser (absent: GET /v1/rationales/browse is 404). */
+  rationales?: RationaleBrowser;
   /** Throws UserError(404) for an unknown dataset (the dataset registry's getDataset). */
   requireDataset: (name: string) => unknown;
   /** Bearer token required on every route but /healthz; undefined = open (serve allows that on loopback only). */

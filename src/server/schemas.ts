@@ -78,6 +78,19 @@ export const RationaleListQuerySchema = v.object({
 });
 export type RationaleListQuery = v.InferOutput<typeof RationaleListQuerySchema>;
 
+const PageNumber = (max: number, fallback: number) =>
+  v.optional(v.pipe(v.string(), v.regex(/^\d+$/, "a whole number"), v.transform(Number), v.maxValue(max)), String(fallback));
+
+/** GET /v1/rationales/browse query string: the dashboard's rationale browser. */
+export const RationaleBrowseQuerySchema = v.object({
+  dataset: v.optional(DatasetName),
+  teacher: v.optional(ModelName),
+  agrees: v.optional(v.picklist(["true", "false", "unknown"], "agrees must be true, false or unknown")),
+  limit: PageNumber(500, 50),
+  offset: PageNumber(1_000_000_000, 0),
+});
+export type RationaleBrowseQuery = v.InferOutput<typeof RationaleBrowseQuerySchema>;
+
 export const JobRequestSchema = v.strictObject({
   dataset: DatasetName,
   split: SplitName,
@@ -104,6 +117,7 @@ export type JobRequestBody = v.InferOutput<typeof JobRequestSchema>;
 export const requestSchemas = {
   RationaleRequest: RationaleRequestSchema,
   RationaleListQuery: RationaleListQuerySchema,
+  RationaleBrowseQuery: RationaleBrowseQuerySchema,
   JobRequest: JobRequestSchema,
   JobResume: JobResumeSchema,
 } as const;

@@ -184,6 +184,13 @@ export type ListFilter = {
   model?: string;
 };
 
+export interface BrowseFilter {
+  dataset?: string;
+  teacher?: string;
+  /** true: agrees with gold; false: disagrees; null: no gold to compare with. */
+  agrees?: boolean | null;
+}
+
 export interface SplitSummary {
   dataset: string | null;
   split: string | null;
@@ -435,6 +442,31 @@ export class RationaleStore {
       )
       .all({ dataset, teacher, template })
       .map(fromRow);
+  }
+
+  /**
+   * One page of rationales for people (the dashboard's browser): newest first, filtered by dataset, teacher (the
+   * model requested or the one that answered) and agreement with gold; with the total matching.
+   */
+  browse(filter: BrowseFilter = {}, limit = 50, offset = 0): { total: number; rows: RationaleRecord[] } {
+    const clauses: string[] = [];
+    const args: Record<string, string | number> = {};
+    if (filter.dataset !== undefined) {
+      clauses.push("dataset = $dataset");
+      args.dataset = filter.dataset;
+    }
+    if (filter.teacher !== undefined) {
+      clauses.push("(model = $teacher OR answered_by = $teacher)");
+      args.teacher = filter.teacher;
+    }
+    if (filter.agrees !== undefined) clauses.push(filter.agrees === null ? "agrees IS NULL" : `agrees = ${filter.agrees ? 1 : 0}`);
+    const where = clauses.length ? clauses.join(" AND ") : "1";
+    const total = this.db.query<{ n: number }, Record<string, string | number>>(`SELECT COUNT(*) AS n FROM rationales WHERE ${where}`).get(args)!.n;
+    const rows = this.db
+      .query<RationaleRow, Record<string, string | number>>(`SELECT * FROM rationales WHERE ${where} ORDER BY created_at DESC, rowid DESC LIMIT $limit OFFSET $offset`)
+      .all({ ...args, limit, offset })
+      .map(fromRow);
+    return { total, rows };
   }
 
   /** Writes the matching rationales as JSON lines; returns how many. */

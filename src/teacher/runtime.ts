@@ -55,6 +55,7 @@ export function openTeacherRuntime(options: TeacherRuntimeOptions): TeacherRunti
       teacher,
       jobs,
       listRationales: (query) => teacher.store.list(query),
+      rationales: teacher.store,
       requireDataset: getDataset,
       token,
     }),

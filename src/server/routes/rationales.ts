@@ -8,12 +8,25 @@ import { stream } from "hono/streaming";
 import type { AppDeps } from "../app.ts";
 import { validate } from "../middleware.ts";
 import { formatOfAnswerKind } from "../../teacher/prompts.ts";
-import { RationaleListQuerySchema, RationaleRequestSchema, type RationaleListQuery } from "../schemas.ts";
+import { UserError } from "../../errors.ts";
+import type { RationaleStore } from "../../store/rationales.ts";
+import { RationaleBrowseQuerySchema, RationaleListQuerySchema, RationaleRequestSchema, type RationaleListQuery } from "../schemas.ts";
 
 export type RationaleLister = (query: RationaleListQuery) => AsyncIterable<unknown>;
 
-export function rationalesRoutes(deps: Pick<AppDeps, "teacher" | "listRationales" | "requireDataset">): Hono {
+/** The rationale store as the browser reads it: pages of records, and what teachers each dataset has. */
+export type RationaleBrowser = Pick<RationaleStore, "browse" | "summary">;
+
+export function rationalesRoutes(deps: Pick<AppDeps, "teacher" | "listRationales" | "requireDataset" | "rationales">): Hono {
   return new Hono()
+    .get("/browse", validate("query", RationaleBrowseQuerySchema), (c) => {
+      if (!deps.rationales) throw new UserError("this server has no rationale store", 404);
+      const { dataset, teacher, agrees, limit, offset } = c.req.valid("query");
+      const filter = { dataset, teacher, agrees: agrees === undefined ? undefined : agrees === "unknown" ? null : agrees === "true" };
+      const page = deps.rationales.browse(filter, limit, offset);
+      const teachers = deps.rationales.summary().map(({ dataset, model, rationales, agreeing }) => ({ dataset, model, rationales, agreeing }));
+      return c.json({ ...page, limit, offset, teachers });
+    })
     .post("/", validate("json", RationaleRequestSchema), async (c) => {
       const { model, temperature, n, maxTokens, template, format, shots, mode, ...item } = c.req.valid("json");
       const dataset = item.dataset === undefined ? undefined : (deps.requireDataset(item.dataset) as { answerKind?: "choice" | "number" | "text" });
