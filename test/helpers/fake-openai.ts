@@ -59,6 +59,8 @@ export interface FakeOpenAIOptions {
   reasoningModels?: RegExp;
   /** The model the response names (a dated snapshot …; default: the requested one). */
   answeredAs?: (model: string) => string;
+  /** Port on 127.0.0.1 (default: any free one). */
+  port?: number;
 }
 
 export interface FakeOpenAI {
@@ -248,7 +250,18 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
   options.extend?.(app, fake);
   app.notFound((c) => c.json(errorBody(`No route ${c.req.method} ${c.req.path} (fake)`, "invalid_request_error"), 404));
 
-  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: app.fetch, idleTimeout: 0 });
+  const server = Bun.serve({ hostname: "127.0.0.1", port: options.port ?? 0, fetch: app.fetch, idleTimeout: 0 });
   fake.baseURL = `http://127.0.0.1:${server.port}/v1`;
   return fake;
+}
+
+/**
+ * Run on its own — `bun test/helpers/fake-openai.ts [--port 8080] [--refuse-n]` — it is a stand-in teacher for
+ * trying the whole loop offline (README, "Distill your own teacher"): any key, any model name, CoT-looking answers.
+ */
+if (import.meta.main) {
+  const args = process.argv.slice(2);
+  const at = args.indexOf("--port");
+  const fake = await startFakeOpenAI({ port: at >= 0 ? Number(args[at + 1]) : 8080, refuseMultipleSamples: args.includes("--refuse-n") });
+  console.error(`fake OpenAI-compatible teacher at ${fake.baseURL} (Ctrl-C stops it)`);
 }
