@@ -3,6 +3,7 @@ import { DEFAULT_DB_PATH } from "../store/db.ts";
 import * as v from "valibot";
 import type { JobEstimate, JobSnapshot } from "../teacher/jobs.ts";
 import { BUILTIN_TEMPLATES, exemplarFileContent, PromptOptionsSchema, type PromptOptions } from "../teacher/prompts.ts";
+import { RATIONALE_PARTS, rationaleText, type RationalePart } from "../store/rationales.ts";
 import { importPalmRationales } from "../teacher/palm.ts";
 import { openTeacherRuntime, type TeacherRuntime } from "../teacher/runtime.ts";
 import type { Command } from "./command.ts";
@@ -14,6 +15,7 @@ export const command: Command = {
   help: `usage: bun src/cli.ts rationales --dataset D --split S [options]
        bun src/cli.ts rationales --resume JOB_ID | --retry-failed JOB_ID [--db PATH]
        bun src/cli.ts rationales --import-palm --dataset D --split S [--db PATH]
+       bun src/cli.ts rationales --export FILE --dataset D [--split S] [--teacher-model M] [--rationale-part P]
 
 Runs the same durable job as POST /v1/jobs, in this process, with a progress line on stderr (done / cached / failed,
 tokens, cost, ETA) and a summary at the end. Answers go to the same store as the service: anything already stored
@@ -25,10 +27,13 @@ is not requested again. Interrupted (Ctrl-C, crash)? Run again with --resume, or
   --n N                  samples per item (default 1)
   --temperature T        sampling temperature (default 0)
   --max-tokens N         completion budget per sample (default 256)
+  --structured           ask for {rationale, answer} JSON (response_format json_schema; part of the cache key); a
+                         server that refuses it is asked in plain text instead, and says so once
   --batch                use the Batch API (upload, create, poll, download; resumable; priced at the batch rate)
-  --template T           exemplar file (JSON, as src/teacher/exemplars/*.json) or a shipped one: cqa, svamp, free
-                         (default: the dataset's format: multiple choice, math, or free-form for open questions)
-  --format F             multiple-choice, math or free, when the template does not say
+  --template T           exemplar file (JSON, as src/teacher/exemplars/*.json) or a shipped one: cqa, svamp,
+                         strategyqa, short-answer (default: the item's format: multiple choice, math, yes/no, or a
+                         short free-form answer)
+  --format F             multiple-choice, math, yes-no, short-answer (or free), when the item does not say
   --shots K              exemplars shown (default all; 0 = zero-shot: an instruction instead)
   --mode M               free (default: the teacher answers) or explain (label-conditioned: shown the gold
                          answer, asked to explain it)
@@ -39,6 +44,10 @@ is not requested again. Interrupted (Ctrl-C, crash)? Run again with --resume, or
   --resume JOB_ID        continue an unfinished job
   --retry-failed JOB_ID  run the failed items of a finished job again
   --import-palm          load the shipped PaLM-540B rationales of the split into the store (offline, idempotent)
+  --export FILE          write the stored rationales (sample 0 of each item) as JSON lines {id, rationale, label, …}
+                         that \`train --rationales FILE\` reads
+  --rationale-part P     what --export writes as the rationale: explanation (the visible answer, default), reasoning
+                         (a reasoning model's trace) or both; items without that part are left out
   --db PATH              SQLite database (default $COT_DISTILL_DB or cot-distill.sqlite)
   --json                 print the final job (or import report) as JSON on stdout
 ${teacherClientFlags.help}`,
@@ -62,6 +71,9 @@ ${teacherClientFlags.help}`,
       mode: { type: "string" },
       "dry-run": { type: "boolean" },
       "max-cost": { type: "string" },
+      structured: { type: "boolean" },
+      export: { type: "string" },
+      "rationale-part": { type: "string" },
       db: { type: "string", default: DEFAULT_DB_PATH },
       json: { type: "boolean" },
       ...teacherClientFlags.options,
@@ -78,6 +90,17 @@ ${teacherClientFlags.help}`,
         else console.error(`imported ${report.inserted} PaLM rationales for ${report.dataset}/${report.split} (${report.duplicates} already stored, ${report.unanswered} unanswered, ${report.items} items)`);
         return 0;
       }
+      if (values.export) {
+        const report = await exportForTraining(runtime, values.export, {
+          dataset: requiredFlag(values.dataset, "dataset"),
+          split: values.split,
+          model: values["teacher-model"],
+          part: rationalePartFlag(values["rationale-part"]),
+        });
+        if (values.json) console.log(JSON.stringify(report));
+        else console.error(`wrote ${report.written} rationales (${report.part}) to ${values.export}; ${report.withoutPart} stored answers have no ${report.part} part`);
+        return 0;
+      }
       const retry = values["retry-failed"];
       const maxCostUsd = values["max-cost"] === undefined ? undefined : positive(numberFlag(values["max-cost"], "max-cost"), "max-cost");
       const request = () => ({
@@ -91,6 +114,7 @@ ${teacherClientFlags.help}`,
         batch: values.batch,
         maxCostUsd,
         prompt: promptOptions(values),
+        structured: values.structured,
       });
       if (values["dry-run"]) {
         const estimate = await runtime.jobs.estimate(request());
@@ -144,6 +168,39 @@ function estimateLine(e: JobEstimate): string {
     `dry run: ${e.dataset}/${e.split} ${e.items} items (${e.cached} already stored), ${e.samples} samples to request with ${e.model} ` +
     `(template ${e.template}); ≈ ${e.promptTokens} prompt + ≤ ${e.completionTokens} completion tokens; ${cost}`
   );
+}
+
+function rationalePartFlag(value: string | undefined): RationalePart {
+  if (value === undefined) return "explanation";
+  if ((RATIONALE_PARTS as readonly string[]).includes(value)) return value as RationalePart;
+  throw new UserError(`--rationale-part must be one of ${RATIONALE_PARTS.join(", ")}, got "${value}"`, 400);
+}
+
+/** Sample 0 of every stored item of the dataset (and split, model), its `part` as the rationale, as JSON lines. */
+async function exportForTraining(
+  runtime: TeacherRuntime,
+  path: string,
+  options: { dataset: string; split?: string; model?: string; part: RationalePart },
+): Promise<{ written: number; withoutPart: number; part: RationalePart }> {
+  const writer = Bun.file(path).writer();
+  let written = 0;
+  let withoutPart = 0;
+  try {
+    for await (const record of runtime.teacher.store.list({ dataset: options.dataset, split: options.split, model: options.model })) {
+      if (record.sampleIndex !== 0 || record.itemId === null) continue;
+      const rationale = rationaleText(record, options.part);
+      if (rationale === null) {
+        withoutPart++;
+        continue;
+      }
+      const { itemId, split, label, agrees, model, template } = record;
+      writer.write(JSON.stringify({ id: itemId, split, rationale, label, agrees, model, template, part: options.part }) + "\n");
+      written++;
+    }
+  } finally {
+    await writer.end();
+  }
+  return { written, withoutPart, part: options.part };
 }
 
 function optionalInt(value: string | undefined, name: string, min: number): number | undefined {
@@ -200,15 +257,22 @@ export function progressLine(snap: JobSnapshot, itemsPerMs: number): string {
   const eta = snap.pending > 0 && itemsPerMs > 0 ? formatDuration(snap.pending / itemsPerMs) : "-";
   return (
     `${snap.dataset}/${snap.split} ${snap.done + snap.failed}/${snap.total}` +
-    `  done ${snap.done} (cached ${snap.cached})  failed ${snap.failed}` +
+    `  done ${snap.done} (cached ${snap.cached})  failed ${snap.failed}${failureKinds(snap)}` +
     `  tokens ${snap.tokens}  cost $${snap.costUsd.toFixed(4)}  ETA ${eta}`
   );
+}
+
+/** " (no_answer 3, ambiguous 1; parse failures 4.0%)" — what kind of failures, so a bad template shows at once. */
+function failureKinds(snap: JobSnapshot): string {
+  const kinds = Object.entries(snap.failuresByKind ?? {}).map(([kind, n]) => `${kind} ${n}`);
+  if (kinds.length === 0) return "";
+  return ` (${kinds.join(", ")}; parse failures ${(100 * snap.parseFailureRate).toFixed(1)}%)`;
 }
 
 function summary(snap: JobSnapshot): string {
   const took = snap.finishedAt ? `  in ${formatDuration(snap.finishedAt - snap.createdAt)}` : "";
   return (
-    `job ${snap.id} ${snap.status}: ${snap.done}/${snap.total} done (${snap.cached} from the store), ${snap.failed} failed, ` +
+    `job ${snap.id} ${snap.status}: ${snap.done}/${snap.total} done (${snap.cached} from the store), ${snap.failed} failed${failureKinds(snap)}, ` +
     `${snap.pending} pending; ${snap.tokens} tokens, $${snap.costUsd.toFixed(4)}${took}`
   );
 }

@@ -31,8 +31,9 @@ export async function readJsonLines(path: string): Promise<JsonLine[]> {
     let row: unknown;
     try {
       row = JSON.parse(text);
-    } catch (err) {
-      throw new UserError(`${path}:${i + 1}: not valid JSON (${(err as Error).message})`, 422);
+    } catch {
+      // the parser's message quotes the text it choked on: never echo a file's contents (it may reach an HTTP client)
+      throw new UserError(`${path}:${i + 1}: not valid JSON`, 422);
     }
     if (row === null || typeof row !== "object" || Array.isArray(row)) {
       throw new UserError(`${path}:${i + 1}: expected a JSON object per line`, 422);

@@ -11,7 +11,7 @@
  * the filter (`agree`: the parsed label equals gold; `any`) and the sample mode (`first`, `all`, `majority`).
  */
 import type { Database } from "bun:sqlite";
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { palmRationales } from "../data/palm.ts";
 import { readJsonLines } from "../data/jsonl.ts";
 import { getDataset, type SplitOptions } from "../data/registry.ts";
@@ -19,9 +19,9 @@ import type { Item } from "../data/types.ts";
 import { UserError } from "../errors.ts";
 import { DEFAULT_DB_PATH, openDatabase } from "../store/db.ts";
 import { RationaleRecordSchema, RationaleStore, type TeacherTemplate } from "../store/rationales.ts";
-import { agreesWithGold } from "../teacher/parse.ts";
+import { agreesWithGold, answerFormatOf } from "../teacher/parse.ts";
 import { PALM_MODEL, PALM_TEMPLATE } from "../teacher/palm.ts";
-import { type AnswerFormat, formatOfAnswerKind } from "../teacher/prompts.ts";
+import type { AnswerFormat } from "../teacher/prompts.ts";
 import * as v from "valibot";
 
 export const RATIONALE_FILTERS = ["agree", "any"] as const;
@@ -69,25 +69,39 @@ export interface SourceOptions {
   template?: string;
 }
 
-/** How a dataset's answers are compared with gold: choice labels, numbers, or free text. */
-export function answerFormatOf(dataset: string): AnswerFormat {
-  return formatOfAnswerKind(getDataset(dataset).answerKind);
+/** How an item's answer is compared with gold: its choices, its dataset's kind, its gold answer (src/teacher/parse.ts). */
+function formatOf(dataset: string): (item: Item) => AnswerFormat {
+  const kind = getDataset(dataset).answerKind;
+  return (item) => answerFormatOf(item, kind);
 }
 
-/** A path, not a teacher name: it exists, ends in .jsonl/.json, or has a folder part. */
-function looksLikeFile(name: string): boolean {
-  return existsSync(name) || /\.jsonl?$/i.test(name) || name.includes("/");
+/**
+ * Each item's first-sample rationale text from a source, unfiltered (null where it has none): for tools and tests
+ * that want the text alone, not the training choice.
+ */
+export async function loadRationales(dataset: string, items: Item[], name: string, split = "train"): Promise<Array<string | null>> {
+  const source = await openRationaleSource(name, { dataset, split });
+  return (await source.answers(items)).map((answers) => answers[0]?.rationale ?? null);
+}
+
+/**
+ * Whether `--rationales` names a file rather than a teacher: it ends in .jsonl/.json (what the server goes by: it
+ * never looks at the disk for a name), or — on the CLI — it is an existing file. Teacher names may hold a "/"
+ * ("meta-llama/Llama-3.1-70B-Instruct"), so a folder part alone says nothing.
+ */
+export function isRationaleFile(name: string, lookOnDisk = false): boolean {
+  return /\.jsonl?$/i.test(name) || (lookOnDisk && existsSync(name) && statSync(name).isFile());
 }
 
 /** The source `--rationales` names; a bad name fails here, before any work, with what would have been valid. */
 export async function openRationaleSource(name: string, options: SourceOptions): Promise<RationaleSource> {
   if (name === "palm") return palmSource(options);
-  if (looksLikeFile(name)) return fileSource(name, options);
+  if (isRationaleFile(name, true)) return fileSource(name, options);
   return storeSource(name, options);
 }
 
 function palmSource(options: SourceOptions): RationaleSource {
-  const format = answerFormatOf(options.dataset);
+  const format = formatOf(options.dataset);
   return {
     kind: "palm",
     name: "palm",
@@ -99,7 +113,7 @@ function palmSource(options: SourceOptions): RationaleSource {
       return items.map((item) => {
         const p = byIndex.get(item.index);
         if (!p) return [];
-        const agrees = agreesWithGold(p.label, item.answer, format);
+        const agrees = agreesWithGold(p.label, item.answer, format(item));
         return [{ rationale: p.rationale, label: p.label, agrees, sampleIndex: 0, teacher: PALM_MODEL, template: PALM_TEMPLATE, key: null }];
       });
     },
@@ -141,7 +155,7 @@ async function storeSource(teacher: string, options: SourceOptions): Promise<Rat
       throw new UserError(`--rationale-template "${options.template}": teacher ${teacher} has no answers for ${options.dataset} under it; templates: ${templates.map((t) => `${t.template} (${t.rationales})`).join(", ")}`, 404);
     }
     const records = store.teacherAnswers(options.dataset, teacher, chosen.template);
-    const format = answerFormatOf(options.dataset);
+    const format = formatOf(options.dataset);
     // one answer per (item, sample): several generation settings may have answered the same sample; the newest wins
     const byItem = new Map<string, Map<number, TeacherAnswer>>();
     for (const r of records) {
@@ -166,7 +180,7 @@ async function storeSource(teacher: string, options: SourceOptions): Promise<Rat
       async answers(items) {
         return items.map((item) =>
           [...(byItem.get(item.id)?.values() ?? [])]
-            .map((a) => (a.agrees === null ? { ...a, agrees: agreesWithGold(a.label, item.answer, format) } : a))
+            .map((a) => (a.agrees === null ? { ...a, agrees: agreesWithGold(a.label, item.answer, format(item)) } : a))
             .sort((a, b) => a.sampleIndex - b.sampleIndex),
         );
       },
@@ -181,7 +195,7 @@ const EXPORT_FORM = `a line of GET /v1/rationales ({"itemId", "dataset", "model"
 
 async function fileSource(path: string, options: SourceOptions): Promise<RationaleSource> {
   if (!existsSync(path)) throw new UserError(`--rationales: no such file ${path} (a teacher name, palm, or a JSON-lines file)`, 404);
-  const format = answerFormatOf(options.dataset);
+  const format = formatOf(options.dataset);
   const byKey = new Map<string, Array<Omit<TeacherAnswer, "agrees"> & { agrees?: boolean | null }>>();
   const models = new Set<string>();
   const templates = new Set<string>();
@@ -226,7 +240,7 @@ async function fileSource(path: string, options: SourceOptions): Promise<Rationa
     async answers(items) {
       return items.map((item) =>
         (byKey.get(item.id) ?? byKey.get(String(item.index)) ?? [])
-          .map((a) => ({ ...a, agrees: a.agrees ?? (a.label === null ? null : agreesWithGold(a.label, item.answer, format)) }))
+          .map((a) => ({ ...a, agrees: a.agrees ?? (a.label === null ? null : agreesWithGold(a.label, item.answer, format(item))) }))
           .sort((a, b) => a.sampleIndex - b.sampleIndex),
       );
     },

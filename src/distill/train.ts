@@ -15,6 +15,7 @@ import type { Kernels } from "../gpu/kernels/index.ts";
 import { type GPT2Config, PRESETS, presetConfig } from "../model/config.ts";
 import { loadPretrained } from "../model/hf.ts";
 import { type ModelRef, resolveModel } from "../model/ref.ts";
+import { MAX_EPOCHS, MAX_STEPS } from "../bounds.ts";
 import { initParams } from "../model/init.ts";
 import { paramLayout } from "../model/params.ts";
 import { saveTokenizer, type Tokenizer } from "../model/tokenizer.ts";
@@ -149,7 +150,9 @@ export function validateSpec(spec: DistillSpec): void {
     throw new UserError(`unknown --samples "${spec.samples}" (valid: ${SAMPLE_MODES.join(", ")})`);
   }
   if (spec.alpha !== undefined && !(Number.isFinite(spec.alpha) && spec.alpha >= 0)) throw new UserError(`--alpha must be a number >= 0, got ${spec.alpha}`);
-  if (!(Number.isFinite(spec.epochs) && spec.epochs > 0)) throw new UserError(`--epochs must be > 0, got ${spec.epochs}`);
+  if (!(Number.isFinite(spec.epochs) && spec.epochs > 0 && spec.epochs <= MAX_EPOCHS)) {
+    throw new UserError(`--epochs must be > 0 and at most ${MAX_EPOCHS}, got ${spec.epochs}`);
+  }
   if (spec.limit !== undefined && !(Number.isInteger(spec.limit) && spec.limit >= 1)) throw new UserError(`--limit must be a positive integer, got ${spec.limit}`);
   if (spec.batchSize !== undefined && !(Number.isInteger(spec.batchSize) && spec.batchSize >= 1)) {
     throw new UserError(`--batch-size must be a positive integer, got ${spec.batchSize}`);
@@ -310,6 +313,7 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
   const truncated = examples.filter((e) => e.ids.length - 1 > seqLength).length;
   const batchSize = Math.min(spec.batchSize ?? 8, examples.length);
   const steps = Math.max(1, Math.ceil((spec.epochs * examples.length) / batchSize));
+  if (steps > MAX_STEPS) throw new UserError(`this run would take ${steps} steps (epochs x examples / batch size); the most is ${MAX_STEPS}`, 422);
   const optimizer = { ...DEFAULT_OPTIMIZER, ...spec.optimizer };
 
   mkdirSync(runDir, { recursive: true });

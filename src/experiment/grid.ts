@@ -10,6 +10,7 @@
 import { existsSync, readFileSync, writeFileSync, mkdirSync, renameSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import * as v from "valibot";
+import { Alpha, BatchSize, CheckpointEvery, Epochs, Fraction, GradClip, ItemLimit, KeyTokens, LearningRate, SequenceTokens, Seed, WarmupSteps, WeightDecay } from "../bounds.ts";
 import { UserError } from "../errors.ts";
 import { PLACEMENTS, type Placement } from "../distill/placement.ts";
 import type { SelectionKind } from "../distill/selection.ts";
@@ -18,7 +19,6 @@ import { ATTRIBUTIONS, type AttributionKind } from "../distill/train.ts";
 import type { TrainSpec } from "./runner.ts";
 
 const PlainName = v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9_.-]{0,63}$/, "use lower-case letters, digits, '.', '_' or '-'"));
-const Count = v.pipe(v.number(), v.integer(), v.minValue(1));
 const PlacementName = v.picklist(PLACEMENTS, `placement must be one of: ${PLACEMENTS.join(", ")}`);
 const PlacementList = v.pipe(v.array(PlacementName), v.minLength(1));
 
@@ -31,7 +31,7 @@ export const SelectionSpecSchema = v.variant(
     v.pipe(
       v.strictObject({
         kind: v.literal("key"),
-        k: Count,
+        k: KeyTokens,
         /** Who scores the tokens: the model-free baseline (idf, default) or gradient × input of a trained student. */
         attribution: v.optional(v.picklist(ATTRIBUTIONS, `attribution must be one of: ${ATTRIBUTIONS.join(", ")}`)),
         /** The student (run or model folder) whose saliency scores the tokens. */
@@ -42,7 +42,7 @@ export const SelectionSpecSchema = v.variant(
     ),
     v.strictObject({
       kind: v.literal("masked"),
-      p: v.pipe(v.number(), v.minValue(0, "p must be in [0, 1]"), v.maxValue(1, "p must be in [0, 1]")),
+      p: Fraction,
       ...restrict,
     }),
   ],
@@ -64,17 +64,17 @@ export const RationaleChoiceSchema = v.object({
 
 /** Options passed through to every run of the grid (the train command's flags). */
 export const TrainingOptionsSchema = v.strictObject({
-  batchSize: v.optional(Count),
-  lr: v.optional(v.pipe(v.number(), v.gtValue(0))),
+  batchSize: v.optional(BatchSize),
+  lr: v.optional(LearningRate),
   /** Loss weight of rationale tokens. */
-  alpha: v.optional(v.pipe(v.number(), v.minValue(0))),
-  warmupSteps: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
-  weightDecay: v.optional(v.pipe(v.number(), v.minValue(0))),
-  gradClip: v.optional(v.pipe(v.number(), v.minValue(0))),
+  alpha: v.optional(Alpha),
+  warmupSteps: v.optional(WarmupSteps),
+  weightDecay: v.optional(WeightDecay),
+  gradClip: v.optional(GradClip),
   /** Longest training sequence in tokens (longer examples are cut). */
-  maxTokens: v.optional(Count),
+  maxTokens: v.optional(SequenceTokens),
   /** Steps between checkpoints: what an interrupted run loses at most (default 50). */
-  checkpointEvery: v.optional(Count),
+  checkpointEvery: v.optional(CheckpointEvery),
 });
 export type TrainingOptions = v.InferOutput<typeof TrainingOptionsSchema>;
 
@@ -87,13 +87,13 @@ const GridInput = v.strictObject({
   models: v.optional(v.pipe(v.array(v.pipe(v.string(), v.minLength(1))), v.minLength(1))),
   placements: PlacementList,
   selections: v.optional(v.pipe(v.array(SelectionSpecSchema), v.minLength(1)), [{ kind: "full" }]),
-  seeds: v.optional(v.pipe(v.array(v.pipe(v.number(), v.integer(), v.minValue(0))), v.minLength(1)), [0]),
-  epochs: v.pipe(v.number(), v.gtValue(0)),
+  seeds: v.optional(v.pipe(v.array(Seed), v.minLength(1)), [0]),
+  epochs: Epochs,
   /** Training items used (the first N of the train split). */
-  limit: v.optional(Count),
+  limit: v.optional(ItemLimit),
   ...RationaleChoiceSchema.entries,
   evalSplit: v.optional(v.pipe(v.string(), v.minLength(1)), "test"),
-  evalLimit: v.optional(Count),
+  evalLimit: v.optional(ItemLimit),
   training: v.optional(TrainingOptionsSchema, {}),
 });
 

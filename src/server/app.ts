@@ -7,11 +7,12 @@ import { toJsonSchema } from "@valibot/to-json-schema";
 import { UserError } from "../errors.ts";
 import type { JobManager } from "../teacher/jobs.ts";
 import type { TeacherService } from "../teacher/service.ts";
-import { handleError, handleNotFound, limitBody, requireToken } from "./middleware.ts";
+import { cors } from "hono/cors";
+import { handleError, handleNotFound, limitBody, requireLoopbackHost, requireToken } from "./middleware.ts";
 import { experimentRoutes } from "./routes/experiments.ts";
 import { jobsRoutes } from "./routes/jobs.ts";
 import { rationalesRoutes, type RationaleBrowser, type RationaleLister } from "./routes/rationales.ts";
-import { requestSchemas } from "./schemas.ts";
+import { requestSchemas, type FailureListQuery } from "./schemas.ts";
 import { runRequestSchemas } from "./routes/run-schemas.ts";
 import type { RunSupervisor } from "./worker.ts";
 
@@ -22,6 +23,8 @@ export interface AppDeps {
   listRationales: RationaleLister;
   /** Pages of stored rationales for the dashboard's browser (absent: GET /v1/rationales/browse is 404). */
   rationales?: RationaleBrowser;
+  /** Streams recorded failures (raw answers the parser refused, teacher errors) for inspection. */
+  listFailures?: (query: FailureListQuery) => AsyncIterable<unknown>;
   /** Throws UserError(404) for an unknown dataset (the dataset registry's getDataset). */
   requireDataset: (name: string) => unknown;
   /** Bearer token required on every route but /healthz; undefined = open (serve allows that on loopback only). */
@@ -30,6 +33,15 @@ export interface AppDeps {
   supervisor?: RunSupervisor;
   /** Largest request body accepted, bytes (default 1 MiB). */
   maxBodyBytes?: number;
+  /**
+   * Answer only requests whose Host names the loopback interface (403 otherwise): what `serve` sets on a loopback
+   * bind without a token, against DNS rebinding.
+   */
+  loopbackHostsOnly?: boolean;
+  /** Origins allowed to call from a browser (CORS); none by default, so a page of another origin cannot read answers. */
+  corsOrigins?: string[];
+  /** On-demand teacher requests (POST /v1/rationales) are answered 504 after this long (default 120 s). */
+  requestTimeoutMs?: number;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
@@ -38,6 +50,8 @@ export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
   app.onError(handleError);
   app.notFound(handleNotFound);
+  if (deps.loopbackHostsOnly) app.use("*", requireLoopbackHost());
+  if (deps.corsOrigins?.length) app.use("*", cors({ origin: deps.corsOrigins, allowHeaders: ["authorization", "content-type"], maxAge: 600 }));
   app.get("/healthz", (c) => c.json({ ok: true }));
   app.use("*", requireToken(deps.token));
   app.use("*", limitBody(deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES));

@@ -3,13 +3,13 @@
  * the error handler that turns anything thrown into a JSON answer (the server never crashes on input).
  */
 import type { Context, ErrorHandler, MiddlewareHandler, NotFoundHandler } from "hono";
-import { bearerAuth } from "hono/bearer-auth";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { validator } from "hono/validator";
 import type { ValidationTargets } from "hono";
+import { timingSafeEqual } from "node:crypto";
 import * as v from "valibot";
-import { isUserError, UserError } from "../errors.ts";
+import { BusyError, isUserError, UserError } from "../errors.ts";
 
 /** Paths anyone may call without a token (load balancers and `serve`'s own readiness probe). */
 const PUBLIC_PATHS = new Set(["/healthz"]);
@@ -19,16 +19,57 @@ export interface ErrorBody {
   issues?: { path: string; message: string }[];
 }
 
-/** Bearer-token check on every path but the public ones; no token configured = open (loopback only, see serve). */
+/** A token is any run of printable ASCII characters (space excluded), so whatever a user sets also works in a header. */
+export const TOKEN_CHARS = /^[\x21-\x7e]+$/;
+/** Shortest token `serve` accepts on a non-loopback interface (a guessable token there is no protection). */
+export const MIN_REMOTE_TOKEN_LENGTH = 16;
+
+/** Constant-time comparison (of SHA-256 digests, so the lengths leak nothing either). */
+function sameSecret(a: string, b: string): boolean {
+  const digest = (text: string) => new Bun.CryptoHasher("sha256").update(text).digest();
+  return timingSafeEqual(digest(a), digest(b));
+}
+
+/**
+ * Bearer-token check on every path but the public ones; no token configured = open (loopback only, see serve).
+ * The token may hold any printable character (hono's bearerAuth allows only [A-Za-z0-9._~+/-], which made a
+ * token with others a 400 even when sent right).
+ */
 export function requireToken(token: string | undefined): MiddlewareHandler {
   if (!token) return async (_c, next) => next();
-  const check = bearerAuth({
-    token,
-    noAuthenticationHeader: { message: { error: "missing bearer token" } },
-    invalidAuthenticationHeader: { message: { error: "malformed Authorization header" } },
-    invalidToken: { message: { error: "invalid token" } },
-  });
-  return async (c, next) => (PUBLIC_PATHS.has(c.req.path) ? next() : check(c, next));
+  return async (c, next) => {
+    if (PUBLIC_PATHS.has(c.req.path)) return next();
+    const header = c.req.header("authorization");
+    const challenge = { "www-authenticate": 'Bearer realm="cot-distill"' };
+    if (header === undefined) return c.json<ErrorBody>({ error: "missing bearer token" }, 401, challenge);
+    const match = /^Bearer +(.+)$/i.exec(header);
+    if (!match) return c.json<ErrorBody>({ error: "malformed Authorization header (expected: Bearer <token>)" }, 400, challenge);
+    if (!sameSecret(match[1].trim(), token)) return c.json<ErrorBody>({ error: "invalid token" }, 401, challenge);
+    return next();
+  };
+}
+
+/** Host names a loopback server answers to: localhost (and *.localhost), 127.0.0.0/8 and ::1, on any port. */
+export function isLoopbackHost(hostHeader: string): boolean {
+  const host = hostHeader.trim().toLowerCase();
+  const name = host.startsWith("[") ? host.slice(1, host.indexOf("]")) : host.replace(/:\d*$/, "");
+  if (name === "localhost" || name.endsWith(".localhost")) return true;
+  if (name === "::1" || name === "0:0:0:0:0:0:0:1") return true;
+  return /^127(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/.test(name);
+}
+
+/**
+ * On a server without a token, the Host header must name the loopback interface: a web page the user visits can
+ * make the browser send requests to 127.0.0.1 under its own name (DNS rebinding), and those carry a foreign Host.
+ */
+export function requireLoopbackHost(): MiddlewareHandler {
+  return async (c, next) => {
+    const host = c.req.header("host") ?? new URL(c.req.url).host;
+    if (!isLoopbackHost(host)) {
+      return c.json<ErrorBody>({ error: "this server answers only to localhost names (it has no token); set COT_DISTILL_TOKEN to serve other names" }, 403);
+    }
+    return next();
+  };
 }
 
 export function limitBody(maxBytes: number): MiddlewareHandler {
@@ -66,6 +107,7 @@ export const handleError: ErrorHandler = (err, c) => {
   if (isUserError(err)) {
     const body: ErrorBody = { error: err.message };
     if (Array.isArray(err.details)) body.issues = err.details;
+    if (err instanceof BusyError) c.header("retry-after", String(Math.ceil(err.retryAfterS)));
     return c.json(body, err.status);
   }
   if (err instanceof HTTPException) {

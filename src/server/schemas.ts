@@ -5,6 +5,7 @@
  */
 import * as v from "valibot";
 import { PromptOptionsSchema } from "../teacher/prompts.ts";
+import { ItemLimit } from "../bounds.ts";
 
 /** Dataset names are folder names under datasets/: no separators, no dots first, so "../x" never reaches the disk. */
 export const DatasetName = v.pipe(
@@ -35,6 +36,8 @@ const generation = {
   temperature: v.optional(Temperature),
   n: v.optional(SampleCount),
   maxTokens: v.optional(MaxTokens),
+  /** Ask for {rationale, answer} JSON (response_format: json_schema); part of the cache key. */
+  structured: v.optional(v.boolean()),
 };
 
 const ChoiceText = v.pipe(v.string(), v.minLength(1), v.maxLength(1_000));
@@ -90,11 +93,19 @@ export const RationaleBrowseQuerySchema = v.object({
   offset: PageNumber(1_000_000_000, 0),
 });
 export type RationaleBrowseQuery = v.InferOutput<typeof RationaleBrowseQuerySchema>;
+/** GET /v1/rationales/failures query string: every field narrows the listing. */
+export const FailureListQuerySchema = v.object({
+  dataset: v.optional(DatasetName),
+  split: v.optional(SplitName),
+  model: v.optional(ModelName),
+  kind: v.optional(v.pipe(v.string(), v.regex(/^[a-z_]{1,40}$/, "kind is a failure kind such as no_answer or truncated"))),
+});
+export type FailureListQuery = v.InferOutput<typeof FailureListQuerySchema>;
 
 export const JobRequestSchema = v.strictObject({
   dataset: DatasetName,
   split: SplitName,
-  limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  limit: v.optional(ItemLimit),
   concurrency: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(256))),
   /** Use the Batch API (upload, create, poll, download) instead of one request per item. */
   batch: v.optional(v.boolean()),
@@ -118,6 +129,7 @@ export const requestSchemas = {
   RationaleRequest: RationaleRequestSchema,
   RationaleListQuery: RationaleListQuerySchema,
   RationaleBrowseQuery: RationaleBrowseQuerySchema,
+  FailureListQuery: FailureListQuerySchema,
   JobRequest: JobRequestSchema,
   JobResume: JobResumeSchema,
 } as const;

@@ -6,11 +6,14 @@
  *
  * Evaluation jobs are kept in memory: they are cheap to rerun, and their results also land in the run folder.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { UserError } from "../errors.ts";
+import { BusyError, UserError } from "../errors.ts";
 import { CLI_PATH, childEnv, lastErrorLine, trainArgs } from "../experiment/runner.ts";
 import { conditionName } from "../experiment/grid.ts";
+import { isRationaleFile } from "../distill/rationales.ts";
+import { scratchSize } from "../model/ref.ts";
+import { serverRoots, type Roots } from "../roots.ts";
 import { openDatabase } from "../store/db.ts";
 import { newRunId, RunStore, type RunRow } from "../store/runs.ts";
 import type { EvaluateRequest, PredictRequest, RunRequest } from "./routes/run-schemas.ts";
@@ -22,15 +25,23 @@ export interface SupervisorOptions {
   runs?: RunStore;
   /** The database the training children register their runs in: the server's own. */
   dbPath: string;
-  /** Where runs started over HTTP get their folders (default runs/http). */
+  /** Where client-named runs, models and rationale files are looked up (default: serverRoots(), from the environment). */
+  roots?: Roots;
+  /** Where runs started over HTTP get their folders (default <runs root>/http). */
   runsRoot?: string;
-  /** Folder of experiment grids (`<root>/<grid>/results.json`) the dashboard shows (default runs). */
+  /** Folder of experiment grids (`<root>/<grid>/results.json`) the dashboard shows (default: the runs root). */
   experimentsRoot?: string;
   /** How long POST /v1/runs waits for the train command to accept its settings before answering 202 anyway. */
   acceptTimeoutMs?: number;
+  /** Training/evaluation/prediction child processes at once (default 2); more wait in the queue. */
+  maxProcesses?: number;
+  /** Work waiting for a process slot (default 16); beyond it, requests are answered 429 with Retry-After. */
+  maxQueued?: number;
+  /** Milliseconds a cancelled child gets to exit after SIGTERM before SIGKILL (default 3000). */
+  killGraceMs?: number;
 }
 
-export type EvaluationStatus = "running" | "done" | "failed";
+export type EvaluationStatus = "queued" | "running" | "done" | "failed" | "cancelled";
 
 export interface Evaluation {
   id: string;
@@ -54,17 +65,87 @@ function logError(path: string): string {
   return existsSync(path) ? lastErrorLine(readFileSync(path, "utf8")) : "";
 }
 
+/** A child process as the supervisor holds it. */
+type Child = { pid: number; kill(signal?: number | NodeJS.Signals): void; exited: Promise<number> };
+
+/**
+ * At most `max` child processes at once, FIFO after that, at most `maxQueued` waiting: work beyond that is refused
+ * (BusyError → 429 + Retry-After) before anything of it is created.
+ */
+export class ProcessPool {
+  private running = 0;
+  private readonly queue: Array<{ key: string; launch: () => void }> = [];
+
+  constructor(
+    readonly max: number,
+    readonly maxQueued: number,
+  ) {
+    if (!(max >= 1)) throw new RangeError("maxProcesses must be >= 1");
+  }
+
+  get active(): number {
+    return this.running;
+  }
+
+  get waiting(): number {
+    return this.queue.length;
+  }
+
+  /** Throws BusyError when `submit` would have to refuse: call before creating what the work needs. */
+  admit(): void {
+    if (this.running < this.max || this.queue.length < this.maxQueued) return;
+    throw new BusyError(`${this.running} training/evaluation processes are running and ${this.queue.length} are queued (the most this server takes); try again later`, 30);
+  }
+
+  /** Launches now (true) or when a slot frees (false); `done()` must be called once a launched task's process ends. */
+  submit(key: string, launch: () => void): boolean {
+    this.admit();
+    if (this.running < this.max) {
+      this.running++;
+      launch();
+      return true;
+    }
+    this.queue.push({ key, launch });
+    return false;
+  }
+
+  /** Takes queued work out before it started; false when it is not (or no longer) queued. */
+  drop(key: string): boolean {
+    const at = this.queue.findIndex((task) => task.key === key);
+    if (at < 0) return false;
+    this.queue.splice(at, 1);
+    return true;
+  }
+
+  done(): void {
+    const next = this.queue.shift();
+    if (next) next.launch();
+    else this.running--;
+  }
+
+  /** Forgets every queued task (their keys, for the caller to mark). */
+  clear(): string[] {
+    return this.queue.splice(0).map((task) => task.key);
+  }
+}
+
 export class RunSupervisor {
   readonly evaluations = new Map<string, Evaluation>();
-  private readonly children = new Set<{ kill(): void }>();
+  readonly roots: Roots;
+  readonly pool: ProcessPool;
+  /** Children by the run or evaluation id they work for (predictions use a fresh key). */
+  private readonly children = new Map<string, Child>();
+  private readonly cancelling = new Set<string>();
   private store: RunStore | undefined;
 
   constructor(private readonly options: SupervisorOptions) {
     this.store = options.runs;
+    this.roots = options.roots ?? serverRoots();
+    this.pool = new ProcessPool(options.maxProcesses ?? 2, options.maxQueued ?? 16);
   }
 
   get experimentsRoot(): string {
-    return this.options.experimentsRoot ?? "runs";
+    return this.options.experimentsRoot ?? this.roots.dirs.runs;
   }
 
   get runs(): RunStore {
@@ -72,46 +153,89 @@ export class RunSupervisor {
     return this.store;
   }
 
-  /** A run by id, name or folder; 404 otherwise. */
-  requireRun(ref: string): RunRow {
-    const run = this.runs.find(ref);
-    if (!run) throw new UserError(`no run "${ref}"`, 404);
-    return run;
+  /** The process id working for a run or evaluation right now (none while queued or after it ended). */
+  pid(id: string): number | undefined {
+    return this.children.get(id)?.pid;
   }
 
   /**
-   * Registers the run (queued), starts `train` in a child and waits until the train command has accepted the
-   * settings (the run turns "running") — so bad settings that only the data can reveal (k larger than a rationale,
-   * an unknown model) are still answered 400 — or until acceptTimeoutMs passes.
+   * A run by id, name or folder (relative to the runs root), whose folder lies inside the runs root; 404 otherwise
+   * (a run of the index kept elsewhere, e.g. trained by the CLI into /tmp, is not the server's to read or write).
+   */
+  requireRun(ref: string): RunRow {
+    this.roots.checkName("run", ref);
+    const run = this.runs.get(ref) ?? this.runs.findByName(ref) ?? (this.roots.anyPath ? this.runs.byDir(ref) : this.runs.byDir(join(this.roots.dirs.runs, ref)));
+    if (!run || !this.roots.contains("run", run.runDir)) throw new UserError(`no run "${ref}"`, 404);
+    return run;
+  }
+
+  /** The train command's view of a request: every client-named path resolved inside the roots (4xx otherwise). */
+  private resolveRequest(request: RunRequest): RunRequest {
+    const model = scratchSize(request.model) ? request.model : this.roots.resolve("model", request.model);
+    // a teacher name is looked up in the server's own rationale store, never on the disk; a file in the data root
+    const rationales = request.rationales === undefined || !isRationaleFile(request.rationales) ? request.rationales : this.roots.resolve("rationales", request.rationales);
+    const attributionModel = request.attributionModel === undefined ? undefined : this.resolveStudent(request.attributionModel);
+    return { ...request, model, rationales, attributionModel };
+  }
+
+  /** A trained student: a run (id, name or folder in the runs root) or a model folder / hub id. */
+  private resolveStudent(ref: string): string {
+    try {
+      return this.requireRun(ref).runDir;
+    } catch {
+      return this.roots.resolve(["run", "model"], ref);
+    }
+  }
+
+  /**
+   * Registers the run (queued) and starts `train` in a child when a process slot is free — then waits until the
+   * train command has accepted the settings (the run turns "running"), so bad settings that only the data can reveal
+   * (k larger than a rationale) are still answered 400, with the run's row and folder removed again — or until
+   * acceptTimeoutMs passes. A run that has to wait for a slot is answered at once, queued.
    */
   async startRun(request: RunRequest): Promise<RunRow> {
+    const resolved = this.resolveRequest(request);
+    this.pool.admit(); // 429 before anything exists
     const name = request.name ?? defaultRunName(request);
     const id = newRunId();
-    const runDir = resolve(this.options.runsRoot ?? join("runs", "http"), `${name}-${id}`);
+    const runDir = resolve(this.options.runsRoot ?? join(this.roots.dirs.runs, "http"), `${name}-${id}`);
     mkdirSync(runDir, { recursive: true });
-    const { training, selection, k, p, attribution, attributionModel, ...settings } = request;
+    const { training, selection, k, p, attribution, attributionModel, ...settings } = resolved;
     const spec = { ...settings, name, selection: { kind: selection, k, p, attribution, attributionModel }, training, runDir };
     const run = this.runs.register({ id, name, runDir, config: { ...spec, source: "http" } });
     const log = join(runDir, "train.log");
-    const fd = openSync(log, "a");
-    const child = Bun.spawn([process.execPath, CLI_PATH, ...trainArgs(spec, { db: this.options.dbPath })], {
-      env: childEnv(),
-      stdin: "ignore",
-      stdout: fd,
-      stderr: fd,
-    });
-    closeSync(fd);
-    this.children.add(child);
-    const exited = child.exited.then((code) => {
-      this.children.delete(child);
-      const now = this.runs.get(id);
-      if (now && (now.status === "queued" || now.status === "running")) {
-        this.runs.markFailed(id, logError(log) || `train exited with code ${code}`);
-      }
-      return code;
-    });
-    const code = await this.untilAccepted(id, exited);
-    if (code === 1) throw new UserError(this.runs.get(id)?.error ?? "the train command refused these settings", 400);
+    let exited: Promise<number> | undefined;
+    const launch = () => {
+      const fd = openSync(log, "a");
+      const child = Bun.spawn([process.execPath, CLI_PATH, ...trainArgs(spec, { db: this.options.dbPath })], {
+        env: childEnv(),
+        stdin: "ignore",
+        stdout: fd,
+        stderr: fd,
+      });
+      closeSync(fd);
+      this.children.set(id, child);
+      exited = child.exited.then((code) => {
+        this.children.delete(id);
+        this.pool.done();
+        const now = this.runs.get(id);
+        if (this.cancelling.delete(id)) {
+          if (now) this.runs.markCancelled(id);
+        } else if (now && (now.status === "queued" || now.status === "running")) {
+          this.runs.markFailed(id, logError(log) || `train exited with code ${code}`);
+        }
+        return code;
+      });
+    };
+    if (!this.pool.submit(id, launch)) return run;
+    const code = await this.untilAccepted(id, exited!);
+    if (code === 1) {
+      // refused: the request leaves nothing behind
+      const why = this.roots.redact(this.runs.get(id)?.error ?? "the train command refused these settings");
+      this.runs.delete(id);
+      rmSync(runDir, { recursive: true, force: true });
+      throw new UserError(why, 400);
+    }
     return this.runs.get(id) ?? run;
   }
 
@@ -127,15 +251,66 @@ export class RunSupervisor {
     return code;
   }
 
+  /** Stops a queued or running run: out of the queue at once, or its process killed (SIGTERM, then SIGKILL). */
+  async cancelRun(ref: string): Promise<RunRow> {
+    const run = this.requireRun(ref);
+    if (this.pool.drop(run.id)) {
+      this.runs.markCancelled(run.id);
+      return this.runs.get(run.id)!;
+    }
+    const child = this.children.get(run.id);
+    if (!child) {
+      if (run.status === "queued" || run.status === "running") {
+        throw new UserError(`run "${ref}" is ${run.status} in another process (not started by this server); stop that process`, 409);
+      }
+      throw new UserError(`run "${ref}" is ${run.status}: there is nothing to cancel`, 409);
+    }
+    this.cancelling.add(run.id);
+    await this.stop(child);
+    return this.runs.get(run.id)!;
+  }
+
+  /** Cancels the run if it is still going, then removes its row and its folder. */
+  async deleteRun(ref: string): Promise<{ deleted: string }> {
+    const run = this.requireRun(ref);
+    if (this.pool.drop(run.id) || this.children.has(run.id)) await this.cancelRun(run.id);
+    else if (run.status === "queued" || run.status === "running") {
+      throw new UserError(`run "${ref}" is ${run.status} in another process (not started by this server); stop that process first`, 409);
+    }
+    this.runs.delete(run.id);
+    // a run whose folder is the runs root itself (a CLI run with --out runs) loses its row, never the root
+    if (!this.roots.isRoot("run", run.runDir)) rmSync(run.runDir, { recursive: true, force: true });
+    return { deleted: run.id };
+  }
+
+  /** SIGTERM, then SIGKILL after the grace period; resolves when the process is gone. */
+  private async stop(child: Child): Promise<void> {
+    child.kill("SIGTERM");
+    const grace = this.options.killGraceMs ?? 3_000;
+    const timer = setTimeout(() => child.kill("SIGKILL"), grace);
+    await child.exited;
+    clearTimeout(timer);
+  }
+
   startEvaluation(request: EvaluateRequest): Evaluation {
-    const target = request.run !== undefined ? this.requireRun(request.run).runDir : requireModelDir(request.modelDir as string);
-    const evaluation: Evaluation = { id: `eval-${newRunId().slice(4)}`, status: "running", request, target, createdAt: Date.now(), finishedAt: null };
+    const fromRun = request.run !== undefined;
+    const target = fromRun ? this.requireRun(request.run!).runDir : this.roots.resolve("model", request.modelDir!);
+    this.pool.admit();
+    const evaluation: Evaluation = { id: `eval-${newRunId().slice(4)}`, status: "queued", request, target, createdAt: Date.now(), finishedAt: null };
     this.evaluations.set(evaluation.id, evaluation);
-    const job = { target, dataset: request.dataset, split: request.split, limit: request.limit, db: this.options.dbPath };
-    void this.runWorker("evaluate", job).then(
-      (result) => Object.assign(evaluation, { status: "done", result, finishedAt: Date.now() }),
-      (err: Error) => Object.assign(evaluation, { status: "failed", error: err.message, finishedAt: Date.now() }),
-    );
+    // a run's evaluation files go into its folder; a bare model folder (models root, HF cache) is only read
+    const job = { target, dataset: request.dataset, split: request.split, limit: request.limit, db: this.options.dbPath, write: fromRun };
+    const finish = (fields: Partial<Evaluation>) => {
+      if (evaluation.status === "cancelled") return;
+      Object.assign(evaluation, fields, { finishedAt: Date.now() });
+    };
+    this.pool.submit(evaluation.id, () => {
+      evaluation.status = "running";
+      this.runWorker("evaluate", job, evaluation.id).then(
+        (result) => finish({ status: "done", result }),
+        (err: Error) => finish({ status: "failed", error: err.message }),
+      );
+    });
     return evaluation;
   }
 
@@ -145,36 +320,78 @@ export class RunSupervisor {
     return evaluation;
   }
 
+  async cancelEvaluation(id: string): Promise<Evaluation> {
+    const evaluation = this.requireEvaluation(id);
+    if (evaluation.status !== "queued" && evaluation.status !== "running") {
+      throw new UserError(`evaluation "${id}" is ${evaluation.status}: there is nothing to cancel`, 409);
+    }
+    const queued = this.pool.drop(id);
+    Object.assign(evaluation, { status: "cancelled", finishedAt: Date.now() });
+    const child = this.children.get(id);
+    if (!queued && child) await this.stop(child);
+    return evaluation;
+  }
+
+  async deleteEvaluation(id: string): Promise<{ deleted: string }> {
+    const evaluation = this.requireEvaluation(id);
+    if (evaluation.status === "queued" || evaluation.status === "running") await this.cancelEvaluation(id);
+    this.evaluations.delete(id);
+    return { deleted: id };
+  }
+
   async predict(request: PredictRequest): Promise<unknown> {
     const run = this.requireRun(request.run);
     if (run.status !== "done") throw new UserError(`run "${request.run}" is ${run.status}, not done: it has no final model yet`, 409);
-    return this.runWorker("predict", { target: run.runDir, question: request.question, choices: request.choices });
+    const key = `predict-${newRunId().slice(4)}`;
+    const job = { target: run.runDir, question: request.question, choices: request.choices };
+    return await new Promise((resolve, reject) => {
+      this.pool.submit(key, () => void this.runWorker("predict", job, key).then(resolve, reject));
+    });
   }
 
-  /** Runs this file as a script on one request; its exit code 1 is a UserError (bad input), others are bugs. */
-  private async runWorker(task: WorkerTask, request: unknown): Promise<unknown> {
-    const child = Bun.spawn([process.execPath, WORKER_PATH, task], { env: childEnv(), stdin: "pipe", stdout: "pipe", stderr: "pipe" });
-    this.children.add(child);
-    child.stdin.write(JSON.stringify(request));
-    await child.stdin.end();
-    const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
-    this.children.delete(child);
-    if (code === 0) return JSON.parse(stdout);
-    const why = lastErrorLine(stderr);
-    if (code === 1) throw new UserError(why || `${task} failed`, 422);
-    throw new Error(`${task} worker exited with code ${code}: ${why}`);
+  /**
+   * Runs this file as a script on one request, in the pool slot `submit` gave it (freed when it exits); its exit
+   * code 1 is a UserError (bad input), others are bugs.
+   */
+  private async runWorker(task: WorkerTask, request: unknown, key: string): Promise<unknown> {
+    let child: ReturnType<typeof spawnWorker>;
+    try {
+      child = spawnWorker(task);
+    } catch (err) {
+      this.pool.done();
+      throw err;
+    }
+    this.children.set(key, child);
+    try {
+      child.stdin.write(JSON.stringify(request));
+      await child.stdin.end();
+      const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+      if (code === 0) return JSON.parse(stdout);
+      const why = this.roots.redact(lastErrorLine(stderr));
+      if (code === 1) throw new UserError(why || `${task} failed`, 422);
+      throw new Error(`${task} worker exited with code ${code}: ${why}`);
+    } finally {
+      this.children.delete(key);
+      this.pool.done();
+    }
   }
 
-  /** Stops evaluation and prediction children (training runs go on: they register their own end). */
+  /**
+   * Stops evaluation and prediction children; queued runs that never started are marked failed (nobody will start
+   * them). Training runs already going on keep going: they register their own end.
+   */
   close(): void {
-    for (const child of this.children) child.kill();
+    for (const key of this.pool.clear()) {
+      if (this.store?.get(key)) this.store.markFailed(key, "the server stopped before this run started");
+      const evaluation = this.evaluations.get(key);
+      if (evaluation) Object.assign(evaluation, { status: "cancelled", finishedAt: Date.now() });
+    }
+    for (const [key, child] of this.children) if (!key.startsWith("run-")) child.kill();
   }
 }
 
-function requireModelDir(dir: string): string {
-  const path = resolve(dir);
-  if (!existsSync(join(path, "config.json"))) throw new UserError(`no model folder "${dir}" (a folder with config.json)`, 404);
-  return path;
+function spawnWorker(task: WorkerTask) {
+  return Bun.spawn([process.execPath, WORKER_PATH, task], { env: childEnv(), stdin: "pipe", stdout: "pipe", stderr: "pipe" });
 }
 
 type WorkerTask = "evaluate" | "predict";
@@ -184,7 +401,7 @@ async function workerMain(task: string): Promise<number> {
   const request = JSON.parse(await new Response(Bun.stdin.stream()).text());
   const { evaluate, predict } = await import("../eval/index.ts");
   let answer: unknown;
-  if (task === "evaluate") answer = await evaluate(request.target, request.dataset, request.split, { limit: request.limit, db: request.db });
+  if (task === "evaluate") answer = await evaluate(request.target, request.dataset, request.split, { limit: request.limit, db: request.db, write: request.write });
   else if (task === "predict") answer = await predict(request.target, request.question, request.choices);
   else throw new Error(`unknown worker task "${task}"`);
   process.stdout.write(JSON.stringify(answer));

@@ -8,8 +8,9 @@
  */
 import type { Database } from "bun:sqlite";
 import type { Item } from "../data/types.ts";
+import { PARSE_FAILURE_REASONS } from "../teacher/parse.ts";
 import type { PromptOptions } from "../teacher/prompts.ts";
-import { registerSchema } from "./db.ts";
+import { addColumn, registerMigration, registerSchema } from "./db.ts";
 
 registerSchema(
   "jobs",
@@ -24,7 +25,8 @@ registerSchema(
     runner      TEXT,
     heartbeat   INTEGER,
     created_at  INTEGER NOT NULL,
-    finished_at INTEGER
+    finished_at INTEGER,
+    interrupted_calls INTEGER NOT NULL DEFAULT 0
   );
   CREATE TABLE IF NOT EXISTS job_items (
     job_id            TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -37,6 +39,8 @@ registerSchema(
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     cost_usd          REAL NOT NULL DEFAULT 0,
     error             TEXT,
+    error_kind        TEXT,
+    reasoning_tokens  INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, seq)
   );
   CREATE INDEX IF NOT EXISTS job_items_pending ON job_items (job_id, seq) WHERE state = 'pending';
@@ -51,16 +55,16 @@ registerSchema(
   );`,
 );
 
-export type JobMode = "online" | "batch";
+registerMigration({
+  name: "job-items-failure-kind",
+  order: 0,
+  apply(db) {
+    addColumn(db, "job_items", "error_kind", "TEXT");
+    addColumn(db, "job_items", "reasoning_tokens", "INTEGER NOT NULL DEFAULT 0");
+  },
+});
 
-/** A failure message's kind when it does not start with one (e.g. "teacher answer unusable: finish_reason \"length\""). */
-function failureKindOf(error: string | null): string {
-  if (!error) return "other";
-  if (/finish_reason "length"/.test(error)) return "truncated";
-  if (/finish_reason "content_filter"/.test(error)) return "content_filter";
-  if (/context window/.test(error)) return "context_length";
-  return "other";
-}
+export type JobMode = "online" | "batch";
 export type JobStatus = "running" | "done" | "cancelled";
 
 /** Generation parameters a job was created with (what every item is requested with). */
@@ -75,6 +79,8 @@ export interface JobParams {
   maxTokens?: number;
   concurrency?: number;
   limit?: number;
+  /** Structured mode (response_format json_schema); absent = plain text. */
+  structured?: boolean;
 }
 
 export interface JobRow {
@@ -90,6 +96,12 @@ export interface JobRow {
 }
 
 export interface JobCounts {
+  /**
+   * Items a runner held when it died (kill -9, power loss) — each may have been a teacher call in flight, paid but
+   * never answered to us, so its tokens and cost are NOT in the totals below: an upper bound on such calls (a held
+   * item may also have been waiting its turn). Each costs at most its prompt plus maxTokens x n completion tokens.
+   */
+  interruptedCalls: number;
   total: number;
   done: number;
   cached: number;
@@ -98,7 +110,15 @@ export interface JobCounts {
   promptTokens: number;
   completionTokens: number;
   tokens: number;
+  /** Of completionTokens, those the API reported as reasoning. */
+  reasoningTokens: number;
   costUsd: number;
+  /** Failed items by the kind of their failure: parse reasons ("no_answer", "ambiguous" …) and teacher errors. */
+  failuresByKind: Record<string, number>;
+  /** Items whose answer the parser refused (src/teacher/parse.ts: empty, refusal, no_answer, ambiguous, no_rationale), per item answered (done or failed); 0 before any. */
+  parseFailureRate: number;
+  /** The same, per parse reason that occurred: {"no_answer": 0.05, "ambiguous": 0.01}. */
+  parseFailureRates: Record<string, number>;
 }
 
 export interface ClaimedItem {
@@ -112,6 +132,7 @@ export interface ItemOutcome {
   cached: boolean;
   promptTokens: number;
   completionTokens: number;
+  reasoningTokens?: number;
   costUsd: number;
 }
 
@@ -149,7 +170,11 @@ const toJob = (r: RawJob): JobRow => ({
 
 /** All SQL about jobs. One instance per connection; `db.query` caches each statement after its first use. */
 export class JobStore {
-  constructor(readonly db: Database) {}
+  constructor(readonly db: Database) {
+    // databases from before interrupted calls were counted get the column (0: nothing known about earlier crashes)
+    const columns = db.query<{ name: string }, []>("PRAGMA table_info(jobs)").all();
+    if (!columns.some((c) => c.name === "interrupted_calls")) db.exec("ALTER TABLE jobs ADD COLUMN interrupted_calls INTEGER NOT NULL DEFAULT 0");
+  }
 
   /** The job and all its items in one transaction: a job is never visible half-enumerated. */
   create(job: { id: string; dataset: string; split: string; mode: JobMode; params: JobParams; items: Item[] }): JobRow {
@@ -204,6 +229,11 @@ export class JobStore {
         row.runner === null || row.runner === runner || isGone(row.runner) || (row.heartbeat ?? 0) < now - staleMs;
       if (!free) return false;
       this.db.query("UPDATE jobs SET runner = ?, heartbeat = ? WHERE id = ?").run(runner, now, id);
+      // items still claimed were left by a runner that died with them: each may have had a call in flight, paid
+      // for but never answered to us; counted here, since their usage can no longer be known
+      this.db
+        .query("UPDATE jobs SET interrupted_calls = interrupted_calls + (SELECT count(*) FROM job_items WHERE job_id = ?1 AND state = 'claimed') WHERE id = ?1")
+        .run(id);
       this.db.query("UPDATE job_items SET state = 'pending' WHERE job_id = ? AND state = 'claimed'").run(id);
       return true;
     })();
@@ -256,14 +286,25 @@ export class JobStore {
   markDone(id: string, seq: number, outcome: ItemOutcome): void {
     this.db
       .query(
-        `UPDATE job_items SET state = 'done', cached = ?, prompt_tokens = ?, completion_tokens = ?, cost_usd = ?,
-         error = NULL WHERE job_id = ? AND seq = ?`,
+        `UPDATE job_items SET state = 'done', cached = ?, prompt_tokens = prompt_tokens + ?,
+         completion_tokens = completion_tokens + ?, reasoning_tokens = reasoning_tokens + ?, cost_usd = cost_usd + ?,
+         error = NULL, error_kind = NULL WHERE job_id = ? AND seq = ?`,
       )
-      .run(outcome.cached ? 1 : 0, outcome.promptTokens, outcome.completionTokens, outcome.costUsd, id, seq);
+      .run(outcome.cached ? 1 : 0, outcome.promptTokens, outcome.completionTokens, outcome.reasoningTokens ?? 0, outcome.costUsd, id, seq);
   }
 
-  markFailed(id: string, seq: number, error: string): void {
-    this.db.query("UPDATE job_items SET state = 'failed', error = ? WHERE job_id = ? AND seq = ?").run(error, id, seq);
+  /**
+   * `kind`: the teacher failure kind (a parse reason, "truncated", "rate_limited" …); "error" when unknown. `paid`: what
+   * the refused answers cost (an answer the parser refuses was still billed), added to the item's spend.
+   */
+  markFailed(id: string, seq: number, error: string, kind = "error", paid?: Omit<ItemOutcome, "cached">): void {
+    this.db
+      .query(
+        `UPDATE job_items SET state = 'failed', error = ?, error_kind = ?, prompt_tokens = prompt_tokens + ?,
+         completion_tokens = completion_tokens + ?, reasoning_tokens = reasoning_tokens + ?, cost_usd = cost_usd + ?
+         WHERE job_id = ? AND seq = ?`,
+      )
+      .run(error, kind, paid?.promptTokens ?? 0, paid?.completionTokens ?? 0, paid?.reasoningTokens ?? 0, paid?.costUsd ?? 0, id, seq);
   }
 
   /** Puts a claimed item back — unless another runner holds the job now (its claims are not ours to undo). */
@@ -280,7 +321,7 @@ export class JobStore {
   retryFailed(id: string): number {
     return this.db.transaction(() => {
       const retried = this.db
-        .query("UPDATE job_items SET state = 'pending', error = NULL WHERE job_id = ? AND state = 'failed'")
+        .query("UPDATE job_items SET state = 'pending', error = NULL, error_kind = NULL WHERE job_id = ? AND state = 'failed'")
         .run(id).changes;
       if (retried > 0) this.db.query("UPDATE jobs SET status = 'running', finished_at = NULL WHERE id = ?").run(id);
       return retried;
@@ -300,11 +341,24 @@ export class JobStore {
         `SELECT count(*) AS total,
            sum(state = 'done') AS done, sum(state = 'done' AND cached) AS cached, sum(state = 'failed') AS failed,
            sum(state IN ('pending', 'claimed')) AS pending,
-           sum(prompt_tokens) AS promptTokens, sum(completion_tokens) AS completionTokens, sum(cost_usd) AS costUsd
+           sum(prompt_tokens) AS promptTokens, sum(completion_tokens) AS completionTokens,
+           sum(reasoning_tokens) AS reasoningTokens, sum(cost_usd) AS costUsd
          FROM job_items WHERE job_id = ?`,
       )
       .get(id)!;
     const n = (k: string) => Number(r[k] ?? 0);
+    const failuresByKind = Object.fromEntries(
+      this.db
+        .query<{ kind: string; n: number }, [string]>(
+          `SELECT COALESCE(error_kind, 'error') AS kind, count(*) AS n FROM job_items
+           WHERE job_id = ? AND state = 'failed' GROUP BY 1 ORDER BY 1`,
+        )
+        .all(id)
+        .map((row) => [row.kind, row.n]),
+    );
+    const parseFailures = PARSE_FAILURE_REASONS.reduce((sum, kind) => sum + (failuresByKind[kind] ?? 0), 0);
+    const answered = n("done") + n("failed");
+    const interrupted = this.db.query<{ n: number }, [string]>("SELECT interrupted_calls AS n FROM jobs WHERE id = ?").get(id)?.n ?? 0;
     return {
       total: n("total"),
       done: n("done"),
@@ -314,23 +368,15 @@ export class JobStore {
       promptTokens: n("promptTokens"),
       completionTokens: n("completionTokens"),
       tokens: n("promptTokens") + n("completionTokens"),
+      reasoningTokens: n("reasoningTokens"),
       costUsd: n("costUsd"),
+      failuresByKind,
+      parseFailureRate: answered === 0 ? 0 : parseFailures / answered,
+      parseFailureRates: Object.fromEntries(
+        PARSE_FAILURE_REASONS.filter((reason) => failuresByKind[reason]).map((reason) => [reason, failuresByKind[reason] / answered]),
+      ),
+      interruptedCalls: interrupted,
     };
-  }
-
-  /** Failed items per failure kind: the teacher's kind ("teacher truncated …" → "truncated"), else "other". */
-  failureReasons(id: string): Record<string, number> {
-    const rows = this.db
-      .query<{ error: string | null; n: number }, [string]>(
-        "SELECT error, count(*) AS n FROM job_items WHERE job_id = ? AND state = 'failed' GROUP BY error",
-      )
-      .all(id);
-    const reasons: Record<string, number> = {};
-    for (const { error, n } of rows) {
-      const kind = /^(?:teacher |batch: )?(rate_limited|timeout|connection|upstream|bad_response|truncated|content_filter|context_length)\b/.exec(error ?? "")?.[1] ?? failureKindOf(error);
-      reasons[kind] = (reasons[kind] ?? 0) + n;
-    }
-    return reasons;
   }
 
   updateParams(id: string, params: JobParams): void {

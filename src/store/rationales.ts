@@ -9,8 +9,10 @@
 import type { Database } from "bun:sqlite";
 import { createHash } from "node:crypto";
 import * as v from "valibot";
+import { getDataset, type AnswerKind } from "../data/registry.ts";
 import type { Choice } from "../data/types.ts";
-import { addColumnIfMissing, registerSchema } from "./db.ts";
+import { agreesWithGold as agreesWith, answerFormatOf, parseCompletion } from "../teacher/parse.ts";
+import { addColumn, registerMigration, registerSchema } from "./db.ts";
 
 registerSchema(
   "rationales",
@@ -36,7 +38,9 @@ registerSchema(
     latency_ms        REAL,
     cost_usd          REAL,
     source            TEXT NOT NULL CHECK (source IN ('teacher', 'import')),
-    created_at        INTEGER NOT NULL
+    created_at        INTEGER NOT NULL,
+    reasoning         TEXT,
+    reasoning_tokens  INTEGER
   );
   CREATE INDEX IF NOT EXISTS rationales_by_split ON rationales (dataset, split, model, item_id, sample_index);
   CREATE TABLE IF NOT EXISTS rationale_failures (
@@ -55,12 +59,14 @@ registerSchema(
     message         TEXT NOT NULL,
     raw_completion  TEXT,
     attempts        INTEGER NOT NULL,
-    created_at      INTEGER NOT NULL
+    created_at      INTEGER NOT NULL,
+    reasoning       TEXT
   );
   CREATE INDEX IF NOT EXISTS rationale_failures_by_key ON rationale_failures (key);`,
-  // databases made before provenance recorded the model that actually answered
-  (db) => addColumnIfMissing(db, "rationales", "answered_by", "TEXT"),
 );
+
+// databases made before provenance recorded the model that actually answered
+registerMigration({ name: "rationales-answered-by", order: 0, apply: (db) => addColumn(db, "rationales", "answered_by", "TEXT") });
 
 /** Whether a record was paid for from a teacher or imported (PaLM files, JSONL exports). */
 export type RecordOrigin = "teacher" | "import";
@@ -132,12 +138,17 @@ export const RationaleRecordSchema = v.object({
   answeredBy: v.optional(v.nullable(v.string()), null),
   template: v.pipe(v.string(), v.minLength(1)),
   params: v.record(v.string(), v.unknown()),
+  /** The visible explanation (markdown stripped). */
   rationale: v.string(),
+  /** A reasoning model's trace (reasoning_content or <think> blocks), kept apart from the explanation. */
+  reasoning: v.optional(v.nullable(v.string()), null),
   label: v.nullable(v.string()),
   agrees: v.nullable(v.boolean()),
   rawCompletion: v.string(),
   promptTokens: Count,
   completionTokens: Count,
+  /** Of completionTokens, those the API reports as reasoning (usage.completion_tokens_details.reasoning_tokens). */
+  reasoningTokens: v.optional(Count, null),
   latencyMs: v.nullable(v.pipe(v.number(), v.minValue(0))),
   costUsd: v.nullable(v.pipe(v.number(), v.minValue(0))),
   source: v.picklist(["teacher", "import"]),
@@ -145,7 +156,28 @@ export const RationaleRecordSchema = v.object({
 });
 
 export type RationaleRecord = Omit<v.InferOutput<typeof RationaleRecordSchema>, "key"> & { key: string };
-export type NewRationale = Omit<RationaleRecord, "key" | "createdAt" | "answeredBy"> & { createdAt?: number; answeredBy?: string | null };
+
+/** Which part of a stored answer training uses: the visible explanation, the reasoning trace, or both. */
+export const RATIONALE_PARTS = ["explanation", "reasoning", "both"] as const;
+export type RationalePart = (typeof RATIONALE_PARTS)[number];
+
+/**
+ * The text to train on from a stored answer, per `part`; null when the answer has no such part (a non-reasoning
+ * teacher has no trace; a reasoning model may show only its label). "both" is the trace, then the explanation.
+ */
+export function rationaleText(record: Pick<RationaleRecord, "rationale" | "reasoning">, part: RationalePart = "explanation"): string | null {
+  const explanation = record.rationale.trim() || null;
+  const reasoning = record.reasoning?.trim() || null;
+  if (part === "explanation") return explanation;
+  if (part === "reasoning") return reasoning;
+  return [reasoning, explanation].filter(Boolean).join("\n\n") || null;
+}
+export type NewRationale = Omit<RationaleRecord, "key" | "createdAt" | "reasoning" | "reasoningTokens" | "answeredBy"> & {
+  createdAt?: number;
+  reasoning?: string | null;
+  reasoningTokens?: number | null;
+  answeredBy?: string | null;
+};
 
 /** One teacher's stored answers for a dataset under one template version, for choosing a training source. */
 export interface TeacherTemplate {
@@ -174,6 +206,8 @@ export interface FailureRecord {
   upstreamStatus: number | null;
   message: string;
   rawCompletion: string | null;
+  /** The reasoning trace that came with the refused answer, if any. */
+  reasoning?: string | null;
   attempts: number;
   createdAt: number;
 }
@@ -223,11 +257,13 @@ interface RationaleRow {
   template: string;
   params: string;
   rationale: string;
+  reasoning: string | null;
   label: string | null;
   agrees: number | null;
   raw_completion: string;
   prompt_tokens: number | null;
   completion_tokens: number | null;
+  reasoning_tokens: number | null;
   latency_ms: number | null;
   cost_usd: number | null;
   source: RecordOrigin;
@@ -249,11 +285,13 @@ function fromRow(row: RationaleRow): RationaleRecord {
     template: row.template,
     params: JSON.parse(row.params) as Record<string, unknown>,
     rationale: row.rationale,
+    reasoning: row.reasoning,
     label: row.label,
     agrees: row.agrees === null ? null : row.agrees === 1,
     rawCompletion: row.raw_completion,
     promptTokens: row.prompt_tokens,
     completionTokens: row.completion_tokens,
+    reasoningTokens: row.reasoning_tokens,
     latencyMs: row.latency_ms,
     costUsd: row.cost_usd,
     source: row.source,
@@ -276,11 +314,13 @@ function toRow(r: RationaleRecord): RationaleRow {
     template: r.template,
     params: JSON.stringify(r.params),
     rationale: r.rationale,
+    reasoning: r.reasoning ?? null,
     label: r.label,
     agrees: r.agrees === null ? null : Number(r.agrees),
     raw_completion: r.rawCompletion,
     prompt_tokens: r.promptTokens,
     completion_tokens: r.completionTokens,
+    reasoning_tokens: r.reasoningTokens ?? null,
     latency_ms: r.latencyMs,
     cost_usd: r.costUsd,
     source: r.source,
@@ -326,7 +366,14 @@ export class RationaleStore {
 
   /** Stores a rationale under the key of its own fields; returns the key and whether it was new. */
   put(rationale: NewRationale): { key: string; inserted: boolean } {
-    const record = { ...rationale, answeredBy: rationale.answeredBy ?? null, key: keyOfRecord(rationale), createdAt: rationale.createdAt ?? Date.now() };
+    const record: RationaleRecord = {
+      ...rationale,
+      reasoning: rationale.reasoning ?? null,
+      reasoningTokens: rationale.reasoningTokens ?? null,
+      answeredBy: rationale.answeredBy ?? null,
+      key: keyOfRecord(rationale),
+      createdAt: rationale.createdAt ?? Date.now(),
+    };
     return { key: record.key, inserted: this.putKeyed(record) };
   }
 
@@ -347,23 +394,38 @@ export class RationaleStore {
     return inserted;
   }
 
-  recordFailure(failure: Omit<FailureRecord, "createdAt">): void {
+  recordFailure(failure: Omit<FailureRecord, "createdAt"> & { createdAt?: number }): void {
     this.db
       .query(
         `INSERT INTO rationale_failures (key, dataset, split, item_id, question, sample_index, model, template, params,
-           kind, upstream_status, message, raw_completion, attempts, created_at)
+           kind, upstream_status, message, raw_completion, reasoning, attempts, created_at)
          VALUES ($key, $dataset, $split, $itemId, $question, $sampleIndex, $model, $template, $params,
-           $kind, $upstreamStatus, $message, $rawCompletion, $attempts, $createdAt)`,
+           $kind, $upstreamStatus, $message, $rawCompletion, $reasoning, $attempts, $createdAt)`,
       )
-      .run({ ...failure, params: JSON.stringify(failure.params), createdAt: Date.now() } as never);
+      .run({ ...failure, reasoning: failure.reasoning ?? null, params: JSON.stringify(failure.params), createdAt: failure.createdAt ?? Date.now() } as never);
   }
 
   failures(key?: string): FailureRecord[] {
-    const sql = `SELECT key, dataset, split, item_id AS itemId, question, sample_index AS sampleIndex, model, template,
-        params, kind, upstream_status AS upstreamStatus, message, raw_completion AS rawCompletion, attempts,
+    return this.failuresWhere(key === undefined ? {} : { key }, 0, -1);
+  }
+
+  /** Recorded failures matching the filter (and kind), oldest first, a page at a time: raw answers to inspect. */
+  async *listFailures(filter: ListFilter & { kind?: string } = {}): AsyncGenerator<FailureRecord> {
+    for (let after = 0; ; ) {
+      const page = this.failuresWhere(filter, after, PAGE);
+      for (const failure of page) yield failure;
+      if (page.length < PAGE) return;
+      after = page[page.length - 1].id;
+    }
+  }
+
+  private failuresWhere(filter: Record<string, string | undefined>, after: number, limit: number): Array<FailureRecord & { id: number }> {
+    const where = whereOf(filter);
+    const sql = `SELECT id, key, dataset, split, item_id AS itemId, question, sample_index AS sampleIndex, model, template,
+        params, kind, upstream_status AS upstreamStatus, message, raw_completion AS rawCompletion, reasoning, attempts,
         created_at AS createdAt
-      FROM rationale_failures ${key === undefined ? "" : "WHERE key = $key"} ORDER BY id`;
-    const rows = this.db.query<FailureRecord & { params: string }, Record<string, string>>(sql).all(key === undefined ? {} : { key });
+      FROM rationale_failures WHERE ${where.sql} AND id > $after ORDER BY id LIMIT ${limit}`;
+    const rows = this.db.query<FailureRecord & { id: number; params: string }, Record<string, string | number>>(sql).all({ ...where.args, after });
     return rows.map((row) => ({ ...row, params: JSON.parse(row.params) as Record<string, unknown> }));
   }
 
@@ -514,4 +576,112 @@ export class RationaleStore {
     report.duplicates = good.length - report.inserted;
     return report;
   }
+}
+
+registerMigration({
+  name: "rationales-reasoning-columns",
+  order: 0,
+  apply(db) {
+    addColumn(db, "rationales", "reasoning", "TEXT");
+    addColumn(db, "rationales", "reasoning_tokens", "INTEGER");
+    addColumn(db, "rationale_failures", "reasoning", "TEXT");
+  },
+});
+
+registerMigration({ name: "rationales-answer-validity", order: 10, apply: (db) => void revalidateTeacherAnswers(db) });
+
+/**
+ * Databases written before answers were validated hold teacher rows that are no answer at all (empty, no label,
+ * a refusal, two labels) and rationales stored damaged (a `<think>` block, a dangling "Therefore,"). Every teacher
+ * row is read again with today's parser: an invalid one moves to rationale_failures (raw text kept) and the job
+ * items it settled become failed, so `retry-failed` asks again; a valid one gets today's rationale and label.
+ * Imported rows are left as their files gave them.
+ */
+export function revalidateTeacherAnswers(db: Database): { movedOut: number; repaired: number } {
+  const page = db.query<RationaleRow & { rid: number }, [number]>(
+    `SELECT rowid AS rid, * FROM rationales WHERE source = 'teacher' AND rowid > ? ORDER BY rowid LIMIT ${PAGE}`,
+  );
+  const hasJobs = db.query<{ n: number }, []>("SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'job_items'").get()!.n > 0;
+  const store = new RationaleStore(db);
+  const kinds = new Map<string, AnswerKind | null>();
+  const kindOf = (dataset: string | null): AnswerKind | null => {
+    if (dataset === null) return null;
+    if (!kinds.has(dataset)) {
+      let kind: AnswerKind | null = null;
+      try {
+        kind = getDataset(dataset).answerKind;
+      } catch {
+        // a dataset this process does not know: go by the gold answer
+      }
+      kinds.set(dataset, kind);
+    }
+    return kinds.get(dataset)!;
+  };
+  let movedOut = 0;
+  let repaired = 0;
+  // a page at a time (a big store does not fit in memory at once); rows moved out or rewritten stay behind `after`
+  for (let after = 0, rows = page.all(0); rows.length > 0; after = rows[rows.length - 1].rid, rows = page.all(after)) {
+    for (const row of rows) {
+      const record = fromRow(row);
+      const outcome = revalidate(db, store, record, kindOf(record.dataset), hasJobs);
+      if (outcome === "moved") movedOut++;
+      if (outcome === "repaired") repaired++;
+    }
+  }
+  return { movedOut, repaired };
+}
+
+function revalidate(
+  db: Database,
+  store: RationaleStore,
+  record: RationaleRecord,
+  kind: AnswerKind | null,
+  hasJobs: boolean,
+): "moved" | "repaired" | "kept" {
+  const format = answerFormatOf({ choices: record.choices ?? undefined, answer: record.answer ?? undefined }, kind);
+  const parsed = parseCompletion(record.rawCompletion, format, record.choices ?? []);
+  const reasoning = [record.reasoning, parsed.reasoning].filter(Boolean).join("\n\n") || null;
+  const failure = parsed.failure ?? (parsed.label === null ? { reason: "no_answer", detail: "no readable final answer" } : null);
+  if (failure && !(failure.reason === "no_rationale" && reasoning)) {
+    store.recordFailure({
+      key: record.key,
+      dataset: record.dataset,
+      split: record.split,
+      itemId: record.itemId,
+      question: record.question,
+      sampleIndex: record.sampleIndex,
+      model: record.model,
+      template: record.template,
+      params: record.params,
+      kind: failure.reason,
+      upstreamStatus: null,
+      message: `stored before answers were validated, moved out: ${failure.detail}`,
+      rawCompletion: record.rawCompletion,
+      reasoning,
+      attempts: 1,
+      createdAt: record.createdAt,
+    });
+    db.query("DELETE FROM rationales WHERE key = ?").run(record.key);
+    if (hasJobs && record.dataset && record.itemId) {
+      db.query(
+        `UPDATE job_items SET state = 'failed', error_kind = ?1, error = ?2
+         WHERE state = 'done' AND json_extract(item, '$.dataset') = ?3 AND json_extract(item, '$.id') = ?4
+           AND job_id IN (SELECT id FROM jobs WHERE json_extract(params, '$.model') IS NULL OR json_extract(params, '$.model') = ?5)`,
+      ).run(failure.reason, `teacher answer invalid (${failure.reason}): ${failure.detail}`, record.dataset, record.itemId, record.model);
+    }
+    return "moved";
+  }
+  if (parsed.rationale !== record.rationale || parsed.label !== record.label || reasoning !== record.reasoning) {
+    const gold = record.answer ?? undefined;
+    const agrees = gold === undefined || gold.trim() === "" ? null : agreesWith(parsed.label, gold, format);
+    db.query("UPDATE rationales SET rationale = ?, label = ?, reasoning = ?, agrees = ? WHERE key = ?").run(
+      parsed.rationale,
+      parsed.label,
+      reasoning,
+      agrees === null ? null : Number(agrees),
+      record.key,
+    );
+    return "repaired";
+  }
+  return "kept";
 }

@@ -3,19 +3,17 @@
  * folder holds the heavy things (metrics.jsonl, checkpoints, model/); this table is the index the CLI, the HTTP
  * routes and the dashboard list and look runs up through.
  *
- * Life: queued → running → done | failed. A run resumed after a crash goes back to running.
+ * Life: queued → running → done | failed | cancelled. A run resumed after a crash goes back to running.
  */
 import type { Database } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
 import { openDatabase, registerSchema } from "./db.ts";
 
-registerSchema(
-  "runs",
-  `CREATE TABLE IF NOT EXISTS runs (
+const RUNS_TABLE = (name: string) => `CREATE TABLE IF NOT EXISTS ${name} (
     id            TEXT PRIMARY KEY,
     name          TEXT NOT NULL,
-    status        TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+    status        TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
     config        TEXT NOT NULL,
     run_dir       TEXT NOT NULL UNIQUE,
     created_at    INTEGER NOT NULL,
@@ -23,11 +21,31 @@ registerSchema(
     finished_at   INTEGER,
     final_metrics TEXT,
     error         TEXT
-  );
+  )`;
+
+registerSchema(
+  "runs",
+  `${RUNS_TABLE("runs")};
   CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at DESC);`,
 );
 
-export const RUN_STATUSES = ["queued", "running", "done", "failed"] as const;
+/**
+ * Databases made before runs could be cancelled have a CHECK without 'cancelled'; SQLite cannot alter a CHECK, so
+ * the table is copied into the new shape once (in one transaction: all rows or none).
+ */
+function migrateRunStatuses(db: Database): void {
+  const table = db.query<{ sql: string }, []>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'runs'").get();
+  if (!table || table.sql.includes("'cancelled'")) return;
+  db.transaction(() => {
+    db.exec(RUNS_TABLE("runs_migrated"));
+    db.exec("INSERT INTO runs_migrated SELECT id, name, status, config, run_dir, created_at, started_at, finished_at, final_metrics, error FROM runs");
+    db.exec("DROP TABLE runs");
+    db.exec("ALTER TABLE runs_migrated RENAME TO runs");
+    db.exec("CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at DESC)");
+  }).immediate();
+}
+
+export const RUN_STATUSES = ["queued", "running", "done", "failed", "cancelled"] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 
 export interface RunRow {
@@ -84,7 +102,9 @@ export interface RunFilter {
 
 /** All SQL about runs. One instance per connection. */
 export class RunStore {
-  constructor(readonly db: Database) {}
+  constructor(readonly db: Database) {
+    migrateRunStatuses(db);
+  }
 
   /**
    * Registers a run for `runDir`, or — when that folder already has a row (a resumed or repeated run) — updates its
@@ -120,6 +140,16 @@ export class RunStore {
     this.db.query("UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?").run(Date.now(), error, id);
   }
 
+  /** Stopped on request (POST /v1/runs/:id/cancel); `reason` says by whom or why. */
+  markCancelled(id: string, reason = "cancelled"): void {
+    this.db.query("UPDATE runs SET status = 'cancelled', finished_at = ?, error = ? WHERE id = ?").run(Date.now(), reason, id);
+  }
+
+  /** Forgets the run (its folder is the caller's to remove). */
+  delete(id: string): void {
+    this.db.query("DELETE FROM runs WHERE id = ?").run(id);
+  }
+
   /** Adds keys to the final metrics (e.g. an evaluation's accuracy after training). */
   mergeMetrics(id: string, extra: Record<string, unknown>): void {
     const run = this.get(id);
@@ -139,10 +169,13 @@ export class RunStore {
 
   /** By id, else by folder, else the newest run with that name. */
   find(idOrDirOrName: string): RunRow | null {
-    const named = this.db
-      .query<RawRun, [string]>("SELECT * FROM runs WHERE name = ? ORDER BY created_at DESC, rowid DESC LIMIT 1")
-      .get(idOrDirOrName);
-    return this.get(idOrDirOrName) ?? this.byDir(idOrDirOrName) ?? (named ? toRun(named) : null);
+    return this.get(idOrDirOrName) ?? this.byDir(idOrDirOrName) ?? this.findByName(idOrDirOrName);
+  }
+
+  /** The newest run with that name. */
+  findByName(name: string): RunRow | null {
+    const row = this.db.query<RawRun, [string]>("SELECT * FROM runs WHERE name = ? ORDER BY created_at DESC, rowid DESC LIMIT 1").get(name);
+    return row ? toRun(row) : null;
   }
 
   list(filter: RunFilter = {}): RunRow[] {

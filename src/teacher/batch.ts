@@ -8,13 +8,16 @@
  * job_batches before the next step starts. The one step that could pay twice — creating the batch — is guarded: a
  * restart that finds an uploaded file but no batch id first looks for a batch already made from that file.
  */
-import OpenAI, { toFile } from "openai";
+import OpenAI, { APIError, toFile } from "openai";
 import type { BatchState, ClaimedItem, JobRow } from "../store/jobs.ts";
 import type { ChatRequest, ChatResult, TeacherClientOptions } from "./client.ts";
-import { chatBody, resolveClientConfig } from "./client.ts";
-import { TeacherError } from "./errors.ts";
+import { chatBody as clientChatBody, readChoices, readUsage, redactSecrets, resolveClientConfig } from "./client.ts";
+import { addPaid, TeacherError } from "./errors.ts";
 import { outcomeOf, sleepUnlessAborted, type BatchRunner, type JobContext } from "./jobs.ts";
-import type { RationalePlan, RationaleSample, TeacherService } from "./service.ts";
+import { paidFor, type RationalePlan, type RationaleSample, type TeacherService } from "./service.ts";
+
+/** Retries of each Files/Batches API call after the first attempt (the SDK's own, with backoff). */
+const BATCH_SDK_RETRIES = 3;
 
 const TERMINAL = new Set(["completed", "failed", "expired", "cancelled"]);
 
@@ -46,21 +49,17 @@ export function parseCustomId(id: string): { jobId: string; seq: number; sampleI
   return m ? { jobId: m[1], seq: Number(m[2]), sampleIndex: Number(m[3]) } : null;
 }
 
+/** The chat-completions body for one sample, the same fields the online client sends. */
+export function chatBody(request: ChatRequest): Record<string, unknown> {
+  return clientChatBody(request, { n: 1 });
+}
 
 /** A chat.completion body from the output file as the ChatResult `ingest` takes; null when it is not one. */
 export function chatResultOf(body: unknown): (Omit<ChatResult, "attempts"> & { tier: "batch" }) | null {
-  const b = body as { choices?: unknown; usage?: { prompt_tokens?: number; completion_tokens?: number }; model?: string };
+  const b = body as { choices?: unknown; usage?: unknown; model?: string };
   if (!b || !Array.isArray(b.choices) || b.choices.length === 0) return null;
-  const choices = (b.choices as { index?: number; message?: { content?: unknown }; finish_reason?: string }[]).map((c, i) => ({
-    index: typeof c.index === "number" ? c.index : i,
-    text: typeof c.message?.content === "string" ? c.message.content : "",
-    finishReason: String(c.finish_reason ?? "stop"),
-  }));
-  const usage =
-    b.usage && typeof b.usage.prompt_tokens === "number" && typeof b.usage.completion_tokens === "number"
-      ? { promptTokens: b.usage.prompt_tokens, completionTokens: b.usage.completion_tokens }
-      : null;
-  return { choices, usage, model: String(b.model ?? ""), latencyMs: 0, tier: "batch" as const };
+  // a Batch answer is billed at the batch rate
+  return { choices: readChoices(b.choices), usage: readUsage(b.usage), model: String(b.model ?? ""), latencyMs: 0, tier: "batch" };
 }
 
 /** The plan of an item and which of its samples are not stored yet. */
@@ -72,7 +71,7 @@ interface ItemPlan {
 
 export function batchRunner(options: BatchOptions): BatchRunner {
   const config = resolveClientConfig(options);
-  const sdk = new OpenAI({ baseURL: config.baseURL, apiKey: config.apiKey || "none", maxRetries: 3, timeout: 120_000 });
+  const sdk = new OpenAI({ baseURL: config.baseURL, apiKey: config.apiKey || "none", maxRetries: BATCH_SDK_RETRIES, timeout: 120_000 });
   const pollMs = options.pollMs ?? 30_000;
   const { teacher } = options;
 
@@ -98,8 +97,7 @@ export function batchRunner(options: BatchOptions): BatchRunner {
         custom_id: customId(job.id, p.claimed.seq, sampleIndex),
         method: "POST" as const,
         url: "/v1/chat/completions" as const,
-        // one sample per line, in the body the online client sends
-        body: { ...chatBody({ ...p.plan.request, n: 1 }) } as Record<string, unknown>,
+        body: chatBody(p.plan.request),
       })),
     );
     const jsonl = lines.map((line) => `${JSON.stringify(line)}\n`).join("");
@@ -136,17 +134,22 @@ export function batchRunner(options: BatchOptions): BatchRunner {
     const settleItem = teacher.store.db.transaction((claimed: ClaimedItem) => {
       const item = planItem(claimed, context);
       const samples: RationaleSample[] = [];
-      const errors: string[] = [];
+      const errors: TeacherError[] = [];
       for (const line of bySeq.get(claimed.seq) ?? []) {
         const sampleIndex = parseCustomId(line.custom_id)!.sampleIndex;
         if (teacher.store.get(item.plan.keys[sampleIndex])) continue; // ingested before a crash
         const outcome = ingestLine(item.plan, sampleIndex, line);
-        if (outcome instanceof Error) errors.push(outcome.message);
+        if (outcome instanceof TeacherError) errors.push(outcome);
         else samples.push(outcome);
       }
       const stillMissing = item.plan.keys.filter((key) => !teacher.store.get(key)).length;
       if (stillMissing === 0) context.store.markDone(job.id, claimed.seq, outcomeOf({ samples }));
-      else context.store.markFailed(job.id, claimed.seq, errors[0] ?? `batch ${status} without an answer for this item`);
+      else {
+        // answers the parser refused, and good samples of an item that fails anyway, were billed all the same
+        const paid = [...samples, ...errors].map(paidFor).reduce(addPaid, undefined);
+        const why = errors[0]?.message ?? `batch ${status} without an answer for this item`;
+        context.store.markFailed(job.id, claimed.seq, why, errors[0]?.kind ?? "upstream", paid);
+      }
     });
     for (const claimed of context.store.pendingItems(job.id)) settleItem(claimed);
     context.changed();
@@ -182,13 +185,27 @@ export function batchRunner(options: BatchOptions): BatchRunner {
       else {
         const plans = plansToSend(job, context);
         if (plans.length === 0) return;
-        save({ inputFileId: await upload(job, plans), state: "uploaded" });
-        const batch = await sdk.batches.create({
-          input_file_id: state.inputFileId!,
-          endpoint: "/v1/chat/completions",
-          completion_window: "24h",
-          metadata: { cot_distill_job: job.id },
-        });
+        try {
+          // the SDK makes the attempts (maxRetries); after them the job fails rather than being adopted forever
+          save({ inputFileId: await upload(job, plans), state: "uploaded" });
+        } catch (err) {
+          return failPending(job, context, "upload", err);
+        }
+        let batch: OpenAI.Batches.Batch;
+        try {
+          batch = await sdk.batches.create({
+            input_file_id: state.inputFileId!,
+            endpoint: "/v1/chat/completions",
+            completion_window: "24h",
+            metadata: { cot_distill_job: job.id },
+          });
+        } catch (err) {
+          // a 4xx is a definite no; anything else may have made the batch, which the next start-up looks for
+          if (err instanceof APIError && err.status !== undefined && err.status >= 400 && err.status < 500 && err.status !== 429) {
+            return failPending(job, context, "create", err);
+          }
+          throw err;
+        }
         save({ batchId: batch.id, state: batch.status });
       }
     }
@@ -205,6 +222,17 @@ export function batchRunner(options: BatchOptions): BatchRunner {
     }
     await ingestResults(job, state, state.state, context);
   };
+}
+
+/**
+ * The batch could not be set up (no Files API, a refused upload …): every pending item is failed with the upstream's
+ * reason, so the job ends (its failures retryable with retry-failed) instead of being retried forever.
+ */
+function failPending(job: JobRow, context: JobContext, step: "upload" | "create", err: unknown): void {
+  const reason = redactSecrets(err instanceof Error ? err.message : String(err));
+  const message = `batch ${step} failed, job given up (retry-failed tries again): ${reason}`;
+  for (const claimed of context.store.pendingItems(job.id)) context.store.markFailed(job.id, claimed.seq, message);
+  context.changed();
 }
 
 function errorMessage(body: unknown): string | null {

@@ -18,26 +18,43 @@ export interface ChatRequest {
   maxTokens: number;
   n: number;
   stop?: string[];
+  /** Structured mode: ask for JSON matching this schema (`response_format: json_schema`). */
+  responseFormat?: { name: string; schema: Record<string, unknown> };
 }
 
 export interface ChatChoice {
   index: number;
+  /** The visible answer (`message.content`). */
   text: string;
-  /** "stop", "length", "content_filter", … as the API reported it; "error" when this sample's own request failed. */
+  /** "stop", "length", "content_filter", … as the API reported it. */
   finishReason: string;
+  /** A reasoning model's trace, sent beside the content (`reasoning_content`, or `reasoning`); null when absent. */
+  reasoning: string | null;
+  /** The model declined (`message.refusal`, structured outputs); null when it did not. */
+  refusal: string | null;
   /** Sent one by one (a server that refuses n > 1): this sample's own tokens, and its failure if it had one. */
-  usage?: { promptTokens: number; completionTokens: number } | null;
+  usage?: ChatUsage | null;
   error?: TeacherError;
+}
+
+export interface ChatUsage {
+  promptTokens: number;
+  /** All completion tokens, reasoning included: what the API bills as output. */
+  completionTokens: number;
+  /** usage.completion_tokens_details.reasoning_tokens, when the API reports it. */
+  reasoningTokens?: number;
 }
 
 export interface ChatResult {
   choices: ChatChoice[];
-  usage: { promptTokens: number; completionTokens: number } | null;
+  usage: ChatUsage | null;
   /** The model the API says answered (may be a dated snapshot of the requested one). */
   model: string;
   /** Wall time of the successful attempt. */
   latencyMs: number;
   attempts: number;
+  /** The request was sent with its response_format (false when there was none, or the server refused it). */
+  structured?: boolean;
 }
 
 export interface RetryPolicy {
@@ -55,6 +72,7 @@ export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 5, baseDelayMs: 500, ma
 export type ClientEvent =
   | { type: "retry"; attempt: number; delayMs: number; kind: TeacherFailureKind; status?: number; message: string }
   | { type: "response"; attempt: number; latencyMs: number; status: number }
+  | { type: "structured_unsupported"; status?: number; message: string }
   /** The server refused a request shape; from now on the client sends what it accepts for this model. */
   | { type: "fallback"; model: string; what: "one-sample-per-request" | "max_completion_tokens"; message: string };
 
@@ -73,6 +91,8 @@ export interface TeacherClientOptions {
   /** Uniform [0, 1) for the jitter (tests pin it). */
   random?: () => number;
   onEvent?: (event: ClientEvent) => void;
+  /** Where the one-time notice goes when the server refuses response_format (default console.warn). */
+  warn?: (message: string) => void;
 }
 
 export interface TeacherClientConfig {
@@ -164,34 +184,65 @@ export function finishFailure(finishReason: string): TeacherFailureKind | null {
   return null;
 }
 
+function text(value: unknown): string | null {
+  return typeof value === "string" && value !== "" ? value : null;
+}
+
+/** The choices of a chat.completion body (online or from a batch output file), reasoning and refusal included. */
+export function readChoices(raw: unknown): ChatChoice[] {
+  if (!Array.isArray(raw) || raw.length === 0) {
+    throw new TeacherError("teacher answered without choices", "bad_response", 502, 1);
+  }
+  type RawChoice = { index?: unknown; finish_reason?: unknown; message?: Record<string, unknown> };
+  return (raw as RawChoice[]).map((c, i) => ({
+    index: typeof c?.index === "number" ? c.index : i,
+    text: typeof c?.message?.content === "string" ? c.message.content : "",
+    finishReason: String(c?.finish_reason ?? "stop"),
+    // DeepSeek and vLLM say reasoning_content; OpenRouter and newer vLLM/Ollama say reasoning
+    reasoning: text(c?.message?.reasoning_content) ?? text(c?.message?.reasoning),
+    refusal: text(c?.message?.refusal),
+  }));
+}
+
+/** `usage` as the API reports it (reasoning tokens are part of completion_tokens, priced as output); null if absent. */
+export function readUsage(raw: unknown): ChatUsage | null {
+  const u = raw as { prompt_tokens?: unknown; completion_tokens?: unknown; completion_tokens_details?: { reasoning_tokens?: unknown } } | null;
+  if (!u || typeof u.prompt_tokens !== "number" || typeof u.completion_tokens !== "number") return null;
+  const reasoning = u.completion_tokens_details?.reasoning_tokens;
+  return {
+    promptTokens: u.prompt_tokens,
+    completionTokens: u.completion_tokens,
+    ...(typeof reasoning === "number" ? { reasoningTokens: reasoning } : {}),
+  };
+}
+
 /** OpenAI's reasoning models (o1, o3, o4-mini, gpt-5 …) take max_completion_tokens and reject temperature and stop. */
 export function isReasoningModel(model: string): boolean {
   return /^(o\d+|gpt-5)([-.]|$)/.test(model);
 }
 
-/** The chat-completions body for a request, in the form the model accepts (shared by the online and Batch paths). */
-export function chatBody(request: ChatRequest, reasoning = isReasoningModel(request.model)): OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming {
-  const messages = [{ role: "user" as const, content: request.prompt }];
-  if (reasoning) return { model: request.model, messages, max_completion_tokens: request.maxTokens, n: request.n };
+/**
+ * The chat-completions body for a request, the same fields online and in a Batch-API input file; a reasoning model
+ * (`reasoning`, by default told by its name) gets max_completion_tokens and no temperature or stop.
+ */
+export function chatBody(request: ChatRequest, options: { n?: number; structured?: boolean; reasoning?: boolean } = {}): Record<string, unknown> {
+  const format = options.structured === false ? undefined : request.responseFormat;
+  const reasoning = options.reasoning ?? isReasoningModel(request.model);
   return {
     model: request.model,
-    messages,
-    temperature: request.temperature,
-    max_tokens: request.maxTokens,
-    n: request.n,
-    ...(request.stop?.length ? { stop: request.stop } : {}),
+    messages: [{ role: "user", content: request.prompt }],
+    ...(reasoning ? { max_completion_tokens: request.maxTokens } : { temperature: request.temperature, max_tokens: request.maxTokens }),
+    n: options.n ?? request.n,
+    ...(request.stop?.length && !reasoning ? { stop: request.stop } : {}),
+    ...(format ? { response_format: { type: "json_schema", json_schema: { name: format.name, strict: true, schema: format.schema } } } : {}),
   };
 }
 
-function readChoices(response: OpenAI.Chat.Completions.ChatCompletion): ChatChoice[] {
-  if (!Array.isArray(response?.choices) || response.choices.length === 0) {
-    throw new TeacherError("teacher answered without choices", "bad_response", 502, 1);
-  }
-  return response.choices.map((c, i) => ({
-    index: typeof c.index === "number" ? c.index : i,
-    text: typeof c.message?.content === "string" ? c.message.content : "",
-    finishReason: String(c.finish_reason ?? "stop"),
-  }));
+/** A 400/422 that names response_format: the server does not do structured outputs (rather than a bad request). */
+export function refusesResponseFormat(err: unknown): boolean {
+  if (!(err instanceof APIError) || (err.status !== 400 && err.status !== 422 && err.status !== 501)) return false;
+  const said = `${err.message} ${JSON.stringify(err.error ?? "")}`;
+  return /response_format|json_schema|structured output|guided_json|grammar/i.test(said);
 }
 
 export class TeacherClient {
@@ -204,6 +255,9 @@ export class TeacherClient {
   private readonly random: () => number;
   private readonly onEvent?: (event: ClientEvent) => void;
   private readonly redact: (message: string) => string;
+  private readonly warn: (message: string) => void;
+  /** Set once the server refused response_format: later structured requests go as plain text, said once. */
+  private structuredRefused = false;
 
   constructor(options: TeacherClientOptions = {}) {
     const config = resolveClientConfig(options);
@@ -213,6 +267,7 @@ export class TeacherClient {
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
     this.random = options.random ?? Math.random;
     this.onEvent = options.onEvent;
+    this.warn = options.warn ?? ((message) => console.warn(message));
     this.limiter = options.limiter ?? new Limiter(options.limits, this.clock);
     this.redact = (message) => redactSecrets(message, config.apiKey);
     this.sdk = new OpenAI({
@@ -264,12 +319,19 @@ export class TeacherClient {
     const choices = settled.map((s, index): ChatChoice => {
       if (s.status === "rejected") {
         if (!(s.reason instanceof TeacherError)) throw s.reason;
-        return { index, text: "", finishReason: "error", usage: null, error: s.reason };
+        return { index, text: "", finishReason: "error", reasoning: null, refusal: null, usage: null, error: s.reason };
       }
       return { ...s.value.choices[0], index, usage: s.value.usage };
     });
     const usage = answered.every((r) => r.usage)
-      ? answered.reduce((sum, r) => ({ promptTokens: sum.promptTokens + r.usage!.promptTokens, completionTokens: sum.completionTokens + r.usage!.completionTokens }), { promptTokens: 0, completionTokens: 0 })
+      ? answered.reduce<ChatUsage>(
+          (sum, r) => ({
+            promptTokens: sum.promptTokens + r.usage!.promptTokens,
+            completionTokens: sum.completionTokens + r.usage!.completionTokens,
+            reasoningTokens: (sum.reasoningTokens ?? 0) + (r.usage!.reasoningTokens ?? 0),
+          }),
+          { promptTokens: 0, completionTokens: 0, reasoningTokens: 0 },
+        )
       : null;
     return {
       choices,
@@ -277,6 +339,7 @@ export class TeacherClient {
       model: answered[0].model,
       latencyMs: Math.max(...answered.map((r) => r.latencyMs)),
       attempts: Math.max(...answered.map((r) => r.attempts)),
+      structured: answered[0].structured,
     };
   }
 
@@ -299,18 +362,29 @@ export class TeacherClient {
       const permit = await this.limiter.acquire(estimate);
       const started = this.clock.now();
       let failure: Classified;
+      const body = chatBody(request, { structured: !this.structuredRefused, reasoning });
+      const structured = "response_format" in body;
       try {
-        const response = await this.sdk.chat.completions.create(chatBody(request, reasoning));
-        const choices = readChoices(response);
-        const usage = response.usage
-          ? { promptTokens: response.usage.prompt_tokens, completionTokens: response.usage.completion_tokens }
-          : null;
+        const response = await this.sdk.chat.completions.create(body as never as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming);
+        const choices = readChoices(response?.choices);
+        const usage = readUsage(response.usage);
         permit.release(usage ? usage.promptTokens + usage.completionTokens : undefined);
         const latencyMs = this.clock.now() - started;
         this.onEvent?.({ type: "response", attempt, latencyMs, status: 200 });
-        return { choices, usage, model: response.model ?? request.model, latencyMs, attempts: attempt };
+        return { choices, usage, model: response.model ?? request.model, latencyMs, attempts: attempt, structured };
       } catch (err) {
         permit.release();
+        if (structured && refusesResponseFormat(err)) {
+          // not a failed attempt: the same request again, as plain text the text parser reads; said once per client
+          if (!this.structuredRefused) {
+            this.structuredRefused = true;
+            const message = this.redact((err as Error).message);
+            this.onEvent?.({ type: "structured_unsupported", status: (err as APIError).status, message });
+            this.warn(`cot-distill: the teacher at ${this.baseURL} refuses response_format (${message}); structured mode falls back to plain-text answers read by the text parser`);
+          }
+          attempt--;
+          continue;
+        }
         failure = classifyError(err);
         failure.message = this.redact(failure.message);
       }

@@ -1,3 +1,5 @@
+import type { ParseFailureReason } from "./parse.ts";
+
 /** Teacher failures, typed so the HTTP layer can map them (503: try later, 502: bad upstream answer, 504: timeout). */
 
 export type TeacherFailureKind =
@@ -8,9 +10,31 @@ export type TeacherFailureKind =
   | "bad_response" // malformed JSON / no choices, after retries
   | "truncated" // finish_reason "length": the rationale was cut off
   | "content_filter" // finish_reason "content_filter"
-  | "context_length"; // the prompt is longer than the teacher's context window (never retried: shorten the template)
+  | "context_length" // the prompt is longer than the teacher's context window (never retried: shorten the template)
+  | ParseFailureReason; // the teacher answered, but not with a usable rationale and label (src/teacher/parse.ts)
+
+/** What a failed answer cost: the teacher answered (and billed) even though the answer is no rationale. */
+export interface PaidUsage {
+  promptTokens: number;
+  completionTokens: number;
+  reasoningTokens: number;
+  costUsd: number;
+}
+
+export function addPaid(a: PaidUsage | undefined, b: PaidUsage | undefined): PaidUsage | undefined {
+  if (!a || !b) return a ?? b;
+  return {
+    promptTokens: a.promptTokens + b.promptTokens,
+    completionTokens: a.completionTokens + b.completionTokens,
+    reasoningTokens: a.reasoningTokens + b.reasoningTokens,
+    costUsd: a.costUsd + b.costUsd,
+  };
+}
 
 export class TeacherError extends Error {
+  /** Set when the failure came from an answer the API billed (truncated, filtered, refused by the parser). */
+  paid?: PaidUsage;
+
   constructor(
     message: string,
     readonly kind: TeacherFailureKind,
@@ -22,6 +46,13 @@ export class TeacherError extends Error {
   ) {
     super(message);
     this.name = "TeacherError";
+  }
+
+  /** The same failure carrying `paid` (the caller's own spend), or nothing (a caller that only waited for it). */
+  withPaid(paid?: PaidUsage): TeacherError {
+    const copy = new TeacherError(this.message, this.kind, this.status, this.attempts, this.upstreamStatus);
+    copy.paid = paid;
+    return copy;
   }
 }
 

@@ -14,7 +14,7 @@ import { UserError } from "../errors.ts";
 import { Checkpointer } from "../store/checkpointer.ts";
 import type { BatchState, ClaimedItem, ItemOutcome, JobCounts, JobMode, JobParams, JobRow, JobStore } from "../store/jobs.ts";
 import { redactSecrets } from "./client.ts";
-import type { AnswerFormat } from "./prompts.ts";
+import { isTeacherError } from "./errors.ts";
 import type { CostEstimate, GenerationParams, RationaleRequest, RationaleResult, RationaleSample, TeacherItem, TeacherService } from "./service.ts";
 
 export interface JobSnapshot extends JobCounts {
@@ -30,8 +30,6 @@ export interface JobSnapshot extends JobCounts {
   batch?: BatchState | null;
   /** "max_cost": the job spent its budget (params.maxCostUsd) with items left; resume it with a higher one. */
   stopped: "max_cost" | null;
-  /** Failed items by failure kind ("context_length", "truncated", "rate_limited" …). */
-  failuresByReason: Record<string, number>;
 }
 
 export interface CreateJobRequest extends JobParams {
@@ -67,10 +65,10 @@ export interface JobManagerOptions {
   /** The dataset registry's loadSplit; throws UserError(404) for unknown datasets. */
   loadSplit: (dataset: string, split: string) => Promise<Item[]>;
   batch?: BatchRunner;
-  /** The answer format of a dataset (math for SVAMP …), for items whose question does not tell. */
-  answerFormat?: (dataset: string) => AnswerFormat | undefined;
   /** Model recorded with jobs that name none, so a restart with another TEACHER_MODEL does not switch mid-job. */
   defaultModel?: string;
+  /** Structured mode for jobs that do not say (serve --structured); recorded with the job like the model. */
+  defaultStructured?: boolean;
   defaultConcurrency?: number;
   /** A runner silent this long is presumed dead and its jobs are taken over. */
   staleMs?: number;
@@ -135,13 +133,14 @@ export function newJobId(): string {
   return `job_${Date.now().toString(36)}${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
 }
 
-export function teacherItem(item: Item, format?: AnswerFormat): TeacherItem {
-  return { question: item.question, choices: item.choices, answer: item.answer, dataset: item.dataset, split: item.split, id: item.id, format };
+export function teacherItem(item: Item): TeacherItem {
+  return { question: item.question, choices: item.choices, answer: item.answer, dataset: item.dataset, split: item.split, id: item.id };
 }
 
 export function generationParams(params: JobParams): GenerationParams {
-  const { model, temperature, maxTokens, n } = params;
-  return { model, temperature, maxTokens, n };
+  const { model, temperature, maxTokens, n, structured } = params;
+  // explicit: a job keeps the mode it was created with, whatever the default of the process resuming it
+  return { model, temperature, maxTokens, n, structured: structured === true };
 }
 
 /** Tokens and cost this item actually paid for; an item entirely served from the store is `cached`. */
@@ -151,6 +150,7 @@ export function outcomeOf(result: RationaleResult): ItemOutcome {
     cached: paid.length === 0,
     promptTokens: paid.reduce((sum, s) => sum + (s.usage?.promptTokens ?? 0), 0),
     completionTokens: paid.reduce((sum, s) => sum + (s.usage?.completionTokens ?? 0), 0),
+    reasoningTokens: paid.reduce((sum, s) => sum + (s.usage?.reasoningTokens ?? 0), 0),
     costUsd: paid.reduce((sum, s) => sum + (s.costUsd ?? 0), 0),
   };
 }
@@ -196,10 +196,10 @@ export class JobManager {
       limit: request.limit,
       prompt: request.prompt,
       maxCostUsd: request.maxCostUsd,
+      ...((request.structured ?? this.options.defaultStructured) ? { structured: true } : {}),
     };
-    const format = this.options.answerFormat?.(request.dataset);
     // render the first prompt now: a template that cannot serve this split is the caller's error, not 40 failed items
-    this.options.teacher.plan({ item: teacherItem(chosen[0], format), params: generationParams(params), prompt: params.prompt });
+    this.options.teacher.plan({ item: teacherItem(chosen[0]), params: generationParams(params), prompt: params.prompt });
     return { chosen, mode, params };
   }
 
@@ -210,9 +210,8 @@ export class JobManager {
    */
   async estimate(request: CreateJobRequest): Promise<JobEstimate> {
     const { chosen, mode, params } = await this.prepare(request);
-    const format = this.options.answerFormat?.(request.dataset);
     const estimate = this.options.teacher.estimate(
-      chosen.map((item) => ({ item: teacherItem(item, format), params: generationParams(params), prompt: params.prompt })),
+      chosen.map((item) => ({ item: teacherItem(item), params: generationParams(params), prompt: params.prompt })),
       mode === "batch" ? "batch" : "standard",
     );
     return { dataset: request.dataset, split: request.split, mode, model: params.model ?? null, ...estimate };
@@ -233,7 +232,7 @@ export class JobManager {
     const batch = job.mode === "batch" ? { batch: this.store.getBatch(id) } : {};
     const counts = this.store.counts(id);
     const stopped = overBudget(job.params, counts.costUsd) && counts.pending > 0 ? "max_cost" : null;
-    return { id, ...rest, ...counts, ...batch, stopped, failuresByReason: this.store.failureReasons(id) };
+    return { id, ...rest, ...counts, ...batch, stopped };
   }
 
   /** Like snapshot, but an unknown id is a 404 for the caller. */
@@ -379,13 +378,12 @@ export class JobManager {
   private async run(id: string, signal: AbortSignal): Promise<void> {
     const job = this.store.get(id)!;
     const params = generationParams(job.params);
-    const format = this.options.answerFormat?.(job.dataset);
     const context: JobContext = {
       store: this.store,
       signal,
       changed: () => this.notify(id),
       params,
-      request: (item) => ({ item: teacherItem(item, format), params, prompt: job.params.prompt }),
+      request: (item) => ({ item: teacherItem(item), params, prompt: job.params.prompt }),
     };
     if (job.mode === "batch") await this.options.batch!(job, context);
     else await this.runOnline(job, context);
@@ -415,6 +413,7 @@ export class JobManager {
         );
       } catch (err) {
         if (context.signal.aborted) this.store.unclaim(job.id, claimed.seq, this.runner);
+        else if (isTeacherError(err)) this.store.markFailed(job.id, claimed.seq, describeError(err), err.kind, err.paid);
         else this.store.markFailed(job.id, claimed.seq, describeError(err));
       }
       context.changed();

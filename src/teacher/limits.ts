@@ -1,8 +1,10 @@
 /**
- * Client-side limits for the teacher API: at most `maxConcurrency` requests in flight, and token buckets for
- * requests/min and tokens/min (the way providers meter them). A request takes its *estimated* tokens before it is
- * sent and is corrected with the real usage afterwards. A 429 with Retry-After pauses every caller, not just the one
- * that was refused, so a bulk job backs off as a whole. Time comes from an injectable clock so tests run fast.
+ * Client-side limits for the teacher API: at most `maxConcurrency` requests in flight, and at most `requestsPerMinute`
+ * requests and `tokensPerMinute` tokens started within ANY sliding minute (a log of what was taken and when, not a
+ * token bucket: a bucket that starts full lets 2N through in the minute that straddles its refill, which a provider
+ * metering by sliding window answers with 429). A request takes its *estimated* tokens before it is sent; its entry
+ * is corrected with the real usage afterwards. A 429 with Retry-After pauses every caller, not just the one that was
+ * refused, so a bulk job backs off as a whole. Time comes from an injectable clock so tests run fast.
  */
 
 export interface Clock {
@@ -23,59 +25,88 @@ export interface LimitOptions {
   requestsPerMinute: number;
   /** Prompt + completion tokens per minute. Default: unlimited. */
   tokensPerMinute: number;
-  /** Bucket sizes as a fraction of a minute's allowance (default 1: a full minute may be spent at once). */
-  burstMinutes: number;
+  /**
+   * The sliding window the per-minute limits are held over (default 60 000 ms: a minute). A shorter window scales
+   * the allowance with it (tests: 1200/min over 100 ms = 2 per 100 ms).
+   */
+  windowMs: number;
 }
 
 export const DEFAULT_LIMITS: LimitOptions = {
   maxConcurrency: 8,
   requestsPerMinute: Infinity,
   tokensPerMinute: Infinity,
-  burstMinutes: 1,
+  windowMs: 60_000,
 };
 
-/** A continuously refilling bucket; it may go into debt when real usage exceeds the estimate. */
-export class TokenBucket {
-  private level: number;
-  private updatedAt: number;
-  readonly capacity: number;
-  private readonly perMs: number;
+/** One take from a window: its time and amount (corrected by `adjust`). */
+export interface WindowEntry {
+  at: number;
+  amount: number;
+}
 
-  constructor(perMinute: number, burstMinutes: number, private readonly clock: Clock) {
-    this.capacity = Math.max(1, perMinute * burstMinutes);
-    this.perMs = perMinute / 60_000;
-    this.level = this.capacity;
-    this.updatedAt = clock.now();
+/**
+ * At most `limit` units taken within any window of `windowMs`: the takes of the last window are kept with their
+ * times and expire one by one. The sum may exceed the limit only through corrections (real usage above the
+ * estimate), which then delay later takes until enough has expired.
+ */
+export class SlidingWindow {
+  private readonly entries: WindowEntry[] = [];
+  private used = 0;
+  readonly limit: number;
+
+  constructor(
+    perMinute: number,
+    private readonly clock: Clock,
+    readonly windowMs = 60_000,
+  ) {
+    this.limit = Math.max(1, (perMinute * windowMs) / 60_000);
   }
 
-  private refill(): void {
+  get unlimited(): boolean {
+    return !Number.isFinite(this.limit);
+  }
+
+  private expire(now: number): void {
+    while (this.entries.length > 0 && this.entries[0].at <= now - this.windowMs) this.used -= this.entries.shift()!.amount;
+  }
+
+  /** 0 when `amount` fits now, else how many ms until enough of the window has expired for it. */
+  waitFor(amount: number): number {
+    if (this.unlimited) return 0;
     const now = this.clock.now();
-    this.level = Math.min(this.capacity, this.level + (now - this.updatedAt) * this.perMs);
-    this.updatedAt = now;
-  }
-
-  /** Takes `amount` now and returns 0, or returns how many ms to wait before it could be taken. */
-  tryTake(amount: number): number {
-    if (!Number.isFinite(this.perMs)) return 0;
-    this.refill();
-    const want = Math.min(amount, this.capacity); // a request larger than the bucket would otherwise wait forever
-    if (this.level >= want) {
-      this.level -= want;
-      return 0;
+    this.expire(now);
+    const want = Math.min(amount, this.limit); // a request larger than the whole allowance would otherwise wait forever
+    let used = this.used;
+    if (used + want <= this.limit) return 0;
+    for (const entry of this.entries) {
+      used -= entry.amount;
+      if (used + want <= this.limit) return Math.max(1, entry.at + this.windowMs - now);
     }
-    return Math.ceil((want - this.level) / this.perMs);
+    return this.windowMs; // corrections pushed the total above what expiry frees: look again a window later
   }
 
-  /** Corrects an earlier take by `delta` (positive: more was used than taken). */
-  adjust(delta: number): void {
-    if (!Number.isFinite(this.perMs)) return;
-    this.refill();
-    this.level = Math.min(this.capacity, this.level - delta);
+  /** Takes `amount` now (call after `waitFor` said 0); the entry can be corrected later. */
+  take(amount: number): WindowEntry {
+    const entry = { at: this.clock.now(), amount: this.unlimited ? 0 : Math.min(amount, this.limit) };
+    if (!this.unlimited) {
+      this.entries.push(entry);
+      this.used += entry.amount;
+    }
+    return entry;
   }
 
-  available(): number {
-    this.refill();
-    return this.level;
+  /** Sets an entry's amount to what was really used (no effect once it has left the window). */
+  adjust(entry: WindowEntry, actual: number): void {
+    if (this.unlimited || !this.entries.includes(entry)) return;
+    this.used += actual - entry.amount;
+    entry.amount = actual;
+  }
+
+  /** What is taken within the current window. */
+  inWindow(): number {
+    this.expire(this.clock.now());
+    return this.used;
   }
 }
 
@@ -86,8 +117,8 @@ export interface Permit {
 
 export class Limiter {
   readonly options: LimitOptions;
-  private readonly requests: TokenBucket;
-  private readonly tokens: TokenBucket;
+  private readonly requests: SlidingWindow;
+  private readonly tokens: SlidingWindow;
   private active = 0;
   private readonly waiting: Array<() => void> = [];
   private pausedUntil = 0;
@@ -97,8 +128,8 @@ export class Limiter {
   constructor(options: Partial<LimitOptions> = {}, private readonly clock: Clock = realClock) {
     this.options = { ...DEFAULT_LIMITS, ...options };
     if (!(this.options.maxConcurrency >= 1)) throw new RangeError("maxConcurrency must be >= 1");
-    this.requests = new TokenBucket(this.options.requestsPerMinute, this.options.burstMinutes, clock);
-    this.tokens = new TokenBucket(this.options.tokensPerMinute, this.options.burstMinutes, clock);
+    this.requests = new SlidingWindow(this.options.requestsPerMinute, clock, this.options.windowMs);
+    this.tokens = new SlidingWindow(this.options.tokensPerMinute, clock, this.options.windowMs);
   }
 
   get inFlight(): number {
@@ -110,11 +141,12 @@ export class Limiter {
     this.pausedUntil = Math.max(this.pausedUntil, until);
   }
 
-  /** Waits for a concurrency slot, the pause, one request and `estimatedTokens` tokens, in that order. */
+  /** Waits for a concurrency slot, the pause, and room for one request and `estimatedTokens` tokens in the window. */
   async acquire(estimatedTokens: number): Promise<Permit> {
     await this.slot();
+    let entry: WindowEntry;
     try {
-      await this.rate(estimatedTokens);
+      entry = await this.rate(estimatedTokens);
     } catch (err) {
       this.freeSlot();
       throw err;
@@ -124,7 +156,7 @@ export class Limiter {
       release: (actualTokens) => {
         if (released) return;
         released = true;
-        if (actualTokens !== undefined) this.tokens.adjust(actualTokens - Math.min(estimatedTokens, this.tokens.capacity));
+        if (actualTokens !== undefined) this.tokens.adjust(entry, actualTokens);
         this.freeSlot();
       },
     };
@@ -144,25 +176,17 @@ export class Limiter {
     else this.active--;
   }
 
-  private async rate(estimatedTokens: number): Promise<void> {
+  /** Both windows are checked before either is taken from, so a request never holds one while waiting for the other. */
+  private async rate(estimatedTokens: number): Promise<WindowEntry> {
     for (;;) {
       const pause = this.pausedUntil - this.clock.now();
-      if (pause > 0) {
-        await this.clock.sleep(pause);
+      const wait = Math.max(pause, this.requests.waitFor(1), this.tokens.waitFor(estimatedTokens));
+      if (wait > 0) {
+        await this.clock.sleep(wait);
         continue;
       }
-      const requestWait = this.requests.tryTake(1);
-      if (requestWait > 0) {
-        await this.clock.sleep(requestWait);
-        continue;
-      }
-      const tokenWait = this.tokens.tryTake(estimatedTokens);
-      if (tokenWait > 0) {
-        this.requests.adjust(-1); // give the request back while waiting for tokens
-        await this.clock.sleep(tokenWait);
-        continue;
-      }
-      return;
+      this.requests.take(1);
+      return this.tokens.take(estimatedTokens);
     }
   }
 }

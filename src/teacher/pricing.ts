@@ -18,6 +18,12 @@ export const PRICES: Record<string, Price> = {
   "gpt-4-turbo": { inputPerMillion: 10, outputPerMillion: 30 },
   "gpt-3.5-turbo": { inputPerMillion: 0.5, outputPerMillion: 1.5 },
   "o3-mini": { inputPerMillion: 1.1, outputPerMillion: 4.4 },
+  // reasoning models: their reasoning tokens are billed as output and already counted in completion_tokens
+  "o1": { inputPerMillion: 15, outputPerMillion: 60 },
+  "o3": { inputPerMillion: 2, outputPerMillion: 8 },
+  "o4-mini": { inputPerMillion: 1.1, outputPerMillion: 4.4 },
+  "deepseek-reasoner": { inputPerMillion: 0.55, outputPerMillion: 2.19 },
+  "deepseek-chat": { inputPerMillion: 0.27, outputPerMillion: 1.1 },
 };
 
 /** The price of `model`, or of the base model of a dated snapshot; null when unknown. */

@@ -1,6 +1,7 @@
 /**
  * Few-shot chain-of-thought prompts. The exemplars live in JSON files users can read and edit
- * (src/teacher/exemplars/*.json: cqa for multiple choice, svamp for math, free for open questions); a job or a request
+ * (src/teacher/exemplars/*.json: cqa for multiple choice, svamp for math, strategyqa for yes/no, short-answer for
+ * open questions); a job or a request
  * may bring its own file's content instead. A template's version = "<name>@<revision>+<hash of the content>" (plus
  * "+k<N>" when only the first N exemplars are shown, "+explain" when label-conditioned), and the version is part of
  * every cache key, so editing an exemplar file never serves rationales written for the old prompt.
@@ -16,15 +17,12 @@ import { join } from "node:path";
 import * as v from "valibot";
 import type { Choice } from "../data/types.ts";
 import { UserError } from "../errors.ts";
+import type { AnswerKind } from "../data/registry.ts";
+import { answerFormatOf } from "./parse.ts";
 
-/** multiple-choice: a choice label; math: a number; free: any short text answer (open questions without choices). */
-export const ANSWER_FORMATS = ["multiple-choice", "math", "free"] as const;
+/** What the teacher is asked to answer: a choice label, a number, yes/no, or a short free-form phrase. */
+export const ANSWER_FORMATS = ["multiple-choice", "math", "yes-no", "short-answer"] as const;
 export type AnswerFormat = (typeof ANSWER_FORMATS)[number];
-
-/** The format of a dataset's answers (src/data/registry.ts's answerKind). */
-export function formatOfAnswerKind(kind: "choice" | "number" | "text"): AnswerFormat {
-  return kind === "choice" ? "multiple-choice" : kind === "number" ? "math" : "free";
-}
 
 const ChoiceSchema = v.object({ label: v.pipe(v.string(), v.regex(/^[A-Z]$/)), text: v.string() });
 
@@ -55,15 +53,25 @@ export const PROMPT_MODES = ["free", "explain"] as const;
 export type PromptMode = (typeof PROMPT_MODES)[number];
 
 /** The shipped exemplar files by name (src/teacher/exemplars/<name>.json). */
-export const BUILTIN_TEMPLATES = ["cqa", "svamp", "free"] as const;
-const BUILTIN_FOR: Record<AnswerFormat, (typeof BUILTIN_TEMPLATES)[number]> = { "multiple-choice": "cqa", math: "svamp", free: "free" };
+export const BUILTIN_TEMPLATES = ["cqa", "svamp", "strategyqa", "short-answer"] as const;
+const BUILTIN_FOR: Record<AnswerFormat, (typeof BUILTIN_TEMPLATES)[number]> = {
+  "multiple-choice": "cqa",
+  math: "svamp",
+  "yes-no": "strategyqa",
+  "short-answer": "short-answer",
+};
+/** "free" names the free-form format (a short answer), as users say it. */
+const FormatName = v.pipe(
+  v.picklist([...ANSWER_FORMATS, "free"], `format must be one of: ${ANSWER_FORMATS.join(", ")} (or free = short-answer)`),
+  v.transform((f): AnswerFormat => (f === "free" ? "short-answer" : f)),
+);
 
 /** How a prompt is built, per job or per request: the one definition the CLI, HTTP bodies and job params share. */
 export const PromptOptionsSchema = v.strictObject({
   /** A shipped template by name (cqa, svamp, free), or the content of an exemplar file (an object of its form). */
   template: v.optional(v.union([v.picklist(BUILTIN_TEMPLATES, `template must be one of ${BUILTIN_TEMPLATES.join(", ")} or an exemplar file's content`), ExemplarFileSchema])),
   /** The answer format, when the item does not tell (an item with choices is multiple-choice; without: free). */
-  format: v.optional(v.picklist(ANSWER_FORMATS, `format must be one of: ${ANSWER_FORMATS.join(", ")}`)),
+  format: v.optional(FormatName),
   /** Exemplars shown (default: all the file has); 0 = zero-shot. */
   shots: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(64))),
   mode: v.optional(v.picklist(PROMPT_MODES, `mode must be one of: ${PROMPT_MODES.join(", ")}`)),
@@ -93,7 +101,8 @@ export const STOP_SEQUENCES = ["\n\nQ:"];
 const INSTRUCTION: Record<AnswerFormat, string> = {
   "multiple-choice": 'Answer the multiple-choice question. Reason step by step, then end with "So the answer is (x)." where x is the letter of your choice.',
   math: 'Solve the math word problem. Reason step by step, then end with "So the answer is N." where N is the number.',
-  free: 'Answer the question. Reason step by step, then end with "So the answer is <answer>." with a short answer.',
+  "yes-no": 'Answer the question with yes or no. Reason step by step, then end with "So the answer is yes." or "So the answer is no."',
+  "short-answer": 'Answer the question. Reason step by step, then end with "So the answer is <answer>." with a short answer.',
 };
 const EXPLAIN_INSTRUCTION = "Each question comes with its correct answer: explain step by step why it is correct.";
 
@@ -206,15 +215,15 @@ function canonical(value: unknown): string {
 
 /**
  * The template for an item: the one `options.template` names (a shipped one, or an exemplar file's content), else
- * the shipped one of the format — `options.format`, or the item's own: multiple choice when it has choices, the
- * dataset's (`itemFormat`, e.g. math for SVAMP), free-form otherwise.
+ * the shipped one of the format — `options.format`, or the item's own (answerFormatOf: its choices, its dataset's
+ * kind, its gold answer; a question with none of those is free-form, a short answer).
  */
-export function templateFor(item: PromptItem, options: PromptOptions = {}, itemFormat?: AnswerFormat): PromptTemplate {
+export function templateFor(item: PromptItem & { format?: AnswerFormat }, options: PromptOptions = {}, answerKind?: AnswerKind | null): PromptTemplate {
   const variant = { shots: options.shots, mode: options.mode };
   let template: PromptTemplate;
   if (typeof options.template === "string") template = templateFromText(builtinText(options.template), `${options.template}.json`, variant);
   else if (options.template) template = templateFromFile(options.template, hash8(canonical(options.template)), variant);
-  else template = builtinTemplate(options.format ?? itemFormat ?? (item.choices?.length ? "multiple-choice" : "free"), variant);
+  else template = builtinTemplate(options.format ?? answerFormatOf(item, answerKind), variant);
   if (options.format && options.format !== template.format) {
     throw new UserError(`template ${template.version} is for format ${template.format}, not ${options.format}`, 422);
   }

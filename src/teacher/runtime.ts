@@ -10,13 +10,14 @@ import { JobStore } from "../store/jobs.ts";
 import { batchRunner } from "./batch.ts";
 import { TeacherClient, type TeacherClientOptions } from "./client.ts";
 import { JobManager } from "./jobs.ts";
-import { formatOfAnswerKind } from "./prompts.ts";
-import { TeacherService } from "./service.ts";
+import { TeacherService, type TeacherDefaults } from "./service.ts";
 
 export interface TeacherRuntimeOptions {
   dbPath: string;
   /** baseURL / apiKey / model override OPENAI_BASE_URL / OPENAI_API_KEY / TEACHER_MODEL; limits and retries too. */
   client?: TeacherClientOptions;
+  /** Generation defaults of the service (structured mode, stop sequences …). */
+  teacherDefaults?: Partial<TeacherDefaults>;
   /** Batch status poll interval (default 30 s). */
   batchPollMs?: number;
   /** A job runner silent this long is presumed dead and its jobs are taken over (default 15 s). */
@@ -36,14 +37,14 @@ export interface TeacherRuntime {
 export function openTeacherRuntime(options: TeacherRuntimeOptions): TeacherRuntime {
   const db = openDatabase(options.dbPath);
   const client = new TeacherClient(options.client);
-  const teacher = new TeacherService({ db, client });
+  const teacher = new TeacherService({ db, client, defaults: options.teacherDefaults });
   const jobs = new JobManager({
     store: new JobStore(db),
     teacher,
     loadSplit: (dataset, split) => loadSplit(dataset, split),
-    answerFormat: (dataset) => formatOfAnswerKind(getDataset(dataset).answerKind),
     batch: batchRunner({ teacher, baseURL: options.client?.baseURL, apiKey: options.client?.apiKey, pollMs: options.batchPollMs }),
     defaultModel: teacher.defaults.model,
+    defaultStructured: teacher.defaults.structured,
     defaultConcurrency: client.limiter.options.maxConcurrency,
     staleMs: options.staleMs,
   });
@@ -56,6 +57,7 @@ export function openTeacherRuntime(options: TeacherRuntimeOptions): TeacherRunti
       jobs,
       listRationales: (query) => teacher.store.list(query),
       rationales: teacher.store,
+      listFailures: (query) => teacher.store.listFailures(query),
       requireDataset: getDataset,
       token,
     }),

@@ -1,7 +1,9 @@
 /**
  * TeacherService: the one way to get chain-of-thought rationales from the teacher. A stored answer is never requested
  * again (cache key = item identity + model + template version + generation params + sample index), identical requests
- * in flight at the same time share one teacher call, and failures are recorded but never stored as rationales.
+ * in flight at the same time share one teacher call, and failures are recorded but never stored as rationales —
+ * among them answers the parser refuses (empty, a refusal, no or two labels: src/teacher/parse.ts), kept raw.
+ * Structured mode asks for {rationale, answer} JSON (part of the key); a reasoning model's trace is stored apart.
  *
  * n samples use sample indices 0..n-1; the ones not yet stored are requested in ONE call with `n` = how many are
  * missing. The Batch-API path builds its requests with `plan` and feeds the answers back through `ingest`, so both
@@ -11,13 +13,14 @@
  * a caller's `onStored` runs inside it: a bulk job marks its item done in the very commit that stores the answer.
  */
 import type { Database } from "bun:sqlite";
+import { getDataset, type AnswerKind } from "../data/registry.ts";
 import type { Choice } from "../data/types.ts";
 import { GroupCommit } from "../store/group-commit.ts";
 import { RationaleStore, rationaleKey, type RationaleRecord } from "../store/rationales.ts";
-import { estimateTokens } from "./limits.ts";
 import { finishFailure, TeacherClient, type ChatChoice, type ChatRequest, type ChatResult } from "./client.ts";
-import { TeacherError } from "./errors.ts";
-import { agreesWithGold, parseCompletion } from "./parse.ts";
+import { addPaid, TeacherError, type PaidUsage } from "./errors.ts";
+import { agreesWithGold, answerFormatOf, parseCompletion, structuredSchema } from "./parse.ts";
+import { estimateTokens } from "./limits.ts";
 import { costUsd, type PriceTier } from "./pricing.ts";
 import { STOP_SEQUENCES, templateFor, type AnswerFormat, type PromptOptions, type PromptTemplate } from "./prompts.ts";
 
@@ -32,7 +35,7 @@ export interface TeacherItem {
   dataset?: string;
   split?: string;
   id?: string;
-  /** How answers are read when the question alone does not tell (e.g. math for SVAMP; default: by its choices). */
+  /** What kind of answer to read; by default multiple choice with choices, else guessed from the gold answer. */
   format?: AnswerFormat;
 }
 
@@ -42,15 +45,23 @@ export interface GenerationParams {
   maxTokens?: number;
   /** Number of samples (indices 0..n-1); each is cached on its own. */
   n?: number;
+  /** Ask for {rationale, answer} JSON (response_format: json_schema); part of the cache key. */
+  structured?: boolean;
 }
 
 export interface TokenUsage {
   promptTokens: number;
+  /** Reasoning included (that is how the APIs bill it). */
   completionTokens: number;
+  /** Of completionTokens, the reasoning ones, when the API reports them. */
+  reasoningTokens?: number;
 }
 
 export interface RationaleSample {
+  /** The visible explanation (markdown stripped; "" when a reasoning model showed only its answer). */
   rationale: string;
+  /** A reasoning model's trace (reasoning_content or <think>), null when none. */
+  reasoning: string | null;
   /** Normalised label: "A".."E" for multiple choice, a canonical number string for math; null when unparseable. */
   label: string | null;
   /** Label equals the gold answer; null when the item has no gold answer. */
@@ -75,6 +86,23 @@ export interface RationaleRequest {
   params?: GenerationParams;
   /** Which template, how many shots, free or label-conditioned (default: the shipped template of the item's format). */
   prompt?: PromptOptions;
+}
+
+/** What asking for some items would take (a dry run): nothing is sent, nothing stored. */
+export interface CostEstimate {
+  items: number;
+  /** Items whose every sample is stored already: they cost nothing. */
+  cached: number;
+  /** Samples that would be requested. */
+  samples: number;
+  /** Prompt tokens, estimated from characters (≈ 4 per token), of the samples to request. */
+  promptTokens: number;
+  /** The completion budget (max tokens × samples): an upper bound. */
+  completionTokens: number;
+  /** At the model's list price (or the batch rate); null when the price of the model is unknown. */
+  costUsd: number | null;
+  /** The template version the prompts were rendered with (the first item's). */
+  template: string;
 }
 
 /**
@@ -103,23 +131,6 @@ export interface RationaleResult {
   samples: RationaleSample[];
 }
 
-/** What asking for some items would take (a dry run): nothing is sent, nothing stored. */
-export interface CostEstimate {
-  items: number;
-  /** Items whose every sample is stored already: they cost nothing. */
-  cached: number;
-  /** Samples that would be requested. */
-  samples: number;
-  /** Prompt tokens, estimated from characters (≈ 4 per token), of the samples to request. */
-  promptTokens: number;
-  /** The completion budget (max tokens × samples): an upper bound. */
-  completionTokens: number;
-  /** At the model's list price (or the batch rate); null when the price of the model is unknown. */
-  costUsd: number | null;
-  /** The template version the prompts were rendered with (the first item's). */
-  template: string;
-}
-
 export interface TeacherDefaults {
   model: string;
   temperature: number;
@@ -127,6 +138,8 @@ export interface TeacherDefaults {
   n: number;
   /** Stop sequences sent with every request (default: the next few-shot "Q:"); [] for models that reject `stop`. */
   stop: string[];
+  /** Structured mode by default (see GenerationParams.structured). */
+  structured: boolean;
 }
 
 export interface TeacherServiceOptions {
@@ -144,8 +157,8 @@ export interface RationalePlan {
   template: PromptTemplate;
   /** The chat request for ALL n samples; send `n: missing.length` for a subset. */
   request: ChatRequest;
-  /** The generation params that are part of the key (and stored as provenance). */
-  keyParams: { temperature: number; maxTokens: number };
+  /** The generation params that are part of the key (and stored as provenance); `structured` only when on. */
+  keyParams: { temperature: number; maxTokens: number; structured?: true };
   /** keys[i] is sample i's cache key. */
   keys: string[];
 }
@@ -155,21 +168,46 @@ function share(total: number, parts: number, index: number): number {
   return Math.floor(total / parts) + (index < total % parts ? 1 : 0);
 }
 
+/** What one answer cost, for the failure that refuses it (undefined when the API reported no usage). */
+function paidShare(
+  model: string,
+  promptTokens: number | null,
+  completionTokens: number | null,
+  reasoningTokens: number | null,
+  tier: PriceTier = "standard",
+): PaidUsage | undefined {
+  if (promptTokens === null || completionTokens === null) return undefined;
+  return { promptTokens, completionTokens, reasoningTokens: reasoningTokens ?? 0, costUsd: costUsd(model, promptTokens, completionTokens, tier) ?? 0 };
+}
+
+/** What a stored sample or a refused answer of one call cost. */
+export function paidFor(outcome: RationaleSample | TeacherError): PaidUsage | undefined {
+  if (outcome instanceof TeacherError) return outcome.paid;
+  if (!outcome.usage) return undefined;
+  const { promptTokens, completionTokens, reasoningTokens = 0 } = outcome.usage;
+  return { promptTokens, completionTokens, reasoningTokens, costUsd: outcome.costUsd ?? 0 };
+}
+
 function sampleOf(record: RationaleRecord, fromStore: boolean): RationaleSample {
   return {
     rationale: record.rationale,
+    reasoning: record.reasoning ?? null,
     label: record.label,
     agrees: record.agrees,
     fromStore,
     key: record.key,
     sampleIndex: record.sampleIndex,
     model: record.model,
-    answeredBy: record.answeredBy,
+    answeredBy: record.answeredBy ?? null,
     template: record.template,
     usage:
       record.promptTokens === null || record.completionTokens === null
         ? null
-        : { promptTokens: record.promptTokens, completionTokens: record.completionTokens },
+        : {
+            promptTokens: record.promptTokens,
+            completionTokens: record.completionTokens,
+            ...(record.reasoningTokens === null ? {} : { reasoningTokens: record.reasoningTokens }),
+          },
     costUsd: record.costUsd,
   };
 }
@@ -188,6 +226,7 @@ export class TeacherService {
    */
   private readonly inFlight = new Map<string, Promise<Map<string, TeacherError>>>();
   private readonly templates: Partial<Record<AnswerFormat, PromptTemplate>>;
+  private readonly answerKinds = new Map<string, AnswerKind | null>();
 
   constructor(options: TeacherServiceOptions) {
     this.store = new RationaleStore(options.db);
@@ -195,18 +234,30 @@ export class TeacherService {
     this.atomically = options.db.transaction((work: () => unknown) => work()) as <T>(work: () => T) => T;
     this.client = options.client ?? new TeacherClient();
     this.templates = options.templates ?? {};
-    this.defaults = { model: this.client.model, temperature: 0, maxTokens: 256, n: 1, stop: STOP_SEQUENCES, ...options.defaults };
+    this.defaults = {
+      model: this.client.model,
+      temperature: 0,
+      maxTokens: 256,
+      n: 1,
+      stop: STOP_SEQUENCES,
+      structured: false,
+      ...options.defaults,
+    };
   }
 
   plan({ item, params = {}, prompt = {} }: RationaleRequest): RationalePlan {
-    const chosen = templateFor(item, prompt, item.format);
+    const kind = this.answerKindOf(item.dataset);
+    const format = prompt.format ?? answerFormatOf(item, kind);
     // a service-wide replacement of a shipped template applies where the request names no template of its own
-    const replaced = prompt.template === undefined && prompt.shots === undefined && prompt.mode === undefined ? this.templates[chosen.format] : undefined;
-    const template = replaced ?? chosen;
+    const plain = prompt.template === undefined && prompt.shots === undefined && prompt.mode === undefined;
+    const template = (plain ? this.templates[format] : undefined) ?? templateFor(item, prompt, kind);
     const model = params.model ?? this.defaults.model;
-    const keyParams = {
+    const structured = params.structured ?? this.defaults.structured;
+    const keyParams: RationalePlan["keyParams"] = {
       temperature: params.temperature ?? this.defaults.temperature,
       maxTokens: params.maxTokens ?? this.defaults.maxTokens,
+      // absent when off, so the keys of answers stored before structured mode existed stay the same
+      ...(structured ? { structured: true as const } : {}),
     };
     const n = params.n ?? this.defaults.n;
     if (!Number.isInteger(n) || n < 1) throw new RangeError(`n must be a positive integer, got ${n}`);
@@ -219,15 +270,25 @@ export class TeacherService {
         sampleIndex,
       }),
     );
-    const request: ChatRequest = { prompt: template.render(item), model, ...keyParams, n, stop: this.defaults.stop };
+    const request: ChatRequest = {
+      prompt: template.render(item),
+      model,
+      temperature: keyParams.temperature,
+      maxTokens: keyParams.maxTokens,
+      n,
+      stop: this.defaults.stop,
+      ...(structured ? { responseFormat: { name: "rationale_and_answer", schema: structuredSchema(format, item.choices) } } : {}),
+    };
     return { item, template, request, keyParams, keys };
   }
 
   /** Tokens and cost of asking for these requests' missing samples, without asking (`rationales --dry-run`). */
   estimate(requests: RationaleRequest[], tier: PriceTier = "standard"): CostEstimate {
     const estimate: CostEstimate = { items: requests.length, cached: 0, samples: 0, promptTokens: 0, completionTokens: 0, costUsd: 0, template: "" };
+    let model = this.defaults.model;
     for (const request of requests) {
       const plan = this.plan(request);
+      model = plan.request.model;
       estimate.template ||= plan.template.version;
       const missing = plan.keys.filter((key) => !this.store.get(key)).length;
       if (missing === 0) estimate.cached++;
@@ -237,9 +298,23 @@ export class TeacherService {
       estimate.promptTokens += missing > 0 ? prompt * (this.client.sendsSamplesOneByOne(plan.request.model) ? missing : 1) : 0;
       estimate.completionTokens += missing * plan.request.maxTokens;
     }
-    const model = requests[0] ? this.plan(requests[0]).request.model : this.defaults.model;
     estimate.costUsd = costUsd(model, estimate.promptTokens, estimate.completionTokens, tier);
     return estimate;
+  }
+
+  /** The registered dataset's answer kind (read once per dataset: a descriptor dataset is a file read); null if unknown. */
+  private answerKindOf(dataset: string | undefined): AnswerKind | null {
+    if (dataset === undefined) return null;
+    let kind = this.answerKinds.get(dataset);
+    if (kind === undefined) {
+      try {
+        kind = getDataset(dataset).answerKind;
+      } catch {
+        kind = null; // an item naming a dataset the registry does not know: go by its gold answer
+      }
+      this.answerKinds.set(dataset, kind);
+    }
+    return kind;
   }
 
   /**
@@ -254,7 +329,7 @@ export class TeacherService {
     for (let flights = this.flightsOf(plan.keys); flights.length > 0; flights = this.flightsOf(plan.keys)) {
       for (const failures of await Promise.all(flights)) {
         const failure = plan.keys.map((key) => failures.get(key)).find((err) => err !== undefined);
-        if (failure) throw failure;
+        if (failure) throw failure.withPaid(); // this request paid nothing for another's call
       }
     }
     const samples: RationaleSample[] = [];
@@ -311,7 +386,8 @@ export class TeacherService {
       const outcomes = await this.commits.run(() => this.ingest(plan, missing, result, { onStored: commit }));
       outcomes.forEach((outcome, j) => outcome instanceof TeacherError && failures.set(keys[j], outcome));
       const failure = outcomes.find((outcome) => outcome instanceof TeacherError);
-      if (failure) throw failure;
+      // the whole call was paid, good samples (stored, but their item fails) and refused ones alike
+      if (failure) throw failure.withPaid(outcomes.map(paidFor).reduce(addPaid));
     } finally {
       for (const key of keys) this.inFlight.delete(key);
       land();
@@ -340,10 +416,21 @@ export class TeacherService {
       const outcomes = sampleIndices.map((sampleIndex, j): RationaleSample | TeacherError => {
         const choice = byIndex.get(j);
         if (choice?.error) {
+          // this sample's own request failed (asked one by one): recorded as such, nothing to pay for it
           this.recordFailure(plan, sampleIndex, choice.error, null);
           return choice.error;
         }
         const failureKind = choice ? finishFailure(choice.finishReason) : "bad_response";
+        // a sample asked on its own carries its own usage; samples of one call share the call's evenly
+        const own = choice?.usage !== undefined;
+        const usage = own ? choice!.usage! : result.usage;
+        const at = own ? 0 : j;
+        const of = own ? 1 : parts;
+        const promptTokens = usage ? share(usage.promptTokens, of, at) : null;
+        const completionTokens = usage ? share(usage.completionTokens, of, at) : null;
+        const reasoningTokens = usage?.reasoningTokens === undefined ? null : share(usage.reasoningTokens, of, at);
+        const tier = result.tier ?? "standard";
+        const answeredBy = result.model || null;
         if (!choice || failureKind) {
           const err = new TeacherError(
             choice ? `teacher answer unusable: finish_reason "${choice.finishReason}"` : `teacher returned no choice ${j}`,
@@ -352,18 +439,17 @@ export class TeacherService {
             result.attempts ?? 1,
           );
           this.recordFailure(plan, sampleIndex, err, choice?.text ?? null);
+          err.paid = paidShare(answeredBy ?? plan.request.model, promptTokens, completionTokens, reasoningTokens, tier);
           return err;
         }
-        // a sample asked on its own carries its own usage; samples of one call share the call's evenly
-        const own = choice.usage;
-        const promptTokens = own !== undefined ? (own?.promptTokens ?? null) : result.usage ? share(result.usage.promptTokens, parts, j) : null;
-        const completionTokens = own !== undefined ? (own?.completionTokens ?? null) : result.usage ? share(result.usage.completionTokens, parts, j) : null;
-        return this.storeChoice(plan, sampleIndex, choice.text, {
+        return this.storeChoice(plan, sampleIndex, choice, {
           promptTokens,
           completionTokens,
+          reasoningTokens,
           latencyMs: result.latencyMs,
-          answeredBy: result.model || null,
-          tier: result.tier ?? "standard",
+          attempts: result.attempts ?? 1,
+          answeredBy,
+          tier,
         });
       });
       const samples = outcomes.filter((outcome): outcome is RationaleSample => !(outcome instanceof TeacherError));
@@ -373,14 +459,33 @@ export class TeacherService {
     return this.atomically(store);
   }
 
-  /** One good answer stored under sample `sampleIndex`'s key. */
+  /**
+   * One answer stored under sample `sampleIndex`'s key — or, when the parser refuses it (empty, a refusal, no or two
+   * labels, no explanation), recorded as a failure with its raw text and never stored as a rationale.
+   */
   private storeChoice(
     plan: RationalePlan,
     sampleIndex: number,
-    text: string,
-    call: { promptTokens: number | null; completionTokens: number | null; latencyMs: number; answeredBy: string | null; tier: PriceTier },
-  ): RationaleSample {
-    const parsed = parseCompletion(text, plan.template.format, plan.item.choices);
+    choice: ChatChoice,
+    call: {
+      promptTokens: number | null;
+      completionTokens: number | null;
+      reasoningTokens: number | null;
+      latencyMs: number;
+      attempts: number;
+      /** The model the API said answered: stored as provenance, and what the answer is priced as. */
+      answeredBy: string | null;
+      tier: PriceTier;
+    },
+  ): RationaleSample | TeacherError {
+    const text = choice.text;
+    const parsed = parseCompletion(text, plan.template.format, plan.item.choices, { reasoning: choice.reasoning, refusal: choice.refusal });
+    if (parsed.failure) {
+      const err = new TeacherError(`teacher answer unusable (${parsed.failure.reason}): ${parsed.failure.detail}`, parsed.failure.reason, 502, call.attempts);
+      this.recordFailure(plan, sampleIndex, err, choice.refusal && !text ? choice.refusal : text, parsed.reasoning);
+      err.paid = paidShare(call.answeredBy ?? plan.request.model, call.promptTokens, call.completionTokens, call.reasoningTokens, call.tier);
+      return err;
+    }
     const { promptTokens, completionTokens } = call;
     const record: RationaleRecord = {
       key: plan.keys[sampleIndex],
@@ -396,11 +501,13 @@ export class TeacherService {
       template: plan.template.version,
       params: plan.keyParams,
       rationale: parsed.rationale,
+      reasoning: parsed.reasoning,
       label: parsed.label,
       agrees: agreesWithGold(parsed.label, plan.item.answer, plan.template.format),
       rawCompletion: text,
       promptTokens,
       completionTokens,
+      reasoningTokens: call.reasoningTokens,
       latencyMs: call.latencyMs,
       // priced as the model that answered (a snapshot has its base model's price), at the tier it was asked on
       costUsd:
@@ -415,7 +522,7 @@ export class TeacherService {
   }
 
   /** Records a failed sample (never served as a rationale); the Batch-API path records its failed lines here too. */
-  recordFailure(plan: RationalePlan, sampleIndex: number, err: TeacherError, rawCompletion: string | null): void {
+  recordFailure(plan: RationalePlan, sampleIndex: number, err: TeacherError, rawCompletion: string | null, reasoning: string | null = null): void {
     this.store.recordFailure({
       key: plan.keys[sampleIndex],
       dataset: plan.item.dataset ?? null,
@@ -430,6 +537,7 @@ export class TeacherService {
       upstreamStatus: err.upstreamStatus ?? null,
       message: err.message,
       rawCompletion,
+      reasoning,
       attempts: err.attempts,
     });
   }

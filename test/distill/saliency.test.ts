@@ -6,9 +6,8 @@ import { loadSplit } from "../../src/data/registry.ts";
 import { buildExample } from "../../src/distill/example.ts";
 import { attributionExample, cachedSaliency, gradientTimesInput, labelOnlyBatch, saliencyAttribution, saliencyCachePath } from "../../src/distill/saliency.ts";
 import { loadCodec } from "../../src/distill/tokenizer.ts";
-import { openRationaleSource } from "../../src/distill/rationales.ts";
+import { loadRationales } from "../../src/distill/rationales.ts";
 import { readRunSettings, trainDistillation } from "../../src/distill/train.ts";
-import type { Item } from "../../src/data/types.ts";
 import { loadTokenizer } from "../../src/model/tokenizer.ts";
 import { isolatedCache, KEYS, sharedGpu, syntheticDataset } from "../eval/synthetic.ts";
 
@@ -18,11 +17,6 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 isolatedCache();
 const data = syntheticDataset({ train: 32, test: 4, keyInRationaleOnly: true, labelNoise: true });
 const quiet = { log: () => {} };
-/** The file's rationale of each item (its first sample). */
-async function loadRationales(dataset: string, items: Item[], file: string): Promise<Array<string | null>> {
-  const source = await openRationaleSource(file, { dataset, split: "train" });
-  return (await source.answers(items)).map((answers) => answers[0]?.rationale ?? null);
-}
 
 describe("gradient x input, CPU side", () => {
   test("the loss weights sit exactly on the predictions of label tokens", async () => {

@@ -6,7 +6,7 @@
  * file; failures in the error file, in the real wire format).
  */
 import type { Hono } from "hono";
-import { chatCompletionFor, type ChatCompletionBody, type FakeOpenAI } from "./fake-openai.ts";
+import { chatCompletionFor, type AnswerStyle, type ChatCompletionBody, type FakeOpenAI } from "./fake-openai.ts";
 
 interface StoredFile {
   id: string;
@@ -34,6 +34,10 @@ export interface FakeBatchesOptions {
   pollsToComplete?: number;
   /** custom_ids the fake answers with an error line (status 500) instead of a completion. */
   failCustomIds?: (customId: string) => boolean;
+  /** How the healthy answers are written (fake-openai's styles; default "palm"). */
+  style?: AnswerStyle;
+  /** The content to answer a custom_id with instead (e.g. "" for an empty answer); undefined = a healthy one. */
+  contentFor?: (customId: string) => string | undefined;
   /** Refuse every upload with this status and message (e.g. a 401 that echoes the key, as the real API does). */
   rejectUploads?: { status: 400 | 401 | 403 | 500; message: string };
 }
@@ -96,7 +100,7 @@ export function fakeBatches(options: FakeBatchesOptions = {}): { extend: (app: H
         const body = { error: { message: "The server had an error (fake batch)", type: "server_error" } };
         errors.push(JSON.stringify({ id, custom_id: request.custom_id, response: { status_code: 500, request_id: id, body }, error: null }));
       } else {
-        const body = chatCompletionFor(request.body);
+        const body = chatCompletionFor(request.body, "stop", undefined, options.contentFor?.(request.custom_id), options.style);
         outputs.push(JSON.stringify({ id, custom_id: request.custom_id, response: { status_code: 200, request_id: id, body }, error: null }));
       }
     }

@@ -15,7 +15,18 @@ export type Behaviour =
   | { kind: "hang" }
   | { kind: "malformed" }
   | { kind: "truncated" }
-  | { kind: "content_filter" };
+  | { kind: "content_filter" }
+  /** Answers that are no rationale, with finish_reason "stop": empty content, no answer, a refusal. */
+  | { kind: "empty" }
+  | { kind: "no_label" }
+  | { kind: "refusal" };
+
+/**
+ * How the fake teacher writes a healthy answer, in the ways real models do: the PaLM few-shot phrasing, an
+ * "Answer: X" line, markdown, the answer first, JSON when response_format asks for it (else PaLM text), a separate
+ * reasoning_content (DeepSeek/vLLM) or a <think> block (R1-style templates) before the explanation.
+ */
+export type AnswerStyle = "palm" | "answer-colon" | "markdown" | "label-first" | "json" | "reasoning_content" | "think";
 
 export interface ChatMessage {
   role: string;
@@ -30,6 +41,7 @@ export interface ChatCompletionBody {
   max_completion_tokens?: number;
   n?: number;
   stop?: string | string[];
+  response_format?: { type: string; json_schema?: { name: string; strict?: boolean; schema: Record<string, unknown> } };
 }
 
 export interface RecordedRequest {
@@ -61,6 +73,10 @@ export interface FakeOpenAIOptions {
   answeredAs?: (model: string) => string;
   /** Port on 127.0.0.1 (default: any free one). */
   port?: number;
+  /** How healthy answers are written (default "palm"). */
+  style?: AnswerStyle;
+  /** Answer any request carrying response_format with a 400, as servers without structured outputs do. */
+  refuseResponseFormat?: boolean;
 }
 
 export interface FakeOpenAI {
@@ -116,30 +132,88 @@ export function countTokens(text: string): number {
   return text.split(/\s+/).filter(Boolean).length;
 }
 
+/** The choice texts offered in the question ("Answer Choices: (a) desert (b) sea"), by upper-case label. */
+function choiceTexts(question: string): Map<string, string> {
+  const line = question.split("\n").find((l) => l.startsWith("Answer Choices:")) ?? "";
+  return new Map([...line.matchAll(/\(([a-z])\)\s*([^(]*)/g)].map((m) => [m[1].toUpperCase(), m[2].trim()]));
+}
+
+/** One healthy answer in `style`: the visible content, and the reasoning sent beside it (reasoning models). */
+export function styledCompletion(
+  style: AnswerStyle,
+  question: string,
+  sampleIndex: number,
+  options: { answerFor?: FakeOpenAIOptions["answerFor"]; json?: boolean } = {},
+): { content: string; reasoning: string | null } {
+  const labels = choiceLabels(question);
+  const answer = (options.answerFor ?? defaultAnswer)(question, labels, sampleIndex);
+  const stem = question.split("\n")[0].slice(0, 60);
+  const why = `The question asks: ${stem}. Thinking step ${sampleIndex + 1}, this fits best.`;
+  const mc = labels.length > 0;
+  const shown = mc ? `(${answer})` : answer;
+  const text = mc ? choiceTexts(question).get(answer) ?? "" : "";
+  switch (style) {
+    case "palm":
+      return { content: cotCompletion(question, sampleIndex, options.answerFor), reasoning: null };
+    case "answer-colon":
+      return { content: `${why}\n\nAnswer: ${mc ? answer : answer}`, reasoning: null };
+    case "markdown":
+      return { content: `**Reasoning:**\n- ${why}\n\n**Answer:** ${shown} ${text}`.trimEnd(), reasoning: null };
+    case "label-first":
+      return { content: `The answer is ${shown} because ${why.charAt(0).toLowerCase()}${why.slice(1)}`, reasoning: null };
+    case "json":
+      return options.json
+        ? { content: JSON.stringify({ rationale: why, answer: mc ? answer : Number(answer) }), reasoning: null }
+        : { content: cotCompletion(question, sampleIndex, options.answerFor), reasoning: null };
+    case "reasoning_content":
+      return { content: `${why} So the answer is ${shown}.`, reasoning: `Let me think. Step ${sampleIndex + 1}: ${stem}... ${shown} it is.` };
+    case "think":
+      return { content: `<think>\nLet me think. Step ${sampleIndex + 1}: ${stem}... ${shown} it is.\n</think>\n\n${why}\n\n**Answer:** ${shown}`, reasoning: null };
+  }
+}
+
+/** The reasoning tokens of an answer: those of its reasoning_content and of its <think> block. */
+function reasoningTokensOf(content: string, reasoning: string | null): number {
+  const think = /<think>([\s\S]*?)<\/think>/.exec(content)?.[1] ?? "";
+  return countTokens(reasoning ?? "") + countTokens(think);
+}
+
 /** The full chat.completion object for `body`, as the real API returns it. */
 export function chatCompletionFor(
   body: ChatCompletionBody,
   finishReason: "stop" | "length" | "content_filter" = "stop",
   answerFor?: FakeOpenAIOptions["answerFor"],
   content?: string,
+  style: AnswerStyle = "palm",
 ) {
   const question = lastQuestion(body);
   const n = body.n ?? 1;
+  const json = body.response_format?.type === "json_schema";
   const choices = Array.from({ length: n }, (_, index) => {
-    let text = content ?? cotCompletion(question, index, answerFor);
+    const styled = content === undefined ? styledCompletion(style, question, index, { answerFor, json }) : { content, reasoning: null };
+    let text = styled.content;
     if (finishReason === "length") text = text.slice(0, Math.max(1, Math.floor(text.length / 3)));
     if (finishReason === "content_filter") text = "";
-    return { index, message: { role: "assistant", content: text, refusal: null }, logprobs: null, finish_reason: finishReason };
+    const message: Record<string, unknown> = { role: "assistant", content: text, refusal: null };
+    if (styled.reasoning !== null) message.reasoning_content = styled.reasoning;
+    return { index, message, logprobs: null, finish_reason: finishReason, reasoningTokens: reasoningTokensOf(text, styled.reasoning) };
   });
   const promptTokens = countTokens(body.messages.map((m) => m.content).join("\n"));
-  const completionTokens = choices.reduce((sum, c) => sum + countTokens(c.message.content), 0);
+  // as the real API counts: completion_tokens include the reasoning ones, which are also reported on their own
+  const reasoningTokens = choices.reduce((sum, c) => sum + c.reasoningTokens, 0);
+  const completionTokens = choices.reduce((sum, c) => sum + countTokens(String(c.message.content)), 0) + choices.reduce((sum, c) => sum + countTokens(String(c.message.reasoning_content ?? "")), 0);
   return {
     id: `chatcmpl-fake-${stableHash(question + n).toString(16)}`,
     object: "chat.completion",
     created: Math.floor(Date.now() / 1000),
     model: body.model,
-    choices,
-    usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
+    choices: choices.map(({ reasoningTokens: _r, ...choice }) => choice),
+    usage: {
+      prompt_tokens: promptTokens,
+      completion_tokens: completionTokens,
+      total_tokens: promptTokens + completionTokens,
+      completion_tokens_details: { reasoning_tokens: reasoningTokens },
+    },
     system_fingerprint: "fp_fake",
   };
 }
@@ -169,9 +243,15 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     switch (behaviour.kind) {
       case "ok": {
         if (behaviour.latencyMs) await Bun.sleep(behaviour.latencyMs);
-        const completion = chatCompletionFor(body, "stop", options.answerFor, behaviour.content);
+        const completion = chatCompletionFor(body, "stop", options.answerFor, behaviour.content, options.style);
         return Response.json(options.answeredAs ? { ...completion, model: options.answeredAs(body.model) } : completion);
       }
+      case "empty":
+        return Response.json(chatCompletionFor(body, "stop", options.answerFor, ""));
+      case "no_label":
+        return Response.json(chatCompletionFor(body, "stop", options.answerFor, "Gulls are interesting birds with many habits."));
+      case "refusal":
+        return Response.json(chatCompletionFor(body, "stop", options.answerFor, "I'm sorry, but I can't help with that request."));
       case "truncated":
         return Response.json(chatCompletionFor(body, "length", options.answerFor));
       case "content_filter":
@@ -238,6 +318,20 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
       const sent = (c.req.header("authorization") ?? "").replace(/^Bearer /, "");
       const masked = sent.length > 8 ? `${sent.slice(0, 3)}${"*".repeat(sent.length - 7)}${sent.slice(-4)}` : "***";
       return c.json(errorBody(`Incorrect API key provided: ${masked}.`, "invalid_request_error"), 401);
+    }
+    if (options.refuseResponseFormat && body.response_format) {
+      // the wording OpenAI uses for a model without structured outputs
+      return c.json(
+        {
+          error: {
+            message: "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.",
+            type: "invalid_request_error",
+            param: "response_format",
+            code: null,
+          },
+        },
+        400,
+      );
     }
     fake.inFlight++;
     fake.maxInFlight = Math.max(fake.maxInFlight, fake.inFlight);

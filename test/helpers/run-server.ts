@@ -2,29 +2,47 @@
  * The real app with its run routes on a loopback port, for the run/evaluate/dashboard tests: the teacher stack's
  * database and runtime (src/teacher/runtime.ts), a RunSupervisor whose runs go to a temp folder, Bun.serve.
  */
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { datasetsDir } from "../../src/data/registry.ts";
+import { Roots } from "../../src/roots.ts";
 import { createApp, type AppDeps } from "../../src/server/app.ts";
-import { RunSupervisor } from "../../src/server/worker.ts";
+import { RunSupervisor, type SupervisorOptions } from "../../src/server/worker.ts";
 import type { FakeOpenAIOptions } from "./fake-openai.ts";
 import { startTeacherStack, type TeacherStack } from "./teacher-stack.ts";
 
 export interface RunServer {
   base: string;
+  /** The roots the server resolves client names in: runs, models, data, HF cache, all under the stack's temp dir. */
+  roots: Roots;
   stack: TeacherStack;
   supervisor: RunSupervisor;
   runsRoot: string;
   close(): Promise<void>;
 }
 
-export async function startRunServer(options: { experimentsRoot?: string; fake?: FakeOpenAIOptions } = {}): Promise<RunServer> {
+export interface RunServerOptions {
+  experimentsRoot?: string;
+  /** Supervisor settings (process cap, queue) beyond the defaults. */
+  supervisor?: Partial<SupervisorOptions>;
+  /** App settings (host check, CORS, request deadline) beyond the defaults. */
+  app?: Partial<AppDeps>;
+  /** The fake teacher's behaviour (n > 1 refused, answers, extra routes …). */
+  fake?: FakeOpenAIOptions;
+}
+
+export async function startRunServer(options: RunServerOptions = {}): Promise<RunServer> {
   const stack = await startTeacherStack({ fake: options.fake });
   const runsRoot = join(stack.dir, "runs");
-  const supervisor = new RunSupervisor({ dbPath: stack.dbPath, runsRoot, experimentsRoot: options.experimentsRoot, acceptTimeoutMs: 120_000 });
-  const deps: AppDeps = { ...stack.runtime.appDeps(), supervisor };
+  const roots = new Roots({ runs: runsRoot, models: join(stack.dir, "models"), data: join(stack.dir, "data"), hfCache: join(stack.dir, "hf"), datasets: datasetsDir() });
+  for (const dir of [runsRoot, roots.dirs.models, roots.dirs.data, roots.dirs.hfCache]) mkdirSync(dir, { recursive: true });
+  const supervisor = new RunSupervisor({ dbPath: stack.dbPath, roots, runsRoot, experimentsRoot: options.experimentsRoot, acceptTimeoutMs: 120_000, ...options.supervisor });
+  const deps: AppDeps = { ...stack.runtime.appDeps(), supervisor, ...options.app };
   const app = createApp(deps);
   const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: app.fetch, idleTimeout: 0 });
   return {
     base: `http://127.0.0.1:${server.port}`,
+    roots,
     stack,
     supervisor,
     runsRoot,
@@ -61,4 +79,15 @@ export async function readEvents(
     }
   }
   return events;
+}
+
+/** Polls `probe` until it gives a value (every 100 ms), or fails naming `what` after `timeoutMs`. */
+export async function until<T>(probe: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs = 240_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    await Bun.sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what}`);
 }

@@ -30,11 +30,18 @@ export async function startTeacherStack(
   const open = (extra: Partial<TeacherRuntimeOptions> = {}) =>
     openTeacherRuntime({
       dbPath,
-      client: { baseURL: fake.baseURL, apiKey: TEST_API_KEY, retry: { baseDelayMs: 1, maxDelayMs: 5, maxAttempts: 2 }, limits: { maxConcurrency: 16 } },
       batchPollMs: 5,
       staleMs: 2_000,
       ...options.runtime,
       ...extra,
+      client: {
+        baseURL: fake.baseURL,
+        apiKey: TEST_API_KEY,
+        retry: { baseDelayMs: 1, maxDelayMs: 5, maxAttempts: 2 },
+        limits: { maxConcurrency: 16 },
+        ...options.runtime?.client,
+        ...extra.client,
+      },
     });
   const runtimes: TeacherRuntime[] = [open()];
   return {

@@ -40,20 +40,26 @@ describe.skipIf(!haveChromium)("dashboard in a browser", () => {
     server = await startRunServer({ experimentsRoot: experiments });
     const runs = server.supervisor.runs;
 
-    const doneDir = join(experiments, "runs", "finished");
+    // run folders inside the server's runs root: a run kept elsewhere is not the server's to read
+    const doneDir = join(server.runsRoot, "finished");
     mkdirSync(doneDir, { recursive: true });
     writeFileSync(join(doneDir, "metrics.jsonl"), [1, 2, 3, 4, 5, 6].map(metricsLine).join(""));
     const done = runs.register({ name: "finished-after-full", runDir: doneDir, config: { dataset: "cqa", placement: "after", selection: { kind: "full" }, model: "scratch-micro" } });
     runs.markRunning(done.id);
     runs.markDone(done.id, { steps: 6, final_loss: 1, test_accuracy: 0.25 });
 
-    const liveDir = join(experiments, "runs", "live");
+    const liveDir = join(server.runsRoot, "live");
     mkdirSync(liveDir, { recursive: true });
     liveMetrics = join(liveDir, "metrics.jsonl");
     writeFileSync(liveMetrics, [1, 2].map(metricsLine).join(""));
     const live = runs.register({ name: "live-before-shuffled", runDir: liveDir, config: { dataset: "cqa", placement: "before", selection: { kind: "shuffled" }, model: "scratch-micro" } });
     runs.markRunning(live.id);
     liveId = live.id;
+
+    // a teacher job where 1 of 4 answers had no readable label and 1 named two
+    server.stack.fake.script({ kind: "no_label" }, { kind: "ok", content: "Hard. So the answer is either (a) or (b)." });
+    const jobs = server.stack.runtime.jobs;
+    await jobs.settled((await jobs.create({ dataset: "cqa", split: "test", limit: 4, concurrency: 1 })).id);
 
     const { chromium } = await import("playwright-core");
     context = await chromium.launchPersistentContext(profile, {
@@ -101,6 +107,13 @@ describe.skipIf(!haveChromium)("dashboard in a browser", () => {
       return pts.map((p) => Number(p.split(",")[1]));
     }, liveId);
     expect(ys.at(-1)!).toBeGreaterThan(ys[0]);
+  });
+
+  test("the teacher answers table shows each job's parse-failure rate and failures by kind", async () => {
+    const row = page.locator("#answers tbody tr", { hasText: "cqa/test" });
+    await row.waitFor();
+    expect(await row.locator(".parse-rate").textContent()).toBe("50.0%");
+    expect(await row.locator(".kinds").textContent()).toBe("ambiguous 1 (25.0%), no_answer 1 (25.0%)");
   });
 
   test("the experiment results table lists each condition with its mean and CI", async () => {

@@ -4,9 +4,9 @@
  * evaluated and asked a question; and every kind of bad input answered 4xx with details.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { readEvents, startRunServer, type RunServer } from "../helpers/run-server.ts";
+import { readEvents, startRunServer, until, type RunServer } from "../helpers/run-server.ts";
 
 let server: RunServer;
 beforeAll(async () => {
@@ -30,15 +30,6 @@ interface Run {
   finalMetrics: { steps: number; test_accuracy?: number; test_n?: number } | null;
 }
 
-async function until<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 240_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    await Bun.sleep(200);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe("a run through HTTP", () => {
   let run: Run;
@@ -155,6 +146,10 @@ describe("bad input", () => {
     ["negative p", { selection: "masked", p: -0.5 }, "p"],
     ["unknown field", { learningRate: 3 }, "learningRate"],
     ["non-integer k", { selection: "key", k: 2.5 }, "k"],
+    ["epochs without end", { epochs: 1e300 }, "epochs"],
+    ["a seed no generator takes", { seed: 2 ** 40 }, "seed"],
+    ["limit beyond any dataset", { limit: 1e12 }, "limit"],
+    ["batch size of a million", { training: { batchSize: 1_000_000 } }, "training.batchSize"],
     ["unknown attribution", { selection: "key", k: 3, attribution: "gut" }, "attribution"],
   ];
   for (const [what, patch, path] of invalid) {
@@ -168,14 +163,16 @@ describe("bad input", () => {
   }
 
   test(
-    "POST /v1/runs: k larger than the rationale → 400 from the train command, the run marked failed",
+    "POST /v1/runs: k larger than the rationale → 400 from the train command; the refused run leaves no row or folder",
     async () => {
+      const folders = () => readdirSync(server.runsRoot).filter((name) => name.startsWith("too-many-keys"));
       const response = await post("/v1/runs", { ...tinyRun, name: "too-many-keys", selection: "key", k: 100_000 });
       expect(response.status).toBe(400);
       const body = await issuesOf(response);
       expect(body.error).toMatch(/k = 100000 is larger than the rationale/);
-      const runs = (await (await fetch(`${server.base}/v1/runs?status=failed`)).json()) as { runs: Run[] };
-      expect(runs.runs.map((r) => r.name)).toContain("too-many-keys");
+      const runs = (await (await fetch(`${server.base}/v1/runs`)).json()) as { runs: Run[] };
+      expect(runs.runs.map((r) => r.name)).not.toContain("too-many-keys");
+      expect(folders()).toEqual([]);
     },
     120_000,
   );
@@ -198,7 +195,8 @@ describe("bad input", () => {
   test("evaluate needs exactly one of run and modelDir; a model folder that is not one → 404", async () => {
     expect((await post("/v1/evaluate", { dataset: "cqa" })).status).toBe(400);
     expect((await post("/v1/evaluate", { run: "a", modelDir: "b", dataset: "cqa" })).status).toBe(400);
-    expect((await post("/v1/evaluate", { modelDir: "/nonexistent/model", dataset: "cqa" })).status).toBe(404);
+    expect((await post("/v1/evaluate", { modelDir: "nonexistent/model", dataset: "cqa" })).status).toBe(404);
+    expect((await post("/v1/evaluate", { modelDir: "/nonexistent/model", dataset: "cqa" })).status).toBe(400);
   });
 
   test("predict: an empty question → 400", async () => {

@@ -37,10 +37,10 @@ describe("POST /v1/rationales", () => {
 
   test("a question without choices is asked free-form; format, shots, mode and an inline template pick explicitly", async () => {
     await post("/v1/rationales", { question: "Who wrote Hamlet?" });
-    expect(stack.fake.requests.at(-1)!.body.messages[0].content).toContain("Q: If yesterday was Friday, what day is tomorrow?");
+    expect(stack.fake.requests.at(-1)!.body.messages[0].content).toContain(JSON.parse(await Bun.file("src/teacher/exemplars/short-answer.json").text()).exemplars[0].question);
     await post("/v1/rationales", { question: "Tom has 3 apples and gets 4 more. How many?", format: "math", shots: 0 });
     expect(stack.fake.requests.at(-1)!.body.messages[0].content).toStartWith("Solve the math word problem. Reason step by step");
-    const template = { name: "mine", revision: 2, format: "free", exemplars: [{ question: "2+2?", rationale: "Two and two make four.", answer: "4" }] };
+    const template = { name: "mine", revision: 2, format: "short-answer", exemplars: [{ question: "2+2?", rationale: "Two and two make four.", answer: "4" }] };
     const res = await post("/v1/rationales", { question: "3+3?", template, answer: "6" });
     expect(res.status).toBe(200);
     expect(stack.fake.requests.at(-1)!.body.messages[0].content).toBe("Q: 2+2?\nA: Two and two make four. So the answer is 4.\n\nQ: 3+3?\nA:");

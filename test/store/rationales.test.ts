@@ -25,11 +25,13 @@ function rationale(i: number, overrides: Partial<NewRationale> = {}): NewRationa
     template: "cqa-cot@1+abcdef12",
     params: { temperature: 0, maxTokens: 128 },
     rationale: `Because ${i}.`,
+    reasoning: `Thinking about ${i}.`,
     label: i % 2 ? "B" : "A",
     agrees: i % 2 === 0,
     rawCompletion: `Because ${i}. So the answer is (${i % 2 ? "b" : "a"}).`,
     promptTokens: 100 + i,
     completionTokens: 10,
+    reasoningTokens: 4,
     latencyMs: 12.5,
     costUsd: 0.0001,
     source: "teacher",
@@ -74,7 +76,7 @@ describe("RationaleStore", () => {
     expect(inserted).toBe(true);
     expect(key).toBe(keyOfRecord(r));
     const got = store.get(key)!;
-    expect({ ...got, key: undefined, createdAt: undefined }).toEqual({ ...r, answeredBy: null, key: undefined, createdAt: undefined });
+    expect({ ...got, key: undefined, createdAt: undefined }).toEqual({ ...r, answeredBy: null, key: undefined, createdAt: undefined } as never);
     expect(store.put({ ...r, rationale: "changed" }).inserted).toBe(false);
     expect(store.get(key)!.rationale).toBe("Because 1.");
     expect(store.get("0".repeat(64))).toBeNull();

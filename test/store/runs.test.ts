@@ -1,3 +1,4 @@
+import { Database } from "bun:sqlite";
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -49,7 +50,37 @@ describe("RunStore", () => {
     expect(runs.list().map((r) => r.name)).toEqual(["three", "two", "one"]);
     expect(runs.list({ limit: 1 }).map((r) => r.name)).toEqual(["three"]);
     expect(runs.list({ status: "done" }).map((r) => r.name)).toEqual(["two"]);
-    expect(runs.counts()).toEqual({ queued: 2, running: 0, done: 1, failed: 0 });
+    expect(runs.counts()).toEqual({ queued: 2, running: 0, done: 1, failed: 0, cancelled: 0 });
+  });
+
+  test("a cancelled run keeps why; a deleted run is gone", () => {
+    const runs = freshStore();
+    const run = runs.register({ name: "c", runDir: "/tmp/x/c", config: {} });
+    runs.markCancelled(run.id, "cancelled over HTTP");
+    expect(runs.get(run.id)!).toMatchObject({ status: "cancelled", error: "cancelled over HTTP" });
+    expect(runs.get(run.id)!.finishedAt).toBeGreaterThan(0);
+    runs.delete(run.id);
+    expect(runs.get(run.id)).toBeNull();
+  });
+
+  test("a database made before 'cancelled' existed is migrated in place, its rows kept", () => {
+    const dir = mkdtempSync(join(tmpdir(), "runs-db-"));
+    try {
+      const path = join(dir, "old.sqlite");
+      const old = new Database(path, { create: true });
+      old.exec(`CREATE TABLE runs (id TEXT PRIMARY KEY, name TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')), config TEXT NOT NULL,
+        run_dir TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER,
+        final_metrics TEXT, error TEXT)`);
+      old.exec(`INSERT INTO runs (id, name, status, config, run_dir, created_at) VALUES ('run-old', 'old', 'running', '{"seed":1}', '/tmp/old', 1)`);
+      expect(() => old.exec("UPDATE runs SET status = 'cancelled'")).toThrow();
+      old.close();
+      const runs = new RunStore(openDatabase(path));
+      runs.markCancelled("run-old");
+      expect(runs.get("run-old")).toMatchObject({ name: "old", status: "cancelled", config: { seed: 1 }, runDir: "/tmp/old" });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("rows survive reopening the database file", () => {

@@ -3,7 +3,7 @@
  * ingested under the same keys as the online path, failures recorded, and resumable after a restart without a second
  * batch — even when the crash fell between creating the batch and saving its id.
  */
-import { afterEach, describe, expect, spyOn, test } from "bun:test";
+import { afterEach, describe, expect, test } from "bun:test";
 import { loadSplit } from "../../src/data/registry.ts";
 import { customId, parseCustomId } from "../../src/teacher/batch.ts";
 import { teacherItem } from "../../src/teacher/jobs.ts";
@@ -102,22 +102,21 @@ describe("batch jobs", () => {
     expect(restarted.jobs.store.getBatch(job.id)!.batchId).toBe(saved.batchId);
   });
 
-  test("a refused upload leaves the job resumable and the logged error without the key", async () => {
+  test("a refused upload fails the job's items with the upstream's reason (no key in it) instead of retrying forever; retry-failed tries again", async () => {
     const { state, stack } = await withBatches({
       rejectUploads: { status: 401, message: `Incorrect API key provided: ${TEST_API_KEY}.` },
     });
-    const logged: string[] = [];
-    const spy = spyOn(console, "error").mockImplementation((...args: unknown[]) => void logged.push(args.join(" ")));
-    try {
-      const { jobs } = stack.runtime;
-      const snap = await jobs.settled((await jobs.create({ dataset: "cqa", split: "test", limit: 3, batch: true })).id);
-      expect(snap).toMatchObject({ status: "running", pending: 3 });
-      expect(state.created).toBe(0);
-      expect(logged.join("\n")).toContain("401");
-      expect(logged.join("\n")).not.toContain(TEST_API_KEY);
-    } finally {
-      spy.mockRestore();
-    }
+    const { jobs, db } = stack.runtime;
+    const snap = await jobs.settled((await jobs.create({ dataset: "cqa", split: "test", limit: 3, batch: true })).id);
+    expect(snap).toMatchObject({ status: "done", failed: 3, pending: 0, done: 0 });
+    expect(state.created).toBe(0);
+    const errors = db.query<{ error: string }, [string]>("SELECT DISTINCT error FROM job_items WHERE job_id = ?").all(snap.id).map((r) => r.error);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/^batch upload failed.*401/);
+    expect(errors[0]).not.toContain(TEST_API_KEY);
+    // the failures are retryable like any other: the job runs again (and fails again, the upload still refused)
+    jobs.retryFailed(snap.id);
+    expect(await jobs.settled(snap.id)).toMatchObject({ status: "done", failed: 3 });
   });
 
   test("cancelling a batch job cancels the remote batch", async () => {

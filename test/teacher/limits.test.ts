@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { Limiter, TokenBucket, type Clock } from "../../src/teacher/limits.ts";
+import { Limiter, SlidingWindow, type Clock } from "../../src/teacher/limits.ts";
 
 /** Virtual time for one sequential caller: sleeping simply moves the clock forward. */
 function manualClock(): Clock & { t: number } {
@@ -7,63 +7,88 @@ function manualClock(): Clock & { t: number } {
   return clock;
 }
 
-describe("TokenBucket", () => {
-  test("starts full, refills at perMinute/60s, reports the wait for what is missing", () => {
+/** The most entries of `times` inside any half-open window [t, t + windowMs). */
+function busiestWindow(times: number[], windowMs: number): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let most = 0;
+  for (let i = 0, j = 0; j < sorted.length; j++) {
+    while (sorted[j] - sorted[i] >= windowMs) i++;
+    most = Math.max(most, j - i + 1);
+  }
+  return most;
+}
+
+describe("SlidingWindow", () => {
+  test("takes up to the limit, then says when the oldest take leaves the window", () => {
     const clock = manualClock();
-    const bucket = new TokenBucket(600, 0.01, clock); // capacity 6, 10 per second
-    expect(bucket.capacity).toBe(6);
-    for (let i = 0; i < 6; i++) expect(bucket.tryTake(1)).toBe(0);
-    expect(bucket.tryTake(1)).toBe(100);
-    clock.t += 100;
-    expect(bucket.tryTake(1)).toBe(0);
-    clock.t += 10_000;
-    expect(bucket.available()).toBe(6); // never above capacity
+    const window = new SlidingWindow(3, clock); // 3 per minute
+    for (let i = 0; i < 3; i++) {
+      expect(window.waitFor(1)).toBe(0);
+      window.take(1);
+      clock.t += 1_000;
+    }
+    expect(window.waitFor(1)).toBe(57_000); // the take at t=0 expires at t=60 000
+    clock.t = 60_000;
+    expect(window.waitFor(1)).toBe(0);
+    expect(window.inWindow()).toBe(2);
   });
 
-  test("usage corrections go into debt and are paid back over time", () => {
+  test("usage corrections count in the window until their entry expires", () => {
     const clock = manualClock();
-    const bucket = new TokenBucket(6000, 1 / 60, clock); // capacity 100, 100 per second
-    expect(bucket.tryTake(50)).toBe(0);
-    bucket.adjust(+100); // the call really used 150
-    expect(bucket.available()).toBe(-50);
-    expect(bucket.tryTake(10)).toBe(600);
+    const window = new SlidingWindow(1_000, clock);
+    const entry = window.take(400);
+    window.adjust(entry, 900); // the call really used 900
+    expect(window.inWindow()).toBe(900);
+    expect(window.waitFor(400)).toBe(60_000);
+    clock.t = 60_000;
+    expect(window.waitFor(400)).toBe(0);
   });
 
   test("unlimited never waits", () => {
-    const bucket = new TokenBucket(Infinity, 1, manualClock());
-    for (let i = 0; i < 1000; i++) expect(bucket.tryTake(1e6)).toBe(0);
+    const window = new SlidingWindow(Infinity, manualClock());
+    for (let i = 0; i < 1000; i++) expect(window.waitFor(1e6)).toBe(0);
   });
 });
 
 describe("Limiter", () => {
-  test("requests/min: in any stretch of virtual time, no more starts than the bucket allows", async () => {
+  test("requests/min: never more than N starts in ANY sliding minute (a full bucket plus its refill let 2N through)", async () => {
     const clock = manualClock();
-    const rpm = 120; // one every 500 ms
-    const burst = 3;
-    const limiter = new Limiter({ requestsPerMinute: rpm, burstMinutes: burst / rpm }, clock);
+    const rpm = 5;
+    const limiter = new Limiter({ requestsPerMinute: rpm }, clock);
     const starts: number[] = [];
-    for (let i = 0; i < 20; i++) {
+    const arrivals: number[] = [];
+    for (let i = 0; i < 23; i++) {
+      arrivals.push(clock.now());
       const permit = await limiter.acquire(0);
       starts.push(clock.now());
       permit.release();
+      clock.t += 7_000 * (i % 3); // callers arrive unevenly
     }
-    for (let i = 0; i < starts.length; i++) {
-      for (let j = i; j < starts.length; j++) {
-        expect(j - i + 1).toBeLessThanOrEqual(burst + ((starts[j] - starts[i]) * rpm) / 60_000);
-      }
+    expect(busiestWindow(starts, 60_000)).toBe(rpm);
+    // and it holds back no more than it must: the first N at once, then each as the one N before it expires
+    expect(starts.slice(0, rpm).every((t) => t < 60_000)).toBe(true);
+    for (let i = rpm; i < starts.length; i++) expect(starts[i]).toBeLessThanOrEqual(Math.max(arrivals[i], starts[i - rpm] + 60_000));
+  });
+
+  test("tokens/min: never more than the allowance of estimates in any sliding minute", async () => {
+    const clock = manualClock();
+    const limiter = new Limiter({ tokensPerMinute: 1_000 }, clock);
+    const taken: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      (await limiter.acquire(300)).release(300);
+      taken.push(clock.now());
     }
-    // and it does not hold back more than it must: 20 starts need 17 refills
-    expect(starts.at(-1)).toBeLessThanOrEqual(17 * 500);
+    expect(busiestWindow(taken, 60_000)).toBe(3); // 3 x 300 fit in 1000, 4 do not
   });
 
   test("tokens/min: estimated before, corrected by real usage after", async () => {
     const clock = manualClock();
-    const limiter = new Limiter({ tokensPerMinute: 60_000, burstMinutes: 1000 / 60_000 }, clock); // 1000 cap, 1 per ms
+    const limiter = new Limiter({ tokensPerMinute: 1_000 }, clock);
     const first = await limiter.acquire(400);
     first.release(900); // used 500 more than estimated
     expect(clock.now()).toBe(0);
-    const second = await limiter.acquire(400); // 100 left → must wait for 300 more
-    expect(clock.now()).toBe(300);
+    const second = await limiter.acquire(400); // 100 left in the window → wait until the first take expires
+    expect(clock.now()).toBe(60_000);
     second.release(400);
   });
 

@@ -1,7 +1,7 @@
 /**
  * A REAL language model (stories260K, GGUF, via node-llama-cpp on one CPU thread) behind the teacher: the same
- * client, limits, parsing, store and service code as a hosted teacher. The model writes children's stories, so the
- * test checks the plumbing (non-empty text, usage, storage, store hits), not the reasoning.
+ * client, limits, parsing, store and service code as a hosted teacher. The model writes children's stories, never an
+ * answer, so the test checks the plumbing and answer validity: its texts are recorded failures, never rationales.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
@@ -47,32 +47,30 @@ if ("error" in backend) {
       answer: "A",
     };
 
-    test("generates, counts usage, stores; the second request is served from the store", async () => {
-      const first = await teacher.rationales({ item });
-      const [sample] = first.samples;
-      expect(sample.fromStore).toBe(false);
-      expect(sample.rationale.trim().length).toBeGreaterThan(0);
-      expect(sample.usage!.promptTokens).toBeGreaterThan(100); // the few-shot prompt, cut to the context window
-      expect(sample.usage!.completionTokens).toBeGreaterThan(0);
-      expect(sample.model).toBe(server.model);
-      expect(sample.costUsd).toBeNull(); // no price for a local model
-      const stored = teacher.store.get(sample.key)!;
-      expect(stored.rawCompletion.trim().length).toBeGreaterThan(0);
-      expect(stored.latencyMs).toBeGreaterThan(0);
+    // A story model never states an answer: every text it writes reaches the parser through the real client and is
+    // refused there (no readable answer), kept raw for inspection, and never stored as a rationale.
+    test("generates; its answer-less stories are recorded failures with the raw text, never stored or served", async () => {
+      const err = await teacher.rationales({ item }).catch((e) => e);
+      expect(err.kind).toMatch(/^(no_answer|no_rationale|empty|refusal|ambiguous)$/);
+      const [failure] = teacher.store.failures();
+      expect(failure.model).toBe(server.model);
+      expect(failure.kind).toBe(err.kind);
+      if (err.kind !== "empty") expect(failure.rawCompletion!.trim().length).toBeGreaterThan(0);
+      expect(teacher.store.count()).toBe(0);
       expect(server.requests()).toBe(1);
 
-      const second = await teacher.rationales({ item });
-      expect(second.samples[0]).toMatchObject({ fromStore: true, rationale: sample.rationale, key: sample.key });
-      expect(server.requests()).toBe(1);
+      await teacher.rationales({ item }).catch(() => {});
+      expect(server.requests()).toBe(2); // a failure is never served from the store
     });
 
-    test("n = 2 samples come from one request and differ", async () => {
+    test("n = 2 samples come from one request, each judged on its own", async () => {
       const math = { question: "Tom has 3 red balls and 4 blue balls. How many balls does Tom have?", answer: "7" };
-      const result = await teacher.rationales({ item: math, params: { n: 2 } });
-      expect(result.samples.map((s) => s.sampleIndex)).toEqual([0, 1]);
-      expect(result.samples[0].rationale).not.toBe(result.samples[1].rationale);
-      expect(server.requests()).toBe(2);
-      expect(teacher.store.count()).toBe(3);
+      const before = teacher.store.failures().length;
+      const result = await teacher.rationales({ item: math, params: { n: 2 } }).catch((e) => e);
+      expect(server.requests()).toBe(3);
+      const judged = teacher.store.failures().length - before + teacher.store.count();
+      expect(judged).toBe(2); // both samples of the one call: stored, or recorded as failures
+      if (!(result instanceof Error)) expect(result.samples.map((s: { sampleIndex: number }) => s.sampleIndex)).toEqual([0, 1]);
     });
   });
 }

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { agreesWithGold, normaliseGold, parseCompletion } from "../../src/teacher/parse.ts";
+import { agreesWithGold, answerFormatOf, normaliseGold, parseCompletion } from "../../src/teacher/parse.ts";
 
 const choices = [
   { label: "A", text: "shirt pocket" },
@@ -10,26 +10,30 @@ const choices = [
 describe("parseCompletion", () => {
   test("multiple choice: rationale before the answer phrase, (b) → B", () => {
     const parsed = parseCompletion(" Blotters absorb ink. So the answer is (b).", "multiple-choice", choices);
-    expect(parsed).toEqual({ rationale: "Blotters absorb ink.", label: "B" });
+    expect(parsed).toEqual({ rationale: "Blotters absorb ink.", label: "B", reasoning: null, failure: null });
   });
 
   test("cuts at the next invented few-shot question", () => {
     const raw = "Ink needs absorbing. So the answer is (c).\n\nQ: What is next?\nAnswer Choices: (a) x\nA: So the answer is (a).";
-    expect(parseCompletion(raw, "multiple-choice", choices)).toEqual({ rationale: "Ink needs absorbing.", label: "C" });
+    expect(parseCompletion(raw, "multiple-choice", choices)).toMatchObject({ rationale: "Ink needs absorbing.", label: "C" });
   });
 
   test("an answer given as the choice text maps back to its label", () => {
     expect(parseCompletion("It soaks ink. So the answer is Blotter.", "multiple-choice", choices).label).toBe("B");
   });
 
-  test("two different choices named → no single label", () => {
-    expect(parseCompletion("Hard. So the answer is either (a) or (c).", "multiple-choice", choices).label).toBeNull();
+  test("two different choices named → a failure, not a guess", () => {
+    const parsed = parseCompletion("Hard. So the answer is either (a) or (c).", "multiple-choice", choices);
+    expect(parsed.label).toBeNull();
+    expect(parsed.failure).toEqual({ reason: "ambiguous", detail: 'the answer names "A" and "C"' });
   });
 
-  test("no answer phrase: the whole text is the rationale, label null", () => {
+  test("no answer phrase: a no_answer failure that keeps the text for inspection", () => {
     expect(parseCompletion("Once upon a time there was a cat.\n\nQ: more", "math")).toEqual({
       rationale: "Once upon a time there was a cat.",
+      reasoning: null,
       label: null,
+      failure: { reason: "no_answer", detail: "no readable final answer" },
     });
   });
 
@@ -55,5 +59,30 @@ describe("agreement with the gold answer", () => {
   test("gold answers normalise like labels", () => {
     expect(normaliseGold("(e)", "multiple-choice")).toBe("E");
     expect(normaliseGold("3,000", "math")).toBe("3000");
+    expect(normaliseGold("True", "yes-no")).toBe("yes");
+    expect(normaliseGold("The Eiffel Tower!", "short-answer")).toBe("eiffel tower");
+  });
+
+  test("short answers agree under SQuAD-style normalisation; yes/no under true/false", () => {
+    expect(agreesWithGold("the Eiffel tower", "Eiffel Tower.", "short-answer")).toBe(true);
+    expect(agreesWithGold("Eiffel", "Eiffel Tower", "short-answer")).toBe(false);
+    expect(agreesWithGold("yes", "true", "yes-no")).toBe(true);
+    expect(agreesWithGold("no", "yes", "yes-no")).toBe(false);
+  });
+
+  test("an item's answer format: choices, else the gold answer's shape, else math", () => {
+    expect(answerFormatOf({ choices: choices, answer: "B" })).toBe("multiple-choice");
+    expect(answerFormatOf({ answer: "42" })).toBe("math");
+    expect(answerFormatOf({ answer: "1,250.5" })).toBe("math");
+    expect(answerFormatOf({ answer: "False" })).toBe("yes-no");
+    expect(answerFormatOf({ answer: "Ottawa" })).toBe("short-answer");
+    expect(answerFormatOf({ answer: "1945 treaty" })).toBe("short-answer");
+    expect(answerFormatOf({})).toBe("math");
+    expect(answerFormatOf({ answer: "42", format: "short-answer" })).toBe("short-answer");
+    // the dataset's kind goes first: a "text" dataset's "1989" is a short answer, a "number" one's "7" is math
+    expect(answerFormatOf({ answer: "1989" }, "text")).toBe("short-answer");
+    expect(answerFormatOf({ answer: "yes" }, "text")).toBe("yes-no");
+    expect(answerFormatOf({}, "text")).toBe("short-answer");
+    expect(answerFormatOf({}, "number")).toBe("math");
   });
 });

@@ -22,7 +22,7 @@ describe("few-shot templates", () => {
   });
 
   test("math renders without choices and with numeric answers", () => {
-    const template = templateFor({ question: "Tom has 3 apples and gets 4 more. How many?" }, {}, "math");
+    const template = templateFor({ question: "Tom has 3 apples and gets 4 more. How many?" }, { format: "math" });
     expect(template.format).toBe("math");
     const prompt = template.render({ question: "Tom has 3 apples and gets 4 more. How many?" });
     expect(prompt).not.toContain("Answer Choices");
@@ -30,14 +30,24 @@ describe("few-shot templates", () => {
     expect(prompt.endsWith("Q: Tom has 3 apples and gets 4 more. How many?\nA:")).toBe(true);
   });
 
+  test("an item without choices gets the template of its gold answer's shape", () => {
+    expect(templateFor({ question: "Do gulls swim?", answer: "yes" }).format).toBe("yes-no");
+    expect(templateFor({ question: "Capital of France?", answer: "Paris" }).format).toBe("short-answer");
+    expect(templateFor({ question: "Capital of France?", answer: "Paris" }).render({ question: "Capital of France?" })).toContain("So the answer is Ottawa.");
+    expect(templateFor({ question: "3 + 4?", answer: "7" }).format).toBe("math");
+  });
+
   test("every shipped exemplar parses back to its own answer", () => {
-    for (const [file, format] of [["cqa.json", "multiple-choice"], ["svamp.json", "math"]] as const) {
+    const files = [["cqa.json", "multiple-choice"], ["svamp.json", "math"], ["strategyqa.json", "yes-no"], ["short-answer.json", "short-answer"]] as const;
+    for (const [file, format] of files) {
       const json = JSON.parse(readFileSync(join(import.meta.dir, "../../src/teacher/exemplars", file), "utf8"));
       const shots = builtinTemplate(format).render({ question: "x" }).split("\n\nQ: ").slice(0, -1);
       expect(shots.length).toBe(json.exemplars.length);
       shots.forEach((shot, i) => {
         const completion = shot.slice(shot.indexOf("\nA:") + 3);
-        expect(parseCompletion(completion, format, json.exemplars[i].choices).label).toBe(json.exemplars[i].answer);
+        const parsed = parseCompletion(completion, format, json.exemplars[i].choices);
+        expect(parsed.label).toBe(json.exemplars[i].answer);
+        expect(parsed.rationale).toBe(json.exemplars[i].rationale);
       });
     }
   });

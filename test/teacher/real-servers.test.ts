@@ -95,11 +95,11 @@ describe("servers that differ", () => {
 
 describe("templates", () => {
   test("a question without choices gets the free-form template; a format or template name picks explicitly", () => {
-    expect(templateFor({ question: "Who wrote Hamlet?" }).version).toMatch(/^free-cot@1\+/);
+    expect(templateFor({ question: "Who wrote Hamlet?" }).version).toMatch(/^short-answer-cot@1\+/);
     expect(templateFor({ question: "Tom has 3 apples and 4 more. How many?" }, { format: "math" }).version).toMatch(/^svamp-cot@/);
     expect(templateFor({ question: "x" }, { template: "svamp" }).format).toBe("math");
     expect(() => templateFor({ question: "x" }, { format: "multiple-choice" })).toThrow(/multiple-choice, but the question has no choices/);
-    expect(() => templateFor(mc, { template: "svamp", format: "free" })).toThrow(/is for format math, not free/);
+    expect(() => templateFor(mc, { template: "svamp", format: "short-answer" })).toThrow(/is for format math, not short-answer/);
   });
 
   test("zero-shot and k-shot are their own versions; the content of an inline template is part of the key", () => {
@@ -110,7 +110,7 @@ describe("templates", () => {
     expect(two.render(mc).match(/So the answer is \(/g)?.length).toBe(2);
     expect(zero.render(mc)).toStartWith("Answer the multiple-choice question. Reason step by step");
     expect(zero.render(mc)).toEndWith("Q: Where would you keep milk cold?\nAnswer Choices: (a) fridge (b) oven (c) drawer\nA:");
-    const file = { name: "mine", revision: 1, format: "free" as const, exemplars: [{ question: "2+2?", rationale: "Two and two make four.", answer: "4" }] };
+    const file = { name: "mine", revision: 1, format: "short-answer" as const, exemplars: [{ question: "2+2?", rationale: "Two and two make four.", answer: "4" }] };
     const mine = templateFor({ question: "3+3?" }, { template: file });
     expect(mine.render({ question: "3+3?" })).toBe("Q: 2+2?\nA: Two and two make four. So the answer is 4.\n\nQ: 3+3?\nA:");
     const edited = templateFor({ question: "3+3?" }, { template: { ...file, exemplars: [{ ...file.exemplars[0], rationale: "2 and 2 is 4." }] } });

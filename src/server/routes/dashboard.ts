@@ -5,7 +5,9 @@
  * question, choices, the teacher's rationale, parsed label, agreement with gold; filtered by teacher, dataset and
  * agreement). The student side: the runs table (GET /v1/runs, refreshed), live loss curves (the SSE stream of
  * GET /v1/runs/:id/metrics, read with fetch so a bearer token can be sent), and the results of experiment grids
- * (GET /v1/experiments: every `<runs root>/<grid>/results.json`).
+ * (GET /v1/experiments: every `<runs root>/<grid>/results.json`), and how the teacher's answers of each recent bulk
+ * job parsed (GET /v1/jobs: the parse-failure rate and the failures by kind), so a template that does not suit a
+ * teacher shows at once.
  *
  * Everything the server sends is put into the page with textContent, never as HTML.
  */
@@ -66,6 +68,7 @@ const PAGE = /* html */ `<!doctype html>
   .status { padding: 1px 8px; border-radius: 10px; font-size: 12px; }
   .status.queued { background: #eef0f4; } .status.running { background: #dcebff; color: #0b4fb3; }
   .status.done { background: #dcf5e3; color: #146c2e; } .status.failed { background: #fde2e1; color: #a4161a; }
+  .status.cancelled { background: #f1e8d8; color: #7a5b12; }
   .empty { color: var(--muted); font-size: 13px; }
   svg text { font-size: 11px; fill: var(--muted); }
   #legend { display: flex; flex-wrap: wrap; gap: 12px; font-size: 12px; margin-top: 6px; }
@@ -110,6 +113,11 @@ const PAGE = /* html */ `<!doctype html>
     <h2>Training loss</h2>
     <svg id="loss" width="100%" height="280" viewBox="0 0 800 280" preserveAspectRatio="none" role="img" aria-label="training loss curves"></svg>
     <div id="legend"></div>
+  </section>
+  <section id="answers-section" hidden>
+    <h2>Teacher answers <span class="empty">(per bulk job: answers the parser refused, by reason)</span></h2>
+    <table id="answers"><thead><tr><th>job</th><th>status</th><th>dataset</th><th>answered</th><th>parse failures</th>
+      <th>failed by kind</th></tr></thead><tbody></tbody></table>
   </section>
   <section>
     <h2>Experiment results <span class="empty">(accuracy, mean ± 95% CI over seeds)</span></h2>
@@ -310,9 +318,35 @@ async function refreshJobs() {
     const state = job.stopped ? "stopped" : job.status;
     const status = el("td");
     status.append(el("span", job.stopped ? "stopped (budget)" : job.status, "status " + state));
-    const reasons = Object.entries(job.failuresByReason || {}).map(([why, n]) => why + " " + n).join(", ");
+    const reasons = Object.entries(job.failuresByKind || {}).map(([why, n]) => why + " " + n).join(", ");
     tr.append(el("td", job.id), el("td", job.dataset + "/" + job.split), el("td", (job.params && job.params.model) || "–"), el("td", job.mode), status, jobProgress(job),
       el("td", job.cached, "num"), el("td", job.failed, "num"), el("td", job.tokens, "num"), el("td", "$" + fmt(job.costUsd, 4), "num"), el("td", reasons || "–"));
+    body.append(tr);
+  }
+}
+
+// teacher jobs: a high parse-failure rate means the template does not suit the teacher (or the teacher refuses)
+async function refreshAnswers() {
+  let jobs;
+  try {
+    jobs = (await getJson("/v1/jobs")).jobs;
+  } catch {
+    return; // a server without a teacher
+  }
+  document.getElementById("answers-section").hidden = jobs.length === 0;
+  const body = document.querySelector("#answers tbody");
+  body.replaceChildren();
+  for (const job of jobs.slice(0, 20)) {
+    const tr = el("tr");
+    tr.dataset.id = job.id;
+    const status = el("td");
+    status.append(el("span", job.status, "status " + job.status));
+    const rates = job.parseFailureRates || {};
+    const kinds = Object.entries(job.failuresByKind || {})
+      .map(([kind, n]) => kind + " " + n + (rates[kind] !== undefined ? " (" + fmt(100 * rates[kind], 1) + "%)" : ""))
+      .join(", ");
+    tr.append(el("td", job.id), status, el("td", job.dataset + "/" + job.split), el("td", job.done + job.failed, "num"),
+      el("td", fmt(100 * (job.parseFailureRate || 0), 1) + "%", "num parse-rate"), el("td", kinds || "–", "kinds"));
     body.append(tr);
   }
 }
@@ -349,7 +383,7 @@ async function refreshRationales() {
 for (const id of ["f-teacher", "f-dataset", "f-agrees"]) document.getElementById(id).addEventListener("change", () => refreshRationales().catch((err) => console.warn(err)));
 
 async function tick() {
-  await Promise.all([refreshRuns(), refreshExperiments(), refreshJobs(), refreshRationales()]).catch((err) => console.warn(err));
+  await Promise.all([refreshRuns(), refreshExperiments(), refreshJobs(), refreshAnswers(), refreshRationales()]).catch((err) => console.warn(err));
   drawLoss();
 }
 tick();

@@ -3,34 +3,35 @@
  * Schemas at /v1/schema come from the same objects). Selection rules mirror the grid file's.
  */
 import * as v from "valibot";
+import { Epochs, Fraction, ItemLimit, KeyTokens, Seed } from "../../bounds.ts";
 import { PLACEMENTS } from "../../distill/placement.ts";
 import { SELECTIONS } from "../../distill/selection.ts";
 import { ATTRIBUTIONS } from "../../distill/train.ts";
 import { RationaleChoiceSchema, TrainingOptionsSchema } from "../../experiment/grid.ts";
 import { ChoiceSchema, DatasetName, SplitName } from "../schemas.ts";
 
-const Count = v.pipe(v.number(), v.integer(), v.minValue(1));
 const RunName = v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$/, "name: letters, digits, '.', '_' or '-' (at most 80)"));
-/** A run id, a run name or a run folder: looked up in the run index (unknown → 404). */
+/** A run id, a run name or a run folder under the runs root: looked up in the run index (unknown → 404). */
 const RunRef = v.pipe(v.string(), v.minLength(1), v.maxLength(1_000));
 
 export const RunRequestSchema = v.pipe(
   v.strictObject({
     name: v.optional(RunName),
     dataset: DatasetName,
-    /** A from-scratch size (scratch-micro, scratch-tiny …) or a Hugging Face model folder / hub id in the server's HF cache. */
+    /** A from-scratch size (scratch-micro, scratch-tiny …), a model folder in the models root, or a hub id in the HF cache. */
     model: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(1_000)), "scratch-micro"),
     placement: v.picklist(PLACEMENTS, `placement must be one of: ${PLACEMENTS.join(", ")}`),
     selection: v.optional(v.picklist(SELECTIONS, `selection must be one of: ${SELECTIONS.join(", ")}`), "full"),
-    k: v.optional(Count),
-    p: v.optional(v.pipe(v.number(), v.minValue(0, "p must be in [0, 1]"), v.maxValue(1, "p must be in [0, 1]"))),
+    k: v.optional(KeyTokens),
+    p: v.optional(Fraction),
     /** Scorer of selection "key": idf (default) or saliency of the student in attributionModel. */
     attribution: v.optional(v.picklist(ATTRIBUTIONS, `attribution must be one of: ${ATTRIBUTIONS.join(", ")}`)),
     attributionModel: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(1_000))),
+    /** rationales: a teacher in the store, "palm" (default) or a JSON-lines file in the data root; and how they are chosen. */
     ...RationaleChoiceSchema.entries,
-    seed: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 0),
-    epochs: v.optional(v.pipe(v.number(), v.gtValue(0)), 1),
-    limit: v.optional(Count),
+    seed: v.optional(Seed, 0),
+    epochs: v.optional(Epochs, 1),
+    limit: v.optional(ItemLimit),
     training: v.optional(TrainingOptionsSchema, {}),
   }),
   v.forward(v.check((r) => r.selection !== "key" || r.k !== undefined, 'selection "key" needs k'), ["k"]),
@@ -41,11 +42,11 @@ export type RunRequest = v.InferOutput<typeof RunRequestSchema>;
 export const EvaluateRequestSchema = v.pipe(
   v.strictObject({
     run: v.optional(RunRef),
-    /** A Hugging Face model folder on the server, instead of a run. */
+    /** A model folder in the models root or a hub id in the HF cache, instead of a run. */
     modelDir: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(1_000))),
     dataset: DatasetName,
     split: v.optional(SplitName, "test"),
-    limit: v.optional(Count),
+    limit: v.optional(ItemLimit),
   }),
   v.check((r) => (r.run === undefined) !== (r.modelDir === undefined), 'give exactly one of "run" or "modelDir"'),
 );

@@ -1,6 +1,8 @@
 /**
  * Distillation runs over HTTP: POST /v1/runs starts one headless (a `train` child process) → 202 with the run;
- * GET /v1/runs lists them (?status=); GET /v1/runs/:id; GET /v1/runs/:id/metrics streams metrics.jsonl as
+ * GET /v1/runs lists them (?status=); GET /v1/runs/:id; POST /v1/runs/:id/cancel stops it (queued: at once;
+ * running: its process is killed, SIGTERM then SIGKILL) and records it cancelled; DELETE /v1/runs/:id cancels it
+ * if need be and removes its row and folder; GET /v1/runs/:id/metrics streams metrics.jsonl as
  * server-sent events — every line so far, then new ones as training writes them (`metrics`), `restart` when a
  * resumed run rewrote the log (the lines follow again from step 1), and one `end` with the run when it finished.
  */
@@ -29,7 +31,7 @@ const RunListQuery = v.object({
 /** How often a metrics stream looks for new lines while the run trains. */
 const POLL_MS = 250;
 
-const finished = (run: RunRow | null) => run === null || run.status === "done" || run.status === "failed";
+const finished = (run: RunRow | null) => run === null || run.status === "done" || run.status === "failed" || run.status === "cancelled";
 
 /**
  * Complete lines appended to `path` after `offset` bytes; the offset moves only past whole lines. A file shorter
@@ -72,9 +74,13 @@ export function runsRoutes(deps: RunRoutesDeps): Hono {
     })
     .get("/", validate("query", RunListQuery), (c) => {
       const query = c.req.valid("query");
-      return c.json({ runs: supervisor.runs.list(query), counts: supervisor.runs.counts() });
+      // runs kept outside the runs root (a CLI run into /tmp) are not the server's: listed no more than served
+      const runs = supervisor.runs.list(query).filter((run) => supervisor.roots.contains("run", run.runDir));
+      return c.json({ runs, counts: supervisor.runs.counts() });
     })
     .get("/:id", (c) => c.json(supervisor.requireRun(c.req.param("id"))))
+    .post("/:id/cancel", async (c) => c.json(await supervisor.cancelRun(c.req.param("id"))))
+    .delete("/:id", async (c) => c.json(await supervisor.deleteRun(c.req.param("id"))))
     .get("/:id/metrics", (c) => {
       const id = supervisor.requireRun(c.req.param("id")).id; // 404 before the stream starts
       return sse(c, (signal) => metricsEvents(deps, id, signal));
