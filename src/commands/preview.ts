@@ -8,7 +8,7 @@ import { datasetIdfAttribution } from "../distill/attribution.ts";
 import { buildExample, type DistillExample } from "../distill/example.ts";
 import { parsePlacement } from "../distill/placement.ts";
 import { checkFraction, parseSelection, type Selection } from "../distill/selection.ts";
-import { chooseAnswers, openRationaleSource, RATIONALE_FILTERS, type RationaleFilter, SAMPLE_MODES, type SampleMode, type TeacherAnswer } from "../distill/rationales.ts";
+import { chooseAnswers, openRationaleSource, RATIONALE_FILTERS, RATIONALE_PARTS, type RationalePart, type RationaleFilter, SAMPLE_MODES, type SampleMode, type TeacherAnswer } from "../distill/rationales.ts";
 import { loadCodec } from "../distill/tokenizer.ts";
 import { resolveModel } from "../model/ref.ts";
 import { UserError } from "../errors.ts";
@@ -17,7 +17,7 @@ import { intFlag, numberFlag, parseFlags, requiredFlag, type Command } from "./c
 const HELP = `usage: bun src/cli.ts preview --dataset D --split S --index I --placement none|before|after
          --selection full|shuffled|random|key|masked [--k K] [--p P] [--seed N] [--model M | --tokenizer DIR]
          [--rationales TEACHER|palm|FILE.jsonl] [--db PATH] [--rationale-filter agree|any]
-         [--samples first|all|majority] [--rationale-template V] [--json]
+         [--samples first|all|majority] [--rationale-template V] [--rationale-part P] [--json]
 
 Shows one distillation example as the trainer sees it, and which stored answer its rationale is.
   --dataset     cqa, svamp, or any registered dataset
@@ -49,6 +49,7 @@ const FLAGS = {
   "rationale-filter": { type: "string" },
   samples: { type: "string" },
   "rationale-template": { type: "string" },
+  "rationale-part": { type: "string" },
   "dev-size": { type: "string" },
   "dev-seed": { type: "string" },
   json: { type: "boolean" },
@@ -142,7 +143,8 @@ export const command: Command = {
     let used = usedAnswer(name === "palm" ? "palm" : "none", name, null, 0);
     let chosen: TeacherAnswer | null = null;
     if (placement !== "none") {
-      const source = await openRationaleSource(name, { dataset, split, splitOptions, db: values.db, template: values["rationale-template"] });
+      const part = picked<RationalePart>(values["rationale-part"], RATIONALE_PARTS, "rationale-part", "explanation");
+      const source = await openRationaleSource(name, { dataset, split, splitOptions, db: values.db, template: values["rationale-template"], part });
       const [answers] = await source.answers([item]);
       const choice = chooseAnswers(answers, filter, samples);
       if ("dropped" in choice) {

@@ -10,7 +10,7 @@ const HELP = `usage: bun src/cli.ts train --dataset D --placement none|before|af
          [--k K] [--p P] [--alpha A] --model <hf-dir | hub-id | scratch-SIZE> --epochs E --seed S --out runs/<name>
          [--limit N] [--batch-size B] [--lr LR] [--warmup-steps N] [--weight-decay W] [--grad-clip C]
          [--max-tokens T] [--rationales TEACHER|palm|FILE.jsonl] [--rationale-filter agree|any]
-         [--samples first|all|majority] [--rationale-template V] [--attribution idf|saliency] [--attribution-model DIR]
+         [--samples first|all|majority] [--rationale-template V] [--rationale-part explanation|reasoning|both] [--attribution idf|saliency] [--attribution-model DIR]
          [--name NAME] [--db PATH] [--checkpoint-every N] [--resume] [--json]
 
 Trains a student on the dataset's training split (dev items held out) with teacher rationales placed and selected
@@ -27,6 +27,8 @@ with the tokenizer). The run is registered in the runs table of --db. Progress g
                   template version (or --rationale-template V); palm: the shipped PaLM rationales (default); or a
                   JSON-lines file: what GET /v1/rationales exports, or {"id"|"index", "rationale"[, "label"]} lines
   --rationale-filter  agree (default): only answers whose parsed label equals the gold label; any: every answer
+  --rationale-part  which part of a stored answer trains: explanation (default), reasoning (a reasoning model's
+                  trace), or both (trace, then explanation)
   --samples       with several samples per item: first (default), all (each kept sample its own example), majority
                   (self-consistency vote over labels, then the first sample with the winning label)
   --attribution   scorer of --selection key: idf (model-free baseline, default) or saliency (gradient x input of the
@@ -58,6 +60,7 @@ const FLAGS = {
   "rationale-filter": { type: "string" },
   samples: { type: "string" },
   "rationale-template": { type: "string" },
+  "rationale-part": { type: "string" },
   attribution: { type: "string" },
   "attribution-model": { type: "string" },
   db: { type: "string" },
@@ -115,6 +118,7 @@ export function specFromFlags(values: Values): DistillSpec {
     rationaleFilter: values["rationale-filter"] as DistillSpec["rationaleFilter"],
     samples: values.samples as DistillSpec["samples"],
     rationaleTemplate: values["rationale-template"],
+    rationalePart: values["rationale-part"] as DistillSpec["rationalePart"],
     attribution: attributionOf(values.attribution),
     attributionModel: values["attribution-model"],
     maxLength: optionalInt(values["max-tokens"], "max-tokens", 1),

@@ -18,12 +18,13 @@ import { getDataset, type SplitOptions } from "../data/registry.ts";
 import type { Item } from "../data/types.ts";
 import { UserError } from "../errors.ts";
 import { DEFAULT_DB_PATH, openDatabase } from "../store/db.ts";
-import { RationaleRecordSchema, RationaleStore, type TeacherTemplate } from "../store/rationales.ts";
+import { RATIONALE_PARTS, type RationalePart, RationaleRecordSchema, RationaleStore, rationaleText, type TeacherTemplate } from "../store/rationales.ts";
 import { agreesWithGold, answerFormatOf } from "../teacher/parse.ts";
 import { PALM_MODEL, PALM_TEMPLATE } from "../teacher/palm.ts";
 import type { AnswerFormat } from "../teacher/prompts.ts";
 import * as v from "valibot";
 
+export { RATIONALE_PARTS, type RationalePart };
 export const RATIONALE_FILTERS = ["agree", "any"] as const;
 export type RationaleFilter = (typeof RATIONALE_FILTERS)[number];
 export const SAMPLE_MODES = ["first", "all", "majority"] as const;
@@ -67,6 +68,8 @@ export interface SourceOptions {
   db?: Database | string;
   /** Template version of a store source; default: the teacher's newest. */
   template?: string;
+  /** Which part of a stored answer is the rationale: the visible explanation (default), the reasoning trace, or both. */
+  part?: RationalePart;
 }
 
 /** How an item's answer is compared with gold: its choices, its dataset's kind, its gold answer (src/teacher/parse.ts). */
@@ -162,7 +165,8 @@ async function storeSource(teacher: string, options: SourceOptions): Promise<Rat
       if (r.itemId === null) continue;
       const samples = byItem.get(r.itemId) ?? new Map<number, TeacherAnswer>();
       samples.set(r.sampleIndex, {
-        rationale: r.rationale,
+        // an answer without the part asked for (no reasoning trace) has an empty rationale: dropped as such
+        rationale: rationaleText(r, options.part) ?? "",
         label: r.label,
         agrees: r.agrees,
         sampleIndex: r.sampleIndex,
@@ -218,7 +222,7 @@ async function fileSource(path: string, options: SourceOptions): Promise<Rationa
       if (r.itemId === null) continue;
       models.add(r.answeredBy ?? r.model);
       templates.add(r.template);
-      add(r.itemId, { rationale: r.rationale, label: r.label, agrees: r.agrees, sampleIndex: r.sampleIndex, teacher: r.answeredBy ?? r.model, template: r.template, key: r.key ?? null });
+      add(r.itemId, { rationale: rationaleText(r, options.part) ?? "", label: r.label, agrees: r.agrees, sampleIndex: r.sampleIndex, teacher: r.answeredBy ?? r.model, template: r.template, key: r.key ?? null });
       continue;
     }
     const key = row.id ?? row.index;
@@ -296,6 +300,8 @@ export interface RationaleReport {
   template: string | null;
   filter: RationaleFilter;
   samples: SampleMode;
+  /** Which part of the stored answers was trained on. */
+  part: RationalePart;
   /** Items considered (before --limit stops the scan). */
   items: number;
   /** Items with at least one training rationale. */

@@ -36,6 +36,8 @@ import {
   openRationaleSource,
   RATIONALE_FILTERS,
   type RationaleFilter,
+  RATIONALE_PARTS,
+  type RationalePart,
   type RationaleReport,
   type RationaleSource,
   SAMPLE_MODES,
@@ -72,6 +74,8 @@ export interface DistillSpec {
   rationaleFilter?: RationaleFilter;
   /** With several samples per item: the first (default), all agreeing, or a self-consistency vote. */
   samples?: SampleMode;
+  /** Which part of a stored answer is the rationale: explanation (default), reasoning, or both. */
+  rationalePart?: RationalePart;
   /** Scorer of the "key" selection: the model-free baseline (default) or gradient×input of a trained student. */
   attribution?: AttributionKind;
   attributionModel?: string;
@@ -146,6 +150,9 @@ export function validateSpec(spec: DistillSpec): void {
   if (spec.rationaleFilter !== undefined && !(RATIONALE_FILTERS as readonly string[]).includes(spec.rationaleFilter)) {
     throw new UserError(`unknown --rationale-filter "${spec.rationaleFilter}" (valid: ${RATIONALE_FILTERS.join(", ")})`);
   }
+  if (spec.rationalePart !== undefined && !(RATIONALE_PARTS as readonly string[]).includes(spec.rationalePart)) {
+    throw new UserError(`unknown --rationale-part "${spec.rationalePart}" (valid: ${RATIONALE_PARTS.join(", ")})`);
+  }
   if (spec.samples !== undefined && !(SAMPLE_MODES as readonly string[]).includes(spec.samples)) {
     throw new UserError(`unknown --samples "${spec.samples}" (valid: ${SAMPLE_MODES.join(", ")})`);
   }
@@ -198,6 +205,7 @@ async function chooseExamples(spec: DistillSpec, items: Item[], source: Rational
     template: source.template,
     filter,
     samples,
+    part: spec.rationalePart ?? "explanation",
     items: 0,
     withRationale: 0,
     examples: 0,
@@ -297,6 +305,7 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
     splitOptions: { excludeDev: true },
     db: options.db,
     template: spec.rationaleTemplate,
+    part: spec.rationalePart,
   });
   const codec = await studentTokenizer(spec, modelDir);
   const tokenizer = codec.codec;

@@ -14,7 +14,7 @@ import { Alpha, BatchSize, CheckpointEvery, Epochs, Fraction, GradClip, ItemLimi
 import { UserError } from "../errors.ts";
 import { PLACEMENTS, type Placement } from "../distill/placement.ts";
 import type { SelectionKind } from "../distill/selection.ts";
-import { RATIONALE_FILTERS, SAMPLE_MODES } from "../distill/rationales.ts";
+import { RATIONALE_FILTERS, RATIONALE_PARTS, SAMPLE_MODES } from "../distill/rationales.ts";
 import { ATTRIBUTIONS, type AttributionKind } from "../distill/train.ts";
 import type { TrainSpec } from "./runner.ts";
 
@@ -60,6 +60,8 @@ export const RationaleChoiceSchema = v.object({
   samples: v.optional(v.picklist(SAMPLE_MODES, `samples must be one of: ${SAMPLE_MODES.join(", ")}`)),
   /** Template version of a store source (default: that teacher's newest). */
   rationaleTemplate: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(200))),
+  /** Which part of a stored answer trains: explanation (default), reasoning, both. */
+  rationalePart: v.optional(v.picklist(RATIONALE_PARTS, `rationalePart must be one of: ${RATIONALE_PARTS.join(", ")}`)),
 });
 
 /** Options passed through to every run of the grid (the train command's flags). */
@@ -252,6 +254,7 @@ export function expandGrid(grid: Grid, root = "runs"): Cell[] {
             rationaleFilter: grid.rationaleFilter,
             samples: grid.samples,
             rationaleTemplate: grid.rationaleTemplate,
+            rationalePart: grid.rationalePart,
             evalSplit: grid.evalSplit,
             evalLimit: grid.evalLimit,
             training: grid.training,

@@ -8,7 +8,7 @@ import { join, resolve } from "node:path";
 import { UserError } from "../errors.ts";
 import { softwareAdapterEnv, PROJECT_ROOT } from "../gpu/runtime.ts";
 import type { Placement } from "../distill/placement.ts";
-import type { RationaleFilter, SampleMode } from "../distill/rationales.ts";
+import type { RationaleFilter, RationalePart, SampleMode } from "../distill/rationales.ts";
 import type { Cell, CellRunner, CellSelection, TrainingOptions } from "./grid.ts";
 
 export const CLI_PATH = join(PROJECT_ROOT, "src", "cli.ts");
@@ -26,6 +26,7 @@ export interface TrainSpec {
   rationaleFilter?: RationaleFilter;
   samples?: SampleMode;
   rationaleTemplate?: string;
+  rationalePart?: RationalePart;
   training: TrainingOptions;
   runDir: string;
   /** Shown in listings (default: the folder's name). */
@@ -51,6 +52,7 @@ export function trainArgs(spec: TrainSpec, options: { db?: string; resume?: bool
     ["rationale-filter", spec.rationaleFilter],
     ["samples", spec.samples],
     ["rationale-template", spec.rationaleTemplate],
+    ["rationale-part", spec.rationalePart],
     ["seed", spec.seed],
     ["epochs", spec.epochs],
     ["limit", spec.limit],

@@ -5,6 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadSplit } from "../../src/data/registry.ts";
 import { chooseAnswers, majorityLabel, openRationaleSource, type TeacherAnswer } from "../../src/distill/rationales.ts";
+import { openDatabase } from "../../src/store/db.ts";
+import { RationaleStore } from "../../src/store/rationales.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "rationale-source-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -71,6 +73,34 @@ describe("file sources", () => {
     writeFileSync(other, `${JSON.stringify(record)}\n`);
     await expect(openRationaleSource(other, { dataset: "cqa", split: "train" })).rejects.toThrow(/no rationales for dataset cqa \(the file holds svamp\)/);
     await expect(openRationaleSource(join(dir, "absent.jsonl"), { dataset: "cqa", split: "train" })).rejects.toThrow(/no such file/);
+  });
+
+  test("a teacher in the store: newest template by default, --rationale-part picks explanation, reasoning or both", async () => {
+    const items = (await loadSplit("cqa", "train")).slice(0, 2);
+    const path = join(dir, "store.sqlite");
+    const db = openDatabase(path);
+    const store = new RationaleStore(db);
+    const record = (item: (typeof items)[number], template: string, createdAt: number, reasoning: string | null) => ({
+      dataset: "cqa", split: "train", itemId: item.id, question: item.question, choices: item.choices ?? null, answer: item.answer,
+      sampleIndex: 0, model: "teacher-x", answeredBy: "teacher-x-0613", template, params: {}, rationale: `explained ${template}`, reasoning,
+      label: item.answer, agrees: true, rawCompletion: "r", promptTokens: null, completionTokens: null, latencyMs: null, costUsd: null,
+      source: "teacher" as const, createdAt,
+    });
+    store.putMany([record(items[0], "old@1", 1, null), record(items[0], "new@1", 2, "thought"), record(items[1], "new@1", 3, null)]);
+    db.close();
+    const open = (part?: "explanation" | "reasoning" | "both", template?: string) => openRationaleSource("teacher-x", { dataset: "cqa", split: "train", db: path, part, template });
+    const newest = await open();
+    expect(newest).toMatchObject({ kind: "store", teacher: "teacher-x", template: "new@1" });
+    expect((await newest.answers(items)).map((a) => a[0]?.rationale)).toEqual(["explained new@1", "explained new@1"]);
+    expect((await (await open(undefined, "old@1")).answers(items)).map((a) => a.length)).toEqual([1, 0]);
+    const reasoning = await (await open("reasoning")).answers(items);
+    expect(reasoning.map((a) => a[0].rationale)).toEqual(["thought", ""]);
+    expect(chooseAnswers(reasoning[1], "agree", "first")).toEqual({ dropped: "empty_rationale" });
+    expect((await (await open("both")).answers(items))[0][0].rationale).toBe("thought\n\nexplained new@1");
+    // by the model that answered, too; an unknown one lists what the store has
+    expect((await openRationaleSource("teacher-x-0613", { dataset: "cqa", split: "train", db: path })).template).toBe("new@1");
+    await expect(openRationaleSource("teacher-y", { dataset: "cqa", split: "train", db: path })).rejects.toThrow(/teachers it has: teacher-x \(3\)/);
+    await expect(open(undefined, "nope@1")).rejects.toThrow(/templates: new@1 \(2\), old@1 \(1\)/);
   });
 
   test("a teacher name without a database is an error that creates no database", async () => {

@@ -59,7 +59,7 @@ describe("servers that differ", () => {
     const { runtime, fake } = await start({ contextWindow: 300 });
     const job = await runtime.jobs.create({ dataset: "cqa", split: "test", limit: 3 });
     const done = await runtime.jobs.settled(job.id);
-    expect(done).toMatchObject({ status: "done", failed: 3, done: 0, failuresByReason: { context_length: 3 } });
+    expect(done).toMatchObject({ status: "done", failed: 3, done: 0, failuresByKind: { context_length: 3 } });
     const [failure] = runtime.jobs.store.failures(job.id);
     expect(failure.error).toMatch(/longer than the teacher's context window \(.*maximum context length is 300 tokens.*\); use a shorter template: fewer shots \(--shots 0/);
     // not retried: one request per item
