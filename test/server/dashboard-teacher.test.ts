@@ -5,14 +5,13 @@
  * only where /usr/bin/chromium is not installed.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { importPalmRationales } from "../../src/teacher/palm.ts";
+import { CHROMIUM, haveChromium, openPage } from "../helpers/browser.ts";
 import { startRunServer, type RunServer } from "../helpers/run-server.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium) console.warn(`dashboard-teacher.test.ts: skipped — ${CHROMIUM} is absent (apt-get install -y chromium)`);
 
 describe.skipIf(!haveChromium)("dashboard: teacher jobs and the rationale browser", () => {
@@ -34,14 +33,7 @@ describe.skipIf(!haveChromium)("dashboard: teacher jobs and the rationale browse
       body: JSON.stringify({ dataset: "cqa", split: "test", limit: 24, concurrency: 1, model: "gpt-4o-mini" }),
     });
     jobId = ((await created.json()) as { id: string }).id;
-    const { chromium } = await import("playwright-core");
-    context = await chromium.launchPersistentContext(join(profile, "chromium"), {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    });
-    page = await context.newPage();
-    await page.goto(server.base + "/");
+    ({ context, page } = await openPage(join(profile, "chromium"), server.base + "/"));
   }, 60_000);
 
   afterAll(async () => {

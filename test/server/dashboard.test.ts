@@ -5,14 +5,13 @@
  * and the results table. Skipped, with a message, only where /usr/bin/chromium is not installed.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeResultTables } from "../../src/experiment/results.ts";
+import { CHROMIUM, haveChromium, openPage } from "../helpers/browser.ts";
 import { startRunServer, type RunServer } from "../helpers/run-server.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium) console.warn(`dashboard.test.ts: skipped — ${CHROMIUM} is absent (apt-get install -y chromium)`);
 
 const metricsLine = (step: number) => `${JSON.stringify({ step, loss: 6 / step, lr: 1e-3, grad_norm: 1, tokens_per_s: 100, tokens: 10, elapsed_s: step })}\n`;
@@ -61,14 +60,7 @@ describe.skipIf(!haveChromium)("dashboard in a browser", () => {
     const jobs = server.stack.runtime.jobs;
     await jobs.settled((await jobs.create({ dataset: "cqa", split: "test", limit: 4, concurrency: 1 })).id);
 
-    const { chromium } = await import("playwright-core");
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    });
-    page = await context.newPage();
-    await page.goto(server.base + "/");
+    ({ context, page } = await openPage(profile, server.base + "/"));
   }, 60_000);
 
   afterAll(async () => {
