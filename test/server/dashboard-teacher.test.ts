@@ -24,7 +24,7 @@ describe.skipIf(!haveChromium)("dashboard: teacher jobs and the rationale browse
   beforeAll(async () => {
     profile = mkdtempSync(join(tmpdir(), "cot-dash-teacher-"));
     // slow answers, so the job is seen running; the first one cut off (a failure by reason "truncated")
-    server = await startRunServer({ experimentsRoot: profile, fake: { fallback: () => ({ kind: "ok", latencyMs: 120 }) } });
+    server = await startRunServer({ experimentsRoot: profile, fake: { fallback: () => ({ kind: "ok", latencyMs: 500 }) } });
     server.stack.fake.script({ kind: "truncated" });
     await importPalmRationales(server.stack.runtime.teacher.store, "svamp", "test");
     const created = await fetch(server.base + "/v1/jobs", {
