@@ -52,6 +52,15 @@ describe("grid expansion", () => {
     expect(names).toEqual(["cqa-scratch-micro-after-s0", "cqa-stories260k-after-s0", "svamp-scratch-micro-after-s0", "svamp-stories260k-after-s0"]);
   });
 
+  test("a teacher as the rationale source, with its filter, sample mode, template and part, reaches the train command", async () => {
+    const grid = parseGrid({ ...base, placements: ["after"], rationales: "gpt-4o-mini", rationaleFilter: "any", samples: "majority", rationaleTemplate: "cqa-cot@1+abcd1234", rationalePart: "both" });
+    const { trainArgs } = await import("../../src/experiment/runner.ts");
+    const args = trainArgs(expandGrid(grid, root)[0]);
+    const flag = (name: string) => args[args.indexOf(`--${name}`) + 1];
+    expect(["rationales", "rationale-filter", "samples", "rationale-template", "rationale-part"].map(flag)).toEqual(["gpt-4o-mini", "any", "majority", "cqa-cot@1+abcd1234", "both"]);
+    expect(() => parseGrid({ ...base, placements: ["after"], samples: "best" })).toThrow(/samples: samples must be one of: first, all, majority/);
+  });
+
   test("key tokens by a student's saliency are their own condition, and reach the train command's flags", async () => {
     const grid = parseGrid({
       ...base,
