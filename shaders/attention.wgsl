@@ -1,12 +1,16 @@
-// Causal multi-head self-attention on qkv[B,T,3C] laid out as HF GPT-2's c_attn output: q | k | v along the last
-// dimension, head h in columns h·hs … h·hs + hs − 1 of each. att[B,NH,T,T] holds the softmax probabilities (zero
-// above the diagonal), out[B,T,C] the heads concatenated again.
+// Causal multi-head self-attention with grouped key/value heads (GQA; MQA when there is one, MHA when there are
+// NH): query head h attends with key/value head h / group, group = NH / (number of kv heads). att[B,NH,T,T] holds
+// the softmax probabilities (zero above the diagonal), out[B,T,NH·hs] the heads concatenated again.
 //
 // The kernels work on "head views": for a tensor [B,T,stride] and a column offset, head (b,h) is the T×hs matrix
-// at columns offset + h·hs. That lets the same three products serve forward and backward without any permute:
+// at columns offset + h·hs, so q, k and v are read straight out of a fused qkv projection (GPT-2's c_attn, or
+// q_proj|k_proj|v_proj) or out of separate buffers. The same three products serve forward and backward without
+// any permute:
 //   scores                 P[i,j]  = scale · Σ_d L[i,d]·R[j,d]    for j ≤ i   (Q·Kᵀ; and dout·Vᵀ)
 //   weightedSum            O[i,d]  = scale · Σ_{j≤i} P[i,j]·R[j,d]           (att·V; and dscores·K → dq)
 //   transposedWeightedSum  O[j,d]  = scale · Σ_{i≥j} P[i,j]·R[i,d]           (attᵀ·dout → dv; dscoresᵀ·Q → dk)
+// In scores and weightedSum R is a key/value head (h / group); transposedWeightedSum writes a key/value head and
+// sums the products of the group's query heads into it, in a fixed order.
 // Each is a tiled product. A 16×16 workgroup computes a BM × BN block of outputs, each thread TM × TN of them
 // (rows ty + 16·r, columns tx + 16·c), stepping through the summed dimension BK at a time with both operand blocks
 // staged in workgroup memory: a global value is read once per block, and each thread does TM·TN multiply-adds per
@@ -33,6 +37,7 @@ struct Params {
   outStride: u32,
   outOffset: u32,
   scale: f32,
+  group: u32,     // query heads per key/value head
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -47,10 +52,8 @@ var<workgroup> blockR: array<array<f32, BK + 1u>, BM>;
 var<workgroup> blockP: array<array<f32, BM + 1u>, BK>;
 var<workgroup> blockV: array<array<f32, THREADS * MAX_TN>, BK>;
 
-// Element (row, d) of head bh = b·NH + h in a [B,T,stride] tensor whose head columns start at offset.
-fn headIndex(stride: u32, offset: u32, bh: u32, row: u32, d: u32) -> u32 {
-  let b = bh / p.NH;
-  let h = bh % p.NH;
+// Element (row, d) of head h of batch row b in a [B,T,stride] tensor whose head columns start at offset.
+fn headIndex(stride: u32, offset: u32, b: u32, h: u32, row: u32, d: u32) -> u32 {
   return (b * p.T + row) * stride + offset + h * p.hs + d;
 }
 
@@ -59,13 +62,13 @@ fn probIndex(bh: u32, i: u32, j: u32) -> u32 {
 }
 
 // Operand loads with zero outside the matrix (blocks overhang T and hs) and, for probabilities, above the diagonal.
-fn lhsHead(bh: u32, row: u32, d: u32) -> f32 {
-  if (row < p.T && d < p.hs) { return lhs[headIndex(p.lhsStride, p.lhsOffset, bh, row, d)]; }
+fn lhsHead(b: u32, h: u32, row: u32, d: u32) -> f32 {
+  if (row < p.T && d < p.hs) { return lhs[headIndex(p.lhsStride, p.lhsOffset, b, h, row, d)]; }
   return 0.0;
 }
 
-fn rhsHead(bh: u32, row: u32, d: u32) -> f32 {
-  if (row < p.T && d < p.hs) { return rhs[headIndex(p.rhsStride, p.rhsOffset, bh, row, d)]; }
+fn rhsHead(b: u32, h: u32, row: u32, d: u32) -> f32 {
+  if (row < p.T && d < p.hs) { return rhs[headIndex(p.rhsStride, p.rhsOffset, b, h, row, d)]; }
   return 0.0;
 }
 
@@ -74,8 +77,8 @@ fn lhsProb(bh: u32, i: u32, j: u32) -> f32 {
   return 0.0;
 }
 
-fn storeHead(bh: u32, row: u32, d: u32, value: f32) {
-  if (row < p.T && d < p.hs) { out[headIndex(p.outStride, p.outOffset, bh, row, d)] = value * p.scale; }
+fn storeHead(b: u32, h: u32, row: u32, d: u32, value: f32) {
+  if (row < p.T && d < p.hs) { out[headIndex(p.outStride, p.outOffset, b, h, row, d)] = value * p.scale; }
 }
 
 // grid (⌈T/BM⌉, ⌈T/BM⌉, B·NH): workgroup (x, y) computes P[y·BM …, x·BM …]. Always TN = TM (square blocks).
@@ -83,6 +86,8 @@ fn storeHead(bh: u32, row: u32, d: u32, value: f32) {
 fn scores(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
           @builtin(local_invocation_index) flat: u32) {
   let bh = wg.z;
+  let b = bh / p.NH;
+  let h = bh % p.NH;
   let i0 = wg.y * BM;
   let j0 = wg.x * BM;
   if (j0 >= i0 + BM) { return; } // wholly above the diagonal; the softmax writes those zeros
@@ -91,8 +96,8 @@ fn scores(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
     for (var e = flat; e < BM * BK; e += THREADS * THREADS) {
       let row = e / BK;
       let k = e % BK;
-      blockL[row][k] = lhsHead(bh, i0 + row, d0 + k);
-      blockR[row][k] = rhsHead(bh, j0 + row, d0 + k);
+      blockL[row][k] = lhsHead(b, h, i0 + row, d0 + k);
+      blockR[row][k] = rhsHead(b, h / p.group, j0 + row, d0 + k);
     }
     workgroupBarrier();
     for (var k = 0u; k < BK; k++) {
@@ -128,17 +133,17 @@ fn accumulateWeighted(acc: ptr<function, array<array<f32, MAX_TN>, TM>>, lid: ve
   }
 }
 
-// Stages rows k0 … k0+BK−1, columns d0 … d0 + 16·TN − 1 of the rhs head into blockV.
-fn stageValues(bh: u32, k0: u32, d0: u32, flat: u32) {
+// Stages rows k0 … k0+BK−1, columns d0 … d0 + 16·TN − 1 of rhs head h into blockV.
+fn stageValues(b: u32, h: u32, k0: u32, d0: u32, flat: u32) {
   let width = THREADS * TN;
   for (var e = flat; e < BK * width; e += THREADS * THREADS) {
-    blockV[e / width][e % width] = rhsHead(bh, k0 + e / width, d0 + e % width);
+    blockV[e / width][e % width] = rhsHead(b, h, k0 + e / width, d0 + e % width);
   }
 }
 
-fn storeBlock(acc: ptr<function, array<array<f32, MAX_TN>, TM>>, bh: u32, row0: u32, d0: u32, lid: vec3<u32>) {
+fn storeBlock(acc: ptr<function, array<array<f32, MAX_TN>, TM>>, b: u32, h: u32, row0: u32, d0: u32, lid: vec3<u32>) {
   for (var r = 0u; r < TM; r++) {
-    for (var c = 0u; c < TN; c++) { storeHead(bh, row0 + lid.y + THREADS * r, d0 + lid.x + THREADS * c, (*acc)[r][c]); }
+    for (var c = 0u; c < TN; c++) { storeHead(b, h, row0 + lid.y + THREADS * r, d0 + lid.x + THREADS * c, (*acc)[r][c]); }
   }
 }
 
@@ -147,6 +152,8 @@ fn storeBlock(acc: ptr<function, array<array<f32, MAX_TN>, TM>>, bh: u32, row0: 
 fn weightedSum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
                @builtin(local_invocation_index) flat: u32) {
   let bh = wg.z;
+  let b = bh / p.NH;
+  let h = bh % p.NH;
   let i0 = wg.y * BM;
   let d0 = wg.x * THREADS * TN;
   var acc: array<array<f32, MAX_TN>, TM>;
@@ -157,34 +164,41 @@ fn weightedSum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
       let k = e % BK;
       blockP[k][row] = lhsProb(bh, i0 + row, j0 + k);
     }
-    stageValues(bh, j0, d0, flat);
+    stageValues(b, h / p.group, j0, d0, flat);
     workgroupBarrier();
     accumulateWeighted(&acc, lid);
     workgroupBarrier();
   }
-  storeBlock(&acc, bh, i0, d0, lid);
+  storeBlock(&acc, b, h, i0, d0, lid);
 }
 
-// grid (⌈hs/(16·TN)⌉, ⌈T/BM⌉, B·NH): workgroup (x, y) computes O[y·BM …, x·16·TN …] from the columns of P.
+// grid (⌈hs/(16·TN)⌉, ⌈T/BM⌉, B·NH/group): workgroup (x, y) computes O[y·BM …, x·16·TN …] of key/value head g
+// from the columns of P of query heads g·group … g·group + group − 1.
 @compute @workgroup_size(THREADS, THREADS)
 fn transposedWeightedSum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
                          @builtin(local_invocation_index) flat: u32) {
-  let bh = wg.z;
+  let kvHeads = p.NH / p.group;
+  let b = wg.z / kvHeads;
+  let g = wg.z % kvHeads;
   let j0 = wg.y * BM;
   let d0 = wg.x * THREADS * TN;
   var acc: array<array<f32, MAX_TN>, TM>;
-  for (var i0 = j0; i0 < p.T; i0 += BK) { // causal: rows above j0 are zero in these columns
-    for (var e = flat; e < BK * BM; e += THREADS * THREADS) {
-      let k = e / BM; // read along j: contiguous in memory
-      let col = e % BM;
-      blockP[k][col] = lhsProb(bh, i0 + k, j0 + col);
+  for (var m = 0u; m < p.group; m++) {
+    let h = g * p.group + m;
+    let bh = b * p.NH + h;
+    for (var i0 = j0; i0 < p.T; i0 += BK) { // causal: rows above j0 are zero in these columns
+      for (var e = flat; e < BK * BM; e += THREADS * THREADS) {
+        let k = e / BM; // read along j: contiguous in memory
+        let col = e % BM;
+        blockP[k][col] = lhsProb(bh, i0 + k, j0 + col);
+      }
+      stageValues(b, h, i0, d0, flat);
+      workgroupBarrier();
+      accumulateWeighted(&acc, lid);
+      workgroupBarrier();
     }
-    stageValues(bh, i0, d0, flat);
-    workgroupBarrier();
-    accumulateWeighted(&acc, lid);
-    workgroupBarrier();
   }
-  storeBlock(&acc, bh, j0, d0, lid);
+  storeBlock(&acc, b, g, j0, d0, lid);
 }
 
 // ---- row softmax over the causal prefix, one workgroup per row of B·NH·T (grid folded: row = x + y·65535) ----

@@ -1,4 +1,5 @@
-// Token + position embeddings: out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:].
+// Token + position embeddings: out[b,t,:] = scale·wte[tokens[b,t],:] + wpe[t,:], the position term only for
+// learned positions (hasPositions = 1; rotary families add none) and scale ≠ 1 only for Gemma (√hidden).
 //
 // The backward pass must add each position's gradient into the row of its token, and a token can repeat within a
 // batch; instead of float atomics the CPU groups positions by token id (src/gpu/kernels/embedding.ts), so that
@@ -14,6 +15,8 @@ struct Params {
   T: u32,
   C: u32,
   uniqueTokens: u32, // backward: number of distinct token ids in the batch
+  scale: f32,
+  hasPositions: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -32,7 +35,9 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
   let position = i / p.C; // b·T + t
   let c = i % p.C;
   let t = position % p.T;
-  out[i] = wte[tokens[position] * p.C + c] + wpe[t * p.C + c];
+  var value = wte[tokens[position] * p.C + c] * p.scale;
+  if (p.hasPositions == 1u) { value += wpe[t * p.C + c]; }
+  out[i] = value;
 }
 
 // ---- backward, wte: one workgroup per distinct token ----
@@ -55,7 +60,7 @@ fn tokenGradients(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
   for (var c = lid; c < p.C; c += WG) {
     var sum = 0.0;
     for (var k = first; k < last; k++) { sum += tokenDout[bucketPositions[k] * p.C + c]; }
-    dwte[row + c] += sum;
+    dwte[row + c] += sum * p.scale;
   }
 }
 

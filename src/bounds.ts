@@ -37,4 +37,4 @@ export const GradClip = real(0, 1e6, "gradClip");
 /** Longest training sequence, in tokens. */
 export const SequenceTokens = int(1, 65_536, "maxTokens");
 export const CheckpointEvery = int(1, MAX_STEPS, "checkpointEvery");
-export const Fraction = real(0, 1, "p");
+export const Fraction = v.pipe(v.number(), v.minValue(0, "p must be in [0, 1]"), v.maxValue(1, "p must be in [0, 1]"));

@@ -1,7 +1,7 @@
 import { UserError } from "../errors.ts";
 import { acquireGpu } from "../gpu/device.ts";
 import { createKernels } from "../gpu/kernels/index.ts";
-import { Gpt2 } from "../model/gpt2.ts";
+import { DecoderModel } from "../model/decoder.ts";
 import { loadPretrained } from "../model/hf.ts";
 import { resolveModel } from "../model/ref.ts";
 import { nextTokenBatch, scoreBatch } from "../model/loss.ts";
@@ -14,7 +14,8 @@ export const command: Command = {
 
 Runs the model forward on the GPU and prints the mean next-token cross-entropy in nats over the predicted
 positions (a sequence of n tokens has n-1).
-  --model    a Hugging Face GPT-2 folder (config.json + model.safetensors), or a repo id in the local HF cache
+  --model    a Hugging Face model folder (config.json + model.safetensors; gpt2, llama, mistral, qwen2, qwen3,
+             gemma or phi), or a repo id in the local HF cache
   --text     text to score, tokenized with the folder's vocab.json + merges.txt
   --ids      comma-separated token ids
   --json     print {"loss": <nats>, "tokens": <predicted positions>}
@@ -39,7 +40,7 @@ positions (a sequence of n tokens has n-1).
     }
     const gpu = await acquireGpu({ adapter: values.adapter });
     try {
-      const model = new Gpt2(gpu, await createKernels(gpu), loaded.config, { B: 1, T: Math.max(ids.length, 2), training: false });
+      const model = new DecoderModel(gpu, await createKernels(gpu), loaded.config, { B: 1, T: Math.max(ids.length, 2), training: false });
       model.setParameters(loaded.params);
       const result = await scoreBatch(model, nextTokenBatch(ids));
       if (values.json) console.log(JSON.stringify(result));

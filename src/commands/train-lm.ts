@@ -17,9 +17,9 @@ export const command: Command = {
   summary: "plain language-model training or fine-tuning on a text file",
   help: `usage: bun src/cli.ts train-lm --model <hf-dir | hub id | preset> --data <file> --steps N --out <dir> [options]
 
-Trains a GPT-2 on next-token prediction over a text file, on the GPU (or the software adapter).
-  --model          a Hugging Face GPT-2 folder or hub id in the local cache (fine-tuning, its tokenizer),
-                   or a size preset trained from scratch: ${SCRATCH_MODELS.join(", ")}
+Trains a decoder on next-token prediction over a text file, on the GPU (or the software adapter).
+  --model          a Hugging Face model folder of any supported family, or a hub id in the local cache
+                   (fine-tuning, its tokenizer), or a size trained from scratch: ${SCRATCH_MODELS.join(", ")}
                    (from scratch, a compact byte-level BPE is trained on --data; see --vocab-size)
   --data           UTF-8 text file
   --steps          optimizer steps

@@ -19,10 +19,10 @@ with the tokenizer). The run is registered in the runs table of --db. Progress g
   --placement     none (label only), before (rationale, then "So the answer is (x)."), after (label, then rationale)
   --selection     full, shuffled, random (as many random tokens), key (top --k by attribution), masked (--p of them)
   --alpha         loss weight of the rationale tokens (default 1; label tokens weigh 1)
-  --model         a Hugging Face GPT-2 folder or a hub id in the local HF cache (gpt2, openai-community/gpt2 …:
-                  its weights and tokenizer), or a size trained from scratch (scratch-micro, scratch-tiny,
-                  scratch-small, scratch-gpt2 …) with a compact BPE of the dataset (or, with --attribution saliency,
-                  the attribution model's)
+  --model         a Hugging Face model folder (gpt2, llama, mistral, qwen2, qwen3, gemma, phi) or a hub id in the
+                  local HF cache (gpt2, openai-community/gpt2 …: its weights and tokenizer), or a size trained from
+                  scratch as a GPT-2 (scratch-micro, scratch-tiny, scratch-small, scratch-gpt2 …) with a compact BPE
+                  of the dataset (or, with --attribution saliency, the attribution model's)
   --rationales    a teacher model name: its answers in the rationale store (--db) for the dataset, under its newest
                   template version (or --rationale-template V); palm: the shipped PaLM rationales (default); or a
                   JSON-lines file: what GET /v1/rationales exports, or {"id"|"index", "rationale"[, "label"]} lines

@@ -99,8 +99,25 @@ export function isRationaleFile(name: string, lookOnDisk = false): boolean {
 /** The source `--rationales` names; a bad name fails here, before any work, with what would have been valid. */
 export async function openRationaleSource(name: string, options: SourceOptions): Promise<RationaleSource> {
   if (name === "palm") return palmSource(options);
+  // "teacher:NAME" is a teacher, whatever the disk holds (the server passes names so: it never reads a path it did not resolve)
+  if (name.startsWith(TEACHER_PREFIX)) return storeSource(name.slice(TEACHER_PREFIX.length), options);
   if (isRationaleFile(name, true)) return fileSource(name, options);
   return storeSource(name, options);
+}
+
+export const TEACHER_PREFIX = "teacher:";
+
+/** A model name as servers spell them ("gpt-4o-mini", "meta-llama/Llama-3.1-8B-Instruct", "qwen2.5:7b"): no path tricks. */
+const TEACHER_NAME = /^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}(\/[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}){0,3}$/;
+
+/**
+ * On the server: a teacher name (to look up in its own store), or null when the value must be resolved as a file in
+ * the data root — a name ending in .jsonl/.json, or anything that is not plainly a model name ("..", "/…", "~").
+ */
+export function serverTeacherName(name: string): string | null {
+  if (name.startsWith(TEACHER_PREFIX)) name = name.slice(TEACHER_PREFIX.length);
+  if (isRationaleFile(name) || !TEACHER_NAME.test(name) || name.split("/").includes("..")) return null;
+  return name;
 }
 
 function palmSource(options: SourceOptions): RationaleSource {

@@ -21,7 +21,7 @@ import { acquireGpu, type Gpu } from "../gpu/device.ts";
 import { createKernels, type Kernels } from "../gpu/kernels/index.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { paddedBatch } from "../eval/decode.ts";
-import { type Batch, Gpt2 } from "../model/gpt2.ts";
+import { type Batch, DecoderModel } from "../model/decoder.ts";
 import { loadHFModel, WEIGHTS_FILE } from "../model/hf.ts";
 import { loadTokenizer } from "../model/tokenizer.ts";
 import { type Attribution, attributionCacheDir } from "./attribution.ts";
@@ -71,7 +71,7 @@ export function gradientTimesInput(grad: Float32Array, emb: Float32Array, b: num
 }
 
 /** Scores for a list of examples with a model already on the GPU (built with training: true). */
-export async function scoreExamples(model: Gpt2, examples: DistillExample[], batchSize: number): Promise<TokenScores[]> {
+export async function scoreExamples(model: DecoderModel, examples: DistillExample[], batchSize: number): Promise<TokenScores[]> {
   const recorder = new Recorder(model.gpu);
   const C = model.config.nEmbd;
   const out: TokenScores[] = [];
@@ -133,7 +133,7 @@ export async function saliencyAttribution(request: SaliencyRequest): Promise<Att
     try {
       const kernels = request.kernels ?? (await createKernels(gpu));
       const T = Math.max(...examples.map((ex) => ex.ids.length - 1));
-      const model = new Gpt2(gpu, kernels, loaded.config, { B: batchSize, T, training: true });
+      const model = new DecoderModel(gpu, kernels, loaded.config, { B: batchSize, T, training: true });
       try {
         model.setParameters(loaded.params);
         const scored = await scoreExamples(model, examples, batchSize);

@@ -12,7 +12,7 @@ import type { Item } from "../data/types.ts";
 import { UserError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { Kernels } from "../gpu/kernels/index.ts";
-import { type GPT2Config, PRESETS, presetConfig } from "../model/config.ts";
+import { type ModelConfig, PRESETS, presetConfig } from "../model/config.ts";
 import { loadPretrained } from "../model/hf.ts";
 import { type ModelRef, resolveModel } from "../model/ref.ts";
 import { MAX_EPOCHS, MAX_STEPS } from "../bounds.ts";
@@ -116,10 +116,12 @@ export interface RunSettings {
   weights: LossWeights;
   template: Template;
   model: string;
-  modelConfig: GPT2Config;
+  modelConfig: ModelConfig;
   tokenizer: string;
+  /** What --rationales said (a teacher, "palm", or the file's path). */
+  rationales: string;
   /** Where the rationales came from, how they were chosen, and how many items were kept or dropped and why. */
-  rationales: RationaleReport;
+  rationaleSource: RationaleReport;
   attribution: { kind: AttributionKind; model?: string } | null;
   epochs: number;
   limit: number | null;
@@ -340,7 +342,8 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
     model: spec.model,
     modelConfig: student.config,
     tokenizer: tokenizerSource,
-    rationales: report,
+    rationales: spec.rationales ?? "palm",
+    rationaleSource: report,
     attribution: spec.selection.kind === "key" ? { kind: spec.attribution ?? "idf", model: spec.attributionModel } : null,
     epochs: spec.epochs,
     limit: spec.limit ?? null,

@@ -9,8 +9,8 @@
 import type { Gpu } from "../gpu/device.ts";
 import type { Kernels } from "../gpu/kernels/index.ts";
 import { Recorder } from "../gpu/recorder.ts";
-import type { GPT2Config } from "../model/config.ts";
-import { type Batch, Gpt2 } from "../model/gpt2.ts";
+import type { ModelConfig } from "../model/config.ts";
+import { type Batch, DecoderModel } from "../model/decoder.ts";
 
 export interface GenerationRequest {
   prompt: number[];
@@ -45,12 +45,12 @@ export function paddedBatch(rows: number[][], T: number, weighted?: (row: number
 }
 
 export class Decoder {
-  private readonly model: Gpt2;
+  private readonly model: DecoderModel;
   private readonly recorder: Recorder;
 
   /** `maxRows` × `maxLength` is the largest batch it will run. */
-  constructor(gpu: Gpu, kernels: Kernels, readonly config: GPT2Config, params: Float32Array, readonly maxRows: number, readonly maxLength: number) {
-    this.model = new Gpt2(gpu, kernels, config, { B: maxRows, T: maxLength, training: false });
+  constructor(gpu: Gpu, kernels: Kernels, readonly config: ModelConfig, params: Float32Array, readonly maxRows: number, readonly maxLength: number) {
+    this.model = new DecoderModel(gpu, kernels, config, { B: maxRows, T: maxLength, training: false });
     this.model.setParameters(params);
     this.recorder = new Recorder(gpu);
   }

@@ -7,7 +7,7 @@ import type { Database } from "bun:sqlite";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
-import type { GPT2Config } from "../model/config.ts";
+import type { ModelConfig } from "../model/config.ts";
 import { loadHFModel } from "../model/hf.ts";
 import { loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
 import { DEFAULT_TEMPLATE, type Placement, type Template } from "../distill/placement.ts";
@@ -22,7 +22,7 @@ export interface Student {
   run: RunSettings | null;
   placement: Placement;
   template: Template;
-  config: GPT2Config;
+  config: ModelConfig;
   params: Float32Array;
   codec: Tokenizer;
 }

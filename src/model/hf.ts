@@ -1,5 +1,5 @@
 /**
- * Hugging Face GPT-2 folders: config.json + model.safetensors, loaded into (and saved from) the flat parameter
+ * Hugging Face model folders (any family of family.ts): config.json + model.safetensors, loaded into (and saved from) the flat parameter
  * layout of params.ts, and found in the local HF hub cache by repo id. Only local files are read: nothing is
  * downloaded.
  */
@@ -8,12 +8,13 @@ import { mkdir } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
-import { configFromHF, configToHF, type GPT2Config } from "./config.ts";
+import { configFromHF, configToHF, type ModelConfig } from "./config.ts";
+import { canonicalTensorName, isIgnoredTensor } from "./family.ts";
 import { type ParamLayout, paramLayout, tensorView } from "./params.ts";
 import { readSafetensorsFile, type SafetensorsEntry, toFloat32, writeSafetensorsFile } from "./safetensors.ts";
 
 export interface LoadedModel {
-  config: GPT2Config;
+  config: ModelConfig;
   layout: ParamLayout;
   /** Flat parameters in `layout`. */
   params: Float32Array;
@@ -22,10 +23,7 @@ export interface LoadedModel {
 export const CONFIG_FILE = "config.json";
 export const WEIGHTS_FILE = "model.safetensors";
 
-/** Buffers HF keeps in some checkpoints (the causal mask); they are not parameters. */
-const IGNORED_SUFFIXES = [".attn.bias", ".attn.masked_bias"];
-
-export async function readConfig(dir: string): Promise<GPT2Config> {
+export async function readConfig(dir: string): Promise<ModelConfig> {
   const path = join(dir, CONFIG_FILE);
   if (!existsSync(path)) throw new UserError(`${dir}: no ${CONFIG_FILE} (not a Hugging Face model folder?)`, 404);
   let json: unknown;
@@ -37,7 +35,10 @@ export async function readConfig(dir: string): Promise<GPT2Config> {
   return configFromHF(json, path);
 }
 
-/** Loads a GPT-2 folder. Tensor names may carry the `transformer.` prefix or not; lm_head must be tied to wte. */
+/**
+ * Loads a model folder of any supported family into the flat layout: every tensor of familyTensors(config) must be
+ * there with its shape; a stored lm_head.weight of a tied model must equal the embedding.
+ */
 export async function loadHFModel(dir: string): Promise<LoadedModel> {
   const config = await readConfig(dir);
   const layout = paramLayout(config);
@@ -45,11 +46,8 @@ export async function loadHFModel(dir: string): Promise<LoadedModel> {
   if (!existsSync(weightsPath)) throw new UserError(`${dir}: no ${WEIGHTS_FILE} (only safetensors weights are read)`, 404);
   const file = await readSafetensorsFile(weightsPath);
   const found = new Map<string, SafetensorsEntry>();
-  let lmHead: SafetensorsEntry | undefined;
   for (const [name, entry] of file.tensors) {
-    if (IGNORED_SUFFIXES.some((s) => name.endsWith(s))) continue;
-    if (name === "lm_head.weight") lmHead = entry;
-    else found.set(name.startsWith("transformer.") ? name : `transformer.${name}`, entry);
+    if (!isIgnoredTensor(name)) found.set(canonicalTensorName(config, name), entry);
   }
   const params = new Float32Array(layout.size);
   for (const spec of layout.tensors) {
@@ -59,15 +57,17 @@ export async function loadHFModel(dir: string): Promise<LoadedModel> {
     tensorView(params, spec).set(toFloat32(entry));
     found.delete(spec.name);
   }
-  if (found.size > 0) throw new UserError(`${weightsPath}: unexpected tensor ${[...found.keys()][0]} for a GPT-2 of this config`, 422);
+  const lmHead = config.arch.tiedHead ? found.get("lm_head.weight") : undefined;
   if (lmHead) {
+    found.delete("lm_head.weight");
     expectShape(weightsPath, "lm_head.weight", layout.wte.shape, lmHead.shape);
     const head = toFloat32(lmHead);
     const wte = tensorView(params, layout.wte);
     if (head.some((x, i) => x !== wte[i])) {
-      throw new UserError(`${weightsPath}: lm_head.weight differs from transformer.wte.weight (only tied heads are supported)`, 422);
+      throw new UserError(`${weightsPath}: lm_head.weight differs from ${layout.wte.name} though the config ties them (tie_word_embeddings)`, 422);
     }
   }
+  if (found.size > 0) throw new UserError(`${weightsPath}: unexpected tensor ${[...found.keys()][0]} for a ${config.family} of this config`, 422);
   return { config, layout, params };
 }
 
@@ -77,8 +77,8 @@ function expectShape(file: string, name: string, expected: number[], found: numb
   }
 }
 
-/** Writes config.json + model.safetensors that `transformers` GPT2LMHeadModel.from_pretrained loads (tied head). */
-export async function saveHFModel(dir: string, model: { config: GPT2Config; params: Float32Array }, extraConfig: Record<string, unknown> = {}): Promise<void> {
+/** Writes config.json + model.safetensors in the family's HF layout, which `transformers` from_pretrained loads. */
+export async function saveHFModel(dir: string, model: { config: ModelConfig; params: Float32Array }, extraConfig: Record<string, unknown> = {}): Promise<void> {
   const layout = paramLayout(model.config);
   if (model.params.length !== layout.size) throw new Error(`params has ${model.params.length} floats, layout needs ${layout.size}`);
   await mkdir(dir, { recursive: true });

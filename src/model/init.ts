@@ -1,25 +1,28 @@
 /**
- * GPT-2's random initialisation (as in HF's GPT2PreTrainedModel._init_weights): every matmul weight and both
- * embeddings ~ N(0, 0.02²), except the two residual projections per block (attn.c_proj, mlp.c_proj), whose std is
- * scaled by 1/√(2·nLayer) so the residual stream's variance does not grow with depth; biases 0; LayerNorm gain 1,
- * shift 0. Seeded, so the same seed gives bit-identical parameters.
+ * Random initialisation as HF's *PreTrainedModel._init_weights does it (GPT-2's variant): every matmul weight and
+ * embedding ~ N(0, 0.02²), except the two residual projections per block (attention output, MLP down/proj), whose
+ * std is scaled by 1/√(2·nLayer) so the residual stream's variance does not grow with depth; biases 0; norm gains 1
+ * (0 for Gemma's (1 + w) RMSNorm, which is the same identity), LayerNorm shifts 0. Seeded: the same seed gives
+ * bit-identical parameters.
  */
 import { type ParamLayout, tensorView } from "./params.ts";
 import { Rng } from "./rng.ts";
 
 export const INIT_STD = 0.02;
 
-const isResidualProjection = (name: string) => name.endsWith("attn.c_proj.weight") || name.endsWith("mlp.c_proj.weight");
+const RESIDUAL_PROJECTIONS = new Set(["o.weight", "proj.weight"]);
+const NORM_GAINS = new Set(["norm1.weight", "norm2.weight", "normF.weight", "qNorm.weight", "kNorm.weight"]);
 
 /** A fresh flat parameter array in `layout`, filled from `rng` (a seed makes its own generator). */
 export function initParams(layout: ParamLayout, rng: Rng | number): Float32Array {
   const random = typeof rng === "number" ? new Rng(rng) : rng;
   const params = new Float32Array(layout.size);
   const residualStd = INIT_STD / Math.sqrt(2 * layout.config.nLayer);
-  for (const spec of layout.tensors) {
-    const view = tensorView(params, spec);
-    if (spec.shape.length === 2) random.fillNormal(view, isResidualProjection(spec.name) ? residualStd : INIT_STD);
-    else if (spec.name.includes("ln_") && spec.name.endsWith(".weight")) view.fill(1);
+  const gain = layout.config.arch.norm === "rms1p" ? 0 : 1;
+  for (const slot of layout.slots) {
+    const view = tensorView(params, slot);
+    if (slot.shape.length === 2) random.fillNormal(view, RESIDUAL_PROJECTIONS.has(slot.role) ? residualStd : INIT_STD);
+    else if (NORM_GAINS.has(slot.role)) view.fill(gain);
     // biases and LayerNorm shifts stay 0
   }
   return params;

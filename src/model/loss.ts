@@ -1,7 +1,7 @@
 /** Forward-only scoring: the mean next-token cross-entropy of sequences under a model. */
 import { UserError } from "../errors.ts";
 import { Recorder } from "../gpu/recorder.ts";
-import type { Batch, Gpt2 } from "./gpt2.ts";
+import type { Batch, DecoderModel } from "./decoder.ts";
 
 /** A batch that predicts ids[1..] from ids[..-1] of one sequence, every prediction weighted 1. */
 export function nextTokenBatch(ids: ArrayLike<number>): Batch {
@@ -18,7 +18,7 @@ export function nextTokenBatch(ids: ArrayLike<number>): Batch {
 }
 
 /** Mean cross-entropy (nats) over the weighted positions of a batch, and how many positions that was. */
-export async function scoreBatch(model: Gpt2, batch: Batch, recorder = new Recorder(model.gpu)): Promise<{ loss: number; tokens: number }> {
+export async function scoreBatch(model: DecoderModel, batch: Batch, recorder = new Recorder(model.gpu)): Promise<{ loss: number; tokens: number }> {
   model.setBatch(batch);
   model.forward(recorder, 0);
   recorder.submit();

@@ -1,17 +1,19 @@
 /**
- * The parameter layout: every GPT-2 tensor, named as in Hugging Face's GPT2LMHeadModel, placed in ONE flat float
- * array (parameters, gradients and both AdamW moments each use the same layout).
+ * The parameter layout: every tensor of a model (familyTensors in family.ts: HF names, shapes, roles) placed in ONE
+ * flat float array; parameters, gradients and both AdamW moments each use the same layout.
  *
- * - Each tensor starts at a multiple of 64 floats (256 bytes, WebGPU's minStorageBufferOffsetAlignment), so a
- *   tensor can be bound on the GPU as a byte range of the one buffer. The gaps stay zero in every array.
- * - Weight decay (the `decay` flag) goes to the tensors that multiply activations — the 2-D matmul weights — and to
- *   the embeddings (wte is also the tied lm_head), as nanoGPT does with "every parameter of rank ≥ 2"; biases and
- *   LayerNorm gains/shifts are not decayed. All decayed tensors come first, so the optimizer runs over two contiguous
- *   ranges: [0, decayEnd) with weight decay and [decayEnd, size) without.
- * - Matmul weights keep HF's Conv1D layout [in, out], so y = x·W + b needs no transposes when loading or saving.
- * - lm_head.weight is not a tensor of its own: logits = x·wteᵀ.
+ * - Each role's slot starts at a multiple of 64 floats (256 bytes, WebGPU's minStorageBufferOffsetAlignment), so it
+ *   can be bound on the GPU as a byte range of the one buffer. The gaps stay zero in every array.
+ * - A slot with several parts (q/k/v projections, gate/up) holds them back to back, so the graph multiplies by the
+ *   fused matrix in one product; the parts stay separate HF tensors for loading and saving.
+ * - Weight decay goes to the rank-2 tensors (matmul weights, embeddings), as nanoGPT does; biases and norm gains are
+ *   not decayed. All decayed slots come first, so the optimizer runs over two contiguous ranges: [0, decayEnd)
+ *   with weight decay and [decayEnd, size) without.
+ * - Weights keep their HF layout (Conv1D [in, out] for GPT-2, nn.Linear [out, in] otherwise), so loading and saving
+ *   need no transposes; the graph picks the matching product.
  */
-import type { GPT2Config } from "./config.ts";
+import type { GlobalRole, LayerRole, ModelConfig } from "./family.ts";
+import { familyTensors } from "./family.ts";
 
 export const PARAM_ALIGNMENT = 64;
 
@@ -19,39 +21,33 @@ export interface TensorSpec {
   /** HF name, e.g. "transformer.h.0.attn.c_attn.weight". */
   name: string;
   shape: number[];
-  /** Element offset into the flat array (a multiple of PARAM_ALIGNMENT). */
+  /** Element offset into the flat array. */
   offset: number;
   /** Element count (product of shape). */
   size: number;
   decay: boolean;
 }
 
-/** The tensors of one transformer block, in the order the forward pass uses them. */
-export interface LayerTensors {
-  ln1Weight: TensorSpec;
-  ln1Bias: TensorSpec;
-  qkvWeight: TensorSpec;
-  qkvBias: TensorSpec;
-  attnProjWeight: TensorSpec;
-  attnProjBias: TensorSpec;
-  ln2Weight: TensorSpec;
-  ln2Bias: TensorSpec;
-  fcWeight: TensorSpec;
-  fcBias: TensorSpec;
-  fcProjWeight: TensorSpec;
-  fcProjBias: TensorSpec;
+/** One role's placement: the fused tensor (offset a multiple of PARAM_ALIGNMENT) and its HF parts inside it. */
+export interface SlotSpec extends TensorSpec {
+  role: GlobalRole | LayerRole;
+  layer: number | null;
+  parts: TensorSpec[];
 }
 
 export interface ParamLayout {
-  config: GPT2Config;
-  /** Decayed tensors first, then the rest; offsets increase along the list. */
+  config: ModelConfig;
+  /** Every HF tensor, in placement order (decayed first); offsets increase along the list. */
   tensors: TensorSpec[];
   byName: Map<string, TensorSpec>;
-  wte: TensorSpec;
-  wpe: TensorSpec;
-  layers: LayerTensors[];
-  lnfWeight: TensorSpec;
-  lnfBias: TensorSpec;
+  /** Every role's slot, in placement order. */
+  slots: SlotSpec[];
+  /** Global slots by role (absent roles: e.g. no wpe with rotary positions, no head with a tied one). */
+  global: Partial<Record<GlobalRole, SlotSpec>>;
+  /** Per block, its slots by role. */
+  layers: Partial<Record<LayerRole, SlotSpec>>[];
+  /** The token embedding (also the head when tied). */
+  wte: SlotSpec;
   /** End of the weight-decayed range (start of the rest); a multiple of PARAM_ALIGNMENT. */
   decayEnd: number;
   /** Total floats, padding included; a multiple of PARAM_ALIGNMENT. */
@@ -60,74 +56,46 @@ export interface ParamLayout {
   count: number;
 }
 
-type Shape = (c: GPT2Config) => number[];
-
-/** Per-block tensors: HF suffix, shape, decayed or not, and the LayerTensors field it fills. */
-const BLOCK: [suffix: string, shape: Shape, decay: boolean, field: keyof LayerTensors][] = [
-  ["ln_1.weight", (c) => [c.nEmbd], false, "ln1Weight"],
-  ["ln_1.bias", (c) => [c.nEmbd], false, "ln1Bias"],
-  ["attn.c_attn.weight", (c) => [c.nEmbd, 3 * c.nEmbd], true, "qkvWeight"],
-  ["attn.c_attn.bias", (c) => [3 * c.nEmbd], false, "qkvBias"],
-  ["attn.c_proj.weight", (c) => [c.nEmbd, c.nEmbd], true, "attnProjWeight"],
-  ["attn.c_proj.bias", (c) => [c.nEmbd], false, "attnProjBias"],
-  ["ln_2.weight", (c) => [c.nEmbd], false, "ln2Weight"],
-  ["ln_2.bias", (c) => [c.nEmbd], false, "ln2Bias"],
-  ["mlp.c_fc.weight", (c) => [c.nEmbd, 4 * c.nEmbd], true, "fcWeight"],
-  ["mlp.c_fc.bias", (c) => [4 * c.nEmbd], false, "fcBias"],
-  ["mlp.c_proj.weight", (c) => [4 * c.nEmbd, c.nEmbd], true, "fcProjWeight"],
-  ["mlp.c_proj.bias", (c) => [c.nEmbd], false, "fcProjBias"],
-];
-
-export function layerTensorName(layer: number, suffix: string): string {
-  return `transformer.h.${layer}.${suffix}`;
-}
-
-/** Every tensor name and shape in HF's natural order (embeddings, blocks, final LayerNorm), before placement. */
-function tensorList(c: GPT2Config): { name: string; shape: number[]; decay: boolean }[] {
-  const list = [
-    { name: "transformer.wte.weight", shape: [c.vocabSize, c.nEmbd], decay: true },
-    { name: "transformer.wpe.weight", shape: [c.nPositions, c.nEmbd], decay: true },
-  ];
-  for (let i = 0; i < c.nLayer; i++) {
-    for (const [suffix, shape, decay] of BLOCK) list.push({ name: layerTensorName(i, suffix), shape: shape(c), decay });
-  }
-  list.push({ name: "transformer.ln_f.weight", shape: [c.nEmbd], decay: false });
-  list.push({ name: "transformer.ln_f.bias", shape: [c.nEmbd], decay: false });
-  return list;
-}
-
 const alignUp = (n: number) => Math.ceil(n / PARAM_ALIGNMENT) * PARAM_ALIGNMENT;
 
-export function paramLayout(config: GPT2Config): ParamLayout {
-  const list = tensorList(config);
+export function paramLayout(config: ModelConfig): ParamLayout {
+  const list = familyTensors(config);
   const ordered = [...list.filter((t) => t.decay), ...list.filter((t) => !t.decay)];
+  const slots: SlotSpec[] = [];
   const tensors: TensorSpec[] = [];
   let offset = 0;
   let decayEnd = 0;
   let count = 0;
-  for (const t of ordered) {
-    const size = t.shape.reduce((a, b) => a * b, 1);
-    tensors.push({ ...t, offset, size });
-    offset = alignUp(offset + size);
+  for (const slot of ordered) {
+    const parts: TensorSpec[] = [];
+    let at = offset;
+    for (const part of slot.parts) {
+      const size = part.shape.reduce((a, b) => a * b, 1);
+      parts.push({ name: part.name, shape: part.shape, offset: at, size, decay: slot.decay });
+      at += size;
+    }
+    const size = at - offset;
+    const name = slot.parts.length === 1 ? slot.parts[0].name : slot.parts.map((p) => p.name).join("+");
+    slots.push({ name, shape: slot.shape, offset, size, decay: slot.decay, role: slot.role, layer: slot.layer, parts });
+    tensors.push(...parts);
+    offset = alignUp(at);
     count += size;
-    if (t.decay) decayEnd = offset;
+    if (slot.decay) decayEnd = offset;
   }
-  const byName = new Map(tensors.map((t) => [t.name, t]));
-  const get = (name: string) => byName.get(name)!;
-  const layers = Array.from({ length: config.nLayer }, (_, i) => {
-    const layer = {} as LayerTensors;
-    for (const [suffix, , , field] of BLOCK) layer[field] = get(layerTensorName(i, suffix));
-    return layer;
-  });
+  const layers = Array.from({ length: config.nLayer }, () => ({}) as Partial<Record<LayerRole, SlotSpec>>);
+  const global: Partial<Record<GlobalRole, SlotSpec>> = {};
+  for (const s of slots) {
+    if (s.layer === null) global[s.role as GlobalRole] = s;
+    else layers[s.layer][s.role as LayerRole] = s;
+  }
   return {
     config,
     tensors,
-    byName,
-    wte: get("transformer.wte.weight"),
-    wpe: get("transformer.wpe.weight"),
+    byName: new Map(tensors.map((t) => [t.name, t])),
+    slots,
+    global,
     layers,
-    lnfWeight: get("transformer.ln_f.weight"),
-    lnfBias: get("transformer.ln_f.bias"),
+    wte: global.wte!,
     decayEnd,
     size: offset,
     count,

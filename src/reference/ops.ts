@@ -1,7 +1,9 @@
+import type { AttentionShape } from "../gpu/kernels/index.ts";
+
 /**
  * Float64 reference implementations of every GPU kernel (the contract in src/gpu/kernels/index.ts), written in the
  * plain loop style of llm.c's train_gpt2.c. They are slow and obvious on purpose: the WGSL kernels are tested
- * against them, and src/reference/gpt2.ts composes them into a whole GPT-2 that is tested against PyTorch.
+ * against them, and src/reference/decoder.ts composes them into a whole decoder that is tested against PyTorch.
  *
  * All tensors are row-major. Outputs are freshly allocated (the GPU's "+=" accumulation is the caller's business),
  * except adamwStep, which updates its arrays in place like the optimizer it mirrors.
@@ -203,30 +205,31 @@ export function geluBackward(x: Float64Array, dout: Float64Array): Float64Array 
   return dinp;
 }
 
+/** Row width of a fused qkv tensor: q (NH heads) | k (KVH heads) | v (KVH heads). */
+const qkvWidth = (s: AttentionShape) => (s.NH + 2 * s.KVH) * s.hs;
+
 /**
- * Causal multi-head self-attention. qkv[B,T,3C] holds [q|k|v] per token, head h using channels h·hs … (h+1)·hs − 1
- * of each. att[B,NH,T,T] holds the softmax probabilities (zero above the diagonal); out[B,T,C] the heads side by side.
+ * Causal self-attention with grouped key/value heads over a fused qkv[B,T,(NH+2·KVH)·hs] (q | k | v per token,
+ * head h in columns h·hs … of its part). att[B,NH,T,T] holds the softmax probabilities (zero above the diagonal),
+ * out[B,T,NH·hs] the heads side by side. GPT-2 is NH = KVH, hs = C/NH.
  */
-export function attentionForward(
-  qkv: Float64Array,
-  B: number,
-  T: number,
-  C: number,
-  NH: number,
-): { out: Float64Array; att: Float64Array } {
-  const hs = C / NH;
+export function groupedAttentionForward(qkv: Float64Array, s: AttentionShape): { out: Float64Array; att: Float64Array } {
+  const { B, T, NH, KVH, hs } = s;
+  const W = qkvWidth(s);
+  const group = NH / KVH;
   const scale = 1 / Math.sqrt(hs);
-  const out = new Float64Array(B * T * C);
+  const out = new Float64Array(B * T * NH * hs);
   const att = new Float64Array(B * NH * T * T);
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {
       for (let h = 0; h < NH; h++) {
-        const q = (b * T + t) * 3 * C + h * hs;
+        const kvh = Math.floor(h / group);
+        const q = (b * T + t) * W + h * hs;
         const attRow = ((b * NH + h) * T + t) * T;
         // scores against keys 0..t, then a numerically stable softmax
         let max = -Infinity;
         for (let t2 = 0; t2 <= t; t2++) {
-          const k = (b * T + t2) * 3 * C + C + h * hs;
+          const k = (b * T + t2) * W + (NH + kvh) * hs;
           let dot = 0;
           for (let i = 0; i < hs; i++) dot += qkv[q + i] * qkv[k + i];
           att[attRow + t2] = dot * scale;
@@ -239,9 +242,9 @@ export function attentionForward(
         }
         for (let t2 = 0; t2 <= t; t2++) att[attRow + t2] /= sumExp;
         // weighted sum of the values
-        const o = (b * T + t) * C + h * hs;
+        const o = (b * T + t) * NH * hs + h * hs;
         for (let t2 = 0; t2 <= t; t2++) {
-          const v = (b * T + t2) * 3 * C + 2 * C + h * hs;
+          const v = (b * T + t2) * W + (NH + KVH + kvh) * hs;
           for (let i = 0; i < hs; i++) out[o + i] += att[attRow + t2] * qkv[v + i];
         }
       }
@@ -250,29 +253,24 @@ export function attentionForward(
   return { out, att };
 }
 
-/** dqkv[B,T,3C] from dout[B,T,C], through the value sum, the softmax and the scaled q·k scores. */
-export function attentionBackward(
-  dout: Float64Array,
-  qkv: Float64Array,
-  att: Float64Array,
-  B: number,
-  T: number,
-  C: number,
-  NH: number,
-): Float64Array {
-  const hs = C / NH;
+/** dqkv (fused layout) from dout[B,T,NH·hs], through the value sum, the softmax and the scaled q·k scores. */
+export function groupedAttentionBackward(dout: Float64Array, qkv: Float64Array, att: Float64Array, s: AttentionShape): Float64Array {
+  const { B, T, NH, KVH, hs } = s;
+  const W = qkvWidth(s);
+  const group = NH / KVH;
   const scale = 1 / Math.sqrt(hs);
-  const dqkv = new Float64Array(B * T * 3 * C);
+  const dqkv = new Float64Array(B * T * W);
   const datt = new Float64Array(T);
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {
       for (let h = 0; h < NH; h++) {
-        const q = (b * T + t) * 3 * C + h * hs;
-        const o = (b * T + t) * C + h * hs;
+        const kvh = Math.floor(h / group);
+        const q = (b * T + t) * W + h * hs;
+        const o = (b * T + t) * NH * hs + h * hs;
         const attRow = ((b * NH + h) * T + t) * T;
         // through out = Σ att·v
         for (let t2 = 0; t2 <= t; t2++) {
-          const v = (b * T + t2) * 3 * C + 2 * C + h * hs;
+          const v = (b * T + t2) * W + (NH + KVH + kvh) * hs;
           let dot = 0;
           for (let i = 0; i < hs; i++) {
             dot += qkv[v + i] * dout[o + i];
@@ -286,7 +284,7 @@ export function attentionBackward(
         // through score = scale·q·k
         for (let t2 = 0; t2 <= t; t2++) {
           const dscore = att[attRow + t2] * (datt[t2] - weighted) * scale;
-          const k = (b * T + t2) * 3 * C + C + h * hs;
+          const k = (b * T + t2) * W + (NH + kvh) * hs;
           for (let i = 0; i < hs; i++) {
             dqkv[q + i] += dscore * qkv[k + i];
             dqkv[k + i] += dscore * qkv[q + i];
@@ -298,27 +296,128 @@ export function attentionBackward(
   return dqkv;
 }
 
-/** out[B,T,C] = wte[tokens[b,t]] + wpe[t]. */
+/** GPT-2's multi-head attention over qkv[B,T,3C]: groupedAttentionForward with NH = KVH, hs = C/NH. */
+export function attentionForward(qkv: Float64Array, B: number, T: number, C: number, NH: number): { out: Float64Array; att: Float64Array } {
+  return groupedAttentionForward(qkv, { B, T, NH, KVH: NH, hs: C / NH });
+}
+
+/** dqkv[B,T,3C] for attentionForward. */
+export function attentionBackward(dout: Float64Array, qkv: Float64Array, att: Float64Array, B: number, T: number, C: number, NH: number): Float64Array {
+  return groupedAttentionBackward(dout, qkv, att, { B, T, NH, KVH: NH, hs: C / NH });
+}
+
+/** RMSNorm per row of inp[N,C]: out = x·rstd·(w + gainOffset), rstd = 1/√(mean x² + eps); rstd saved. */
+export function rmsNormForward(inp: Float64Array, weight: Float64Array, N: number, C: number, eps: number, gainOffset: number): { out: Float64Array; rstd: Float64Array } {
+  const out = new Float64Array(N * C);
+  const rstd = new Float64Array(N);
+  for (let i = 0; i < N; i++) {
+    let squares = 0;
+    for (let c = 0; c < C; c++) squares += inp[i * C + c] ** 2;
+    const s = 1 / Math.sqrt(squares / C + eps);
+    for (let c = 0; c < C; c++) out[i * C + c] = inp[i * C + c] * s * (weight[c] + gainOffset);
+    rstd[i] = s;
+  }
+  return { out, rstd };
+}
+
+/** RMSNorm gradients: with n = x·rstd, g = (w + gainOffset)·dout: dinp = rstd·(g − n·mean(g·n)), dweight = Σ n·dout. */
+export function rmsNormBackward(dout: Float64Array, inp: Float64Array, weight: Float64Array, rstd: Float64Array, N: number, C: number, gainOffset: number): { dinp: Float64Array; dweight: Float64Array } {
+  const dinp = new Float64Array(N * C);
+  const dweight = new Float64Array(C);
+  for (let i = 0; i < N; i++) {
+    let dot = 0;
+    for (let c = 0; c < C; c++) dot += (weight[c] + gainOffset) * dout[i * C + c] * inp[i * C + c] * rstd[i];
+    dot /= C;
+    for (let c = 0; c < C; c++) {
+      const n = inp[i * C + c] * rstd[i];
+      dinp[i * C + c] = ((weight[c] + gainOffset) * dout[i * C + c] - n * dot) * rstd[i];
+      dweight[c] += n * dout[i * C + c];
+    }
+  }
+  return { dinp, dweight };
+}
+
+/**
+ * HF's rotate-half rotary embedding on the first R dims of each head of x[tokens, H·hd] (token n at position n % T),
+ * θ_j = inverse frequencies (R/2 of them); sign −1 applies the transposed rotation (the backward pass).
+ */
+export function rotary(x: Float64Array, tokens: number, T: number, H: number, hd: number, R: number, invFreq: Float64Array, sign = 1): Float64Array {
+  const out = Float64Array.from(x);
+  const half = R / 2;
+  for (let n = 0; n < tokens; n++) {
+    const t = n % T;
+    for (let h = 0; h < H; h++) {
+      const base = (n * H + h) * hd;
+      for (let j = 0; j < half; j++) {
+        const c = Math.cos(t * invFreq[j]);
+        const s = sign * Math.sin(t * invFreq[j]);
+        const a = x[base + j];
+        const b = x[base + j + half];
+        out[base + j] = a * c - b * s;
+        out[base + j + half] = b * c + a * s;
+      }
+    }
+  }
+  return out;
+}
+
+const silu = (x: number) => x / (1 + Math.exp(-x));
+const siluGrad = (x: number) => {
+  const s = 1 / (1 + Math.exp(-x));
+  return s * (1 + x * (1 - s));
+};
+const geluScalar = (x: number) => 0.5 * x * (1 + Math.tanh(GELU_SCALE * (x + 0.044715 * x * x * x)));
+const geluGrad = (x: number) => {
+  const t = Math.tanh(GELU_SCALE * (x + 0.044715 * x * x * x));
+  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * GELU_SCALE * (1 + 3 * 0.044715 * x * x);
+};
+
+/** Gated MLP activation over inp[N,2I] = gate|up: out[N,I] = act(gate)·up, act silu (swiglu) or tanh-GELU (geglu). */
+export function gatedForward(inp: Float64Array, N: number, I: number, kind: "swiglu" | "geglu"): Float64Array {
+  const act = kind === "swiglu" ? silu : geluScalar;
+  const out = new Float64Array(N * I);
+  for (let n = 0; n < N; n++) for (let i = 0; i < I; i++) out[n * I + i] = act(inp[n * 2 * I + i]) * inp[n * 2 * I + I + i];
+  return out;
+}
+
+/** dinp[N,2I] of gatedForward. */
+export function gatedBackward(dout: Float64Array, inp: Float64Array, N: number, I: number, kind: "swiglu" | "geglu"): Float64Array {
+  const act = kind === "swiglu" ? silu : geluScalar;
+  const grad = kind === "swiglu" ? siluGrad : geluGrad;
+  const dinp = new Float64Array(N * 2 * I);
+  for (let n = 0; n < N; n++) {
+    for (let i = 0; i < I; i++) {
+      const g = inp[n * 2 * I + i];
+      const u = inp[n * 2 * I + I + i];
+      dinp[n * 2 * I + i] = dout[n * I + i] * u * grad(g);
+      dinp[n * 2 * I + I + i] = dout[n * I + i] * act(g);
+    }
+  }
+  return dinp;
+}
+
+/** out[B,T,C] = scale·wte[tokens[b,t]] + wpe[t] (no position term when wpe is null: rotary families). */
 export function embeddingForward(
   tokens: Uint32Array,
   wte: Float64Array,
-  wpe: Float64Array,
+  wpe: Float64Array | null,
   B: number,
   T: number,
   C: number,
+  scale = 1,
 ): Float64Array {
   const out = new Float64Array(B * T * C);
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {
       const row = (b * T + t) * C;
       const tokenRow = tokens[b * T + t] * C;
-      for (let c = 0; c < C; c++) out[row + c] = wte[tokenRow + c] + wpe[t * C + c];
+      for (let c = 0; c < C; c++) out[row + c] = scale * wte[tokenRow + c] + (wpe ? wpe[t * C + c] : 0);
     }
   }
   return out;
 }
 
-/** dwte[V,C] sums dout over every position of each token; dwpe[maxT,C] sums over the batch at each position. */
+/** dwte[V,C] sums scale·dout over every position of each token; dwpe[maxT,C] sums over the batch at each position. */
 export function embeddingBackward(
   dout: Float64Array,
   tokens: Uint32Array,
@@ -327,6 +426,7 @@ export function embeddingBackward(
   C: number,
   V: number,
   maxT: number,
+  scale = 1,
 ): { dwte: Float64Array; dwpe: Float64Array } {
   const dwte = new Float64Array(V * C);
   const dwpe = new Float64Array(maxT * C);
@@ -335,7 +435,7 @@ export function embeddingBackward(
       const row = (b * T + t) * C;
       const tokenRow = tokens[b * T + t] * C;
       for (let c = 0; c < C; c++) {
-        dwte[tokenRow + c] += dout[row + c];
+        dwte[tokenRow + c] += scale * dout[row + c];
         dwpe[t * C + c] += dout[row + c];
       }
     }

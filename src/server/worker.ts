@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 import { BusyError, UserError } from "../errors.ts";
 import { CLI_PATH, childEnv, lastErrorLine, trainArgs } from "../experiment/runner.ts";
 import { conditionName } from "../experiment/grid.ts";
-import { isRationaleFile } from "../distill/rationales.ts";
+import { serverTeacherName, TEACHER_PREFIX } from "../distill/rationales.ts";
 import { scratchSize } from "../model/ref.ts";
 import { serverRoots, type Roots } from "../roots.ts";
 import { openDatabase } from "../store/db.ts";
@@ -173,7 +173,13 @@ export class RunSupervisor {
   private resolveRequest(request: RunRequest): RunRequest {
     const model = scratchSize(request.model) ? request.model : this.roots.resolve("model", request.model);
     // a teacher name is looked up in the server's own rationale store, never on the disk; a file in the data root
-    const rationales = request.rationales === undefined || !isRationaleFile(request.rationales) ? request.rationales : this.roots.resolve("rationales", request.rationales);
+    const teacher = request.rationales === undefined || request.rationales === "palm" ? null : serverTeacherName(request.rationales);
+    const rationales =
+      request.rationales === undefined || request.rationales === "palm"
+        ? request.rationales
+        : teacher !== null
+          ? `${TEACHER_PREFIX}${teacher}`
+          : this.roots.resolve("rationales", request.rationales);
     const attributionModel = request.attributionModel === undefined ? undefined : this.resolveStudent(request.attributionModel);
     return { ...request, model, rationales, attributionModel };
   }
@@ -206,14 +212,21 @@ export class RunSupervisor {
     const log = join(runDir, "train.log");
     let exited: Promise<number> | undefined;
     const launch = () => {
-      const fd = openSync(log, "a");
-      const child = Bun.spawn([process.execPath, CLI_PATH, ...trainArgs(spec, { db: this.options.dbPath })], {
-        env: childEnv(),
-        stdin: "ignore",
-        stdout: fd,
-        stderr: fd,
-      });
-      closeSync(fd);
+      let child: Child;
+      try {
+        const fd = openSync(log, "a");
+        try {
+          child = Bun.spawn([process.execPath, CLI_PATH, ...trainArgs(spec, { db: this.options.dbPath })], { env: childEnv(), stdin: "ignore", stdout: fd, stderr: fd });
+        } finally {
+          closeSync(fd);
+        }
+      } catch (err) {
+        // no process (out of file descriptors, the folder gone …): the slot is free again and the run says why
+        exited = Promise.resolve(70);
+        this.pool.done();
+        this.runs.markFailed(id, `could not start the train command: ${(err as Error).message}`);
+        return;
+      }
       this.children.set(id, child);
       exited = child.exited.then((code) => {
         this.children.delete(id);

@@ -231,7 +231,7 @@ export function batchRunner(options: BatchOptions): BatchRunner {
 function failPending(job: JobRow, context: JobContext, step: "upload" | "create", err: unknown): void {
   const reason = redactSecrets(err instanceof Error ? err.message : String(err));
   const message = `batch ${step} failed, job given up (retry-failed tries again): ${reason}`;
-  for (const claimed of context.store.pendingItems(job.id)) context.store.markFailed(job.id, claimed.seq, message);
+  for (const claimed of context.store.pendingItems(job.id)) context.store.markFailed(job.id, claimed.seq, message, "upstream");
   context.changed();
 }
 

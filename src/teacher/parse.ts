@@ -151,7 +151,7 @@ function readChoice(span: string, choices: Choice[]): string[] {
     const restIsChoice = choiceText !== undefined && normaliseText(rest).startsWith(normaliseText(choiceText));
     const article = lead[1] === "a" || (letter === "A" && /^[a-z]/.test(rest)) || lead[1] === "i";
     if (rest === "" || restIsChoice || /^(?:because|since|as|or|and|[-—–(])/i.test(rest) || (!article && /^[A-Z]$/.test(lead[1]))) {
-      const more = [...rest.matchAll(/\b(?:or|and)\s+\(?([A-E])\b\)?/g)].map((m) => m[1]).filter(known);
+      const more = [...rest.matchAll(/\b(?:or|and)\s+\(?([A-Z])\b\)?/g)].map((m) => m[1]).filter(known);
       return [...new Set([letter, ...more])];
     }
   }
@@ -241,7 +241,7 @@ const GSM_FINAL = /(?:^|\n)\s*####\s*([^\n]+)/g;
 const CHOOSER = /\bI(?:'d|\s+would|\s+will|'ll)?\s+(?:choose|pick|select|go\s+with|say)\s+|\bmy\s+(?:pick|choice)\s+is\s+/gi;
 /** "(B) is correct", "B) sea is the right answer", "Option B is the best choice": the label before its verdict. */
 const VERDICT =
-  /(?:\b(?:option|choice|answer)\s+\(?([A-E])\)?|[([]([A-Ea-e])[)\]]|\b([A-E])\))((?:[ \t]+[^\s.,;:*]+){0,4}?)[ \t]*\**[ \t]+is\s+(?:the\s+)?(?:correct|right|best|most\s+(?:likely|appropriate|suitable))\b(?:\s+(?:answer|choice|option))?/gi;
+  /(?:\b(?:option|choice|answer)\s+\(?([A-Z])\)?|[([]([A-Z])[)\]]|\b([A-Z])\))((?:[ \t]+[^\s.,;:*]+){0,4}?)[ \t]*\**[ \t]+is\s+(?:the\s+)?(?:correct|right|best|most\s+(?:likely|appropriate|suitable))\b(?:\s+(?:answer|choice|option))?/gi;
 
 function candidates(text: string, format: AnswerFormat, choices: Choice[]): Candidate[] {
   const found: Candidate[] = [];
@@ -282,7 +282,7 @@ function candidates(text: string, format: AnswerFormat, choices: Choice[]): Cand
   const head = text.trimStart().replace(SPAN_CLEAN, "");
   const offset = text.length - text.trimStart().length;
   const lead =
-    format === "multiple-choice" ? /^[([]?[A-E][)\]][^\n.]*\.?|^[A-E]\.(?=\s)/.exec(head) : format === "yes-no" ? /^(?:yes|no)\b[.,!:]?/i.exec(head) : null;
+    format === "multiple-choice" ? /^[([]?[A-Z][)\]][^\n.]*\.?|^[A-Z]\.(?=\s)/.exec(head) : format === "yes-no" ? /^(?:yes|no)\b[.,!:]?/i.exec(head) : null;
   if (lead && !found.some((c) => c.start <= offset + 1)) {
     const labels = readLabels(lead[0], format, choices);
     if (labels.length > 0) found.push({ start: offset, end: offset + rawLength(text.slice(offset), lead[0].length), labels });
@@ -290,13 +290,13 @@ function candidates(text: string, format: AnswerFormat, choices: Choice[]): Cand
   return found.sort((a, b) => a.start - b.start);
 }
 
-/** "(B)", "B.", "B) sea", "(b) sea." — a label, optionally with its own choice text, and nothing else. */
+/** "(B)", "B.", "B) sea", "(b) sea." — one of the choices' labels, optionally with its own text, and nothing else. */
 function isLoneChoice(line: string, choices: Choice[]): boolean {
-  const m = /^[([]?([A-Ea-e])(?:[)\].:]?|[)\].:]\s+(.+?)\.?)$/.exec(line);
+  const m = /^[([]?([A-Za-z])(?:[)\].:]?|[)\].:]\s+(.+?)\.?)$/.exec(line);
   if (!m) return false;
-  if (m[2] === undefined) return true;
-  const text = choices.find((c) => c.label.toUpperCase() === m[1].toUpperCase())?.text;
-  return text !== undefined && normaliseText(m[2]) === normaliseText(text);
+  const own = choices.find((c) => c.label.toUpperCase() === m[1].toUpperCase());
+  if (m[2] === undefined) return own !== undefined || choices.length === 0;
+  return own !== undefined && normaliseText(m[2]) === normaliseText(own.text);
 }
 
 /** How many raw characters hold `cleanLength` characters once markdown emphasis is removed. */
@@ -338,14 +338,17 @@ function parseText(text: string, format: AnswerFormat, choices: Choice[], reason
     return failure("no_answer", "no readable final answer", visible, reasoning);
   }
   const final = labelled[labelled.length - 1];
-  const named = [...new Set(labelled.flatMap((c) => c.labels).map((l) => (format === "short-answer" ? normaliseShortAnswer(l) : l)))];
+  // an early "either (a) or (b)" narrowed down later is not ambiguous; two different single answers are
+  const single = labelled.filter((c) => c.labels.length === 1).flatMap((c) => c.labels);
+  const named = [...new Set(single.map((l) => (format === "short-answer" ? normaliseShortAnswer(l) : l)))];
   if (final.labels.length > 1) return failure("ambiguous", `the answer names ${describeLabels(final.labels)}`, "", reasoning);
   if (named.length > 1) return failure("ambiguous", `the answers stated disagree: ${describeLabels(named)}`, "", reasoning);
-  const first = labelled[0];
+  // the answer as first stated (an earlier "either (a) or (b)" is part of the reasoning)
+  const first = labelled.find((c) => c.labels.length === 1)!;
   let rationale = trimTrailingConnectives(stripMarkdown(text.slice(0, first.start)));
   if (rationale === "") {
     // label first: the explanation follows the answer (up to a restated answer, if any)
-    const upTo = labelled.length > 1 ? final.start : text.length;
+    const upTo = first !== final ? final.start : text.length;
     const after = stripMarkdown(text.slice(first.end, upTo)).replace(LEADING_JOIN, "");
     rationale = after === "" ? "" : capitalise(trimTrailingConnectives(after));
   }

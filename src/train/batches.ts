@@ -3,7 +3,7 @@
  * restore its own position, so a resumed run sees exactly the batches an uninterrupted one would have.
  */
 import { UserError } from "../errors.ts";
-import type { Batch } from "../model/gpt2.ts";
+import type { Batch } from "../model/decoder.ts";
 import type { Rng } from "../model/rng.ts";
 
 export interface BatchSource {

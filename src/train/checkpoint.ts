@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { UserError } from "../errors.ts";
-import type { GPT2Config } from "../model/config.ts";
+import type { ModelConfig } from "../model/config.ts";
 import { loadHFModel, saveHFModel } from "../model/hf.ts";
 import { readSafetensorsFile, toFloat32, writeSafetensorsFile } from "../model/safetensors.ts";
 import type { TrainerState } from "./trainer.ts";
@@ -18,7 +18,7 @@ export const CHECKPOINT_DIR = "checkpoints";
 const MANIFEST = "manifest.json";
 
 export interface CheckpointContents {
-  config: GPT2Config;
+  config: ModelConfig;
   params: Float32Array;
   m: Float32Array;
   v: Float32Array;

@@ -7,8 +7,9 @@ import { basename, join } from "node:path";
 import { UserError } from "../errors.ts";
 import { acquireGpu, type Gpu } from "../gpu/device.ts";
 import { createKernels, type Kernels } from "../gpu/kernels/index.ts";
-import type { GPT2Config } from "../model/config.ts";
-import { Gpt2 } from "../model/gpt2.ts";
+import type { ModelConfig } from "../model/config.ts";
+import { sameModel } from "../model/family.ts";
+import { DecoderModel } from "../model/decoder.ts";
 import { saveHFModel } from "../model/hf.ts";
 import type { BatchSource } from "./batches.ts";
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
@@ -17,7 +18,7 @@ import { type OptimizerOptions, Trainer } from "./trainer.ts";
 
 export interface RunSpec {
   outDir: string;
-  config: GPT2Config;
+  config: ModelConfig;
   initialParams: Float32Array;
   source: BatchSource;
   steps: number;
@@ -49,7 +50,7 @@ export async function runTraining(spec: RunSpec): Promise<RunResult> {
   mkdirSync(spec.outDir, { recursive: true });
   const gpu = spec.gpu ?? (await acquireGpu());
   const kernels = spec.kernels ?? (await createKernels(gpu));
-  const model = new Gpt2(gpu, kernels, spec.config, { B: spec.source.B, T: spec.source.T, training: true });
+  const model = new DecoderModel(gpu, kernels, spec.config, { B: spec.source.B, T: spec.source.T, training: true });
   const trainer = new Trainer(gpu, model, spec.source, spec.optimizer, spec.steps, spec.seed);
   const log = new MetricsLog(join(spec.outDir, "metrics.jsonl"));
   let resumedFrom: number | undefined;
@@ -99,8 +100,8 @@ export async function runTraining(spec: RunSpec): Promise<RunResult> {
   }
 }
 
-function checkResumable(spec: RunSpec, config: GPT2Config, run: Record<string, unknown>): void {
-  if (JSON.stringify(config) !== JSON.stringify(spec.config)) {
+function checkResumable(spec: RunSpec, config: ModelConfig, run: Record<string, unknown>): void {
+  if (!sameModel(config, spec.config)) {
     throw new UserError("cannot resume: the checkpoint's model config differs from this run's");
   }
   for (const [key, value] of Object.entries(spec.run ?? {})) {

@@ -5,7 +5,7 @@
  */
 import type { Gpu } from "../gpu/device.ts";
 import { Recorder } from "../gpu/recorder.ts";
-import type { Gpt2 } from "../model/gpt2.ts";
+import type { DecoderModel } from "../model/decoder.ts";
 import { Rng } from "../model/rng.ts";
 import type { BatchSource } from "./batches.ts";
 import { learningRate, type LrSchedule } from "./schedule.ts";
@@ -57,7 +57,7 @@ export class Trainer {
 
   constructor(
     readonly gpu: Gpu,
-    readonly model: Gpt2,
+    readonly model: DecoderModel,
     readonly source: BatchSource,
     readonly optimizer: OptimizerOptions,
     readonly totalSteps: number,

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { loadHFModel } from "../../src/model/hf.ts";
 import { loadTokenizer } from "../../src/model/tokenizer.ts";
 import { readSafetensorsFile, serializeSafetensors, toFloat32 } from "../../src/model/safetensors.ts";
-import { gpt2ForwardBackward } from "../../src/reference/gpt2.ts";
+import { decoderForwardBackward } from "../../src/reference/decoder.ts";
 import { readMetrics } from "../../src/train/metrics.ts";
 import { PROJECT_ROOT, runCli } from "../helpers/cli.ts";
 
@@ -25,7 +25,7 @@ async function referenceLoss(dir: string, ids: number[]): Promise<number> {
     B: 1,
     T,
   };
-  return gpt2ForwardBackward(config, Float64Array.from(params), batch).loss;
+  return decoderForwardBackward(config, Float64Array.from(params), batch).loss;
 }
 
 test("score --ids --json prints the mean next-token loss the float64 reference computes", async () => {

@@ -122,9 +122,10 @@ describe("distill your own teacher", () => {
       expect(JSON.parse(trained.stdout)).toMatchObject({ steps: 2, examples: 6 });
       const settings = JSON.parse(readFileSync(join(cliRunDir, "run.json"), "utf8"));
       const template = server.stack.runtime.teacher.store.forItem("cqa", train[0].id, TEACHER)[0].template;
-      expect(settings.rationales).toMatchObject({ source: "store", name: TEACHER, teacher: TEACHER, template, filter: "agree", samples: "first", withRationale: 6, examples: 6 });
-      expect(settings.rationales.dropped.disagrees).toBeGreaterThanOrEqual(1);
-      expect(settings.rationales.items).toBe(6 + settings.rationales.dropped.disagrees);
+      expect(settings.rationales).toBe(TEACHER);
+      expect(settings.rationaleSource).toMatchObject({ source: "store", name: TEACHER, teacher: TEACHER, template, filter: "agree", samples: "first", part: "explanation", withRationale: 6, examples: 6 });
+      expect(settings.rationaleSource.dropped.disagrees).toBeGreaterThanOrEqual(1);
+      expect(settings.rationaleSource.items).toBe(6 + settings.rationaleSource.dropped.disagrees);
       const evaluated = cli("eval", "--run", cliRunDir, "--split", "test", "--limit", "4", ...dbArgs(), "--json");
       expect(evaluated.code).toBe(0);
       const summary = JSON.parse(evaluated.stdout);
@@ -146,7 +147,9 @@ describe("distill your own teacher", () => {
         return now.status === "done" ? now : undefined;
       }, "the run");
       const settings = JSON.parse(readFileSync(join(done.runDir, "run.json"), "utf8"));
-      expect(settings.rationales).toMatchObject({ source: "store", teacher: TEACHER, examples: 6 });
+      // the server passed the name on as a teacher (never as a path it had not resolved)
+      expect(settings.rationales).toBe(`teacher:${TEACHER}`);
+      expect(settings.rationaleSource).toMatchObject({ source: "store", teacher: TEACHER, examples: 6 });
       const evaluation = (await (await post("/v1/evaluate", { run: run.id, dataset: "cqa", split: "test", limit: 4 })).json()) as { id: string };
       const result = await until(async () => {
         const now = (await (await fetch(`${server.base}/v1/evaluate/${evaluation.id}`)).json()) as { status: string; result?: { n: number } };
@@ -166,8 +169,8 @@ describe("distill your own teacher", () => {
       const runDir = join(server.stack.dir, "runs", "from-file");
       const trained = cli("train", "--dataset", "cqa", "--placement", "after", "--selection", "full", "--model", "scratch-micro", "--rationales", file, "--limit", "6", "--epochs", "1", "--batch-size", "4", "--max-tokens", "96", "--seed", "0", "--out", runDir, ...dbArgs(), "--json");
       expect(trained.code).toBe(0);
-      const fromFile = JSON.parse(readFileSync(join(runDir, "run.json"), "utf8")).rationales;
-      const fromStore = JSON.parse(readFileSync(join(cliRunDir, "run.json"), "utf8")).rationales;
+      const fromFile = JSON.parse(readFileSync(join(runDir, "run.json"), "utf8")).rationaleSource;
+      const fromStore = JSON.parse(readFileSync(join(cliRunDir, "run.json"), "utf8")).rationaleSource;
       expect(fromFile).toMatchObject({ source: "file", teacher: SNAPSHOT, template: fromStore.template, items: fromStore.items, examples: 6, dropped: fromStore.dropped });
     },
     300_000,

@@ -6,19 +6,19 @@ import { afterAll, expect, test } from "bun:test";
 import { acquireGpu } from "../../src/gpu/device.ts";
 import { createKernels } from "../../src/gpu/kernels/index.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
-import { validateConfig } from "../../src/model/config.ts";
-import { type Batch, Gpt2 } from "../../src/model/gpt2.ts";
+import { gpt2Config } from "../../src/model/config.ts";
+import { type Batch, DecoderModel } from "../../src/model/decoder.ts";
 import { initParams } from "../../src/model/init.ts";
 import { paramLayout, tensorView } from "../../src/model/params.ts";
 import { relativeError } from "../helpers/numeric.ts";
 import { Rng } from "../../src/model/rng.ts";
-import { gpt2ForwardBackward } from "../../src/reference/gpt2.ts";
+import { decoderForwardBackward } from "../../src/reference/decoder.ts";
 
 const gpu = await acquireGpu();
 const kernels = await createKernels(gpu);
 afterAll(() => gpu.destroy());
 
-const config = validateConfig({ nLayer: 2, nHead: 3, nEmbd: 24, vocabSize: 37, nPositions: 11, layerNormEps: 1e-5 });
+const config = gpt2Config({ nLayer: 2, nHead: 3, nEmbd: 24, vocabSize: 37, nPositions: 11, layerNormEps: 1e-5 });
 const B = 3;
 const T = 7;
 
@@ -31,13 +31,13 @@ function randomBatch(rng: Rng): Batch {
   return { tokens, targets, weights, B, T };
 }
 
-function model(params: Float32Array): Gpt2 {
-  const m = new Gpt2(gpu, kernels, config, { B, T, training: true });
+function model(params: Float32Array): DecoderModel {
+  const m = new DecoderModel(gpu, kernels, config, { B, T, training: true });
   m.setParameters(params);
   return m;
 }
 
-async function lossAndGrads(m: Gpt2, batch: Batch): Promise<{ loss: number; grads: Float32Array }> {
+async function lossAndGrads(m: DecoderModel, batch: Batch): Promise<{ loss: number; grads: Float32Array }> {
   const r = new Recorder(gpu);
   const weightSum = batch.weights.reduce((a, b) => a + b, 0);
   m.zeroGradients(r);
@@ -56,7 +56,7 @@ test("loss and gradients match the float64 reference on a non-tile-multiple conf
   const batch = randomBatch(rng);
   const gpuModel = model(params);
   const got = await lossAndGrads(gpuModel, batch);
-  const ref = gpt2ForwardBackward(config, Float64Array.from(params), { ...batch, weights: Float64Array.from(batch.weights) });
+  const ref = decoderForwardBackward(config, Float64Array.from(params), { ...batch, weights: Float64Array.from(batch.weights) });
   expect(Math.abs(got.loss - ref.loss) / ref.loss).toBeLessThan(1e-5);
   for (const spec of gpuModel.layout.tensors) {
     const error = relativeError(tensorView(got.grads, spec), tensorView(ref.grads, spec));

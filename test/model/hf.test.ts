@@ -25,7 +25,7 @@ async function editedFixture(name: string, edit: (tensors: Map<string, { shape: 
 describe("HF GPT-2 folders", () => {
   test("loads tiny-random-gpt2 with every tensor where the layout says", async () => {
     const model = await loadHFModel(FIXTURE);
-    expect(model.config).toEqual({ nLayer: 5, nHead: 4, nEmbd: 32, vocabSize: 1000, nPositions: 512, layerNormEps: 1e-5 });
+    expect(model.config).toMatchObject({ family: "gpt2", nLayer: 5, nHead: 4, nEmbd: 32, vocabSize: 1000, nPositions: 512, layerNormEps: 1e-5 });
     expect(model.layout.count).toBe(111_968);
     const file = await readSafetensorsFile(join(FIXTURE, "model.safetensors"));
     for (const [name, entry] of file.tensors) expect(tensorView(model.params, model.layout.byName.get(name)!)).toEqual(toFloat32(entry));
@@ -36,7 +36,7 @@ describe("HF GPT-2 folders", () => {
     const out = join(temp, "saved");
     await saveHFModel(out, model);
     const again = await loadHFModel(out);
-    expect(again.config).toEqual(model.config);
+    expect({ ...again.config, source: undefined }).toEqual({ ...model.config, source: undefined });
     expect(again.params).toEqual(model.params);
     const file = parseSafetensors(new Uint8Array(await Bun.file(join(out, "model.safetensors")).arrayBuffer()));
     expect(file.metadata.format).toBe("pt");
@@ -92,5 +92,40 @@ describe("HF GPT-2 folders", () => {
     const loaded = await loadPretrained("org/tiny", { HF_HOME: home });
     expect(loaded.dir).toBe(old);
     expect(loaded.layout.count).toBe(111_968);
+  });
+});
+
+describe("HF folders of the other families", () => {
+  const FAMILIES_DIR = join(import.meta.dir, "../fixtures/families");
+
+  test.each([["llama"], ["qwen2"], ["qwen3"], ["gemma"], ["phi"]] as const)("%s: loads, saves back in the family's names and config keys, reloads bit-exact", async (family) => {
+    const model = await loadHFModel(join(FAMILIES_DIR, family));
+    expect(model.config.family).toBe(family);
+    const stored = await readSafetensorsFile(join(FAMILIES_DIR, family, "model.safetensors"));
+    expect(model.layout.tensors.map((t) => t.name).sort()).toEqual([...stored.tensors.keys()].sort());
+    for (const spec of model.layout.tensors) expect(tensorView(model.params, spec)).toEqual(toFloat32(stored.tensors.get(spec.name)!));
+    const out = join(temp, `saved-${family}`);
+    await saveHFModel(out, model);
+    const again = await loadHFModel(out);
+    expect(again.params).toEqual(model.params);
+    const original = await Bun.file(join(FAMILIES_DIR, family, "config.json")).json();
+    expect(await Bun.file(join(out, "config.json")).json()).toMatchObject(original);
+  });
+
+  test("a tied Qwen2 may store lm_head equal to the embedding; an untied Llama needs its lm_head", async () => {
+    const tied = join(temp, "qwen2-tied");
+    cpSync(join(FAMILIES_DIR, "qwen2"), tied, { recursive: true });
+    const file = await readSafetensorsFile(join(tied, "model.safetensors"));
+    const tensors = [...file.tensors].map(([name, e]) => ({ name, shape: e.shape, data: toFloat32(e) }));
+    const embedding = tensors.find((t) => t.name === "model.embed_tokens.weight")!;
+    writeFileSync(join(tied, "model.safetensors"), serializeSafetensors([...tensors, { ...embedding, name: "lm_head.weight" }], { format: "pt" }));
+    expect((await loadHFModel(tied)).params).toEqual((await loadHFModel(join(FAMILIES_DIR, "qwen2"))).params);
+
+    const headless = join(temp, "llama-headless");
+    cpSync(join(FAMILIES_DIR, "llama"), headless, { recursive: true });
+    const llama = await readSafetensorsFile(join(headless, "model.safetensors"));
+    const kept = [...llama.tensors].filter(([name]) => name !== "lm_head.weight").map(([name, e]) => ({ name, shape: e.shape, data: toFloat32(e) }));
+    writeFileSync(join(headless, "model.safetensors"), serializeSafetensors(kept, { format: "pt" }));
+    await expect(loadHFModel(headless)).rejects.toThrow(/missing tensor lm_head\.weight/);
   });
 });

@@ -12,7 +12,7 @@ import { loadSplit, registerJsonl } from "../../src/data/registry.ts";
 import { rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { command as rationalesCommand } from "../../src/commands/rationales.ts";
+import { progressLine, command as rationalesCommand } from "../../src/commands/rationales.ts";
 import { loadRationales } from "../../src/distill/rationales.ts";
 import { createApp } from "../../src/server/app.ts";
 import { generationParams } from "../../src/teacher/jobs.ts";
@@ -211,6 +211,7 @@ describe("answer validity", () => {
     expect(events).toContain('"failuresByKind":{"ambiguous":1,"no_answer":1}');
     expect(events).toContain('"parseFailureRate":0.5');
     expect(events).toContain('"parseFailureRates":{"no_answer":0.25,"ambiguous":0.25}');
+    expect(progressLine(snap, 0)).toContain("failed 2 (ambiguous 1, no_answer 1; parse failures 50.0%)");
     // the refused answers, raw, for inspection
     const lines = (await (await app.request("/v1/rationales/failures?dataset=cqa&kind=ambiguous")).text()).trim().split("\n").map((l) => JSON.parse(l));
     expect(lines).toHaveLength(1);

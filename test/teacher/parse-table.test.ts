@@ -95,6 +95,8 @@ const cases: Array<[string, Case]> = [
   ["bold Final Answer with the label inside", { text: "Gulls hunt fish in the sea.\n\n**Final Answer: (B)**", label: "B", rationale: "Gulls hunt fish in the sea." }],
   ["Final Answer line restating 'the final answer is'", { text: "Gulls hunt fish in the sea.\n\nFinal Answer: The final answer is (B).", label: "B", rationale: "Gulls hunt fish in the sea." }],
   ["'The answer is:' with a colon", { text: "Gulls are seabirds.\nThe answer is: (b) sea", label: "B", rationale: "Gulls are seabirds." }],
+  ["a seventh choice (labels beyond E)", { text: "Gulls nest on cliffs. So the answer is (G).", choices: [...gull, ...["D", "E", "F", "G"].map((label) => ({ label, text: `place ${label}` }))], label: "G", rationale: "Gulls nest on cliffs." }],
+  ["'Option G is correct' with seven choices", { text: "Option G is correct. Gulls nest on cliffs.", choices: [...gull, ...["D", "E", "F", "G"].map((label) => ({ label, text: `place ${label}` }))], label: "G", rationale: "Gulls nest on cliffs." }],
   // label first
   ["Answer first, Explanation after", { text: "Answer: B\n\nExplanation: Gulls are seabirds that feed on fish.", label: "B", rationale: "Gulls are seabirds that feed on fish." }],
   ["bold label first, reasoning after", { text: "**B) sea**\n\nGulls are seabirds; they live and feed by the sea.", label: "B", rationale: "Gulls are seabirds; they live and feed by the sea." }],
@@ -103,6 +105,7 @@ const cases: Array<[string, Case]> = [
   // failures
   ["two labels: ambiguous", { text: "Hard to say. So the answer is either (a) or (c).", fails: "ambiguous" }],
   ["B or C: ambiguous", { text: "Both could work, so the answer is B or C.", fails: "ambiguous" }],
+  ["narrows two candidates down to one", { text: "At first the answer is either (a) or (b). Gulls need the water, so the answer is (b).", label: "B", rationale: "At first the answer is either (a) or (b). Gulls need the water." }],
   ["changes its mind: ambiguous", { text: "The answer is (a). Gulls like sand. Answer: (C)", fails: "ambiguous" }],
   ["refusal", { text: "I'm sorry, but I can't help with that request.", fails: "refusal" }],
   ["refusal, 'As an AI'", { text: "As an AI language model, I cannot determine where gulls live.", fails: "refusal" }],

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { UserError } from "../../src/errors.ts";
 import { acquireGpu } from "../../src/gpu/device.ts";
 import { createKernels } from "../../src/gpu/kernels/index.ts";
-import { validateConfig } from "../../src/model/config.ts";
+import { gpt2Config } from "../../src/model/config.ts";
 import { initParams } from "../../src/model/init.ts";
 import { paramLayout } from "../../src/model/params.ts";
 import { TokenStreamSource } from "../../src/train/batches.ts";
@@ -23,7 +23,7 @@ const gpu = await acquireGpu();
 const kernels = await createKernels(gpu);
 afterAll(() => gpu.destroy());
 
-const config = validateConfig({ nLayer: 2, nHead: 2, nEmbd: 32, vocabSize: 23, nPositions: 16, layerNormEps: 1e-5 });
+const config = gpt2Config({ nLayer: 2, nHead: 2, nEmbd: 32, vocabSize: 23, nPositions: 16, layerNormEps: 1e-5 });
 // a learnable stream: a repeating pattern with some structure
 const stream = Uint32Array.from({ length: 600 }, (_, i) => (i % 7 === 0 ? 22 : (i * 3) % 11));
 
@@ -81,7 +81,7 @@ test("an interrupted run resumed from its checkpoint reproduces the uninterrupte
 test("a NaN stops training with a clear error before the weights change, and no checkpoint is written", async () => {
   const dir = tmp();
   const poisoned = initParams(paramLayout(config), 3);
-  poisoned[paramLayout(config).layers[1].fcWeight.offset + 5] = Number.NaN;
+  poisoned[paramLayout(config).layers[1]["fc.weight"]!.offset + 5] = Number.NaN;
   const run = runTraining(spec(dir, { initialParams: poisoned, checkpointEvery: 1 }));
   expect(run).rejects.toBeInstanceOf(TrainingDiverged);
   await expect(run).rejects.toThrow(/step 1: loss is NaN; stopped before updating the weights/);

@@ -1,10 +1,11 @@
 /**
- * Causal multi-head self-attention, see shaders/attention.wgsl: forward and backward are sequences of three tiled
- * products over "head views" of qkv/out/dout (no permute copies) and the row softmax with its backward.
+ * Causal self-attention with grouped key/value heads (MHA, GQA, MQA), see shaders/attention.wgsl: forward and
+ * backward are sequences of three tiled products over head views of q, k, v (in a fused qkv tensor or apart) and
+ * the row softmax with its backward.
  */
 import { f32bits, type Binding, type Recorder } from "../recorder.ts";
 import { grid1d } from "../grid.ts";
-import type { AttentionKernels, KernelContext } from "./index.ts";
+import type { AttentionKernels, AttentionShape, KernelContext, TokenView } from "./index.ts";
 
 // Block sizes of shaders/attention.wgsl: 16×16 threads, each computing ROWS_PER_THREAD rows × TN columns.
 const THREADS = 16;
@@ -21,29 +22,9 @@ function widthFor(hs: number): number {
   return index >= 0 ? index : COLUMN_WIDTHS.length - 1;
 }
 
-interface Shape {
-  B: number;
-  T: number;
-  C: number;
-  NH: number;
-}
-
-/** A head view: tensor [B,T,stride] whose head h occupies columns offset + h·hs …. */
-interface HeadView {
-  binding: Binding;
-  stride: number;
-  offset: number;
-}
-
-function headSize({ C, NH }: Shape): number {
-  if (!Number.isInteger(C / NH)) throw new Error(`attention: C=${C} is not a multiple of NH=${NH}`);
-  return C / NH;
-}
-
-/** The q, k and v views of a [B,T,3C] tensor laid out as GPT-2's c_attn output. */
-function qkvViews(binding: Binding, C: number): { q: HeadView; k: HeadView; v: HeadView } {
-  const view = (part: number): HeadView => ({ binding, stride: 3 * C, offset: part * C });
-  return { q: view(0), k: view(1), v: view(2) };
+function group(s: AttentionShape): number {
+  if (!Number.isInteger(s.NH / s.KVH)) throw new Error(`attention: NH=${s.NH} is not a multiple of KVH=${s.KVH}`);
+  return s.NH / s.KVH;
 }
 
 export async function createAttentionKernels(ctx: KernelContext): Promise<AttentionKernels> {
@@ -58,48 +39,43 @@ export async function createAttentionKernels(ctx: KernelContext): Promise<Attent
   ]);
 
   // Params layout of shaders/attention.wgsl.
-  const params = (s: Shape, lhs?: HeadView, rhs?: HeadView, out?: HeadView, scale = 1) => [
-    s.T, s.NH, headSize(s), s.B * s.NH * s.T,
+  const params = (s: AttentionShape, lhs?: TokenView, rhs?: TokenView, out?: TokenView, scale = 1) => [
+    s.T, s.NH, s.hs, s.B * s.NH * s.T,
     lhs?.stride ?? 0, lhs?.offset ?? 0, rhs?.stride ?? 0, rhs?.offset ?? 0, out?.stride ?? 0, out?.offset ?? 0,
-    f32bits(scale),
+    f32bits(scale), group(s),
   ];
   const blocks = (n: number, size: number) => Math.ceil(n / size);
 
-  /** probs[b,h,i,j≤i] = scale · l_i·r_j. */
-  function recordScores(r: Recorder, s: Shape, probs: Binding, l: HeadView, rr: HeadView, scale: number) {
+  /** probs[b,h,i,j≤i] = scale · l_i·r_j (r: the key/value head of h). */
+  function recordScores(r: Recorder, s: AttentionShape, probs: Binding, l: TokenView, rr: TokenView, scale: number) {
     const grid = [blocks(s.T, BLOCK_ROWS), blocks(s.T, BLOCK_ROWS), s.B * s.NH] as const;
     r.dispatch(scores, params(s, l, rr, undefined, scale), [probs, l.binding, rr.binding], grid);
   }
-  /** out_i = scale · Σ_{j≤i} probs[i,j]·r_j (or, transposed, out_j = scale · Σ_{i≥j} probs[i,j]·r_i). */
-  function recordWeightedSum(
-    r: Recorder, s: Shape, out: HeadView, probs: Binding, rr: HeadView, scale: number, transposed: boolean,
-  ) {
-    const hs = headSize(s);
-    const width = widthFor(hs);
+  /** out_i = scale · Σ_{j≤i} probs[i,j]·r_j, or transposed (into key/value heads) out_j = scale · Σ_{h∈group} Σ_{i≥j} probs_h[i,j]·r_h,i. */
+  function recordWeightedSum(r: Recorder, s: AttentionShape, out: TokenView, probs: Binding, rr: TokenView, scale: number, transposed: boolean) {
+    const width = widthFor(s.hs);
     const pipeline = (transposed ? transposedWeightedSums : weightedSums)[width];
-    const grid = [blocks(hs, THREADS * COLUMN_WIDTHS[width]), blocks(s.T, BLOCK_ROWS), s.B * s.NH] as const;
+    const heads = transposed ? s.B * s.KVH : s.B * s.NH;
+    const grid = [blocks(s.hs, THREADS * COLUMN_WIDTHS[width]), blocks(s.T, BLOCK_ROWS), heads] as const;
     r.dispatch(pipeline, params(s, undefined, rr, out, scale), [out.binding, probs, rr.binding], grid);
   }
-  const rowGrid = (s: Shape) => grid1d(s.B * s.NH * s.T, 1);
+  const rowGrid = (s: AttentionShape) => grid1d(s.B * s.NH * s.T, 1);
 
   return {
     forward(r, o) {
-      const scale = 1 / Math.sqrt(headSize(o));
-      const { q, k, v } = qkvViews(o.qkv, o.C);
-      recordScores(r, o, o.att, q, k, scale);
+      const scale = o.scale ?? 1 / Math.sqrt(o.hs);
+      recordScores(r, o, o.att, o.q, o.k, scale);
       r.dispatch(softmaxForward, params(o), [o.att], rowGrid(o));
-      recordWeightedSum(r, o, { binding: o.out, stride: o.C, offset: 0 }, o.att, v, 1, false);
+      recordWeightedSum(r, o, { binding: o.out, stride: o.NH * o.hs, offset: 0 }, o.att, o.v, 1, false);
     },
     backward(r, o) {
-      const scale = 1 / Math.sqrt(headSize(o));
-      const { q, k, v } = qkvViews(o.qkv, o.C);
-      const d = qkvViews(o.dqkv, o.C);
-      const dout: HeadView = { binding: o.dout, stride: o.C, offset: 0 };
-      recordScores(r, o, o.datt, dout, v, 1); // datt = dout·vᵀ
-      recordWeightedSum(r, o, d.v, o.att, dout, 1, true); // dv = attᵀ·dout
+      const scale = o.scale ?? 1 / Math.sqrt(o.hs);
+      const dout: TokenView = { binding: o.dout, stride: o.NH * o.hs, offset: 0 };
+      recordScores(r, o, o.datt, dout, o.v, 1); // datt = dout·vᵀ
+      recordWeightedSum(r, o, o.dv, o.att, dout, 1, true); // dv = Σ_group attᵀ·dout
       r.dispatch(softmaxBackward, params(o), [o.datt, o.att], rowGrid(o)); // datt → d(scaled scores)
-      recordWeightedSum(r, o, d.q, o.datt, k, scale, false); // dq = scale · dscores·k
-      recordWeightedSum(r, o, d.k, o.datt, q, scale, true); // dk = scale · dscoresᵀ·q
+      recordWeightedSum(r, o, o.dq, o.datt, o.k, scale, false); // dq = scale · dscores·k
+      recordWeightedSum(r, o, o.dk, o.datt, o.q, scale, true); // dk = scale · Σ_group dscoresᵀ·q
     },
   };
 }

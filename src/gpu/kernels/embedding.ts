@@ -5,6 +5,7 @@
  */
 import { bind, createStorage, upload } from "../buffers.ts";
 import { grid1d } from "../grid.ts";
+import { f32bits } from "../recorder.ts";
 import type { Gpu } from "../device.ts";
 import type { EmbeddingBuckets, EmbeddingKernels, KernelContext } from "./index.ts";
 
@@ -77,7 +78,9 @@ export async function createEmbeddingKernels(ctx: KernelContext): Promise<Embedd
   );
   return {
     forward(r, o) {
-      r.dispatch(forward, [o.B, o.T, o.C], [o.out, o.tokens, o.wte, o.wpe], grid1d(o.B * o.T * o.C, WG));
+      // Without learned positions the wte binding stands in for wpe (never read: hasPositions = 0).
+      const words = [o.B, o.T, o.C, 0, f32bits(o.scale ?? 1), o.wpe ? 1 : 0];
+      r.dispatch(forward, words, [o.out, o.tokens, o.wte, o.wpe ?? o.wte], grid1d(o.B * o.T * o.C, WG));
     },
     createBuckets(maxTokens) {
       return new TokenBuckets(ctx.gpu, maxTokens);
@@ -88,10 +91,10 @@ export async function createEmbeddingKernels(ctx: KernelContext): Promise<Embedd
       if (buckets.batchSize !== o.B * o.T) {
         throw new Error(`buckets hold ${buckets.batchSize} tokens, the batch has B·T = ${o.B * o.T}: call update() first`);
       }
-      const params = [o.B, o.T, o.C, buckets.uniqueTokens];
+      const params = [o.B, o.T, o.C, buckets.uniqueTokens, f32bits(o.scale ?? 1), o.dwpe ? 1 : 0];
       const groups = [bind(buckets.tokens), bind(buckets.offsets), bind(buckets.positions)];
       r.dispatch(tokenGradients, params, [o.dwte, o.dout, ...groups], grid1d(buckets.uniqueTokens, 1));
-      r.dispatch(positionGradients, params, [o.dwpe, o.dout], grid1d(o.T * o.C, WG));
+      if (o.dwpe) r.dispatch(positionGradients, params, [o.dwpe, o.dout], grid1d(o.T * o.C, WG));
     },
   };
 }

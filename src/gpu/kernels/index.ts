@@ -19,6 +19,9 @@ import { createLayerNormKernels } from "./layernorm.ts";
 import { createGeluKernels } from "./gelu.ts";
 import { createAttentionKernels } from "./attention.ts";
 import { createEmbeddingKernels } from "./embedding.ts";
+import { createRMSNormKernels } from "./rmsnorm.ts";
+import { createRotaryKernels } from "./rotary.ts";
+import { createGatedKernels } from "./gated.ts";
 
 export interface KernelContext {
   gpu: Gpu;
@@ -71,11 +74,65 @@ export interface GeluKernels {
   backward(r: Recorder, o: { dinp: Binding; inp: Binding; dout: Binding; n: number }): void;
 }
 
+/**
+ * A tensor of per-token rows read through a view: token n's data starts at n·stride + offset (floats), so q, k and
+ * v can be read in place from a fused projection, and per-head rows (head h at + h·width) need no permute.
+ */
+export interface TokenView {
+  binding: Binding;
+  stride: number;
+  offset: number;
+}
+
+/** A dense [tokens, width] tensor as a view. */
+export function denseView(binding: Binding, width: number): TokenView {
+  return { binding, stride: width, offset: 0 };
+}
+
+export interface AttentionShape {
+  B: number;
+  T: number;
+  /** Query heads, key/value heads (NH a multiple of KVH), head size. */
+  NH: number;
+  KVH: number;
+  hs: number;
+}
+
 export interface AttentionKernels {
-  /** Causal multi-head attention. qkv[B,T,3C] = [q|k|v]; att[B,NH,T,T] = softmax probabilities (saved); out[B,T,C]. */
-  forward(r: Recorder, o: { out: Binding; att: Binding; qkv: Binding; B: number; T: number; C: number; NH: number }): void;
-  /** dqkv = …; datt is scratch of att's size. */
-  backward(r: Recorder, o: { dqkv: Binding; datt: Binding; dout: Binding; qkv: Binding; att: Binding; B: number; T: number; C: number; NH: number }): void;
+  /**
+   * Causal attention, query head h with key/value head h/(NH/KVH). att[B,NH,T,T] = softmax(scale·q·kᵀ)
+   * (saved); out[B,T,NH·hs] (dense) = att·v. scale defaults to 1/√hs.
+   */
+  forward(r: Recorder, o: AttentionShape & { out: Binding; att: Binding; q: TokenView; k: TokenView; v: TokenView; scale?: number }): void;
+  /** dq, dk, dv (= overwrite, through views); dout is dense [B,T,NH·hs]; datt is scratch of att's size. */
+  backward(r: Recorder, o: AttentionShape & { dq: TokenView; dk: TokenView; dv: TokenView; datt: Binding; dout: Binding; q: TokenView; k: TokenView; v: TokenView; att: Binding; scale?: number }): void;
+}
+
+export interface RMSNormKernels {
+  /**
+   * RMSNorm of N·H rows of C floats (H rows per token, at + h·C in the views): out = x·rstd·(w + gainOffset),
+   * saving rstd[N·H].
+   */
+  forward(r: Recorder, o: { out: TokenView; rstd: Binding; inp: TokenView; weight: Binding; N: number; C: number; H?: number; eps: number; gainOffset: number }): void;
+  /** dinp (+= with accumulate, the default; else =) through inp's view geometry, dout through out's; dweight +=. */
+  backward(r: Recorder, o: { dinp: Binding; dweight: Binding; dout: TokenView; inp: TokenView; weight: Binding; rstd: Binding; N: number; C: number; H?: number; gainOffset: number; accumulate?: boolean }): void;
+}
+
+export interface RotaryKernels {
+  /**
+   * Rotate-half rotary embedding of the first rotaryDim dims of each of H heads per token (the rest copied), token n
+   * at position n % T, cos/sin from `table` (rotaryTable): out = rot(inp), overwriting.
+   */
+  forward(r: Recorder, o: { out: TokenView; inp: TokenView; table: Binding; N: number; T: number; H: number; headDim: number; rotaryDim: number }): void;
+  /** The transposed rotation: out = dinp, inp = dout. */
+  backward(r: Recorder, o: { out: TokenView; inp: TokenView; table: Binding; N: number; T: number; H: number; headDim: number; rotaryDim: number }): void;
+}
+
+export interface GatedKernels {
+  /** inp[N,2I] = gate|up; out[N,I] = act(gate)·up with act silu (swiglu) or tanh-GELU (geglu). */
+  forward(r: Recorder, o: { kind: "swiglu" | "geglu"; out: Binding; inp: Binding; N: number; I: number }): void;
+  /** dinp[N,2I] = (dout·up·act'(gate) | dout·act(gate)), overwriting. */
+  backward(r: Recorder, o: { kind: "swiglu" | "geglu"; dinp: Binding; inp: Binding; dout: Binding; N: number; I: number }): void;
 }
 
 /** Token positions grouped by token id on the CPU, so the wte gradient needs no atomics. */
@@ -85,11 +142,11 @@ export interface EmbeddingBuckets {
 }
 
 export interface EmbeddingKernels {
-  /** out[B,T,C] = wte[tokens[b,t]] + wpe[t]. */
-  forward(r: Recorder, o: { out: Binding; tokens: Binding; wte: Binding; wpe: Binding; B: number; T: number; C: number }): void;
+  /** out[B,T,C] = scale·wte[tokens[b,t]] (+ wpe[t] with learned positions); scale defaults to 1. */
+  forward(r: Recorder, o: { out: Binding; tokens: Binding; wte: Binding; wpe?: Binding; scale?: number; B: number; T: number; C: number }): void;
   createBuckets(maxTokens: number): EmbeddingBuckets;
-  /** dwte += Σ over positions of each token; dwpe[t] += Σ_b dout[b,t]. */
-  backward(r: Recorder, o: { dwte: Binding; dwpe: Binding; dout: Binding; buckets: EmbeddingBuckets; B: number; T: number; C: number }): void;
+  /** dwte += scale·Σ over positions of each token; dwpe[t] += Σ_b dout[b,t] (with learned positions). */
+  backward(r: Recorder, o: { dwte: Binding; dwpe?: Binding; scale?: number; dout: Binding; buckets: EmbeddingBuckets; B: number; T: number; C: number }): void;
 }
 
 export interface Kernels {
@@ -102,12 +159,15 @@ export interface Kernels {
   gelu: GeluKernels;
   attention: AttentionKernels;
   embedding: EmbeddingKernels;
+  rmsNorm: RMSNormKernels;
+  rotary: RotaryKernels;
+  gated: GatedKernels;
 }
 
 /** Compiles every kernel family for `gpu` (pipelines are built up front, so shader errors surface here). */
 export async function createKernels(gpu: Gpu, shaders = new ShaderLibrary(gpu.device)): Promise<Kernels> {
   const context = { gpu, shaders };
-  const [matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding] = await Promise.all([
+  const [matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated] = await Promise.all([
     createMatmulKernels(context),
     createCrossEntropyKernels(context),
     createAdamWKernels(context),
@@ -116,6 +176,9 @@ export async function createKernels(gpu: Gpu, shaders = new ShaderLibrary(gpu.de
     createGeluKernels(context),
     createAttentionKernels(context),
     createEmbeddingKernels(context),
+    createRMSNormKernels(context),
+    createRotaryKernels(context),
+    createGatedKernels(context),
   ]);
-  return { context, matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding };
+  return { context, matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated };
 }

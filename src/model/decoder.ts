@@ -1,0 +1,543 @@
+/**
+ * The decoder on the GPU: one forward and backward graph over the kernels of src/gpu/kernels, whose blocks are
+ * chosen by the model's FamilyDescription (family.ts) — LayerNorm or RMSNorm, learned or rotary positions, MHA,
+ * GQA or MQA with optional q/k norms and biases, GELU or gated MLP, sequential or parallel block, tied or untied
+ * head. It knows roles (slots of params.ts), never HF names, so GPT-2, Llama, Qwen, Gemma and Phi are one graph.
+ *
+ * llm.c style: one flat parameter buffer (and gradient, AdamW m and v buffers of the same layout), activations
+ * saved per layer for the backward pass, and a single residual-gradient buffer that the norm backward passes
+ * accumulate into (so the residual fan-out needs no extra kernel). q, k and v are read in place from the fused
+ * projection through token views; only what rotary and q/k norms produce gets buffers of its own.
+ *
+ * A model is built for a maximum batch shape (B, T); any smaller B·T runs with the same buffers, so bind groups
+ * stay cached across steps and nothing is allocated per step.
+ */
+import type { Gpu } from "../gpu/device.ts";
+import { bind, createStorage, readFloat32, upload } from "../gpu/buffers.ts";
+import type { Binding, Recorder } from "../gpu/recorder.ts";
+import { denseView, type EmbeddingBuckets, type Kernels, type TokenView } from "../gpu/kernels/index.ts";
+import { rotaryTable } from "../gpu/kernels/rotary.ts";
+import { UserError } from "../errors.ts";
+import { type LayerRole, type ModelConfig, rotaryDim } from "./family.ts";
+import { paramLayout, type ParamLayout, type SlotSpec } from "./params.ts";
+
+export interface Batch {
+  /** B·T token ids, row-major [B,T]. */
+  tokens: Uint32Array;
+  /** B·T next-token targets (any id where the weight is 0). */
+  targets: Uint32Array;
+  /** B·T per-token loss weights: 0 excludes a position (padding, prompt), 1 is plain LM loss. */
+  weights: Float32Array;
+  B: number;
+  T: number;
+}
+
+export interface ModelOptions {
+  /** Maximum batch rows and sequence length this instance will run. */
+  B: number;
+  T: number;
+  /** Allocate gradients, AdamW state and backward scratch. */
+  training: boolean;
+}
+
+/** A norm's output and what its backward pass needs (mean only for LayerNorm). */
+interface NormActivations {
+  out: GPUBuffer;
+  mean: GPUBuffer | null;
+  rstd: GPUBuffer;
+}
+
+interface LayerActivations {
+  norm1: NormActivations;
+  /** [N, (NH + 2·KVH)·hd]: q | k | v. */
+  qkv: GPUBuffer;
+  /** q and k as attention reads them, after q/k norm and rotary ([N, NH·hd], [N, KVH·hd]); null: views of qkv. */
+  q: GPUBuffer | null;
+  k: GPUBuffer | null;
+  /** Per-head rstd of the q/k norms. */
+  qRstd: GPUBuffer | null;
+  kRstd: GPUBuffer | null;
+  att: GPUBuffer;
+  atty: GPUBuffer;
+  attOut: GPUBuffer;
+  /** Sequential: x + attention; parallel: x + attention too (the MLP adds into `out`). */
+  residual2: GPUBuffer;
+  norm2: NormActivations | null;
+  fc: GPUBuffer;
+  act: GPUBuffer;
+  mlpOut: GPUBuffer;
+  out: GPUBuffer;
+}
+
+/** Scratch for one layer's backward pass, reused by every layer (layers are processed one after another). */
+interface BackwardScratch {
+  dresidual: GPUBuffer; dln: GPUBuffer; dqkv: GPUBuffer; datt: GPUBuffer; datty: GPUBuffer; dfc: GPUBuffer; dact: GPUBuffer;
+  /** Gradients of the rotated / normed q and k (rotary or q/k norm only). */
+  dq: GPUBuffer | null; dk: GPUBuffer | null; dqNormed: GPUBuffer | null; dkNormed: GPUBuffer | null;
+}
+
+export class DecoderModel {
+  readonly layout: ParamLayout;
+  readonly params: GPUBuffer;
+  readonly grads: GPUBuffer | null;
+  readonly m: GPUBuffer | null;
+  readonly v: GPUBuffer | null;
+  private readonly tokens: GPUBuffer;
+  private readonly targets: GPUBuffer;
+  private readonly lossWeights: GPUBuffer;
+  private readonly encoded: GPUBuffer;
+  private readonly layers: LayerActivations[];
+  private readonly normF: NormActivations;
+  /** q/k after their norm, before rotary (forward scratch shared by the layers). */
+  private readonly qNormed: GPUBuffer | null;
+  private readonly kNormed: GPUBuffer | null;
+  private readonly rotary: GPUBuffer | null;
+  /** Logits after forward; dlogits after a forward with gradScale ≠ 0 (the cross-entropy kernel overwrites them). */
+  readonly logits: GPUBuffer;
+  readonly losses: GPUBuffer;
+  readonly normSquared: GPUBuffer | null;
+  private readonly scratch: BackwardScratch | null;
+  private readonly buckets: EmbeddingBuckets | null;
+  private current: { B: number; T: number } | null = null;
+  /** Bytes of every GPU buffer this model allocated (the trainer's GPU memory, kernel scratch aside). */
+  readonly allocatedBytes: number;
+  private readonly dims: { C: number; NH: number; KVH: number; hd: number; Q: number; KV: number; W: number; I: number; F: number; V: number; R: number };
+
+  constructor(
+    readonly gpu: Gpu,
+    readonly kernels: Kernels,
+    readonly config: ModelConfig,
+    readonly options: ModelOptions,
+  ) {
+    const { B, T } = options;
+    const { nLayer: L, nHead: NH, nKVHead: KVH, headDim: hd, nEmbd: C, vocabSize: V, nPositions, intermediateSize: I, arch } = config;
+    if (T > nPositions) throw new UserError(`sequence length ${T} exceeds the model's n_positions (${nPositions})`);
+    if (arch.qkNorm && arch.positions.kind !== "rotary") throw new Error("q/k norm without rotary positions is not implemented");
+    const Q = NH * hd;
+    const KV = KVH * hd;
+    const F = arch.mlp === "gelu" ? I : 2 * I;
+    const R = rotaryDim(config);
+    this.dims = { C, NH, KVH, hd, Q, KV, W: Q + 2 * KV, I, F, V, R };
+    this.layout = paramLayout(config);
+    let allocated = 0;
+    const f = (label: string, floats: number) => {
+      const buffer = createStorage(gpu, label, floats * 4);
+      allocated += buffer.size;
+      return buffer;
+    };
+    const N = B * T;
+    const layerNorm = arch.norm === "layer";
+    const rotary = arch.positions.kind === "rotary";
+    const norm = (label: string): NormActivations => ({ out: f(label, N * C), mean: layerNorm ? f(`${label}.mean`, N) : null, rstd: f(`${label}.rstd`, N) });
+    this.params = f("params", this.layout.size);
+    this.grads = options.training ? f("grads", this.layout.size) : null;
+    this.m = options.training ? f("adam.m", this.layout.size) : null;
+    this.v = options.training ? f("adam.v", this.layout.size) : null;
+    this.normSquared = options.training ? f("grad norm²", 1) : null;
+    this.tokens = f("tokens", N);
+    this.targets = f("targets", N);
+    this.lossWeights = f("loss weights", N);
+    this.encoded = f("encoded", N * C);
+    this.layers = Array.from({ length: L }, (_, l) => ({
+      norm1: norm(`h${l}.norm1`),
+      qkv: f(`h${l}.qkv`, N * this.dims.W),
+      q: rotary ? f(`h${l}.q`, N * Q) : null,
+      k: rotary ? f(`h${l}.k`, N * KV) : null,
+      qRstd: arch.qkNorm ? f(`h${l}.q.rstd`, N * NH) : null,
+      kRstd: arch.qkNorm ? f(`h${l}.k.rstd`, N * KVH) : null,
+      att: f(`h${l}.att`, B * NH * T * T),
+      atty: f(`h${l}.atty`, N * Q),
+      attOut: f(`h${l}.attOut`, N * C),
+      residual2: f(`h${l}.residual2`, N * C),
+      norm2: arch.block === "sequential" ? norm(`h${l}.norm2`) : null,
+      fc: f(`h${l}.fc`, N * F),
+      act: f(`h${l}.act`, N * I),
+      mlpOut: f(`h${l}.mlpOut`, N * C),
+      out: f(`h${l}.out`, N * C),
+    }));
+    this.normF = norm("normF");
+    this.qNormed = arch.qkNorm ? f("q normed", N * Q) : null;
+    this.kNormed = arch.qkNorm ? f("k normed", N * KV) : null;
+    if (rotary && arch.positions.kind === "rotary") {
+      this.rotary = f("rotary table", T * R);
+      upload(gpu, bind(this.rotary), rotaryTable(T, R, arch.positions.theta, arch.positions.scaling));
+    } else {
+      this.rotary = null;
+    }
+    this.logits = f("logits", N * V);
+    this.losses = f("losses", N);
+    this.scratch = options.training
+      ? {
+          dresidual: f("d.residual", N * C), dln: f("d.ln", N * C), dqkv: f("d.qkv", N * this.dims.W),
+          datt: f("d.att", B * NH * T * T), datty: f("d.atty", N * Q), dfc: f("d.fc", N * F), dact: f("d.act", N * I),
+          dq: rotary ? f("d.q", N * Q) : null, dk: rotary ? f("d.k", N * KV) : null,
+          dqNormed: arch.qkNorm ? f("d.q normed", N * Q) : null, dkNormed: arch.qkNorm ? f("d.k normed", N * KV) : null,
+        }
+      : null;
+    this.buckets = options.training ? kernels.embedding.createBuckets(N) : null;
+    this.allocatedBytes = allocated;
+  }
+
+  /** A parameter tensor (HF name) as a binding into the flat buffer (its slot must start it: one-part slots). */
+  param(name: string, buffer: GPUBuffer = this.params): Binding {
+    const t = this.layout.byName.get(name);
+    if (!t) throw new Error(`no parameter ${name}`);
+    return bind(buffer, t.offset * 4, t.size * 4);
+  }
+
+  private slotOf(role: LayerRole | "wte" | "wpe" | "normF.weight" | "normF.bias" | "head.weight" | "head.bias", layer: number | null): SlotSpec | undefined {
+    return layer === null ? this.layout.global[role as keyof ParamLayout["global"]] : this.layout.layers[layer][role as LayerRole];
+  }
+
+  /** The slot of a role as a binding of params (or of another buffer in the same layout), or undefined if absent. */
+  private at(role: Parameters<DecoderModel["slotOf"]>[0], layer: number | null, buffer: GPUBuffer = this.params): Binding | undefined {
+    const s = this.slotOf(role, layer);
+    return s ? bind(buffer, s.offset * 4, s.size * 4) : undefined;
+  }
+
+  private must(role: Parameters<DecoderModel["slotOf"]>[0], layer: number | null, buffer: GPUBuffer = this.params): Binding {
+    const b = this.at(role, layer, buffer);
+    if (!b) throw new Error(`model has no ${role}${layer === null ? "" : ` in layer ${layer}`}`);
+    return b;
+  }
+
+  private get gradBuffer(): GPUBuffer {
+    if (!this.grads) throw new Error("model was built without gradients (training: false)");
+    return this.grads;
+  }
+
+  setParameters(flat: Float32Array): void {
+    if (flat.length !== this.layout.size) {
+      throw new Error(`parameter vector has ${flat.length} floats, layout needs ${this.layout.size}`);
+    }
+    upload(this.gpu, bind(this.params), flat);
+  }
+
+  async getParameters(): Promise<Float32Array> {
+    return readFloat32(this.gpu, bind(this.params, 0, this.layout.size * 4));
+  }
+
+  async getGradients(): Promise<Float32Array> {
+    return readFloat32(this.gpu, bind(this.gradBuffer, 0, this.layout.size * 4));
+  }
+
+  async getOptimizerState(): Promise<{ m: Float32Array; v: Float32Array }> {
+    if (!this.m || !this.v) throw new Error("model was built without optimizer state");
+    const bytes = this.layout.size * 4;
+    return { m: await readFloat32(this.gpu, bind(this.m, 0, bytes)), v: await readFloat32(this.gpu, bind(this.v, 0, bytes)) };
+  }
+
+  setOptimizerState(m: Float32Array, v: Float32Array): void {
+    if (!this.m || !this.v) throw new Error("model was built without optimizer state");
+    upload(this.gpu, bind(this.m), m);
+    upload(this.gpu, bind(this.v), v);
+  }
+
+  /** Uploads a batch (ids checked against the vocabulary, shape against the allocated maximum). */
+  setBatch(batch: Batch): void {
+    const { B, T } = batch;
+    const { nPositions, vocabSize } = this.config;
+    if (T > nPositions) throw new UserError(`input of ${T} tokens is longer than the model's n_positions (${nPositions})`);
+    if (B * T > this.options.B * this.options.T || T > this.options.T) {
+      throw new UserError(`batch ${B}x${T} exceeds the ${this.options.B}x${this.options.T} this model was built for`);
+    }
+    const n = B * T;
+    for (const [name, arr] of [["tokens", batch.tokens], ["targets", batch.targets], ["weights", batch.weights]] as const) {
+      if (arr.length !== n) throw new Error(`batch.${name} has ${arr.length} entries, expected ${B}x${T}=${n}`);
+    }
+    for (let i = 0; i < n; i++) {
+      if (batch.tokens[i] >= vocabSize) throw new UserError(`token id ${batch.tokens[i]} is outside the vocabulary (${vocabSize})`);
+      if (batch.weights[i] !== 0 && batch.targets[i] >= vocabSize) {
+        throw new UserError(`target id ${batch.targets[i]} is outside the vocabulary (${vocabSize})`);
+      }
+    }
+    upload(this.gpu, bind(this.tokens), batch.tokens);
+    upload(this.gpu, bind(this.targets), batch.targets);
+    upload(this.gpu, bind(this.lossWeights), batch.weights);
+    this.buckets?.update(batch.tokens);
+    this.current = { B, T };
+  }
+
+  // ---- building blocks ----
+
+  /** out[N,outDim] = x·Wᵀ (+ b) for nn.Linear weights [out, in], x·W (+ b) for Conv1D weights [in, out]. */
+  private linear(r: Recorder, o: { out: Binding; x: Binding; role: LayerRole; layer: number; M: number; outDim: number; inDim: number }): void {
+    const weight = this.must(o.role, o.layer);
+    const bias = this.at(o.role.replace(".weight", ".bias") as LayerRole, o.layer);
+    const linear = this.config.arch.weightLayout === "linear";
+    this.kernels.matmul.matmul(r, { out: o.out, a: o.x, b: weight, bias, M: o.M, N: o.outDim, K: o.inDim, transB: linear });
+  }
+
+  /** Backward of `linear`: dx (= or += with accumulateDx) = dy·W…, dW += …, db += Σ dy. */
+  private linearBackward(r: Recorder, o: { dx: Binding; dy: Binding; x: Binding; role: LayerRole; layer: number; M: number; outDim: number; inDim: number; accumulateDx?: boolean }): void {
+    const k = this.kernels.matmul;
+    const weight = this.must(o.role, o.layer);
+    const dweight = this.must(o.role, o.layer, this.gradBuffer);
+    const dbias = this.at(o.role.replace(".weight", ".bias") as LayerRole, o.layer, this.gradBuffer);
+    const { M, outDim, inDim } = o;
+    if (this.config.arch.weightLayout === "linear") {
+      k.matmul(r, { out: o.dx, a: o.dy, b: weight, M, N: inDim, K: outDim, accumulate: o.accumulateDx });
+      k.matmul(r, { out: dweight, a: o.dy, b: o.x, M: outDim, N: inDim, K: M, transA: true, accumulate: true });
+    } else {
+      k.matmul(r, { out: o.dx, a: o.dy, b: weight, M, N: inDim, K: outDim, transB: true, accumulate: o.accumulateDx });
+      k.matmul(r, { out: dweight, a: o.x, b: o.dy, M: inDim, N: outDim, K: M, transA: true, accumulate: true });
+    }
+    if (dbias) k.biasBackward(r, { dbias, dout: o.dy, M, N: outDim });
+  }
+
+  private norm(r: Recorder, saved: NormActivations, inp: GPUBuffer, role: "norm1" | "norm2" | "normF", layer: number | null, N: number): void {
+    const { C } = this.dims;
+    const weight = this.must(`${role}.weight` as LayerRole, layer);
+    const eps = this.config.layerNormEps;
+    if (this.config.arch.norm === "layer") {
+      const bias = this.must(`${role}.bias` as LayerRole, layer);
+      this.kernels.layerNorm.forward(r, { out: bind(saved.out), mean: bind(saved.mean!), rstd: bind(saved.rstd), inp: bind(inp), weight, bias, N, C, eps });
+    } else {
+      const gainOffset = this.config.arch.norm === "rms1p" ? 1 : 0;
+      this.kernels.rmsNorm.forward(r, { out: denseView(bind(saved.out), C), rstd: bind(saved.rstd), inp: denseView(bind(inp), C), weight, N, C, eps, gainOffset });
+    }
+  }
+
+  /** dinp += the norm's input gradient for dout; its weight (and bias) gradients +=. */
+  private normBackward(r: Recorder, dinp: Binding, dout: Binding, saved: NormActivations, inp: GPUBuffer, role: "norm1" | "norm2" | "normF", layer: number | null, N: number): void {
+    const { C } = this.dims;
+    const weight = this.must(`${role}.weight` as LayerRole, layer);
+    const dweight = this.must(`${role}.weight` as LayerRole, layer, this.gradBuffer);
+    if (this.config.arch.norm === "layer") {
+      const dbias = this.must(`${role}.bias` as LayerRole, layer, this.gradBuffer);
+      this.kernels.layerNorm.backward(r, { dinp, dweight, dbias, dout, inp: bind(inp), weight, mean: bind(saved.mean!), rstd: bind(saved.rstd), N, C });
+    } else {
+      const gainOffset = this.config.arch.norm === "rms1p" ? 1 : 0;
+      this.kernels.rmsNorm.backward(r, { dinp, dweight, dout: denseView(dout, C), inp: denseView(bind(inp), C), weight, rstd: bind(saved.rstd), N, C, gainOffset });
+    }
+  }
+
+  /** Where attention reads q and k: views of qkv, or the rotated (and normed) copies. */
+  private attentionInputs(a: LayerActivations): { q: TokenView; k: TokenView; v: TokenView } {
+    const { Q, KV, W } = this.dims;
+    const qkv = bind(a.qkv);
+    return {
+      q: a.q ? denseView(bind(a.q), Q) : { binding: qkv, stride: W, offset: 0 },
+      k: a.k ? denseView(bind(a.k), KV) : { binding: qkv, stride: W, offset: Q },
+      v: { binding: qkv, stride: W, offset: Q + KV },
+    };
+  }
+
+  /** q/k norm (per head) and rotary of q or k, from the qkv activations into `out`. */
+  private prepareQK(r: Recorder, a: LayerActivations, l: number, which: "q" | "k", N: number, T: number): void {
+    const { Q, W, NH, KVH, hd, R } = this.dims;
+    const H = which === "q" ? NH : KVH;
+    const out = which === "q" ? a.q : a.k;
+    if (!out || !this.rotary) return;
+    let source: TokenView = { binding: bind(a.qkv), stride: W, offset: which === "q" ? 0 : Q };
+    if (this.config.arch.qkNorm) {
+      const normed = denseView(bind((which === "q" ? this.qNormed : this.kNormed)!), H * hd);
+      const weight = this.must(which === "q" ? "qNorm.weight" : "kNorm.weight", l);
+      const rstd = bind((which === "q" ? a.qRstd : a.kRstd)!);
+      this.kernels.rmsNorm.forward(r, { out: normed, rstd, inp: source, weight, N, C: hd, H, eps: this.config.layerNormEps, gainOffset: 0 });
+      source = normed;
+    }
+    this.kernels.rotary.forward(r, { out: denseView(bind(out), H * hd), inp: source, table: bind(this.rotary), N, T, H, headDim: hd, rotaryDim: R });
+  }
+
+  /** Backward of prepareQK: from the gradient of what attention read (dq/dk scratch) into the q or k part of dqkv. */
+  private prepareQKBackward(r: Recorder, a: LayerActivations, l: number, which: "q" | "k", N: number, T: number): void {
+    const s = this.scratch!;
+    const { Q, W, NH, KVH, hd, R } = this.dims;
+    const H = which === "q" ? NH : KVH;
+    const dRotated = which === "q" ? s.dq : s.dk;
+    if (!dRotated || !this.rotary) return;
+    const target: TokenView = { binding: bind(s.dqkv), stride: W, offset: which === "q" ? 0 : Q };
+    const dNormed = which === "q" ? s.dqNormed : s.dkNormed;
+    const rotaryOut = dNormed ? denseView(bind(dNormed), H * hd) : target;
+    this.kernels.rotary.backward(r, { out: rotaryOut, inp: denseView(bind(dRotated), H * hd), table: bind(this.rotary), N, T, H, headDim: hd, rotaryDim: R });
+    if (dNormed) {
+      const role = which === "q" ? "qNorm.weight" : "kNorm.weight";
+      this.kernels.rmsNorm.backward(r, {
+        dinp: bind(s.dqkv), dweight: this.must(role, l, this.gradBuffer), dout: denseView(bind(dNormed), H * hd),
+        inp: { binding: bind(a.qkv), stride: W, offset: which === "q" ? 0 : Q }, weight: this.must(role, l),
+        rstd: bind((which === "q" ? a.qRstd : a.kRstd)!), N, C: hd, H, gainOffset: 0, accumulate: false,
+      });
+    }
+  }
+
+  private activation(r: Recorder, a: LayerActivations, N: number): void {
+    const { I } = this.dims;
+    const kind = this.config.arch.mlp;
+    if (kind === "gelu") this.kernels.gelu.forward(r, { out: bind(a.act), inp: bind(a.fc), n: N * I });
+    else this.kernels.gated.forward(r, { kind, out: bind(a.act), inp: bind(a.fc), N, I });
+  }
+
+  private activationBackward(r: Recorder, a: LayerActivations, N: number): void {
+    const s = this.scratch!;
+    const { I } = this.dims;
+    const kind = this.config.arch.mlp;
+    if (kind === "gelu") this.kernels.gelu.backward(r, { dinp: bind(s.dfc), inp: bind(a.fc), dout: bind(s.dact), n: N * I });
+    else this.kernels.gated.backward(r, { kind, dinp: bind(s.dfc), inp: bind(a.fc), dout: bind(s.dact), N, I });
+  }
+
+  /** The head's weight: lm_head.weight, or the token embedding when tied. Both are [V, C]. */
+  private headWeight(buffer: GPUBuffer = this.params): Binding {
+    return this.at("head.weight", null, buffer) ?? this.must("wte", null, buffer);
+  }
+
+  // ---- the graph ----
+
+  /**
+   * Records the forward pass of the current batch, ending with per-token weighted losses in `losses`. With
+   * gradScale ≠ 0 the logits are replaced by dlogits, scaled by gradScale (use 1/Σweights for a mean loss).
+   */
+  forward(r: Recorder, gradScale = 0): void {
+    const { B, T } = this.requireBatch();
+    const { C, NH, KVH, hd, Q, W, F, V } = this.dims;
+    const { arch } = this.config;
+    const N = B * T;
+    const k = this.kernels;
+    k.embedding.forward(r, { out: bind(this.encoded), tokens: bind(this.tokens), wte: this.must("wte", null), wpe: this.at("wpe", null), scale: arch.embeddingScale, B, T, C });
+    this.layers.forEach((a, l) => {
+      const x = l === 0 ? this.encoded : this.layers[l - 1].out;
+      this.norm(r, a.norm1, x, "norm1", l, N);
+      this.linear(r, { out: bind(a.qkv), x: bind(a.norm1.out), role: "qkv.weight", layer: l, M: N, outDim: W, inDim: C });
+      this.prepareQK(r, a, l, "q", N, T);
+      this.prepareQK(r, a, l, "k", N, T);
+      k.attention.forward(r, { out: bind(a.atty), att: bind(a.att), ...this.attentionInputs(a), B, T, NH, KVH, hs: hd });
+      this.linear(r, { out: bind(a.attOut), x: bind(a.atty), role: "o.weight", layer: l, M: N, outDim: C, inDim: Q });
+      k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(a.attOut), n: N * C });
+      const mlpInput = a.norm2 ?? a.norm1;
+      if (a.norm2) this.norm(r, a.norm2, a.residual2, "norm2", l, N);
+      this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C });
+      this.activation(r, a, N);
+      this.linear(r, { out: bind(a.mlpOut), x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: this.dims.I });
+      k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(a.mlpOut), n: N * C });
+    });
+    const last = this.layers.at(-1)?.out ?? this.encoded;
+    this.norm(r, this.normF, last, "normF", null, N);
+    k.matmul.matmul(r, { out: bind(this.logits), a: bind(this.normF.out), b: this.headWeight(), bias: this.at("head.bias", null), M: N, N: V, K: C, transB: true });
+    k.crossEntropy.crossEntropy(r, { logits: bind(this.logits), losses: bind(this.losses), targets: bind(this.targets), weights: bind(this.lossWeights), N, V, gradScale });
+  }
+
+  /** Records the backward pass; `forward(r, gradScale ≠ 0)` must come first. Parameter gradients accumulate (+=). */
+  backward(r: Recorder): void {
+    const { B, T } = this.requireBatch();
+    const s = this.scratch;
+    if (!s || !this.buckets) throw new Error("model was built without gradients (training: false)");
+    const { C, NH, KVH, hd, Q, KV, W, I, F, V } = this.dims;
+    const N = B * T;
+    const k = this.kernels;
+    const grads = this.gradBuffer;
+    const dres = bind(s.dresidual);
+    // Head: dnormF = dlogits·W ; dW += dlogitsᵀ·normF ; db += Σ dlogits
+    k.matmul.matmul(r, { out: bind(s.dln), a: bind(this.logits), b: this.headWeight(), M: N, N: C, K: V });
+    k.matmul.matmul(r, { out: this.headWeight(grads), a: bind(this.logits), b: bind(this.normF.out), M: V, N: C, K: N, transA: true, accumulate: true });
+    const dHeadBias = this.at("head.bias", null, grads);
+    if (dHeadBias) k.matmul.biasBackward(r, { dbias: dHeadBias, dout: bind(this.logits), M: N, N: V });
+    r.commandEncoder().clearBuffer(s.dresidual);
+    const last = this.layers.at(-1)?.out ?? this.encoded;
+    this.normBackward(r, dres, bind(s.dln), this.normF, last, "normF", null, N);
+    for (let l = this.layers.length - 1; l >= 0; l--) {
+      const a = this.layers[l];
+      const x = l === 0 ? this.encoded : this.layers[l - 1].out;
+      // MLP: out = residual2 + proj(act(fc(norm2(residual2))))   [parallel: fc(norm1(x))]
+      this.linearBackward(r, { dx: bind(s.dact), dy: dres, x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: I });
+      this.activationBackward(r, a, N);
+      const mlpInput = a.norm2 ?? a.norm1;
+      this.linearBackward(r, { dx: bind(s.dln), dy: bind(s.dfc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C });
+      // sequential: dres becomes ∂/∂residual2; parallel: dres already is ∂/∂x's residual path and dln carries on
+      if (a.norm2) this.normBackward(r, dres, bind(s.dln), a.norm2, a.residual2, "norm2", l, N);
+      // Attention: residual2 = x + o(attention(qkv(norm1(x))))
+      this.linearBackward(r, { dx: bind(s.datty), dy: dres, x: bind(a.atty), role: "o.weight", layer: l, M: N, outDim: C, inDim: Q });
+      const inputs = this.attentionInputs(a);
+      const dq = s.dq ? denseView(bind(s.dq), Q) : { binding: bind(s.dqkv), stride: W, offset: 0 };
+      const dk = s.dk ? denseView(bind(s.dk), KV) : { binding: bind(s.dqkv), stride: W, offset: Q };
+      const dv = { binding: bind(s.dqkv), stride: W, offset: Q + KV };
+      k.attention.backward(r, { dq, dk, dv, datt: bind(s.datt), dout: bind(s.datty), ...inputs, att: bind(a.att), B, T, NH, KVH, hs: hd });
+      this.prepareQKBackward(r, a, l, "q", N, T);
+      this.prepareQKBackward(r, a, l, "k", N, T);
+      this.linearBackward(r, { dx: bind(s.dln), dy: bind(s.dqkv), x: bind(a.norm1.out), role: "qkv.weight", layer: l, M: N, outDim: W, inDim: C, accumulateDx: !a.norm2 });
+      this.normBackward(r, dres, bind(s.dln), a.norm1, x, "norm1", l, N);
+    }
+    // dres now holds the gradient with respect to the input embeddings (scale·wte[token] (+ wpe[t])).
+    k.embedding.backward(r, { dwte: this.must("wte", null, grads), dwpe: this.at("wpe", null, grads), scale: this.config.arch.embeddingScale, dout: dres, buckets: this.buckets, B, T, C });
+  }
+
+  /** Gradient of the loss with respect to the input embeddings, [B,T,C], valid after a backward pass. */
+  async inputEmbeddingGradient(): Promise<Float32Array> {
+    const { B, T } = this.requireBatch();
+    if (!this.scratch) throw new Error("model was built without gradients");
+    return readFloat32(this.gpu, bind(this.scratch.dresidual, 0, B * T * this.config.nEmbd * 4));
+  }
+
+  /** The input embeddings themselves (after any embedding scale), [B,T,C], valid after a forward pass. */
+  async inputEmbeddings(): Promise<Float32Array> {
+    const { B, T } = this.requireBatch();
+    return readFloat32(this.gpu, bind(this.encoded, 0, B * T * this.config.nEmbd * 4));
+  }
+
+  zeroGradients(r: Recorder): void {
+    r.commandEncoder().clearBuffer(this.gradBuffer);
+  }
+
+  /** Records ‖grad‖² into normSquared (read it with `readNormSquared` to check for NaN/Inf before stepping). */
+  recordGradNorm(r: Recorder): void {
+    if (!this.normSquared) throw new Error("model was built without gradients");
+    this.kernels.adamw.gradNormSquared(r, { out: bind(this.normSquared), grads: bind(this.gradBuffer), n: this.layout.size });
+  }
+
+  async readNormSquared(): Promise<number> {
+    if (!this.normSquared) throw new Error("model was built without gradients");
+    return (await readFloat32(this.gpu, bind(this.normSquared, 0, 4)))[0];
+  }
+
+  /** Records one AdamW step: weight decay on the decayed range only, clipping by the global norm recorded before. */
+  recordAdamW(r: Recorder, o: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; maxNorm: number }): void {
+    if (!this.grads || !this.m || !this.v || !this.normSquared) throw new Error("model was built without optimizer state");
+    const ranges = [
+      { start: 0, n: this.layout.decayEnd, weightDecay: o.weightDecay },
+      { start: this.layout.decayEnd, n: this.layout.size - this.layout.decayEnd, weightDecay: 0 },
+    ];
+    for (const range of ranges) {
+      if (range.n === 0) continue;
+      const at = (buffer: GPUBuffer) => bind(buffer, range.start * 4, range.n * 4);
+      this.kernels.adamw.adamw(r, {
+        params: at(this.params), grads: at(this.grads), m: at(this.m), v: at(this.v), n: range.n,
+        lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: range.weightDecay, step: o.step,
+        normSquared: bind(this.normSquared), maxNorm: o.maxNorm,
+      });
+    }
+  }
+
+  /** Per-position weighted losses of the current batch (after forward). */
+  async readLosses(): Promise<Float32Array> {
+    const { B, T } = this.requireBatch();
+    return readFloat32(this.gpu, bind(this.losses, 0, B * T * 4));
+  }
+
+  /** Logits of the current batch, [B,T,V] (after a forward with gradScale = 0). */
+  async readLogits(): Promise<Float32Array> {
+    const { B, T } = this.requireBatch();
+    return readFloat32(this.gpu, bind(this.logits, 0, B * T * this.config.vocabSize * 4));
+  }
+
+  /** Logits at one position [V] (after a forward with gradScale = 0). */
+  async readLogitsAt(b: number, t: number): Promise<Float32Array> {
+    const { T } = this.requireBatch();
+    const V = this.config.vocabSize;
+    return readFloat32(this.gpu, bind(this.logits, (b * T + t) * V * 4, V * 4));
+  }
+
+  private requireBatch(): { B: number; T: number } {
+    if (!this.current) throw new Error("no batch set: call setBatch first");
+    return this.current;
+  }
+
+  destroy(): void {
+    const norms = (n: NormActivations | null) => (n ? [n.out, n.mean, n.rstd] : []);
+    const buffers: (GPUBuffer | null)[] = [
+      this.params, this.grads, this.m, this.v, this.normSquared, this.tokens, this.targets, this.lossWeights,
+      this.encoded, ...norms(this.normF), this.qNormed, this.kNormed, this.rotary, this.logits, this.losses,
+      ...this.layers.flatMap((a) => [...norms(a.norm1), ...norms(a.norm2), a.qkv, a.q, a.k, a.qRstd, a.kRstd, a.att, a.atty, a.attOut, a.residual2, a.fc, a.act, a.mlpOut, a.out]),
+      ...(this.scratch ? Object.values(this.scratch) : []),
+    ];
+    for (const b of buffers) b?.destroy();
+  }
+}
