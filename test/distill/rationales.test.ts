@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadSplit } from "../../src/data/registry.ts";
-import { chooseAnswers, majorityLabel, openRationaleSource, type TeacherAnswer } from "../../src/distill/rationales.ts";
+import { chooseAnswers, majorityLabel, openRationaleSource, serverTeacherName, type TeacherAnswer } from "../../src/distill/rationales.ts";
 import { openDatabase } from "../../src/store/db.ts";
 import { RationaleStore } from "../../src/store/rationales.ts";
 
@@ -45,6 +45,13 @@ describe("chooseAnswers", () => {
     expect(chooseAnswers([answer(0, "A", true, "  ")], "any", "first")).toEqual({ dropped: "empty_rationale" });
     // a file without labels cannot be checked: agree keeps it (the run counts it as unchecked)
     expect(chooseAnswers([answer(0, null, null)], "agree", "first")).toEqual({ answers: [answer(0, null, null)] });
+  });
+});
+
+describe("what a name is on the server", () => {
+  test("model names are teachers; .jsonl names and anything path-like are files to resolve in the data root", () => {
+    expect(["gpt-4o-mini", "meta-llama/Llama-3.1-8B-Instruct", "qwen2.5:7b", "teacher:my/model"].map(serverTeacherName)).toEqual(["gpt-4o-mini", "meta-llama/Llama-3.1-8B-Instruct", "qwen2.5:7b", "my/model"]);
+    expect(["mine.jsonl", "export.json", "/etc/passwd", "../x", "a/../../b", "~/x", "a b"].map(serverTeacherName)).toEqual([null, null, null, null, null, null, null]);
   });
 });
 
