@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "test", "fixtures")
-FAMILIES = ["gpt2", "llama", "qwen2", "qwen3", "gemma", "phi"]
+FAMILIES = ["gpt2", "llama", "qwen2", "qwen3", "gemma", "gemma2", "phi"]
 LIMIT = 1e-4
 DTYPES = {"F32": torch.float32, "F64": torch.float64}
 
@@ -101,7 +101,7 @@ def main():
                 batch = json.load(f)
             try:
                 hf_loss, hf_grads = transformers_gradients(model_dir, batch)
-            except Exception as err:  # e.g. Qwen3 needs transformers >= 4.51
+            except Exception as err:  # e.g. Qwen3 needs transformers >= 4.51, Gemma 2 >= 4.42
                 print(f"{family:8} transformers cannot build it: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
                 failed = True
                 continue

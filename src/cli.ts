@@ -11,6 +11,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   doctor: () => import("./commands/doctor.ts"),
   score: () => import("./commands/score.ts"),
   "train-lm": () => import("./commands/train-lm.ts"),
+  inspect: () => import("./commands/inspect.ts"),
   serve: () => import("./commands/serve.ts"),
   rationales: () => import("./commands/rationales.ts"),
   preview: () => import("./commands/preview.ts"),

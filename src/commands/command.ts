@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { UserError } from "../errors.ts";
+import { type Dtype, parseDtype } from "../model/safetensors.ts";
 
 export interface Command {
   summary: string;
@@ -43,4 +44,12 @@ export function numberFlag(value: string | undefined, name: string, fallback?: n
 export function requiredFlag(value: string | undefined, name: string): string {
   if (value === undefined || value === "") throw new UserError(`--${name} is required`);
   return value;
+}
+
+/** `--save-dtype f32|bf16|f16` (torch's names too: float32, bfloat16, float16); undefined when not given. */
+export function saveDtypeFlag(value: string | undefined): Dtype | undefined {
+  if (value === undefined) return undefined;
+  const dtype = parseDtype(value);
+  if (!dtype || dtype === "F64") throw new UserError(`--save-dtype must be f32, bf16 or f16, got "${value}"`);
+  return dtype;
 }

@@ -17,7 +17,7 @@ import { intFlag, numberFlag, parseFlags, requiredFlag, type Command } from "./c
 const HELP = `usage: bun src/cli.ts preview --dataset D --split S --index I --placement none|before|after
          --selection full|shuffled|random|key|masked [--k K] [--p P] [--seed N] [--model M | --tokenizer DIR]
          [--rationales TEACHER|palm|FILE.jsonl] [--db PATH] [--rationale-filter agree|any]
-         [--samples first|all|majority] [--rationale-template V] [--rationale-part P] [--json]
+         [--samples first|all|majority] [--rationale-template V] [--rationale-part P] [--chat-template] [--json]
 
 Shows one distillation example as the trainer sees it, and which stored answer its rationale is.
   --dataset     cqa, svamp, or any registered dataset
@@ -28,7 +28,8 @@ Shows one distillation example as the trainer sees it, and which stored answer i
   --seed        seed of shuffled/random/masked (default 0)
   --model       the student: a HF folder or hub id in the local HF cache (its tokenizer), or scratch-SIZE (default:
                 the compact BPE trained on the dataset, as from-scratch students use)
-  --tokenizer   a folder with vocab.json + merges.txt
+  --tokenizer   a model folder's tokenizer (tokenizer.json, or vocab.json + merges.txt)
+  --chat-template  the prompt wrapped in that tokenizer's chat template, as train --chat-template does
   --rationales  as for train: a teacher in the rationale store (--db), palm (default), or a JSON-lines file; the
                 answer is chosen with --rationale-filter (default agree) and --samples (default first)
   --json        print {"prompt", "target", "label", "rationale_tokens", "rationale_source"}`;
@@ -50,6 +51,7 @@ const FLAGS = {
   samples: { type: "string" },
   "rationale-template": { type: "string" },
   "rationale-part": { type: "string" },
+  "chat-template": { type: "boolean" },
   "dev-size": { type: "string" },
   "dev-seed": { type: "string" },
   json: { type: "boolean" },
@@ -161,7 +163,7 @@ export const command: Command = {
     const tokenizerDir = values.model !== undefined ? modelTokenizerDir(values.model) : values.tokenizer;
     const { codec, key } = await loadCodec(dataset, tokenizerDir);
     const attribution = selection.kind === "key" ? await datasetIdfAttribution(dataset, codec, key) : undefined;
-    const example = buildExample(item, chosen?.rationale ?? null, { placement, selection, attribution }, codec);
+    const example = buildExample(item, chosen?.rationale ?? null, { placement, selection, attribution, chat: values["chat-template"] }, codec);
     if (values.json) {
       const { prompt, target, label, rationaleTokens } = example;
       console.log(JSON.stringify({ prompt, target, label, rationale_tokens: rationaleTokens, rationale_source: used }));

@@ -5,7 +5,8 @@ import { DecoderModel } from "../model/decoder.ts";
 import { loadPretrained } from "../model/hf.ts";
 import { resolveModel } from "../model/ref.ts";
 import { nextTokenBatch, scoreBatch } from "../model/loss.ts";
-import { loadTokenizer } from "../model/tokenizer.ts";
+import { loadModelTokenizer } from "../model/hf-tokenizer.ts";
+import { sequenceIds } from "../distill/codec.ts";
 import { type Command, parseFlags, requiredFlag } from "./command.ts";
 
 export const command: Command = {
@@ -15,8 +16,9 @@ export const command: Command = {
 Runs the model forward on the GPU and prints the mean next-token cross-entropy in nats over the predicted
 positions (a sequence of n tokens has n-1).
   --model    a Hugging Face model folder (config.json + model.safetensors; gpt2, llama, mistral, qwen2, qwen3,
-             gemma or phi), or a repo id in the local HF cache
-  --text     text to score, tokenized with the folder's vocab.json + merges.txt
+             gemma, gemma2 or phi), or a repo id in the local HF cache
+  --text     text to score, tokenized with the folder's tokenizer.json (or vocab.json + merges.txt), with the
+             family's BOS first as its tokenizer adds it
   --ids      comma-separated token ids
   --json     print {"loss": <nats>, "tokens": <predicted positions>}
   --adapter  pick the WebGPU adapter whose name contains NAME`,
@@ -34,7 +36,7 @@ positions (a sequence of n tokens has n-1).
     const model = resolveModel(modelArg);
     if (model.kind === "scratch") throw new UserError(`score needs trained weights: "${modelArg}" names a from-scratch size`);
     const loaded = await loadPretrained(model.dir);
-    const ids = values.ids !== undefined ? parseIds(values.ids) : (await loadTokenizer(loaded.dir)).encode(values.text!);
+    const ids = values.ids !== undefined ? parseIds(values.ids) : sequenceIds(await loadModelTokenizer(loaded.dir), values.text!);
     if (ids.length > loaded.config.nPositions) {
       throw new UserError(`input is ${ids.length} tokens, longer than the model's n_positions (${loaded.config.nPositions})`);
     }

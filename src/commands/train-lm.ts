@@ -7,11 +7,13 @@ import { loadPretrained } from "../model/hf.ts";
 import { resolveModel, SCRATCH_MODELS } from "../model/ref.ts";
 import { initParams } from "../model/init.ts";
 import { paramLayout } from "../model/params.ts";
-import { loadTokenizer, saveTokenizer, trainTokenizer, type Tokenizer } from "../model/tokenizer.ts";
+import { loadTokenizer, saveTokenizer, trainTokenizer } from "../model/tokenizer.ts";
+import { loadModelTokenizer, tokenizerFiles as modelTokenizerFiles, type ModelTokenizer } from "../model/hf-tokenizer.ts";
+import { sequenceIds } from "../distill/codec.ts";
 import { TokenStreamSource } from "../train/batches.ts";
 import { runTraining } from "../train/run.ts";
 import { DEFAULT_OPTIMIZER } from "../train/trainer.ts";
-import { type Command, intFlag, numberFlag, parseFlags, requiredFlag } from "./command.ts";
+import { type Command, intFlag, numberFlag, parseFlags, requiredFlag, saveDtypeFlag } from "./command.ts";
 
 export const command: Command = {
   summary: "plain language-model training or fine-tuning on a text file",
@@ -31,6 +33,7 @@ Trains a decoder on next-token prediction over a text file, on the GPU (or the s
   --warmup N       warm-up steps (default 10% of --steps)
   --weight-decay X (default 0.1)      --grad-clip X (default 1.0; 0 disables)
   --vocab-size N   compact tokenizer size for presets (default 2048)
+  --save-dtype D   dtype of the final model/ weights: f32 (default), bf16 or f16 (training is f32 either way)
   --checkpoint-every N   (default: only at the end)
   --resume         continue from the latest checkpoint in --out (the same loss curve as an uninterrupted run)
   --seed N         (default 1)
@@ -42,8 +45,9 @@ Trains a decoder on next-token prediction over a text file, on the GPU (or the s
       "batch-size": { type: "string" }, "seq-len": { type: "string" }, "grad-accum": { type: "string" },
       lr: { type: "string" }, warmup: { type: "string" }, "weight-decay": { type: "string" }, "grad-clip": { type: "string" },
       "vocab-size": { type: "string" }, "checkpoint-every": { type: "string" }, resume: { type: "boolean" },
-      seed: { type: "string" }, adapter: { type: "string" },
+      seed: { type: "string" }, adapter: { type: "string" }, "save-dtype": { type: "string" },
     });
+    const saveDtype = saveDtypeFlag(v["save-dtype"]);
     const modelArg = requiredFlag(v.model, "model");
     const dataPath = requiredFlag(v.data, "data");
     const steps = intFlag(v.steps, "steps", undefined, 1);
@@ -54,7 +58,7 @@ Trains a decoder on next-token prediction over a text file, on the GPU (or the s
     const seed = intFlag(v.seed, "seed", 1);
     const model = resolveModel(modelArg);
 
-    let tokenizer: Tokenizer;
+    let tokenizer: ModelTokenizer;
     let tokenizerFiles: string[];
     let config;
     let params: Float32Array;
@@ -67,14 +71,14 @@ Trains a decoder on next-token prediction over a text file, on the GPU (or the s
       params = initParams(paramLayout(config), seed);
     } else {
       const loaded = await loadPretrained(model.dir);
-      tokenizer = await loadTokenizer(loaded.dir);
-      tokenizerFiles = ["vocab.json", "merges.txt"].map((f) => join(loaded.dir, f));
+      tokenizer = await loadModelTokenizer(loaded.dir);
+      tokenizerFiles = modelTokenizerFiles(loaded.dir, tokenizer);
       config = loaded.config;
       params = loaded.params;
     }
     const T = intFlag(v["seq-len"], "seq-len", Math.min(128, config.nPositions), 2);
     if (T > config.nPositions) throw new UserError(`--seq-len ${T} is longer than the model's n_positions (${config.nPositions})`);
-    const stream = Uint32Array.from(tokenizer.encode(text));
+    const stream = Uint32Array.from(sequenceIds(tokenizer, text));
     if (stream.length < 2) throw new UserError(`--data: ${dataPath} has fewer than 2 tokens`);
 
     const gpu = await acquireGpu({ adapter: v.adapter });
@@ -96,6 +100,7 @@ Trains a decoder on next-token prediction over a text file, on the GPU (or the s
       seed,
       checkpointEvery: intFlag(v["checkpoint-every"], "checkpoint-every", 0),
       extraFiles: tokenizerFiles,
+      saveDtype,
       run: { model: modelArg, data: dataPath, B, T, seed },
       resume: v.resume,
       gpu,

@@ -4,14 +4,15 @@ import { parsePlacement } from "../distill/placement.ts";
 import { parseSelection, type Selection } from "../distill/selection.ts";
 import { UserError } from "../errors.ts";
 import { acquireGpu } from "../gpu/device.ts";
-import { type Command, intFlag, numberFlag, parseFlags, requiredFlag } from "./command.ts";
+import { type Command, intFlag, numberFlag, parseFlags, requiredFlag, saveDtypeFlag } from "./command.ts";
 
 const HELP = `usage: bun src/cli.ts train --dataset D --placement none|before|after --selection full|shuffled|random|key|masked
          [--k K] [--p P] [--alpha A] --model <hf-dir | hub-id | scratch-SIZE> --epochs E --seed S --out runs/<name>
          [--limit N] [--batch-size B] [--lr LR] [--warmup-steps N] [--weight-decay W] [--grad-clip C]
          [--max-tokens T] [--rationales TEACHER|palm|FILE.jsonl] [--rationale-filter agree|any]
-         [--samples first|all|majority] [--rationale-template V] [--rationale-part explanation|reasoning|both] [--attribution idf|saliency] [--attribution-model DIR]
-         [--name NAME] [--db PATH] [--checkpoint-every N] [--resume] [--json]
+         [--samples first|all|majority] [--rationale-template V] [--rationale-part explanation|reasoning|both]
+         [--attribution idf|saliency] [--attribution-model DIR]
+         [--name NAME] [--db PATH] [--checkpoint-every N] [--resume] [--chat-template] [--save-dtype f32|bf16|f16] [--json]
 
 Trains a student on the dataset's training split (dev items held out) with teacher rationales placed and selected
 as asked, into the run folder: run.json (every setting), metrics.jsonl, checkpoints/, model/ (Hugging Face folder
@@ -19,7 +20,7 @@ with the tokenizer). The run is registered in the runs table of --db. Progress g
   --placement     none (label only), before (rationale, then "So the answer is (x)."), after (label, then rationale)
   --selection     full, shuffled, random (as many random tokens), key (top --k by attribution), masked (--p of them)
   --alpha         loss weight of the rationale tokens (default 1; label tokens weigh 1)
-  --model         a Hugging Face model folder (gpt2, llama, mistral, qwen2, qwen3, gemma, phi) or a hub id in the
+  --model         a Hugging Face model folder (gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, phi) or a hub id in the
                   local HF cache (gpt2, openai-community/gpt2 …: its weights and tokenizer), or a size trained from
                   scratch as a GPT-2 (scratch-micro, scratch-tiny, scratch-small, scratch-gpt2 …) with a compact BPE
                   of the dataset (or, with --attribution saliency, the attribution model's)
@@ -35,6 +36,9 @@ with the tokenizer). The run is registered in the runs table of --db. Progress g
                   student in --attribution-model, a run folder or model folder; cached in .cache/attribution/)
   --max-tokens    longest training sequence (default: the longest example, within the model's n_positions)
   --resume        continue from the run folder's latest checkpoint
+  --chat-template wrap each prompt in the student's chat template (an instruct model's tokenizer_config.json
+                  chat_template): a user turn, then the assistant's header; the target ends with its EOS
+  --save-dtype    dtype of the final model/ weights (default f32; training is f32 either way)
   --json          print {"run_id", "run_dir", "model_dir", "steps", "final_loss", "examples"} at the end`;
 
 const FLAGS = {
@@ -67,6 +71,8 @@ const FLAGS = {
   "checkpoint-every": { type: "string" },
   adapter: { type: "string" },
   resume: { type: "boolean" },
+  "chat-template": { type: "boolean" },
+  "save-dtype": { type: "string" },
   json: { type: "boolean" },
 } as const;
 
@@ -124,6 +130,8 @@ export function specFromFlags(values: Values): DistillSpec {
     maxLength: optionalInt(values["max-tokens"], "max-tokens", 1),
     checkpointEvery: optionalInt(values["checkpoint-every"], "checkpoint-every", 0),
     resume: values.resume,
+    chatTemplate: values["chat-template"],
+    saveDtype: saveDtypeFlag(values["save-dtype"]),
   };
 }
 

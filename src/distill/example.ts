@@ -10,7 +10,7 @@ import { UserError } from "../errors.ts";
 import { mixSeed } from "../data/random.ts";
 import type { Item } from "../data/types.ts";
 import type { Attribution } from "./attribution.ts";
-import { maskIdOf, specialIdsOf, tokenStrings, type TokenCodec } from "./codec.ts";
+import { maskIdOf, promptIds, specialIdsOf, tokenStrings, type TokenCodec } from "./codec.ts";
 import { DEFAULT_TEMPLATE, promptText, targetPieces, type Placement, type Template } from "./placement.ts";
 import { selectTokens, type Selection } from "./selection.ts";
 import { checkWeights, DEFAULT_WEIGHTS, tokenWeights, type LossWeights, type SpanKind } from "./weights.ts";
@@ -24,6 +24,8 @@ export interface ExampleConfig {
   attribution?: Attribution;
   /** Append the tokenizer's end-of-text id to the target (default true when it has one). */
   endOfText?: boolean;
+  /** Wrap the prompt in the student's chat template (instruct models; see promptIds). */
+  chat?: boolean;
 }
 
 /** A run of tokens of one kind: ids[start, end). */
@@ -88,7 +90,7 @@ export function buildExample(item: Item, rationale: string | null, config: Examp
     spans.push({ kind, start: ids.length, end: ids.length + pieceIds.length });
     ids.push(...pieceIds);
   };
-  push("prompt", codec.encode(prompt));
+  push("prompt", promptIds(codec, prompt, config.chat));
   let rationaleIds: number[] = [];
   for (const piece of targetPieces(config.placement, item.answer, rationale ?? "", template)) {
     if (piece.kind === "rationale") rationaleIds = selectRationale(item, piece.text, config, codec);
@@ -100,7 +102,7 @@ export function buildExample(item: Item, rationale: string | null, config: Examp
   return {
     itemId: item.id,
     index: item.index,
-    prompt,
+    prompt: config.chat ? codec.chatPrompt!(prompt) : prompt,
     target: codec.decode(ids.slice(promptLength)),
     label: item.answer,
     ids,

@@ -22,8 +22,9 @@ import { createKernels, type Kernels } from "../gpu/kernels/index.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import { paddedBatch } from "../eval/decode.ts";
 import { type Batch, DecoderModel } from "../model/decoder.ts";
-import { loadHFModel, WEIGHTS_FILE } from "../model/hf.ts";
-import { loadTokenizer } from "../model/tokenizer.ts";
+import { loadHFModel } from "../model/hf.ts";
+import { weightFiles } from "../model/hf-weights.ts";
+import { loadModelTokenizer } from "../model/hf-tokenizer.ts";
 import { type Attribution, attributionCacheDir } from "./attribution.ts";
 import type { TokenCodec } from "./codec.ts";
 import { buildExample, type DistillExample } from "./example.ts";
@@ -93,7 +94,10 @@ export async function scoreExamples(model: DecoderModel, examples: DistillExampl
 }
 
 function modelKey(modelDir: string): string {
-  return createHash("sha256").update(readFileSync(join(modelDir, WEIGHTS_FILE))).digest("hex").slice(0, 16);
+  // every weight file (shards too): any change to the weights changes the key
+  const hash = createHash("sha256");
+  for (const file of weightFiles(modelDir)) hash.update(readFileSync(file));
+  return hash.digest("hex").slice(0, 16);
 }
 
 export function saliencyCachePath(dataset: string, modelDir: string): string {
@@ -121,7 +125,7 @@ export async function saliencyAttribution(request: SaliencyRequest): Promise<Att
   const missing = request.items.filter(({ item }) => !cache[item.id]);
   if (missing.length > 0) {
     request.log?.(`saliency: gradient x input for ${missing.length} items with ${modelDir}`);
-    const codec = await loadTokenizer(modelDir);
+    const codec = await loadModelTokenizer(modelDir);
     const loaded = await loadHFModel(modelDir);
     const examples = missing.map(({ item, rationale }) => attributionExample(item, rationale, codec));
     const tooLong = examples.find((ex) => ex.ids.length - 1 > loaded.config.nPositions);

@@ -1,5 +1,6 @@
 /**
- * Which tokenizer an example is built with: a model folder's own (vocab.json + merges.txt), or — for students
+ * Which tokenizer an example is built with: a model folder's own (tokenizer.json, or GPT-2's vocab.json +
+ * merges.txt), or — for students
  * trained from scratch — a compact byte-level BPE trained on the dataset's training text (prompts and PaLM
  * rationales), cached in .cache/tokenizers/<dataset>/ so every command of a run agrees on the ids.
  */
@@ -8,13 +9,14 @@ import { join } from "node:path";
 import { palmRationales } from "../data/palm.ts";
 import { loadSplit } from "../data/registry.ts";
 import { loadTokenizer, MERGES_FILE, saveTokenizer, trainTokenizer, VOCAB_FILE, type Tokenizer } from "../model/tokenizer.ts";
+import { HFTokenizer, loadModelTokenizer, type ModelTokenizer } from "../model/hf-tokenizer.ts";
 import { cachePath } from "./cache.ts";
 import { promptText } from "./placement.ts";
 
 export const COMPACT_VOCAB_SIZE = 2048;
 
 export interface LoadedCodec {
-  codec: Tokenizer;
+  codec: ModelTokenizer;
   /** Names the vocabulary for caches that depend on ids (attribution): changes when the files change. */
   key: string;
   /** Where it came from, for humans. */
@@ -44,17 +46,18 @@ export async function datasetTokenizer(dataset: string, vocabSize = COMPACT_VOCA
   return { tokenizer, dir };
 }
 
-function fileKey(dir: string): string {
-  const hash = Bun.hash(readFileSync(join(dir, VOCAB_FILE), "utf8") + readFileSync(join(dir, MERGES_FILE), "utf8"));
+function fileKey(dir: string, codec: ModelTokenizer): string {
+  const files = codec instanceof HFTokenizer ? codec.files : [VOCAB_FILE, MERGES_FILE].map((f) => join(dir, f));
+  const hash = Bun.hash(files.map((f) => readFileSync(f, "utf8")).join("\0"));
   return `bpe-${hash.toString(16)}`;
 }
 
 /** `dir` given: that folder's tokenizer; otherwise the dataset's compact BPE. */
 export async function loadCodec(dataset: string, dir?: string): Promise<LoadedCodec> {
   if (dir !== undefined) {
-    const codec = await loadTokenizer(dir);
-    return { codec, key: fileKey(dir), source: dir };
+    const codec = await loadModelTokenizer(dir);
+    return { codec, key: fileKey(dir, codec), source: dir };
   }
   const compact = await datasetTokenizer(dataset);
-  return { codec: compact.tokenizer, key: fileKey(compact.dir), source: compact.dir };
+  return { codec: compact.tokenizer, key: fileKey(compact.dir, compact.tokenizer), source: compact.dir };
 }

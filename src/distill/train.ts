@@ -18,7 +18,10 @@ import { type ModelRef, resolveModel } from "../model/ref.ts";
 import { MAX_EPOCHS, MAX_STEPS } from "../bounds.ts";
 import { initParams } from "../model/init.ts";
 import { paramLayout } from "../model/params.ts";
-import { saveTokenizer, type Tokenizer } from "../model/tokenizer.ts";
+import { saveModelTokenizer } from "../model/hf-tokenizer.ts";
+import { assertTrainingFits } from "../model/memory.ts";
+import type { Dtype } from "../model/safetensors.ts";
+import type { TokenCodec } from "./codec.ts";
 import { openRunStore } from "../store/runs.ts";
 import { SequenceSource } from "../train/batches.ts";
 import { readMetrics, type StepMetrics } from "../train/metrics.ts";
@@ -83,6 +86,10 @@ export interface DistillSpec {
   maxLength?: number;
   checkpointEvery?: number;
   resume?: boolean;
+  /** Wrap each prompt in the student's chat template (an instruct model's tokenizer_config.json chat_template). */
+  chatTemplate?: boolean;
+  /** The dtype the final model/ is saved in (default F32). */
+  saveDtype?: Dtype;
 }
 
 export interface DistillOptions {
@@ -135,6 +142,8 @@ export interface RunSettings {
   truncated: number;
   /** Longest target (tokens after the prompt): the generation budget for placement "before". */
   longestTarget: number;
+  /** Prompts were wrapped in the chat template (evaluation wraps them the same way). */
+  chatTemplate?: boolean;
 }
 
 export const RUN_FILE = "run.json";
@@ -269,8 +278,8 @@ async function keyAttribution(spec: DistillSpec, codec: LoadedCodec, chosen: Cho
   return idfOverlapAttribution(documentFrequencies(texts, codec.codec), codec.codec);
 }
 
-function buildExamples(spec: DistillSpec, chosen: ChosenExample[], tokenizer: Tokenizer, attribution?: Attribution): DistillExample[] {
-  const config = { placement: spec.placement, selection: spec.selection, weights: lossWeights(spec), attribution };
+function buildExamples(spec: DistillSpec, chosen: ChosenExample[], tokenizer: TokenCodec, attribution?: Attribution): DistillExample[] {
+  const config = { placement: spec.placement, selection: spec.selection, weights: lossWeights(spec), attribution, chat: spec.chatTemplate };
   return chosen.map(({ item, answer }) => buildExample(item, answer?.rationale ?? null, config, tokenizer));
 }
 
@@ -327,8 +336,10 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
   if (steps > MAX_STEPS) throw new UserError(`this run would take ${steps} steps (epochs x examples / batch size); the most is ${MAX_STEPS}`, 422);
   const optimizer = { ...DEFAULT_OPTIMIZER, ...spec.optimizer };
 
+  // with the device at hand, an unfittable run is refused before anything is written or registered
+  if (options.gpu) assertTrainingFits(student.config, { B: batchSize, T: seqLength }, options.gpu.device.limits);
   mkdirSync(runDir, { recursive: true });
-  const tokenizerFiles = await saveTokenizer(join(runDir, "tokenizer"), tokenizer);
+  const tokenizerFiles = await saveModelTokenizer(join(runDir, "tokenizer"), tokenizer);
   const { runs, close } = openRunStore(options.db);
   const previous = runs.byDir(runDir);
   const settings: RunSettings = {
@@ -356,6 +367,7 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
     skippedNoRationale: skipped,
     truncated,
     longestTarget: Math.max(...examples.map((e) => e.ids.length - e.promptLength)),
+    chatTemplate: spec.chatTemplate ?? false,
   };
   const row = runs.register({ id: settings.id || undefined, name, runDir, config: settings as unknown as Record<string, unknown> });
   settings.id = row.id;
@@ -379,6 +391,7 @@ export async function trainDistillation(spec: DistillSpec, options: DistillOptio
       seed: spec.seed,
       checkpointEvery: spec.checkpointEvery ?? 0,
       extraFiles: tokenizerFiles,
+      saveDtype: spec.saveDtype,
       run: { dataset: spec.dataset, placement: spec.placement, selection: spec.selection, weights: settings.weights, model: spec.model, examples: examples.length, batchSize, seqLength, steps },
       resume: spec.resume,
       gpu: options.gpu,

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { loadSplit } from "../data/registry.ts";
 import type { Choice, Item } from "../data/types.ts";
 import { promptText, targetPieces } from "../distill/placement.ts";
+import { promptIds } from "../distill/codec.ts";
 import { UserError } from "../errors.ts";
 import { acquireGpu, type Gpu } from "../gpu/device.ts";
 import { createKernels, type Kernels } from "../gpu/kernels/index.ts";
@@ -123,7 +124,7 @@ function best(scores: Record<string, number> | null): string | null {
 export async function predictItems(student: Student, items: Item[], options: EvalOptions = {}): Promise<Prediction[]> {
   if (items.length === 0) return [];
   const { codec, placement, template } = student;
-  const prompts = items.map((item) => codec.encode(promptText(item, template)));
+  const prompts = items.map((item) => promptIds(codec, promptText(item, template), student.chat));
   return withDecoder(student, prompts, options, async (decoder) => {
     const budget = generationBudget(student);
     const stop = (ids: number[]) => ids.at(-1) === codec.eotId || labelWritten(codec.decode(ids), placement, template);

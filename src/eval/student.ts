@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { UserError } from "../errors.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { loadHFModel } from "../model/hf.ts";
-import { loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
+import { loadModelTokenizer, type ModelTokenizer } from "../model/hf-tokenizer.ts";
 import { DEFAULT_TEMPLATE, type Placement, type Template } from "../distill/placement.ts";
 import { readRunSettings, type RunSettings } from "../distill/train.ts";
 import { DEFAULT_DB_PATH } from "../store/db.ts";
@@ -24,7 +24,9 @@ export interface Student {
   template: Template;
   config: ModelConfig;
   params: Float32Array;
-  codec: Tokenizer;
+  codec: ModelTokenizer;
+  /** Prompts go through the chat template (the run was trained with --chat-template). */
+  chat: boolean;
 }
 
 /** A run folder (or a run's id/name in the database) → its folder; a model folder → itself. */
@@ -49,7 +51,7 @@ export async function loadStudent(target: string, db?: Database | string): Promi
   if (run && !existsSync(join(modelDir, "config.json"))) {
     throw new UserError(`run ${run.name} has no trained model yet (${modelDir} is missing: still training, or stopped early)`, 409);
   }
-  const [loaded, codec] = await Promise.all([loadHFModel(modelDir), loadTokenizer(modelDir)]);
+  const [loaded, codec] = await Promise.all([loadHFModel(modelDir), loadModelTokenizer(modelDir)]);
   return {
     modelDir,
     outDir: dir,
@@ -59,5 +61,6 @@ export async function loadStudent(target: string, db?: Database | string): Promi
     config: loaded.config,
     params: loaded.params,
     codec,
+    chat: run?.chatTemplate ?? false,
   };
 }

@@ -40,6 +40,8 @@ export interface ModelOptions {
   training: boolean;
 }
 
+type NormRole = "norm1" | "norm2" | "normF" | "attnOutNorm" | "mlpOutNorm";
+
 /** A norm's output and what its backward pass needs (mean only for LayerNorm). */
 interface NormActivations {
   out: GPUBuffer;
@@ -58,8 +60,13 @@ interface LayerActivations {
   qRstd: GPUBuffer | null;
   kRstd: GPUBuffer | null;
   att: GPUBuffer;
+  /** Soft-capped scores, kept for the backward pass (Gemma 2). */
+  scores: GPUBuffer | null;
   atty: GPUBuffer;
   attOut: GPUBuffer;
+  /** Sandwich norms (Gemma 2): the attention and MLP outputs normalised before their residual adds. */
+  attOutNorm: NormActivations | null;
+  mlpOutNorm: NormActivations | null;
   /** Sequential: x + attention; parallel: x + attention too (the MLP adds into `out`). */
   residual2: GPUBuffer;
   norm2: NormActivations | null;
@@ -74,6 +81,8 @@ interface BackwardScratch {
   dresidual: GPUBuffer; dln: GPUBuffer; dqkv: GPUBuffer; datt: GPUBuffer; datty: GPUBuffer; dfc: GPUBuffer; dact: GPUBuffer;
   /** Gradients of the rotated / normed q and k (rotary or q/k norm only). */
   dq: GPUBuffer | null; dk: GPUBuffer | null; dqNormed: GPUBuffer | null; dkNormed: GPUBuffer | null;
+  /** Gradient of a sandwich norm's input (Gemma 2). */
+  dnormed: GPUBuffer | null;
 }
 
 export class DecoderModel {
@@ -94,6 +103,8 @@ export class DecoderModel {
   private readonly rotary: GPUBuffer | null;
   /** Logits after forward; dlogits after a forward with gradScale ≠ 0 (the cross-entropy kernel overwrites them). */
   readonly logits: GPUBuffer;
+  /** The soft-capped logits, kept for the backward pass (Gemma 2). */
+  private readonly cappedLogits: GPUBuffer | null;
   readonly losses: GPUBuffer;
   readonly normSquared: GPUBuffer | null;
   private readonly scratch: BackwardScratch | null;
@@ -146,8 +157,11 @@ export class DecoderModel {
       qRstd: arch.qkNorm ? f(`h${l}.q.rstd`, N * NH) : null,
       kRstd: arch.qkNorm ? f(`h${l}.k.rstd`, N * KVH) : null,
       att: f(`h${l}.att`, B * NH * T * T),
+      scores: arch.attentionSoftcap ? f(`h${l}.scores`, B * NH * T * T) : null,
       atty: f(`h${l}.atty`, N * Q),
       attOut: f(`h${l}.attOut`, N * C),
+      attOutNorm: arch.sandwichNorms ? norm(`h${l}.attOutNorm`) : null,
+      mlpOutNorm: arch.sandwichNorms ? norm(`h${l}.mlpOutNorm`) : null,
       residual2: f(`h${l}.residual2`, N * C),
       norm2: arch.block === "sequential" ? norm(`h${l}.norm2`) : null,
       fc: f(`h${l}.fc`, N * F),
@@ -165,6 +179,7 @@ export class DecoderModel {
       this.rotary = null;
     }
     this.logits = f("logits", N * V);
+    this.cappedLogits = arch.logitSoftcap ? f("capped logits", N * V) : null;
     this.losses = f("losses", N);
     this.scratch = options.training
       ? {
@@ -172,6 +187,7 @@ export class DecoderModel {
           datt: f("d.att", B * NH * T * T), datty: f("d.atty", N * Q), dfc: f("d.fc", N * F), dact: f("d.act", N * I),
           dq: rotary ? f("d.q", N * Q) : null, dk: rotary ? f("d.k", N * KV) : null,
           dqNormed: arch.qkNorm ? f("d.q normed", N * Q) : null, dkNormed: arch.qkNorm ? f("d.k normed", N * KV) : null,
+          dnormed: arch.sandwichNorms ? f("d.normed", N * C) : null,
         }
       : null;
     this.buckets = options.training ? kernels.embedding.createBuckets(N) : null;
@@ -285,7 +301,7 @@ export class DecoderModel {
     if (dbias) k.biasBackward(r, { dbias, dout: o.dy, M, N: outDim });
   }
 
-  private norm(r: Recorder, saved: NormActivations, inp: GPUBuffer, role: "norm1" | "norm2" | "normF", layer: number | null, N: number): void {
+  private norm(r: Recorder, saved: NormActivations, inp: GPUBuffer, role: NormRole, layer: number | null, N: number): void {
     const { C } = this.dims;
     const weight = this.must(`${role}.weight` as LayerRole, layer);
     const eps = this.config.layerNormEps;
@@ -299,7 +315,7 @@ export class DecoderModel {
   }
 
   /** dinp += the norm's input gradient for dout; its weight (and bias) gradients +=. */
-  private normBackward(r: Recorder, dinp: Binding, dout: Binding, saved: NormActivations, inp: GPUBuffer, role: "norm1" | "norm2" | "normF", layer: number | null, N: number): void {
+  private normBackward(r: Recorder, dinp: Binding, dout: Binding, saved: NormActivations, inp: GPUBuffer, role: NormRole, layer: number | null, N: number): void {
     const { C } = this.dims;
     const weight = this.must(`${role}.weight` as LayerRole, layer);
     const dweight = this.must(`${role}.weight` as LayerRole, layer, this.gradBuffer);
@@ -400,19 +416,25 @@ export class DecoderModel {
       this.linear(r, { out: bind(a.qkv), x: bind(a.norm1.out), role: "qkv.weight", layer: l, M: N, outDim: W, inDim: C });
       this.prepareQK(r, a, l, "q", N, T);
       this.prepareQK(r, a, l, "k", N, T);
-      k.attention.forward(r, { out: bind(a.atty), att: bind(a.att), ...this.attentionInputs(a), B, T, NH, KVH, hs: hd });
+      k.attention.forward(r, { out: bind(a.atty), att: bind(a.att), ...this.attentionInputs(a), B, T, NH, KVH, hs: hd, ...this.attentionOptions(a) });
       this.linear(r, { out: bind(a.attOut), x: bind(a.atty), role: "o.weight", layer: l, M: N, outDim: C, inDim: Q });
-      k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(a.attOut), n: N * C });
+      if (a.attOutNorm) this.norm(r, a.attOutNorm, a.attOut, "attnOutNorm", l, N);
+      k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(a.attOutNorm?.out ?? a.attOut), n: N * C });
       const mlpInput = a.norm2 ?? a.norm1;
       if (a.norm2) this.norm(r, a.norm2, a.residual2, "norm2", l, N);
       this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C });
       this.activation(r, a, N);
       this.linear(r, { out: bind(a.mlpOut), x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: this.dims.I });
-      k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(a.mlpOut), n: N * C });
+      if (a.mlpOutNorm) this.norm(r, a.mlpOutNorm, a.mlpOut, "mlpOutNorm", l, N);
+      k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(a.mlpOutNorm?.out ?? a.mlpOut), n: N * C });
     });
     const last = this.layers.at(-1)?.out ?? this.encoded;
     this.norm(r, this.normF, last, "normF", null, N);
     k.matmul.matmul(r, { out: bind(this.logits), a: bind(this.normF.out), b: this.headWeight(), bias: this.at("head.bias", null), M: N, N: V, K: C, transB: true });
+    if (this.cappedLogits) {
+      k.softcap.forward(r, { values: bind(this.logits), n: N * V, cap: arch.logitSoftcap! });
+      r.commandEncoder().copyBufferToBuffer(this.logits, 0, this.cappedLogits, 0, N * V * 4);
+    }
     k.crossEntropy.crossEntropy(r, { logits: bind(this.logits), losses: bind(this.losses), targets: bind(this.targets), weights: bind(this.lossWeights), N, V, gradScale });
   }
 
@@ -426,6 +448,7 @@ export class DecoderModel {
     const k = this.kernels;
     const grads = this.gradBuffer;
     const dres = bind(s.dresidual);
+    if (this.cappedLogits) k.softcap.backward(r, { grads: bind(this.logits), capped: bind(this.cappedLogits), n: N * V, cap: this.config.arch.logitSoftcap! });
     // Head: dnormF = dlogits·W ; dW += dlogitsᵀ·normF ; db += Σ dlogits
     k.matmul.matmul(r, { out: bind(s.dln), a: bind(this.logits), b: this.headWeight(), M: N, N: C, K: V });
     k.matmul.matmul(r, { out: this.headWeight(grads), a: bind(this.logits), b: bind(this.normF.out), M: V, N: C, K: N, transA: true, accumulate: true });
@@ -437,20 +460,22 @@ export class DecoderModel {
     for (let l = this.layers.length - 1; l >= 0; l--) {
       const a = this.layers[l];
       const x = l === 0 ? this.encoded : this.layers[l - 1].out;
-      // MLP: out = residual2 + proj(act(fc(norm2(residual2))))   [parallel: fc(norm1(x))]
-      this.linearBackward(r, { dx: bind(s.dact), dy: dres, x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: I });
+      // MLP: out = residual2 + proj(act(fc(norm2(residual2))))   [parallel: fc(norm1(x)); sandwich: mlpOutNorm(proj(…))]
+      const dmlpOut = this.sandwichBackward(r, a.mlpOutNorm, a.mlpOut, "mlpOutNorm", l, N) ?? dres;
+      this.linearBackward(r, { dx: bind(s.dact), dy: dmlpOut, x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: I });
       this.activationBackward(r, a, N);
       const mlpInput = a.norm2 ?? a.norm1;
       this.linearBackward(r, { dx: bind(s.dln), dy: bind(s.dfc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C });
       // sequential: dres becomes ∂/∂residual2; parallel: dres already is ∂/∂x's residual path and dln carries on
       if (a.norm2) this.normBackward(r, dres, bind(s.dln), a.norm2, a.residual2, "norm2", l, N);
       // Attention: residual2 = x + o(attention(qkv(norm1(x))))
-      this.linearBackward(r, { dx: bind(s.datty), dy: dres, x: bind(a.atty), role: "o.weight", layer: l, M: N, outDim: C, inDim: Q });
+      const dattOut = this.sandwichBackward(r, a.attOutNorm, a.attOut, "attnOutNorm", l, N) ?? dres;
+      this.linearBackward(r, { dx: bind(s.datty), dy: dattOut, x: bind(a.atty), role: "o.weight", layer: l, M: N, outDim: C, inDim: Q });
       const inputs = this.attentionInputs(a);
       const dq = s.dq ? denseView(bind(s.dq), Q) : { binding: bind(s.dqkv), stride: W, offset: 0 };
       const dk = s.dk ? denseView(bind(s.dk), KV) : { binding: bind(s.dqkv), stride: W, offset: Q };
       const dv = { binding: bind(s.dqkv), stride: W, offset: Q + KV };
-      k.attention.backward(r, { dq, dk, dv, datt: bind(s.datt), dout: bind(s.datty), ...inputs, att: bind(a.att), B, T, NH, KVH, hs: hd });
+      k.attention.backward(r, { dq, dk, dv, datt: bind(s.datt), dout: bind(s.datty), ...inputs, att: bind(a.att), B, T, NH, KVH, hs: hd, ...this.attentionOptions(a) });
       this.prepareQKBackward(r, a, l, "q", N, T);
       this.prepareQKBackward(r, a, l, "k", N, T);
       this.linearBackward(r, { dx: bind(s.dln), dy: bind(s.dqkv), x: bind(a.norm1.out), role: "qkv.weight", layer: l, M: N, outDim: W, inDim: C, accumulateDx: !a.norm2 });
@@ -458,6 +483,21 @@ export class DecoderModel {
     }
     // dres now holds the gradient with respect to the input embeddings (scale·wte[token] (+ wpe[t])).
     k.embedding.backward(r, { dwte: this.must("wte", null, grads), dwpe: this.at("wpe", null, grads), scale: this.config.arch.embeddingScale, dout: dres, buckets: this.buckets, B, T, C });
+  }
+
+  /** Attention scale and soft-capping of the family (defaults otherwise). */
+  private attentionOptions(a: LayerActivations): { scale?: number; softcap?: { cap: number; saved: Binding } } {
+    const { attentionScale, attentionSoftcap } = this.config.arch;
+    return { scale: attentionScale, softcap: attentionSoftcap && a.scores ? { cap: attentionSoftcap, saved: bind(a.scores) } : undefined };
+  }
+
+  /** Backward of a sandwich norm on a branch output: its input gradient (from dres) in the dnormed scratch. */
+  private sandwichBackward(r: Recorder, saved: NormActivations | null, inp: GPUBuffer, role: NormRole, layer: number, N: number): Binding | undefined {
+    const s = this.scratch!;
+    if (!saved || !s.dnormed) return undefined;
+    r.commandEncoder().clearBuffer(s.dnormed);
+    this.normBackward(r, bind(s.dnormed), bind(s.dresidual), saved, inp, role, layer, N);
+    return bind(s.dnormed);
   }
 
   /** Gradient of the loss with respect to the input embeddings, [B,T,C], valid after a backward pass. */
@@ -534,8 +574,11 @@ export class DecoderModel {
     const norms = (n: NormActivations | null) => (n ? [n.out, n.mean, n.rstd] : []);
     const buffers: (GPUBuffer | null)[] = [
       this.params, this.grads, this.m, this.v, this.normSquared, this.tokens, this.targets, this.lossWeights,
-      this.encoded, ...norms(this.normF), this.qNormed, this.kNormed, this.rotary, this.logits, this.losses,
-      ...this.layers.flatMap((a) => [...norms(a.norm1), ...norms(a.norm2), a.qkv, a.q, a.k, a.qRstd, a.kRstd, a.att, a.atty, a.attOut, a.residual2, a.fc, a.act, a.mlpOut, a.out]),
+      this.encoded, ...norms(this.normF), this.qNormed, this.kNormed, this.rotary, this.logits, this.cappedLogits, this.losses,
+      ...this.layers.flatMap((a) => [
+        ...norms(a.norm1), ...norms(a.norm2), ...norms(a.attOutNorm), ...norms(a.mlpOutNorm), a.qkv, a.q, a.k, a.qRstd, a.kRstd,
+        a.att, a.scores, a.atty, a.attOut, a.residual2, a.fc, a.act, a.mlpOut, a.out,
+      ]),
       ...(this.scratch ? Object.values(this.scratch) : []),
     ];
     for (const b of buffers) b?.destroy();

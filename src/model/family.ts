@@ -9,6 +9,7 @@
  *   qwen2    rms     rotary                    GQA, q/k/v biases         swiglu  sequential  tied or untied
  *   qwen3    rms     rotary                    GQA, per-head q/k RMSNorm swiglu  sequential  tied or untied
  *   gemma    rms1p   rotary, ×√hidden embed.   MQA/GQA, explicit head_dim geglu  sequential  tied
+ *   gemma2   gemma + norms after attention and MLP too, soft-capped scores and logits, query_pre_attn_scalar
  *   phi      layer   partial rotary            MHA, biases everywhere    gelu    parallel    untied + bias
  *
  * `familyTensors(config)` lists every parameter tensor (HF name, shape) in the role the graph uses it for; the
@@ -18,7 +19,7 @@
  */
 import { UserError } from "../errors.ts";
 
-export const FAMILIES = ["gpt2", "llama", "qwen2", "qwen3", "gemma", "phi"] as const;
+export const FAMILIES = ["gpt2", "llama", "qwen2", "qwen3", "gemma", "gemma2", "phi"] as const;
 export type FamilyName = (typeof FAMILIES)[number];
 
 /** layer: LayerNorm with bias; rms: RMSNorm x·w; rms1p: Gemma's RMSNorm x·(1 + w). */
@@ -56,6 +57,13 @@ export interface FamilyDescription {
   embeddingScale: number;
   /** conv1d: matmul weights stored [in, out] (GPT-2's Conv1D); linear: [out, in] (nn.Linear). */
   weightLayout: "conv1d" | "linear";
+  /** Gemma 2: a norm after the attention and after the MLP as well, before each residual add. */
+  sandwichNorms?: boolean;
+  /** Attention scores are scaled by this (default 1/√head_dim; Gemma 2: 1/√query_pre_attn_scalar). */
+  attentionScale?: number;
+  /** Gemma 2's soft-capping: scores → cap·tanh(scores/cap) before the softmax, and likewise the logits. */
+  attentionSoftcap?: number;
+  logitSoftcap?: number;
 }
 
 /** A model: its family, architecture and sizes. */
@@ -84,7 +92,8 @@ export interface ModelConfig {
 export type GlobalRole = "wte" | "wpe" | "normF.weight" | "normF.bias" | "head.weight" | "head.bias";
 export type LayerRole =
   | "norm1.weight" | "norm1.bias" | "qkv.weight" | "qkv.bias" | "qNorm.weight" | "kNorm.weight"
-  | "o.weight" | "o.bias" | "norm2.weight" | "norm2.bias" | "fc.weight" | "fc.bias" | "proj.weight" | "proj.bias";
+  | "o.weight" | "o.bias" | "norm2.weight" | "norm2.bias" | "fc.weight" | "fc.bias" | "proj.weight" | "proj.bias"
+  | "attnOutNorm.weight" | "mlpOutNorm.weight";
 
 export interface TensorPart {
   /** HF tensor name, e.g. "model.layers.0.self_attn.k_proj.weight". */
@@ -198,7 +207,7 @@ function ropeScaling(r: Reader): RopeScaling {
   return r.fail(`rope_scaling type ${JSON.stringify(type)} is not supported (only default, linear, llama3)`);
 }
 
-/** The keys every Llama-like config (llama, mistral, qwen2, qwen3, gemma, phi) shares. */
+/** The keys every Llama-like config (llama, mistral, qwen2, qwen3, gemma, gemma2, phi) shares. */
 function decoderSizes(r: Reader, headDimDefault?: number) {
   const nEmbd = r.int("hidden_size");
   const nHead = r.int("num_attention_heads");
@@ -221,7 +230,6 @@ function refuseCommon(r: Reader): void {
   }
   r.refuseIf(r.has("pretraining_tp") && r.hf.pretraining_tp !== 1, `pretraining_tp = ${r.hf.pretraining_tp}`);
   r.refuseIf(r.hf.use_sliding_window === true, "sliding window attention (use_sliding_window = true)");
-  r.refuseIf(r.has("attn_logit_softcapping") || r.has("final_logit_softcapping"), "logit soft-capping");
 }
 
 function activation(r: Reader, keys: string[], fallback: string): string {
@@ -262,6 +270,7 @@ function llamaFromHF(r: Reader, family: "llama" | "qwen2" | "qwen3"): ModelConfi
 
 function gemmaFromHF(r: Reader): ModelConfig {
   refuseCommon(r);
+  if (r.hf.model_type === "gemma") r.refuseIf(r.has("attn_logit_softcapping") || r.has("final_logit_softcapping"), "logit soft-capping on a Gemma 1 config");
   const sizes = decoderSizes(r, 256);
   // GemmaMLP uses hidden_activation (tanh GELU when unset), whatever hidden_act says.
   const act = r.has("hidden_activation") ? r.str("hidden_activation", "") : "gelu_pytorch_tanh";
@@ -278,6 +287,29 @@ function gemmaFromHF(r: Reader): ModelConfig {
     },
     ...sizes,
     layerNormEps: r.num("rms_norm_eps", 1e-6),
+  };
+}
+
+/**
+ * Gemma 2: Gemma with sandwich norms, soft-capped attention scores and logits, and sliding-window attention on
+ * every other layer — identical to full attention while a sequence fits in the window, so sequences are limited
+ * to the window (nPositions) rather than refused outright.
+ */
+function gemma2FromHF(r: Reader): ModelConfig {
+  const gemma = gemmaFromHF(r);
+  const window = r.has("sliding_window") ? r.int("sliding_window") : gemma.nPositions;
+  const softcap = (key: string) => (r.has(key) ? r.num(key) : undefined);
+  return {
+    ...gemma,
+    family: "gemma2",
+    arch: {
+      ...gemma.arch,
+      sandwichNorms: true,
+      attentionScale: 1 / Math.sqrt(r.num("query_pre_attn_scalar", gemma.headDim)),
+      attentionSoftcap: softcap("attn_logit_softcapping"),
+      logitSoftcap: softcap("final_logit_softcapping"),
+    },
+    nPositions: Math.min(gemma.nPositions, window),
   };
 }
 
@@ -303,7 +335,6 @@ function phiFromHF(r: Reader): ModelConfig {
 
 /** Near relatives of the supported families, refused naming what they add. */
 const NOT_YET: Record<string, string> = {
-  gemma2: "Gemma 2: logit soft-capping, pre- and post-norms, alternating sliding-window attention",
   gemma3: "Gemma 3: sliding-window attention, q/k norms, pre- and post-norms",
   mixtral: "mixture of experts",
   qwen2_moe: "mixture of experts",
@@ -319,6 +350,7 @@ const MODEL_TYPES: Record<string, (r: Reader) => ModelConfig> = {
   qwen2: (r) => llamaFromHF(r, "qwen2"),
   qwen3: (r) => llamaFromHF(r, "qwen3"),
   gemma: gemmaFromHF,
+  gemma2: gemma2FromHF,
   phi: phiFromHF,
 };
 
@@ -389,7 +421,7 @@ export function configToHF(c: ModelConfig, extra: Json = {}): Json {
   const scaling = !rope || rope.scaling.type === "none" ? null
     : rope.scaling.type === "linear" ? { rope_type: "linear", factor: rope.scaling.factor }
     : { rope_type: "llama3", factor: rope.scaling.factor, low_freq_factor: rope.scaling.lowFreqFactor, high_freq_factor: rope.scaling.highFreqFactor, original_max_position_embeddings: rope.scaling.originalMaxPositions };
-  const architectures = { llama: "LlamaForCausalLM", qwen2: "Qwen2ForCausalLM", qwen3: "Qwen3ForCausalLM", gemma: "GemmaForCausalLM", phi: "PhiForCausalLM" }[c.family];
+  const architectures = { llama: "LlamaForCausalLM", qwen2: "Qwen2ForCausalLM", qwen3: "Qwen3ForCausalLM", gemma: "GemmaForCausalLM", gemma2: "Gemma2ForCausalLM", phi: "PhiForCausalLM" }[c.family];
   const sizes: Json = {
     architectures: base.architectures ?? [architectures],
     model_type: base.model_type ?? c.family,
@@ -401,9 +433,19 @@ export function configToHF(c: ModelConfig, extra: Json = {}): Json {
     Object.assign(sizes, { layer_norm_eps: c.layerNormEps, partial_rotary_factor: rope?.fraction ?? 1, hidden_act: "gelu_new", qk_layernorm: false });
   } else {
     sizes.rms_norm_eps = c.layerNormEps;
-    if (c.family === "gemma") sizes.hidden_activation = "gelu_pytorch_tanh";
+    if (c.family === "gemma" || c.family === "gemma2") sizes.hidden_activation = "gelu_pytorch_tanh";
     else sizes.hidden_act = "silu";
-    if (c.family === "llama" || c.family === "qwen3" || c.family === "gemma") sizes.attention_bias = c.arch.qkvBias;
+    if (c.family === "gemma2") {
+      // nPositions is the window-limited length; the model's own maximum and its attention settings stay as read
+      Object.assign(sizes, {
+        max_position_embeddings: base.max_position_embeddings ?? c.nPositions,
+        query_pre_attn_scalar: base.query_pre_attn_scalar ?? (c.arch.attentionScale ? Math.round(1 / c.arch.attentionScale ** 2) : c.headDim),
+        attn_logit_softcapping: c.arch.attentionSoftcap ?? null,
+        final_logit_softcapping: c.arch.logitSoftcap ?? null,
+        sliding_window: base.sliding_window ?? c.nPositions,
+      });
+    }
+    if (c.family === "llama" || c.family === "qwen3" || c.family === "gemma" || c.family === "gemma2") sizes.attention_bias = c.arch.qkvBias;
     if (c.family === "llama") sizes.mlp_bias = c.arch.mlpBias;
   }
   return { torch_dtype: "float32", ...base, ...sizes, ...extra };
@@ -477,7 +519,10 @@ export function familyTensors(c: ModelConfig): TensorSlot[] {
     const o = c.family === "phi" ? "self_attn.dense" : n.o;
     add("o.weight", l, [t(`${o}.weight`, [C, q])]);
     if (a.outBias) add("o.bias", l, [t(`${o}.bias`, [C])]);
-    if (a.block === "sequential") {
+    if (a.sandwichNorms) {
+      add("attnOutNorm.weight", l, [t("post_attention_layernorm.weight", [C])]);
+      add("norm2.weight", l, [t("pre_feedforward_layernorm.weight", [C])]);
+    } else if (a.block === "sequential") {
       add("norm2.weight", l, [t(`${n.norm2}.weight`, [C])]);
       if (layerNorm) add("norm2.bias", l, [t(`${n.norm2}.bias`, [C])]);
     }
@@ -486,6 +531,7 @@ export function familyTensors(c: ModelConfig): TensorSlot[] {
       if (a.mlpBias) add("fc.bias", l, [t(`${n.gate}.bias`, [I]), t(`${n.up}.bias`, [I])]);
       add("proj.weight", l, [t(`${n.down}.weight`, [C, I])]);
       if (a.mlpBias) add("proj.bias", l, [t(`${n.down}.bias`, [C])]);
+      if (a.sandwichNorms) add("mlpOutNorm.weight", l, [t("post_feedforward_layernorm.weight", [C])]);
     } else {
       add("fc.weight", l, [t(`${n.fc}.weight`, [I, C])]);
       if (a.mlpBias) add("fc.bias", l, [t(`${n.fc}.bias`, [I])]);

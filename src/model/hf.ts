@@ -1,27 +1,29 @@
 /**
- * Hugging Face model folders (any family of family.ts): config.json + model.safetensors, loaded into (and saved from) the flat parameter
- * layout of params.ts, and found in the local HF hub cache by repo id. Only local files are read: nothing is
- * downloaded.
+ * Hugging Face model folders (any family of family.ts): config.json + safetensors weights (one file or shards, F32,
+ * F16 or BF16 — hf-weights.ts), loaded into (and saved from) the flat parameter layout of params.ts, and found in
+ * the local HF hub cache by repo id. Only local files are read: nothing is downloaded.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
 import { configFromHF, configToHF, type ModelConfig } from "./config.ts";
 import { canonicalTensorName, isIgnoredTensor } from "./family.ts";
 import { type ParamLayout, paramLayout, tensorView } from "./params.ts";
-import { readSafetensorsFile, type SafetensorsEntry, toFloat32, writeSafetensorsFile } from "./safetensors.ts";
+import { type NamedTensor, readWeights, type SaveWeightsOptions, storedDtype, WEIGHTS_FILE, writeWeights } from "./hf-weights.ts";
+import { type Dtype, torchDtypeName } from "./safetensors.ts";
 
 export interface LoadedModel {
   config: ModelConfig;
   layout: ParamLayout;
   /** Flat parameters in `layout`. */
   params: Float32Array;
+  /** The dtype the checkpoint was stored in (training is float32 whatever it was). */
+  dtype: Dtype;
 }
 
 export const CONFIG_FILE = "config.json";
-export const WEIGHTS_FILE = "model.safetensors";
+export { WEIGHTS_FILE };
 
 export async function readConfig(dir: string): Promise<ModelConfig> {
   const path = join(dir, CONFIG_FILE);
@@ -42,33 +44,33 @@ export async function readConfig(dir: string): Promise<ModelConfig> {
 export async function loadHFModel(dir: string): Promise<LoadedModel> {
   const config = await readConfig(dir);
   const layout = paramLayout(config);
-  const weightsPath = join(dir, WEIGHTS_FILE);
-  if (!existsSync(weightsPath)) throw new UserError(`${dir}: no ${WEIGHTS_FILE} (only safetensors weights are read)`, 404);
-  const file = await readSafetensorsFile(weightsPath);
-  const found = new Map<string, SafetensorsEntry>();
-  for (const [name, entry] of file.tensors) {
+  const weights = await readWeights(dir);
+  const found = new Map<string, NamedTensor>();
+  for (const [name, entry] of weights) {
     if (!isIgnoredTensor(name)) found.set(canonicalTensorName(config, name), entry);
   }
   const params = new Float32Array(layout.size);
   for (const spec of layout.tensors) {
     const entry = found.get(spec.name);
-    if (!entry) throw new UserError(`${weightsPath}: missing tensor ${spec.name}`, 422);
-    expectShape(weightsPath, spec.name, spec.shape, entry.shape);
-    tensorView(params, spec).set(toFloat32(entry));
+    if (!entry) throw new UserError(`${dir}: missing tensor ${spec.name}`, 422);
+    expectShape(entry.file, spec.name, spec.shape, entry.shape);
+    tensorView(params, spec).set(entry.data);
     found.delete(spec.name);
   }
   const lmHead = config.arch.tiedHead ? found.get("lm_head.weight") : undefined;
   if (lmHead) {
     found.delete("lm_head.weight");
-    expectShape(weightsPath, "lm_head.weight", layout.wte.shape, lmHead.shape);
-    const head = toFloat32(lmHead);
+    expectShape(lmHead.file, "lm_head.weight", layout.wte.shape, lmHead.shape);
     const wte = tensorView(params, layout.wte);
-    if (head.some((x, i) => x !== wte[i])) {
-      throw new UserError(`${weightsPath}: lm_head.weight differs from ${layout.wte.name} though the config ties them (tie_word_embeddings)`, 422);
+    if (lmHead.data.some((x, i) => x !== wte[i])) {
+      throw new UserError(`${lmHead.file}: lm_head.weight differs from ${layout.wte.name} though the config ties them (tie_word_embeddings)`, 422);
     }
   }
-  if (found.size > 0) throw new UserError(`${weightsPath}: unexpected tensor ${[...found.keys()][0]} for a ${config.family} of this config`, 422);
-  return { config, layout, params };
+  if (found.size > 0) {
+    const [name, entry] = [...found][0];
+    throw new UserError(`${entry.file}: unexpected tensor ${name} for a ${config.family} of this config`, 422);
+  }
+  return { config, layout, params, dtype: storedDtype(weights) };
 }
 
 function expectShape(file: string, name: string, expected: number[], found: number[]): void {
@@ -77,16 +79,23 @@ function expectShape(file: string, name: string, expected: number[], found: numb
   }
 }
 
-/** Writes config.json + model.safetensors in the family's HF layout, which `transformers` from_pretrained loads. */
-export async function saveHFModel(dir: string, model: { config: ModelConfig; params: Float32Array }, extraConfig: Record<string, unknown> = {}): Promise<void> {
+/**
+ * Writes config.json + model.safetensors (or shards with their index; F32 unless `options.dtype`) in the family's
+ * HF layout, which `transformers` from_pretrained loads.
+ */
+export async function saveHFModel(
+  dir: string,
+  model: { config: ModelConfig; params: Float32Array },
+  extraConfig: Record<string, unknown> = {},
+  options: SaveWeightsOptions = {},
+): Promise<void> {
   const layout = paramLayout(model.config);
   if (model.params.length !== layout.size) throw new Error(`params has ${model.params.length} floats, layout needs ${layout.size}`);
-  await mkdir(dir, { recursive: true });
   const byHFOrder = [...layout.tensors].sort((a, b) => a.name.localeCompare(b.name));
   const tensors = byHFOrder.map((spec) => ({ name: spec.name, shape: spec.shape, data: tensorView(model.params, spec) }));
-  // transformers refuses safetensors files whose metadata does not say which framework wrote them
-  await writeSafetensorsFile(join(dir, WEIGHTS_FILE), tensors, { format: "pt" });
-  await Bun.write(join(dir, CONFIG_FILE), JSON.stringify(configToHF(model.config, extraConfig), null, 2) + "\n");
+  await writeWeights(dir, tensors, options);
+  const torchDtype = torchDtypeName(options.dtype ?? "F32");
+  await Bun.write(join(dir, CONFIG_FILE), JSON.stringify(configToHF(model.config, { ...extraConfig, torch_dtype: torchDtype }), null, 2) + "\n");
 }
 
 /** The hub cache folder, as huggingface_hub computes it: HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub. */

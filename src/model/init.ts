@@ -11,7 +11,7 @@ import { Rng } from "./rng.ts";
 export const INIT_STD = 0.02;
 
 const RESIDUAL_PROJECTIONS = new Set(["o.weight", "proj.weight"]);
-const NORM_GAINS = new Set(["norm1.weight", "norm2.weight", "normF.weight", "qNorm.weight", "kNorm.weight"]);
+const NORM_GAINS = new Set(["norm1.weight", "norm2.weight", "normF.weight", "qNorm.weight", "kNorm.weight", "attnOutNorm.weight", "mlpOutNorm.weight"]);
 
 /** A fresh flat parameter array in `layout`, filled from `rng` (a seed makes its own generator). */
 export function initParams(layout: ParamLayout, rng: Rng | number): Float32Array {

@@ -1,8 +1,9 @@
 /**
  * The safetensors format (https://huggingface.co/docs/safetensors): an 8-byte little-endian header length, a JSON
  * header {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__"?: {string: string}}, then the raw
- * little-endian tensor bytes. Reads F32, F16, BF16 and F64 (converting on request); writes F32 and F64.
- * Malformed files raise a UserError that names the file.
+ * little-endian tensor bytes. Reads F32, F16, BF16 and F64 (converting on request); writes F32 and F64 as given, and
+ * F16 or BF16 narrowed from float32 with round-to-nearest-even (torch's `.to(dtype)`), so a fine-tuned student can
+ * be saved at the size it was downloaded in. Malformed files raise a UserError that names the file.
  */
 import { UserError } from "../errors.ts";
 
@@ -26,6 +27,25 @@ export interface TensorToWrite {
   name: string;
   shape: number[];
   data: Float32Array | Float64Array;
+  /** Stored dtype: F16/BF16 narrow a Float32Array; default F32 for Float32Array, F64 for Float64Array. */
+  dtype?: Dtype;
+}
+
+export const DTYPE_NAMES = ["F32", "F16", "BF16"] as const;
+
+/** torch's names (config.json `torch_dtype`, `--save-dtype`) for the dtypes a checkpoint is written in. */
+const TORCH_NAMES: Record<string, Dtype> = { float32: "F32", float16: "F16", bfloat16: "BF16", f32: "F32", fp32: "F32", f16: "F16", fp16: "F16", bf16: "BF16" };
+
+/** "bf16" / "bfloat16" / "BF16" → "BF16"; undefined for a name that is not one of F32, F16, BF16. */
+export function parseDtype(name: string): Dtype | undefined {
+  const upper = name.toUpperCase();
+  if ((DTYPE_NAMES as readonly string[]).includes(upper)) return upper as Dtype;
+  return TORCH_NAMES[name.toLowerCase()];
+}
+
+/** The torch_dtype config.json names a checkpoint of this dtype with. */
+export function torchDtypeName(dtype: Dtype): string {
+  return { F64: "float64", F32: "float32", F16: "float16", BF16: "bfloat16" }[dtype];
 }
 
 export function parseSafetensors(buffer: Uint8Array, source = "safetensors"): SafetensorsFile {
@@ -99,18 +119,80 @@ function halfToFloat(h: number): number {
   return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
 }
 
-/** Serialises tensors (F32 from Float32Array, F64 from Float64Array) in the given order. */
+/** float32 → bfloat16 bits, round to nearest even (NaN stays a quiet NaN), as torch rounds. */
+export function floatToBfloat16(values: Float32Array): Uint16Array {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < bits.length; i++) {
+    const x = bits[i];
+    if ((x & 0x7fffffff) > 0x7f800000) out[i] = (x >>> 16) | 0x40;
+    else out[i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
+const f32Scratch = new Float32Array(1);
+const u32Scratch = new Uint32Array(f32Scratch.buffer);
+
+/** One float32 → IEEE half bits, round to nearest even, overflow to ±Inf, gradual underflow. */
+function floatToHalf(value: number): number {
+  f32Scratch[0] = value;
+  const x = u32Scratch[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exponent = (x >>> 23) & 0xff;
+  const mantissa = x & 0x7fffff;
+  if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0);
+  const e = exponent - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign; // below half the smallest subnormal: ±0
+    // subnormal: shift the full significand (implicit 1 included) right, rounding to nearest even
+    const significand = mantissa | 0x800000;
+    const shift = 14 - e;
+    const half = significand >>> shift;
+    const rest = significand & ((1 << shift) - 1);
+    const halfway = 1 << (shift - 1);
+    return sign | (half + (rest > halfway || (rest === halfway && half & 1) ? 1 : 0));
+  }
+  const half = (e << 10) | (mantissa >>> 13);
+  const rest = mantissa & 0x1fff;
+  // a carry out of the mantissa correctly bumps the exponent (up to Inf)
+  return sign | (half + (rest > 0x1000 || (rest === 0x1000 && half & 1) ? 1 : 0));
+}
+
+export function floatToFloat16(values: Float32Array): Uint16Array {
+  return Uint16Array.from(values, floatToHalf);
+}
+
+/** The bytes a tensor is stored as in its dtype. */
+function encodeTensor(t: TensorToWrite): { dtype: Dtype; bytes: Uint8Array } {
+  const dtype: Dtype = t.dtype ?? (t.data instanceof Float64Array ? "F64" : "F32");
+  const asBytes = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  if (dtype === "F64") return { dtype, bytes: asBytes(t.data instanceof Float64Array ? t.data : Float64Array.from(t.data)) };
+  const f32 = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
+  if (dtype === "F32") return { dtype, bytes: asBytes(f32) };
+  return { dtype, bytes: asBytes(dtype === "BF16" ? floatToBfloat16(f32) : floatToFloat16(f32)) };
+}
+
+/** Bytes `t` takes in the file. */
+export function storedBytes(t: TensorToWrite): number {
+  const dtype: Dtype = t.dtype ?? (t.data instanceof Float64Array ? "F64" : "F32");
+  return t.data.length * DTYPE_BYTES[dtype];
+}
+
+/** Serialises tensors (each in its dtype; see TensorToWrite) in the given order. */
 export function serializeSafetensors(tensors: TensorToWrite[], metadata: Record<string, string> = {}): Uint8Array {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   let offset = 0;
-  for (const t of tensors) {
+  const encoded = tensors.map((t) => {
     const expected = t.shape.reduce((a, b) => a * b, 1);
     if (expected !== t.data.length) throw new Error(`tensor ${t.name}: ${t.data.length} values for shape [${t.shape}]`);
-    const dtype: Dtype = t.data instanceof Float64Array ? "F64" : "F32";
-    header[t.name] = { dtype, shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
-    offset += t.data.byteLength;
-  }
+    const { dtype, bytes } = encodeTensor(t);
+    header[t.name] = { dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
+    offset += bytes.length;
+    return bytes;
+  });
   // the reference implementation pads the header with spaces to a multiple of 8 so the data is aligned
   const json = new TextEncoder().encode(JSON.stringify(header));
   const headerBytes = new Uint8Array(Math.ceil(json.length / 8) * 8).fill(0x20);
@@ -119,9 +201,9 @@ export function serializeSafetensors(tensors: TensorToWrite[], metadata: Record<
   new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
   out.set(headerBytes, 8);
   let position = 8 + headerBytes.length;
-  for (const t of tensors) {
-    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), position);
-    position += t.data.byteLength;
+  for (const bytes of encoded) {
+    out.set(bytes, position);
+    position += bytes.length;
   }
   return out;
 }

@@ -66,6 +66,8 @@ export class Tokenizer {
   readonly eotId?: number;
   readonly padId?: number;
   readonly maskId?: number;
+  /** GPT-2's tokenizer puts nothing before a text. */
+  readonly bosId?: number = undefined;
   readonly specialIds: readonly number[];
   private readonly idToToken: string[];
   private readonly mergeRanks: Map<string, number>;

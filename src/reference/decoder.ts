@@ -50,6 +50,10 @@ interface BlockActivations {
   kNormed?: NormSaved;
   attnQkv: Float64Array; // q | k | v as attention read them (after q/k norm and rotary) [N, W]
   attention: ReturnType<typeof ops.groupedAttentionForward>;
+  attOut: Float64Array; // the attention branch's output projection
+  attOutNorm?: NormSaved; // Gemma 2's sandwich norms
+  mlpOut?: Float64Array;
+  mlpOutNorm?: NormSaved;
   residual2: Float64Array; // after the attention branch
   norm2?: NormSaved;
   fc: Float64Array; // MLP pre-activation [N, F]
@@ -100,6 +104,7 @@ export function decoderForwardBackward(config: ModelConfig, params: Float64Array
   const R = rotaryDim(config);
   const invFreq = arch.positions.kind === "rotary" ? inverseFrequencies(R, arch.positions.theta, arch.positions.scaling) : null;
   const gain = arch.norm === "rms1p" ? 1 : 0;
+  const attentionOptions = { scale: arch.attentionScale, softcap: arch.attentionSoftcap };
   const p = (spec: TensorSpec) => tensorView(params, spec);
   const transB = arch.weightLayout === "linear";
   const grads = new Float64Array(layout.size);
@@ -149,23 +154,30 @@ export function decoderForwardBackward(config: ModelConfig, params: Float64Array
       if (invFreq) part = ops.rotary(part, N, T, H, hd, R, invFreq);
       setColumns(attnQkv, N, W, from, part, H * hd);
     }
-    const attention = ops.groupedAttentionForward(attnQkv, { B, T, NH, KVH, hs: hd });
-    const residual2 = add(input, linear(attention.out, s["o.weight"]!, s["o.bias"], C, Q));
+    const attention = ops.groupedAttentionForward(attnQkv, { B, T, NH, KVH, hs: hd }, attentionOptions);
+    const attOut = linear(attention.out, s["o.weight"]!, s["o.bias"], C, Q);
+    const attOutNorm = s["attnOutNorm.weight"] ? norm(attOut, s["attnOutNorm.weight"], undefined, N, C) : undefined;
+    const residual2 = add(input, attOutNorm?.out ?? attOut);
     const norm2 = s["norm2.weight"] ? norm(residual2, s["norm2.weight"], s["norm2.bias"], N, C) : undefined;
     const fc = linear((norm2 ?? norm1).out, s["fc.weight"]!, s["fc.bias"], F, C);
     const act = activation(fc);
-    residual = add(residual2, linear(act, s["proj.weight"]!, s["proj.bias"], C, I));
-    blocks.push({ ...a, attention, residual2, norm2, fc, act } as BlockActivations);
+    const mlpOut = linear(act, s["proj.weight"]!, s["proj.bias"], C, I);
+    const mlpOutNorm = s["mlpOutNorm.weight"] ? norm(mlpOut, s["mlpOutNorm.weight"], undefined, N, C) : undefined;
+    residual = add(residual2, mlpOutNorm?.out ?? mlpOut);
+    blocks.push({ ...a, attention, attOut, attOutNorm, mlpOut, mlpOutNorm, residual2, norm2, fc, act } as BlockActivations);
   }
   const g = layout.global;
   const normF = norm(residual, g["normF.weight"]!, g["normF.bias"], N, C);
   const head = g["head.weight"] ?? layout.wte;
-  const logits = ops.matmul(normF.out, p(head), g["head.bias"] ? p(g["head.bias"]) : null, N, V, C, false, true);
+  const rawLogits = ops.matmul(normF.out, p(head), g["head.bias"] ? p(g["head.bias"]) : null, N, V, C, false, true);
+  const logits = arch.logitSoftcap ? ops.softcap(rawLogits, arch.logitSoftcap) : rawLogits;
 
   let weightSum = 0;
   for (const w of batch.weights) weightSum += w;
   if (!(weightSum > 0)) throw new Error("loss weights sum to zero: no token to learn from");
-  const { losses, dlogits } = ops.crossEntropy(logits, batch.targets, batch.weights, N, V, 1 / weightSum);
+  const ce = ops.crossEntropy(logits, batch.targets, batch.weights, N, V, 1 / weightSum);
+  const losses = ce.losses;
+  const dlogits = arch.logitSoftcap ? ops.softcapBackward(ce.dlogits, rawLogits, arch.logitSoftcap) : ce.dlogits;
   const loss = losses.reduce((sum, x) => sum + x, 0) / weightSum;
 
   // ---- backward ----
@@ -177,13 +189,15 @@ export function decoderForwardBackward(config: ModelConfig, params: Float64Array
     const s = layout.layers[i];
     const a = blocks[i];
     // MLP branch: out = residual2 + proj(act(fc(norm2(residual2))))   [parallel: fc(norm1(input))]
-    const dact = linearBackward(dresidual, a.act, s["proj.weight"]!, s["proj.bias"], C, I);
+    const dmlpOut = a.mlpOutNorm ? normBackward(dresidual, a.mlpOut!, a.mlpOutNorm, s["mlpOutNorm.weight"]!, undefined, N, C) : dresidual;
+    const dact = linearBackward(dmlpOut, a.act, s["proj.weight"]!, s["proj.bias"], C, I);
     const dfc = activationBackward(dact, a.fc);
     const dmlpIn = linearBackward(dfc, (a.norm2 ?? a.norm1).out, s["fc.weight"]!, s["fc.bias"], F, C);
     const dresidual2 = a.norm2 ? add(dresidual, normBackward(dmlpIn, a.residual2, a.norm2, s["norm2.weight"]!, s["norm2.bias"], N, C)) : dresidual;
     // attention branch: residual2 = input + o(attention(qkv(norm1(input))))
-    const datt = linearBackward(dresidual2, a.attention.out, s["o.weight"]!, s["o.bias"], C, Q);
-    const dattnQkv = ops.groupedAttentionBackward(datt, a.attnQkv, a.attention.att, { B, T, NH, KVH, hs: hd });
+    const dattOut = a.attOutNorm ? normBackward(dresidual2, a.attOut, a.attOutNorm, s["attnOutNorm.weight"]!, undefined, N, C) : dresidual2;
+    const datt = linearBackward(dattOut, a.attention.out, s["o.weight"]!, s["o.bias"], C, Q);
+    const dattnQkv = ops.groupedAttentionBackward(datt, a.attnQkv, a.attention.att, { B, T, NH, KVH, hs: hd }, attentionOptions);
     const dqkv = Float64Array.from(dattnQkv);
     for (const [which, from, H] of [["q", 0, NH], ["k", Q, KVH]] as const) {
       let part = columns(dattnQkv, N, W, from, H * hd);

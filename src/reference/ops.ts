@@ -205,6 +205,21 @@ export function geluBackward(x: Float64Array, dout: Float64Array): Float64Array 
   return dinp;
 }
 
+/** Gemma 2's attention: scores scaled by `scale` (default 1/√hs), then soft-capped to ±softcap before the softmax. */
+export interface AttentionOptions {
+  scale?: number;
+  softcap?: number;
+}
+
+/** x → cap·tanh(x/cap) elementwise (Gemma 2's logits), and the backward d·(1 − tanh²(x/cap)) from the raw x. */
+export function softcap(x: Float64Array, cap: number): Float64Array {
+  return x.map((v) => cap * Math.tanh(v / cap));
+}
+
+export function softcapBackward(dout: Float64Array, x: Float64Array, cap: number): Float64Array {
+  return dout.map((d, i) => d * (1 - Math.tanh(x[i] / cap) ** 2));
+}
+
 /** Row width of a fused qkv tensor: q (NH heads) | k (KVH heads) | v (KVH heads). */
 const qkvWidth = (s: AttentionShape) => (s.NH + 2 * s.KVH) * s.hs;
 
@@ -213,11 +228,12 @@ const qkvWidth = (s: AttentionShape) => (s.NH + 2 * s.KVH) * s.hs;
  * head h in columns h·hs … of its part). att[B,NH,T,T] holds the softmax probabilities (zero above the diagonal),
  * out[B,T,NH·hs] the heads side by side. GPT-2 is NH = KVH, hs = C/NH.
  */
-export function groupedAttentionForward(qkv: Float64Array, s: AttentionShape): { out: Float64Array; att: Float64Array } {
+export function groupedAttentionForward(qkv: Float64Array, s: AttentionShape, options: AttentionOptions = {}): { out: Float64Array; att: Float64Array } {
   const { B, T, NH, KVH, hs } = s;
   const W = qkvWidth(s);
   const group = NH / KVH;
-  const scale = 1 / Math.sqrt(hs);
+  const scale = options.scale ?? 1 / Math.sqrt(hs);
+  const cap = (x: number) => (options.softcap ? options.softcap * Math.tanh(x / options.softcap) : x);
   const out = new Float64Array(B * T * NH * hs);
   const att = new Float64Array(B * NH * T * T);
   for (let b = 0; b < B; b++) {
@@ -232,8 +248,8 @@ export function groupedAttentionForward(qkv: Float64Array, s: AttentionShape): {
           const k = (b * T + t2) * W + (NH + kvh) * hs;
           let dot = 0;
           for (let i = 0; i < hs; i++) dot += qkv[q + i] * qkv[k + i];
-          att[attRow + t2] = dot * scale;
-          max = Math.max(max, dot * scale);
+          att[attRow + t2] = cap(dot * scale);
+          max = Math.max(max, att[attRow + t2]);
         }
         let sumExp = 0;
         for (let t2 = 0; t2 <= t; t2++) {
@@ -254,11 +270,11 @@ export function groupedAttentionForward(qkv: Float64Array, s: AttentionShape): {
 }
 
 /** dqkv (fused layout) from dout[B,T,NH·hs], through the value sum, the softmax and the scaled q·k scores. */
-export function groupedAttentionBackward(dout: Float64Array, qkv: Float64Array, att: Float64Array, s: AttentionShape): Float64Array {
+export function groupedAttentionBackward(dout: Float64Array, qkv: Float64Array, att: Float64Array, s: AttentionShape, options: AttentionOptions = {}): Float64Array {
   const { B, T, NH, KVH, hs } = s;
   const W = qkvWidth(s);
   const group = NH / KVH;
-  const scale = 1 / Math.sqrt(hs);
+  const scale = options.scale ?? 1 / Math.sqrt(hs);
   const dqkv = new Float64Array(B * T * W);
   const datt = new Float64Array(T);
   for (let b = 0; b < B; b++) {
@@ -281,10 +297,16 @@ export function groupedAttentionBackward(dout: Float64Array, qkv: Float64Array, 
         // through the softmax: dscore = att·(datt − Σ att·datt)
         let weighted = 0;
         for (let t2 = 0; t2 <= t; t2++) weighted += att[attRow + t2] * datt[t2];
-        // through score = scale·q·k
+        // through score = cap(scale·q·k), cap' = 1 − tanh² (recomputed: the probabilities do not keep it)
         for (let t2 = 0; t2 <= t; t2++) {
-          const dscore = att[attRow + t2] * (datt[t2] - weighted) * scale;
           const k = (b * T + t2) * W + (NH + kvh) * hs;
+          let capGrad = 1;
+          if (options.softcap) {
+            let dot = 0;
+            for (let i = 0; i < hs; i++) dot += qkv[q + i] * qkv[k + i];
+            capGrad = 1 - Math.tanh((dot * scale) / options.softcap) ** 2;
+          }
+          const dscore = att[attRow + t2] * (datt[t2] - weighted) * scale * capGrad;
           for (let i = 0; i < hs; i++) {
             dqkv[q + i] += dscore * qkv[k + i];
             dqkv[k + i] += dscore * qkv[q + i];

@@ -11,6 +11,8 @@ import type { ModelConfig } from "../model/config.ts";
 import { sameModel } from "../model/family.ts";
 import { DecoderModel } from "../model/decoder.ts";
 import { saveHFModel } from "../model/hf.ts";
+import { assertTrainingFits } from "../model/memory.ts";
+import type { Dtype } from "../model/safetensors.ts";
 import type { BatchSource } from "./batches.ts";
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { MetricsLog, type StepMetrics } from "./metrics.ts";
@@ -35,6 +37,8 @@ export interface RunSpec {
   onStep?: (m: StepMetrics) => void;
   gpu?: Gpu;
   kernels?: Kernels;
+  /** The dtype the final model/ is written in (default F32; checkpoints for resuming stay F32, exact). */
+  saveDtype?: Dtype;
   /** Stop (with a checkpoint) after this many steps of this invocation — for tests of interrupted runs. */
   stopAfter?: number;
 }
@@ -47,8 +51,15 @@ export interface RunResult {
 }
 
 export async function runTraining(spec: RunSpec): Promise<RunResult> {
-  mkdirSync(spec.outDir, { recursive: true });
   const gpu = spec.gpu ?? (await acquireGpu());
+  try {
+    // before any buffer or file exists: a run that cannot fit is refused with by how much, not a device error mid-way
+    assertTrainingFits(spec.config, spec.source, gpu.device.limits);
+  } catch (err) {
+    if (!spec.gpu) gpu.destroy();
+    throw err;
+  }
+  mkdirSync(spec.outDir, { recursive: true });
   const kernels = spec.kernels ?? (await createKernels(gpu));
   const model = new DecoderModel(gpu, kernels, spec.config, { B: spec.source.B, T: spec.source.T, training: true });
   const trainer = new Trainer(gpu, model, spec.source, spec.optimizer, spec.steps, spec.seed);
@@ -90,7 +101,7 @@ export async function runTraining(spec: RunSpec): Promise<RunResult> {
     }
     const modelDir = join(spec.outDir, "model");
     if (trainer.step === spec.steps) {
-      await saveHFModel(modelDir, { config: spec.config, params: await model.getParameters() });
+      await saveHFModel(modelDir, { config: spec.config, params: await model.getParameters() }, {}, { dtype: spec.saveDtype });
       for (const file of spec.extraFiles ?? []) copyFileSync(file, join(modelDir, basename(file)));
     }
     return { metrics, modelDir, steps: trainer.step, resumedFrom };

@@ -33,6 +33,6 @@ describe("config", () => {
     expect(() => configFromHF({ ...hf, activation_function: "relu" })).toThrow(/activation_function "relu" is not supported/);
     expect(() => configFromHF({ ...hf, n_head: "4" })).toThrow(/n_head must be an integer/);
     expect(() => configFromHF({ ...hf, n_head: 5 })).toThrow(/divisible by nHead/);
-    expect(() => configFromHF({ ...hf, model_type: "falcon" })).toThrow('model_type "falcon" is not supported (supported: gpt2, llama, mistral, qwen2, qwen3, gemma, phi)');
+    expect(() => configFromHF({ ...hf, model_type: "falcon" })).toThrow('model_type "falcon" is not supported (supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, phi)');
   });
 });

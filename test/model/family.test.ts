@@ -24,14 +24,20 @@ const PHI_1_5 = {
   model_type: "phi", hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: 24, num_attention_heads: 32, vocab_size: 51200,
   max_position_embeddings: 2048, layer_norm_eps: 1e-5, partial_rotary_factor: 0.5, hidden_act: "gelu_new",
 };
+const GEMMA_2_2B = {
+  model_type: "gemma2", hidden_size: 2304, intermediate_size: 9216, num_hidden_layers: 26, num_attention_heads: 8, num_key_value_heads: 4,
+  head_dim: 256, vocab_size: 256000, max_position_embeddings: 8192, rms_norm_eps: 1e-6, query_pre_attn_scalar: 256,
+  attn_logit_softcapping: 50.0, final_logit_softcapping: 30.0, sliding_window: 4096, hidden_activation: "gelu_pytorch_tanh",
+};
 const QWEN3 = { ...QWEN2_5_0_5B, model_type: "qwen3", head_dim: 128, num_attention_heads: 16, num_key_value_heads: 8, hidden_size: 1024, intermediate_size: 3072, num_hidden_layers: 28 };
 
 describe("config.json of each family", () => {
-  test("published parameter counts: Llama 3.2 1B, Qwen2.5 0.5B, Gemma 2B, Phi-1.5", () => {
+  test("published parameter counts: Llama 3.2 1B, Qwen2.5 0.5B, Gemma 2B, Phi-1.5, Gemma 2 2B", () => {
     expect(parameterCount(configFromHF(LLAMA_3_2_1B))).toBe(1_235_814_400);
     expect(parameterCount(configFromHF(QWEN2_5_0_5B))).toBe(494_032_768);
     expect(parameterCount(configFromHF(GEMMA_2B))).toBe(2_506_172_416);
     expect(parameterCount(configFromHF(PHI_1_5))).toBe(1_418_270_720);
+    expect(parameterCount(configFromHF(GEMMA_2_2B))).toBe(2_614_341_888);
   });
 
   test("each family's description", () => {
@@ -44,6 +50,10 @@ describe("config.json of each family", () => {
     const gemma = configFromHF(GEMMA_2B);
     expect(gemma.arch).toMatchObject({ norm: "rms1p", mlp: "geglu", tiedHead: true, embeddingScale: Math.sqrt(2048) });
     expect([gemma.nKVHead, gemma.headDim]).toEqual([1, 256]);
+    const gemma2 = configFromHF(GEMMA_2_2B);
+    expect(gemma2.arch).toMatchObject({ norm: "rms1p", sandwichNorms: true, attentionScale: 1 / 16, attentionSoftcap: 50, logitSoftcap: 30 });
+    expect(gemma2.nPositions).toBe(4096); // sequences up to the sliding window, where it equals full attention
+    expect(configToHF(gemma2)).toMatchObject({ max_position_embeddings: 8192, sliding_window: 4096, query_pre_attn_scalar: 256 });
     const phi = configFromHF(PHI_1_5);
     expect(phi.arch).toMatchObject({ norm: "layer", block: "parallel", tiedHead: false, headBias: true, mlp: "gelu" });
     expect(rotaryDim(phi)).toBe(32);
@@ -52,9 +62,10 @@ describe("config.json of each family", () => {
 
   test("what the graph does not implement is refused with one line naming it", () => {
     const refused: [object, RegExp][] = [
-      [{ ...LLAMA_3_2_1B, model_type: "falcon" }, /model_type "falcon" is not supported \(supported: gpt2, llama, mistral, qwen2, qwen3, gemma, phi\)/],
+      [{ ...LLAMA_3_2_1B, model_type: "falcon" }, /model_type "falcon" is not supported \(supported: gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, phi\)/],
       [{ ...LLAMA_3_2_1B, model_type: "mixtral" }, /model_type "mixtral" is not supported \(mixture of experts\)/],
-      [{ ...LLAMA_3_2_1B, model_type: "gemma2" }, /model_type "gemma2" is not supported \(Gemma 2: logit soft-capping, pre- and post-norms, alternating sliding-window attention\)/],
+      [{ ...LLAMA_3_2_1B, model_type: "gemma3" }, /model_type "gemma3" is not supported \(Gemma 3: sliding-window attention, q\/k norms, pre- and post-norms\)/],
+      [{ ...GEMMA_2B, attn_logit_softcapping: 50 }, /logit soft-capping on a Gemma 1 config is not supported/],
       [{ ...LLAMA_3_2_1B, num_local_experts: 8 }, /mixture of experts \(num_local_experts = 8\) is not supported/],
       [{ ...LLAMA_3_2_1B, model_type: "mistral", sliding_window: 4096 }, /sliding window attention \(sliding_window = 4096\) is not supported/],
       [{ ...QWEN2_5_0_5B, use_sliding_window: true }, /sliding window attention \(use_sliding_window = true\) is not supported/],
@@ -77,7 +88,7 @@ describe("config.json of each family", () => {
   });
 
   test("config.json round trip keeps the description and the keys it does not own", () => {
-    for (const hf of [LLAMA_3_2_1B, QWEN2_5_0_5B, QWEN3, GEMMA_2B, PHI_1_5]) {
+    for (const hf of [LLAMA_3_2_1B, QWEN2_5_0_5B, QWEN3, GEMMA_2B, GEMMA_2_2B, PHI_1_5]) {
       const config = configFromHF(hf);
       const written = configToHF(config);
       expect({ ...configFromHF(written), source: undefined }).toEqual({ ...config, source: undefined });

@@ -98,7 +98,7 @@ describe("HF GPT-2 folders", () => {
 describe("HF folders of the other families", () => {
   const FAMILIES_DIR = join(import.meta.dir, "../fixtures/families");
 
-  test.each([["llama"], ["qwen2"], ["qwen3"], ["gemma"], ["phi"]] as const)("%s: loads, saves back in the family's names and config keys, reloads bit-exact", async (family) => {
+  test.each([["llama"], ["qwen2"], ["qwen3"], ["gemma"], ["gemma2"], ["phi"]] as const)("%s: loads, saves back in the family's names and config keys, reloads bit-exact", async (family) => {
     const model = await loadHFModel(join(FAMILIES_DIR, family));
     expect(model.config.family).toBe(family);
     const stored = await readSafetensorsFile(join(FAMILIES_DIR, family, "model.safetensors"));

@@ -6,6 +6,7 @@
 import { f32bits, type Binding, type Recorder } from "../recorder.ts";
 import { grid1d } from "../grid.ts";
 import type { AttentionKernels, AttentionShape, KernelContext, TokenView } from "./index.ts";
+import { createSoftcapKernels } from "./softcap.ts";
 
 // Block sizes of shaders/attention.wgsl: 16×16 threads, each computing ROWS_PER_THREAD rows × TN columns.
 const THREADS = 16;
@@ -37,6 +38,8 @@ export async function createAttentionKernels(ctx: KernelContext): Promise<Attent
     byWidth("weightedSum"),
     byWidth("transposedWeightedSum"),
   ]);
+  const softcap = await createSoftcapKernels(ctx);
+  const probabilities = (s: AttentionShape) => s.B * s.NH * s.T * s.T;
 
   // Params layout of shaders/attention.wgsl.
   const params = (s: AttentionShape, lhs?: TokenView, rhs?: TokenView, out?: TokenView, scale = 1) => [
@@ -65,6 +68,11 @@ export async function createAttentionKernels(ctx: KernelContext): Promise<Attent
     forward(r, o) {
       const scale = o.scale ?? 1 / Math.sqrt(o.hs);
       recordScores(r, o, o.att, o.q, o.k, scale);
+      if (o.softcap) {
+        const n = probabilities(o);
+        softcap.forward(r, { values: o.att, n, cap: o.softcap.cap });
+        r.commandEncoder().copyBufferToBuffer(o.att.buffer, o.att.offset ?? 0, o.softcap.saved.buffer, o.softcap.saved.offset ?? 0, n * 4);
+      }
       r.dispatch(softmaxForward, params(o), [o.att], rowGrid(o));
       recordWeightedSum(r, o, { binding: o.out, stride: o.NH * o.hs, offset: 0 }, o.att, o.v, 1, false);
     },
@@ -74,6 +82,7 @@ export async function createAttentionKernels(ctx: KernelContext): Promise<Attent
       recordScores(r, o, o.datt, dout, o.v, 1); // datt = dout·vᵀ
       recordWeightedSum(r, o, o.dv, o.att, dout, 1, true); // dv = Σ_group attᵀ·dout
       r.dispatch(softmaxBackward, params(o), [o.datt, o.att], rowGrid(o)); // datt → d(scaled scores)
+      if (o.softcap) softcap.backward(r, { grads: o.datt, capped: o.softcap.saved, n: probabilities(o), cap: o.softcap.cap });
       recordWeightedSum(r, o, o.dq, o.datt, o.k, scale, false); // dq = scale · dscores·k
       recordWeightedSum(r, o, o.dk, o.datt, o.q, scale, true); // dk = scale · Σ_group dscoresᵀ·q
     },

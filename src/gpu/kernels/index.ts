@@ -22,6 +22,7 @@ import { createEmbeddingKernels } from "./embedding.ts";
 import { createRMSNormKernels } from "./rmsnorm.ts";
 import { createRotaryKernels } from "./rotary.ts";
 import { createGatedKernels } from "./gated.ts";
+import { createSoftcapKernels } from "./softcap.ts";
 
 export interface KernelContext {
   gpu: Gpu;
@@ -103,9 +104,15 @@ export interface AttentionKernels {
    * Causal attention, query head h with key/value head h/(NH/KVH). att[B,NH,T,T] = softmax(scale·q·kᵀ)
    * (saved); out[B,T,NH·hs] (dense) = att·v. scale defaults to 1/√hs.
    */
-  forward(r: Recorder, o: AttentionShape & { out: Binding; att: Binding; q: TokenView; k: TokenView; v: TokenView; scale?: number }): void;
+  forward(r: Recorder, o: AttentionShape & { out: Binding; att: Binding; q: TokenView; k: TokenView; v: TokenView; scale?: number; softcap?: AttentionSoftcap }): void;
   /** dq, dk, dv (= overwrite, through views); dout is dense [B,T,NH·hs]; datt is scratch of att's size. */
-  backward(r: Recorder, o: AttentionShape & { dq: TokenView; dk: TokenView; dv: TokenView; datt: Binding; dout: Binding; q: TokenView; k: TokenView; v: TokenView; att: Binding; scale?: number }): void;
+  backward(r: Recorder, o: AttentionShape & { dq: TokenView; dk: TokenView; dv: TokenView; datt: Binding; dout: Binding; q: TokenView; k: TokenView; v: TokenView; att: Binding; scale?: number; softcap?: AttentionSoftcap }): void;
+}
+
+/** Gemma 2: scaled scores → cap·tanh(scores/cap) before the softmax; `saved` (att's size) keeps them for backward. */
+export interface AttentionSoftcap {
+  cap: number;
+  saved: Binding;
 }
 
 export interface RMSNormKernels {
@@ -126,6 +133,13 @@ export interface RotaryKernels {
   forward(r: Recorder, o: { out: TokenView; inp: TokenView; table: Binding; N: number; T: number; H: number; headDim: number; rotaryDim: number }): void;
   /** The transposed rotation: out = dinp, inp = dout. */
   backward(r: Recorder, o: { out: TokenView; inp: TokenView; table: Binding; N: number; T: number; H: number; headDim: number; rotaryDim: number }): void;
+}
+
+export interface SoftcapKernels {
+  /** values[0…n) = cap·tanh(values/cap), in place. */
+  forward(r: Recorder, o: { values: Binding; n: number; cap: number }): void;
+  /** grads *= 1 − (capped/cap)², where capped holds the forward's results. */
+  backward(r: Recorder, o: { grads: Binding; capped: Binding; n: number; cap: number }): void;
 }
 
 export interface GatedKernels {
@@ -162,12 +176,13 @@ export interface Kernels {
   rmsNorm: RMSNormKernels;
   rotary: RotaryKernels;
   gated: GatedKernels;
+  softcap: SoftcapKernels;
 }
 
 /** Compiles every kernel family for `gpu` (pipelines are built up front, so shader errors surface here). */
 export async function createKernels(gpu: Gpu, shaders = new ShaderLibrary(gpu.device)): Promise<Kernels> {
   const context = { gpu, shaders };
-  const [matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated] = await Promise.all([
+  const [matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap] = await Promise.all([
     createMatmulKernels(context),
     createCrossEntropyKernels(context),
     createAdamWKernels(context),
@@ -179,6 +194,7 @@ export async function createKernels(gpu: Gpu, shaders = new ShaderLibrary(gpu.de
     createRMSNormKernels(context),
     createRotaryKernels(context),
     createGatedKernels(context),
+    createSoftcapKernels(context),
   ]);
-  return { context, matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated };
+  return { context, matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap };
 }

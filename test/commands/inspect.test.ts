@@ -1,0 +1,53 @@
+/** `inspect` and the fit check of train-lm, as a user runs them (real child processes, the real adapter's limits). */
+import { expect, test } from "bun:test";
+import { existsSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parameterCount } from "../../src/model/family.ts";
+import { readConfig } from "../../src/model/hf.ts";
+import { memoryPlan } from "../../src/model/memory.ts";
+import { PROJECT_ROOT, runCli } from "../helpers/cli.ts";
+
+const LLAMA = join(PROJECT_ROOT, "test/fixtures/families/llama");
+const TINY = join(PROJECT_ROOT, "test/fixtures/tiny-random-gpt2");
+
+test("inspect --json: family, parameters by part, trainable, the memory plan and the adapter's verdict", async () => {
+  const out = runCli(["inspect", "--model", LLAMA, "--batch-size", "2", "--max-tokens", "16", "--json"]);
+  expect(out.code).toBe(0);
+  const r = JSON.parse(out.stdout);
+  const config = await readConfig(LLAMA);
+  expect(r.family).toBe("llama");
+  expect(r.parameters).toBe(parameterCount(config));
+  expect(Object.values(r.groups as Record<string, number>).reduce((a, b) => a + b, 0)).toBe(r.parameters);
+  expect(r.groups.head).toBeGreaterThan(0); // this fixture's head is untied
+  expect(r.trainable.tiedHead).toBe(false);
+  expect(r.memory.total).toBe(memoryPlan(config, { B: 2, T: 16, training: true }).total);
+  expect(r.memory.optimizer).toBe(2 * r.memory.weights);
+  expect(r.fits).toBe(true);
+  expect(r.adapter.limits.maxStorageBufferBindingSize).toBeGreaterThan(0);
+});
+
+test("a run over the adapter's binding limit: inspect says by how much and what fits; train-lm refuses it before starting", () => {
+  // attention scores of one layer: 80·4·512·512 floats = 320 MiB, over llvmpipe's (and WebGPU's default) 128 MiB
+  const args = ["--model", TINY, "--batch-size", "80"];
+  const inspect = runCli(["inspect", ...args, "--max-tokens", "512"]);
+  expect(inspect.code).toBe(0);
+  const limit = Number(/maxStorageBufferBindingSize (\d+) MiB/.exec(inspect.stdout)?.[1] ?? "128");
+  expect(inspect.stdout).toContain(`does not fit: buffer h0.att needs 320 MiB, over the adapter's maxStorageBufferBindingSize (${limit} MiB) by ${320 - limit} MiB`);
+  const out = join(mkdtempSync(join(tmpdir(), "cot-fit-")), "run");
+  const train = runCli(["train-lm", ...args, "--seq-len", "512", "--data", join(TINY, "vocab.json"), "--steps", "1", "--out", out]);
+  expect(train.code).toBe(1);
+  const lines = train.stderr.trim().split("\n").filter((l) => l.startsWith("cot-distill:"));
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(new RegExp(`^cot-distill: the run cannot fit the GPU: buffer h0.att needs 320 MiB, over the adapter's maxStorageBufferBindingSize \\(${limit} MiB\\) by ${320 - limit} MiB .*; --batch-size \\d+ fits at 512 tokens$`));
+  expect(existsSync(out)).toBe(false);
+});
+
+test("without an adapter, inspect prints the plan alone", () => {
+  const out = runCli(["inspect", "--model", TINY, "--json"], { COT_DISTILL_ADAPTER: "no-such-adapter-anywhere" });
+  expect(out.code).toBe(0);
+  const r = JSON.parse(out.stdout);
+  expect(r.adapter).toBeNull();
+  expect(r.fits).toBeNull();
+  expect(r.memory.total).toBeGreaterThan(0);
+});
