@@ -16,7 +16,7 @@ import { RationaleStore } from "../../src/store/rationales.ts";
 import { RunStore } from "../../src/store/runs.ts";
 import { runCli } from "../helpers/cli.ts";
 import { fakeBatches } from "../helpers/fake-batches.ts";
-import { readEvents, startRunServer, type RunServer } from "../helpers/run-server.ts";
+import { readEvents, startRunServer, until, type RunServer } from "../helpers/run-server.ts";
 
 const TEACHER = "fake-teacher-1";
 const SNAPSHOT = `${TEACHER}-0613`;
@@ -39,16 +39,6 @@ function answerFor(question: string, labels: string[], k: number): string {
 
 const post = (path: string, body: unknown) =>
   fetch(server.base + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-
-async function until<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 240_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    await Bun.sleep(200);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** A bulk job through HTTP, followed over its event stream to the end. */
 async function job(body: Record<string, unknown>): Promise<Record<string, unknown>> {
