@@ -26,12 +26,12 @@ import { intFlag, parseFlags, type Command } from "./command.ts";
 
 /**
  * The controlled grid. Sized to fit the 10-minute budget on 2 busy CPU cores with the software adapter (see the
- * README for the measured time and load). The student is "micro" (2 layers, width 64).
+ * README for the measured time and load). The student is "scratch-micro" (2 layers, width 64).
  */
 export const DEMO_HOPS_GRID = {
   name: "demo-hops",
   dataset: "hops-1x2",
-  model: "micro",
+  model: "scratch-micro",
   placements: ["none", "before", "after"],
   selections: [{ kind: "full" }, { kind: "shuffled", placements: ["after"] }, { kind: "key", k: 2, placements: ["after"] }],
   seeds: [0, 1, 2],
@@ -56,7 +56,7 @@ export const DEMO_HOPS_GRID = {
 export const DEMO_CQA_GRID = {
   name: "demo-cqa",
   dataset: "cqa",
-  model: "micro",
+  model: "scratch-micro",
   placements: ["none", "after"],
   seeds: [0],
   epochs: 1,
@@ -208,7 +208,7 @@ export const command: Command = {
         "cot-distill demo — does a rationale after the label help a student that never writes one at test time?",
         `  task     ${hops.datasets[0]}: chains of facts ending in a colour, "what colour is X?", choices A–E (chance 20%);`,
         "           the gold rationale states the hops (src/data/hops.ts)",
-        `  student  GPT-2 "micro" from scratch (${micro.nLayer} layers, width ${micro.nEmbd}), ${hops.limit} training questions, ${hops.epochs} epoch(s), ${hops.seeds.length} seeds`,
+        `  student  GPT-2 "scratch-micro" (${micro.nLayer} layers, width ${micro.nEmbd}), ${hops.limit} training questions, ${hops.epochs} epoch(s), ${hops.seeds.length} seeds`,
         `  eval     ${hops.evalLimit} test questions, the label the student writes (no rationale at test time except "before")`,
         "",
       ].join("\n"),

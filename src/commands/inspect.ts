@@ -1,9 +1,9 @@
 /** `inspect`: what a model is and whether a training run of it fits the GPU, before any GPU work. */
-import { existsSync } from "node:fs";
 import { UserError } from "../errors.ts";
 import { acquireGpu, describeGpu } from "../gpu/device.ts";
-import { presetConfig, PRESETS, type ModelConfig } from "../model/config.ts";
-import { readConfig, resolveModelDir } from "../model/hf.ts";
+import { presetConfig, type ModelConfig } from "../model/config.ts";
+import { readConfig } from "../model/hf.ts";
+import { resolveModel } from "../model/ref.ts";
 import { type AdapterLimits, fitError, formatBytes, memoryPlan, overruns } from "../model/memory.ts";
 import { paramLayout } from "../model/params.ts";
 import { type Command, intFlag, parseFlags, requiredFlag } from "./command.ts";
@@ -28,14 +28,14 @@ export function parameterGroups(config: ModelConfig): Record<string, number> {
 }
 
 async function modelConfig(model: string): Promise<{ config: ModelConfig; source: string }> {
-  if (Object.hasOwn(PRESETS, model) && !existsSync(model)) return { config: presetConfig(model), source: `preset ${model} (from scratch)` };
-  const dir = resolveModelDir(model);
-  return { config: await readConfig(dir), source: dir };
+  const ref = resolveModel(model);
+  if (ref.kind === "scratch") return { config: presetConfig(ref.size), source: `${model} (from scratch)` };
+  return { config: await readConfig(ref.dir), source: ref.dir };
 }
 
 export const command: Command = {
   summary: "a model's family, parameters and the GPU memory a training run needs",
-  help: `usage: bun src/cli.ts inspect --model <hf-dir | hub id | preset> [--batch-size B] [--max-tokens T] [--json] [--adapter NAME]
+  help: `usage: bun src/cli.ts inspect --model <hf-dir | hub id | scratch-SIZE> [--batch-size B] [--max-tokens T] [--json] [--adapter NAME]
 
 Reads the model's config.json (no weights) and prints its family and architecture, the parameter count by part
 and what is trainable, and the GPU memory a training run of B sequences of T tokens needs: weights, gradients,

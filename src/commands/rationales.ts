@@ -1,7 +1,9 @@
 import { UserError } from "../errors.ts";
 import { DEFAULT_DB_PATH } from "../store/db.ts";
+import * as v from "valibot";
+import type { JobEstimate, JobSnapshot } from "../teacher/jobs.ts";
+import { BUILTIN_TEMPLATES, exemplarFileContent, PromptOptionsSchema, type PromptOptions } from "../teacher/prompts.ts";
 import { RATIONALE_PARTS, rationaleText, type RationalePart } from "../store/rationales.ts";
-import type { JobSnapshot } from "../teacher/jobs.ts";
 import { importPalmRationales } from "../teacher/palm.ts";
 import { openTeacherRuntime, type TeacherRuntime } from "../teacher/runtime.ts";
 import type { Command } from "./command.ts";
@@ -27,7 +29,17 @@ is not requested again. Interrupted (Ctrl-C, crash)? Run again with --resume, or
   --max-tokens N         completion budget per sample (default 256)
   --structured           ask for {rationale, answer} JSON (response_format json_schema; part of the cache key); a
                          server that refuses it is asked in plain text instead, and says so once
-  --batch                use the Batch API (upload, create, poll, download; resumable)
+  --batch                use the Batch API (upload, create, poll, download; resumable; priced at the batch rate)
+  --template T           exemplar file (JSON, as src/teacher/exemplars/*.json) or a shipped one: cqa, svamp,
+                         strategyqa, short-answer (default: the item's format: multiple choice, math, yes/no, or a
+                         short free-form answer)
+  --format F             multiple-choice, math, yes-no, short-answer (or free), when the item does not say
+  --shots K              exemplars shown (default all; 0 = zero-shot: an instruction instead)
+  --mode M               free (default: the teacher answers) or explain (label-conditioned: shown the gold
+                         answer, asked to explain it)
+  --dry-run              print items, estimated tokens and cost, and exit without asking the teacher
+  --max-cost USD         stop claiming items once the job has spent this much; finished answers are kept and
+                         --resume JOB --max-cost HIGHER continues it
   --poll-seconds S       Batch API status poll interval (default 30)
   --resume JOB_ID        continue an unfinished job
   --retry-failed JOB_ID  run the failed items of a finished job again
@@ -53,6 +65,12 @@ ${teacherClientFlags.help}`,
       resume: { type: "string" },
       "retry-failed": { type: "string" },
       "import-palm": { type: "boolean" },
+      template: { type: "string" },
+      format: { type: "string" },
+      shots: { type: "string" },
+      mode: { type: "string" },
+      "dry-run": { type: "boolean" },
+      "max-cost": { type: "string" },
       structured: { type: "boolean" },
       export: { type: "string" },
       "rationale-part": { type: "string" },
@@ -84,31 +102,73 @@ ${teacherClientFlags.help}`,
         return 0;
       }
       const retry = values["retry-failed"];
+      const maxCostUsd = values["max-cost"] === undefined ? undefined : positive(numberFlag(values["max-cost"], "max-cost"), "max-cost");
+      const request = () => ({
+        dataset: requiredFlag(values.dataset, "dataset"),
+        split: requiredFlag(values.split, "split"),
+        limit: optionalInt(values.limit, "limit", 1),
+        concurrency: optionalInt(values.concurrency, "concurrency", 1),
+        n: optionalInt(values.n, "n", 1),
+        maxTokens: optionalInt(values["max-tokens"], "max-tokens", 1),
+        temperature: values.temperature === undefined ? undefined : numberFlag(values.temperature, "temperature"),
+        batch: values.batch,
+        maxCostUsd,
+        prompt: promptOptions(values),
+        structured: values.structured,
+      });
+      if (values["dry-run"]) {
+        const estimate = await runtime.jobs.estimate(request());
+        if (values.json) console.log(JSON.stringify(estimate));
+        else console.error(estimateLine(estimate));
+        return 0;
+      }
       const job = retry
         ? runtime.jobs.retryFailed(retry)
         : values.resume
-        ? resume(runtime, values.resume)
-        : await runtime.jobs.create({
-            dataset: requiredFlag(values.dataset, "dataset"),
-            split: requiredFlag(values.split, "split"),
-            limit: optionalInt(values.limit, "limit", 1),
-            concurrency: optionalInt(values.concurrency, "concurrency", 1),
-            n: optionalInt(values.n, "n", 1),
-            maxTokens: optionalInt(values["max-tokens"], "max-tokens", 1),
-            temperature: values.temperature === undefined ? undefined : numberFlag(values.temperature, "temperature"),
-            batch: values.batch,
-            structured: values.structured,
-          });
+        ? maxCostUsd !== undefined
+          ? runtime.jobs.resumeWithBudget(values.resume, maxCostUsd)
+          : resume(runtime, values.resume)
+        : await runtime.jobs.create(request());
       const final = await follow(runtime, job);
       if (values.json) console.log(JSON.stringify(final));
       console.error(summary(final));
-      if (final.status === "running") console.error(`interrupted: resume with  bun src/cli.ts rationales --resume ${final.id} --db ${values.db}`);
-      return final.status === "done" && final.failed === 0 ? 0 : 1;
+      if (final.stopped === "max_cost") {
+        console.error(`stopped at the budget ($${final.params.maxCostUsd} spent: $${final.costUsd.toFixed(4)}); continue with  bun src/cli.ts rationales --resume ${final.id} --max-cost HIGHER --db ${values.db}`);
+      } else if (final.status === "running") console.error(`interrupted: resume with  bun src/cli.ts rationales --resume ${final.id} --db ${values.db}`);
+      return (final.status === "done" && final.failed === 0) || final.stopped === "max_cost" ? 0 : 1;
     } finally {
       await runtime.close();
     }
   },
 };
+
+function positive(value: number, name: string): number {
+  if (!(value > 0)) throw new UserError(`--${name} must be > 0, got ${value}`);
+  return value;
+}
+
+/** --template/--format/--shots/--mode as the job's prompt options (a template file travels as its content). */
+function promptOptions(values: { template?: string; format?: string; shots?: string; mode?: string }): PromptOptions | undefined {
+  const raw = {
+    template: values.template === undefined ? undefined : (BUILTIN_TEMPLATES as readonly string[]).includes(values.template) ? values.template : exemplarFileContent(values.template),
+    format: values.format,
+    shots: optionalInt(values.shots, "shots", 0),
+    mode: values.mode,
+  };
+  const defined = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined));
+  if (Object.keys(defined).length === 0) return undefined;
+  const parsed = v.safeParse(PromptOptionsSchema, defined);
+  if (!parsed.success) throw new UserError(`--${v.getDotPath(parsed.issues[0])?.split(".")[0] ?? "template"}: ${parsed.issues[0].message}`);
+  return parsed.output;
+}
+
+function estimateLine(e: JobEstimate): string {
+  const cost = e.costUsd === null ? `cost unknown (no price for ${e.model})` : `≈ $${e.costUsd.toFixed(4)}${e.mode === "batch" ? " at the batch rate" : ""}`;
+  return (
+    `dry run: ${e.dataset}/${e.split} ${e.items} items (${e.cached} already stored), ${e.samples} samples to request with ${e.model} ` +
+    `(template ${e.template}); ≈ ${e.promptTokens} prompt + ≤ ${e.completionTokens} completion tokens; ${cost}`
+  );
+}
 
 function rationalePartFlag(value: string | undefined): RationalePart {
   if (value === undefined) return "explanation";

@@ -3,6 +3,7 @@ import { acquireGpu } from "../gpu/device.ts";
 import { createKernels } from "../gpu/kernels/index.ts";
 import { DecoderModel } from "../model/decoder.ts";
 import { loadPretrained } from "../model/hf.ts";
+import { resolveModel } from "../model/ref.ts";
 import { nextTokenBatch, scoreBatch } from "../model/loss.ts";
 import { loadModelTokenizer } from "../model/hf-tokenizer.ts";
 import { sequenceIds } from "../distill/codec.ts";
@@ -32,7 +33,9 @@ positions (a sequence of n tokens has n-1).
     });
     const modelArg = requiredFlag(values.model, "model");
     if ((values.text === undefined) === (values.ids === undefined)) throw new UserError("give exactly one of --text or --ids");
-    const loaded = await loadPretrained(modelArg);
+    const model = resolveModel(modelArg);
+    if (model.kind === "scratch") throw new UserError(`score needs trained weights: "${modelArg}" names a from-scratch size`);
+    const loaded = await loadPretrained(model.dir);
     const ids = values.ids !== undefined ? parseIds(values.ids) : sequenceIds(await loadModelTokenizer(loaded.dir), values.text!);
     if (ids.length > loaded.config.nPositions) {
       throw new UserError(`input is ${ids.length} tokens, longer than the model's n_positions (${loaded.config.nPositions})`);

@@ -2,8 +2,9 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
 import { acquireGpu, describeGpu } from "../gpu/device.ts";
-import { presetConfig, PRESETS } from "../model/config.ts";
+import { presetConfig } from "../model/config.ts";
 import { loadPretrained } from "../model/hf.ts";
+import { resolveModel, SCRATCH_MODELS } from "../model/ref.ts";
 import { initParams } from "../model/init.ts";
 import { paramLayout } from "../model/params.ts";
 import { loadTokenizer, saveTokenizer, trainTokenizer } from "../model/tokenizer.ts";
@@ -20,8 +21,7 @@ export const command: Command = {
 
 Trains a decoder on next-token prediction over a text file, on the GPU (or the software adapter).
   --model          a Hugging Face model folder of any supported family, or a hub id in the local cache
-                   (fine-tuning, its tokenizer),
-                   or a size preset trained from scratch: ${Object.keys(PRESETS).join(", ")}
+                   (fine-tuning, its tokenizer), or a size trained from scratch: ${SCRATCH_MODELS.join(", ")}
                    (from scratch, a compact byte-level BPE is trained on --data; see --vocab-size)
   --data           UTF-8 text file
   --steps          optimizer steps
@@ -56,21 +56,21 @@ Trains a decoder on next-token prediction over a text file, on the GPU (or the s
     const text = readFileSync(dataPath, "utf8");
     const B = intFlag(v["batch-size"], "batch-size", 4, 1);
     const seed = intFlag(v.seed, "seed", 1);
-    const fromScratch = modelArg in PRESETS;
+    const model = resolveModel(modelArg);
 
     let tokenizer: ModelTokenizer;
     let tokenizerFiles: string[];
     let config;
     let params: Float32Array;
-    if (fromScratch) {
+    if (model.kind === "scratch") {
       const tokenizerDir = join(out, "tokenizer");
       if (v.resume && existsSync(join(tokenizerDir, "vocab.json"))) tokenizer = await loadTokenizer(tokenizerDir);
       else tokenizer = trainTokenizer(text.split(/\n{2,}/), { vocabSize: intFlag(v["vocab-size"], "vocab-size", 2048, 262) });
       tokenizerFiles = await saveTokenizer(tokenizerDir, tokenizer);
-      config = presetConfig(modelArg, { vocabSize: tokenizer.vocabSize });
+      config = presetConfig(model.size, { vocabSize: tokenizer.vocabSize });
       params = initParams(paramLayout(config), seed);
     } else {
-      const loaded = await loadPretrained(modelArg);
+      const loaded = await loadPretrained(model.dir);
       tokenizer = await loadModelTokenizer(loaded.dir);
       tokenizerFiles = modelTokenizerFiles(loaded.dir, tokenizer);
       config = loaded.config;
@@ -91,7 +91,7 @@ Trains a decoder on next-token prediction over a text file, on the GPU (or the s
       steps,
       optimizer: {
         ...DEFAULT_OPTIMIZER,
-        lr: numberFlag(v.lr, "lr", fromScratch ? 1e-3 : 1e-4),
+        lr: numberFlag(v.lr, "lr", model.kind === "scratch" ? 1e-3 : 1e-4),
         warmupSteps: intFlag(v.warmup, "warmup", Math.floor(steps / 10)),
         weightDecay: numberFlag(v["weight-decay"], "weight-decay", DEFAULT_OPTIMIZER.weightDecay),
         gradClip: numberFlag(v["grad-clip"], "grad-clip", DEFAULT_OPTIMIZER.gradClip),

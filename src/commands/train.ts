@@ -6,9 +6,11 @@ import { acquireGpu } from "../gpu/device.ts";
 import { type Command, parseFlags, requiredFlag } from "./command.ts";
 
 const HELP = `usage: bun src/cli.ts train --dataset D --placement none|before|after --selection full|shuffled|random|key|masked|unk
-         [--k K] [--p P] [--unit token|word|sentence] [--alpha A] --model <hf-dir | preset> --epochs E --seed S --out runs/<name>
-         [--limit N] [--batch-size B] [--lr LR] [--warmup-steps N] [--weight-decay W] [--grad-clip C]
-         [--max-seq-length T] [--rationales palm|FILE.jsonl] [--attribution idf|saliency] [--attribution-model DIR]
+         [--k K] [--p P] [--unit token|word|sentence] [--alpha A] --model <hf-dir | hub-id | scratch-SIZE> --epochs E --seed S
+         --out runs/<name> [--limit N] [--batch-size B] [--lr LR] [--warmup-steps N] [--weight-decay W] [--grad-clip C]
+         [--max-seq-length T] [--rationales TEACHER|palm|gold|FILE.jsonl] [--rationale-filter agree|any]
+         [--samples first|all|majority] [--rationale-template V] [--rationale-part explanation|reasoning|both]
+         [--attribution idf|saliency|random] [--attribution-model DIR]
          [--name NAME] [--db PATH] [--spec FILE.json] [--checkpoint-every N] [--dev-every N [--dev-limit N] [--patience N]]
          [--resume] [--untrained] [--chat-template] [--save-dtype f32|bf16|f16] [--json]
 
@@ -19,10 +21,20 @@ with the tokenizer). The run is registered in the runs table of --db. Progress g
   --selection     full, shuffled (--unit token, word or sentence), random (as many random tokens), key (top --k
                   by attribution), masked (--p of them replaced by the mask token), unk (all of them replaced)
   --alpha         loss weight of the rationale tokens (default 1; label tokens weigh 1)
-  --model         a Hugging Face model folder (gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, phi), or a size
-                  preset (micro, tiny, small, gpt2 …) trained from scratch as a GPT-2
-                  with a compact BPE of the dataset (or, with --attribution saliency, the attribution model's)
-  --rationales    palm: the shipped PaLM rationales (default); or a JSON-lines file of {"id"|"index", "rationale"}
+  --model         a Hugging Face model folder (gpt2, llama, mistral, qwen2, qwen3, gemma, gemma2, phi) or a hub id in the
+                  local HF cache (gpt2, openai-community/gpt2 …: its weights and tokenizer), or a size trained from
+                  scratch as a GPT-2 (scratch-micro, the default, scratch-tiny, scratch-small, scratch-gpt2 …) with a
+                  compact BPE of the dataset (or, with --attribution saliency, the attribution model's)
+  --rationales    a teacher model name: its answers in the rationale store (--db) for the dataset, under its newest
+                  template version (or --rationale-template V); palm: the shipped PaLM rationales; gold: the
+                  dataset's own worked solutions (generated tasks such as hops; the default where a dataset has
+                  them, else palm); or a JSON-lines file: what GET /v1/rationales exports, or
+                  {"id"|"index", "rationale"[, "label"]} lines
+  --rationale-filter  agree (default): only answers whose parsed label equals the gold label; any: every answer
+  --rationale-part  which part of a stored answer trains: explanation (default), reasoning (a reasoning model's
+                  trace), or both (trace, then explanation)
+  --samples       with several samples per item: first (default), all (each kept sample its own example), majority
+                  (self-consistency vote over labels, then the first sample with the winning label)
   --attribution   scorer of --selection key: idf (model-free baseline, default), random (the random-k control) or
                   saliency (gradient x input of the
                   student in --attribution-model, a run folder or model folder; cached in .cache/attribution/)

@@ -9,6 +9,7 @@ import * as v from "valibot";
 import { Alpha, BatchSize, CheckpointEvery, Epochs, Fraction, GradClip, ItemLimit, KeyTokens, LearningRate, MAX_STEPS, Seed, SequenceTokens, WarmupSteps, WeightDecay } from "../bounds.ts";
 import { UserError } from "../errors.ts";
 import { PLACEMENTS } from "./placement.ts";
+import { RATIONALE_FILTERS, RATIONALE_PARTS, SAMPLE_MODES } from "./rationales.ts";
 import { type Selection, SHUFFLE_UNITS } from "./selection.ts";
 
 export const ATTRIBUTIONS = ["idf", "saliency", "random"] as const;
@@ -73,21 +74,39 @@ export const TrainingSchema = v.strictObject({
 });
 export type TrainingSpec = v.InferOutput<typeof TrainingSchema>;
 
+/** Where a run's rationales come from and which answers train (src/distill/rationales.ts): a run spec's fields, which a grid shares. */
+export const RationaleChoiceSchema = v.strictObject({
+  /**
+   * Where the rationales come from (src/distill/rationales.ts): a teacher model in the rationale store, "palm" (the
+   * shipped PaLM-540B ones), "gold" (the dataset's own worked solutions), or a JSON-lines file. Default: gold where
+   * the dataset ships them, else palm.
+   */
+  rationales: v.optional(Path),
+  /** agree (default): only answers whose label equals gold; any: every answer. */
+  rationaleFilter: v.optional(picklist(RATIONALE_FILTERS, "rationaleFilter")),
+  /** Several samples per item: first (default), all (each its own example), majority (self-consistency vote). */
+  samples: v.optional(picklist(SAMPLE_MODES, "samples")),
+  /** Template version of a store source (default: that teacher's newest). */
+  rationaleTemplate: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(200))),
+  /** Which part of a stored answer trains: explanation (default), reasoning (a reasoning model's trace), both. */
+  rationalePart: v.optional(picklist(RATIONALE_PARTS, "rationalePart")),
+});
+export type RationaleChoice = v.InferOutput<typeof RationaleChoiceSchema>;
+
 export const RunSpecSchema = v.pipe(
   v.strictObject({
     /** Shown in listings (default: the run folder's name). */
     name: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$/, "name: letters, digits, '.', '_' or '-' (at most 80)"))),
     dataset: v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "dataset: lower-case letters, digits, '-' and '_'")),
-    /** A size preset (micro, tiny, small, gpt2 …) trained from scratch, or a Hugging Face model folder / hub id. */
-    model: v.optional(Path, "micro"),
+    /** A from-scratch size (scratch-micro, scratch-tiny, scratch-small, scratch-gpt2 …, src/model/ref.ts), or a Hugging Face model folder / hub id in the HF cache. */
+    model: v.optional(Path, "scratch-micro"),
     placement: picklist(PLACEMENTS, "placement"),
     selection: v.optional(SelectionSchema, { kind: "full" }),
     seed: v.optional(Seed, 0),
     epochs: v.optional(Epochs, 1),
     /** Use the first N training items (that have a rationale). */
     limit: v.optional(ItemLimit),
-    /** "palm" (the shipped PaLM rationales), "gold" (the dataset's own) or a JSON-lines file of {id | index, rationale}. */
-    rationales: v.optional(Path),
+    ...RationaleChoiceSchema.entries,
     /** Train no step: the initial student is the model (the "untrained" baseline row). */
     untrained: v.optional(v.boolean()),
     /** Wrap each prompt in the student's chat template (an instruct model's tokenizer_config.json chat_template). */

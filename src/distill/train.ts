@@ -7,8 +7,6 @@
 import type { Database } from "bun:sqlite";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { palmRationales } from "../data/palm.ts";
-import { readJsonLines } from "../data/jsonl.ts";
 import { getDataset, loadSplit } from "../data/registry.ts";
 import type { Item } from "../data/types.ts";
 import { UserError } from "../errors.ts";
@@ -16,8 +14,8 @@ import type { Gpu } from "../gpu/device.ts";
 import type { Kernels } from "../gpu/kernels/index.ts";
 import { type ModelConfig, PRESETS, presetConfig } from "../model/config.ts";
 import { loadPretrained } from "../model/hf.ts";
+import { type ModelRef, resolveModel } from "../model/ref.ts";
 import { MAX_STEPS } from "../bounds.ts";
-import { anyPathRoots } from "../roots.ts";
 import { initParams } from "../model/init.ts";
 import { paramLayout } from "../model/params.ts";
 import { type ModelTokenizer, saveModelTokenizer } from "../model/hf-tokenizer.ts";
@@ -34,6 +32,7 @@ import { buildExample, type DistillExample, toSequence } from "./example.ts";
 import { DEFAULT_TEMPLATE, type Placement, PLACEMENTS, type Template } from "./placement.ts";
 import type { Selection } from "./selection.ts";
 import { type AttributionKind, parseRunSpec, type RunSpec, type RunSpecInput, selectionOf } from "./run-spec.ts";
+import { type ChosenExample, chooseAnswers, defaultRationaleSource, describeDrops, emptyDrops, openRationaleSource, type RationaleReport, type RationaleSource } from "./rationales.ts";
 import { saliencyAttribution } from "./saliency.ts";
 import { type LoadedCodec, loadCodec } from "./tokenizer.ts";
 import { DEFAULT_WEIGHTS, type LossWeights } from "./weights.ts";
@@ -84,7 +83,10 @@ export interface RunSettings {
   model: string;
   modelConfig: ModelConfig;
   tokenizer: string;
+  /** What --rationales said (a teacher, "palm", or the file's path). */
   rationales: string;
+  /** Where the rationales came from, how they were chosen, and how many items were kept or dropped and why. */
+  rationaleSource: RationaleReport;
   attribution: { kind: AttributionKind; model?: string } | null;
   epochs: number;
   limit: number | null;
@@ -116,33 +118,6 @@ function lossWeights(spec: RunSpec): LossWeights {
   return { ...DEFAULT_WEIGHTS, rationale: spec.training.alpha ?? DEFAULT_WEIGHTS.rationale };
 }
 
-/** "gold" for a dataset that ships its own worked solutions (generated tasks), else the shipped PaLM ones. */
-export function defaultRationaleSource(items: Item[]): string {
-  return items.some((item) => item.rationale !== undefined) ? "gold" : "palm";
-}
-
-/** The rationale text of each item (null where there is none), from the shipped PaLM outputs or a JSON-lines file. */
-export async function loadRationales(dataset: string, items: Item[], source = defaultRationaleSource(items)): Promise<Array<string | null>> {
-  if (source === "gold") {
-    if (!items.some((item) => item.rationale !== undefined)) throw new UserError(`dataset "${dataset}" ships no gold rationales (use "palm" or a file)`, 422);
-    return items.map((item) => item.rationale ?? null);
-  }
-  if (source === "palm") {
-    const palm = await palmRationales(dataset, "train", { excludeDev: true });
-    const byIndex = new Map(palm.flatMap((p) => (p ? [[p.index, p.rationale] as const] : [])));
-    return items.map((item) => byIndex.get(item.index) ?? null);
-  }
-  const byKey = new Map<string, string>();
-  for (const { line, row } of await readJsonLines(anyPathRoots().resolve("rationales", source))) {
-    const key = row.id ?? row.index;
-    if (key === undefined || typeof row.rationale !== "string") {
-      throw new UserError(`${source}:${line}: expected {"id" or "index", "rationale": "..."}`, 422);
-    }
-    byKey.set(String(key), row.rationale);
-  }
-  return items.map((item) => byKey.get(item.id) ?? byKey.get(String(item.index)) ?? null);
-}
-
 /** The student's tokenizer: the model folder's, the attribution model's (saliency must see the same ids), or a compact BPE of the dataset. */
 function studentTokenizer(spec: RunSpec, modelDir: string | null): Promise<LoadedCodec> {
   const saliency = keySelection(spec)?.attribution === "saliency" && spec.selection.kind === "key";
@@ -155,26 +130,62 @@ export function studentModelDir(runOrModelDir: string): string {
   return existsSync(join(inner, "config.json")) ? inner : runOrModelDir;
 }
 
-interface Chosen {
-  item: Item;
-  rationale: string | null;
-}
-
-/** The first `limit` items that have a rationale (all items for placement none when the data has no rationales). */
-function chooseItems(spec: RunSpec, items: Item[], rationales: Array<string | null>): { chosen: Chosen[]; skipped: number } {
-  const anyRationale = rationales.some((r) => r !== null);
-  const chosen: Chosen[] = [];
-  let skipped = 0;
-  for (let i = 0; i < items.length && chosen.length < (spec.limit ?? Infinity); i++) {
-    // every condition trains on the same items: those with a rationale, whether or not it shows them
-    if (rationales[i] === null && (spec.placement !== "none" || anyRationale)) skipped++;
-    else chosen.push({ item: items[i], rationale: rationales[i] });
+/**
+ * The first `limit` items whose answers pass the filter and sample mode, as training examples (several per item with
+ * samples "all"; one for placement "none", which trains on the same items without showing the rationale), and the
+ * counts the run records.
+ */
+async function chooseExamples(spec: RunSpec, items: Item[], source: RationaleSource): Promise<{ chosen: ChosenExample[]; report: RationaleReport }> {
+  const filter = spec.rationaleFilter ?? "agree";
+  const samples = spec.samples ?? "first";
+  const report: RationaleReport = {
+    source: source.kind,
+    name: source.name,
+    teacher: source.teacher,
+    template: source.template,
+    filter,
+    samples,
+    part: spec.rationalePart ?? "explanation",
+    items: 0,
+    withRationale: 0,
+    examples: 0,
+    unchecked: 0,
+    dropped: emptyDrops(),
+  };
+  const chosen: ChosenExample[] = [];
+  const answers = await source.answers(items).catch((err) => {
+    // a dataset without shipped rationales can still train the label-only baseline, on every item
+    if (source.kind === "palm" && spec.placement === "none") return null;
+    throw err;
+  });
+  for (let i = 0; i < items.length && report.withRationale < (spec.limit ?? Infinity); i++) {
+    report.items++;
+    if (!answers) {
+      report.withRationale++;
+      chosen.push({ item: items[i], answer: null });
+      continue;
+    }
+    const choice = chooseAnswers(answers[i], filter, samples);
+    if ("dropped" in choice) {
+      report.dropped[choice.dropped]++;
+      continue;
+    }
+    report.withRationale++;
+    if (choice.answers.some((a) => a.agrees === null)) report.unchecked++;
+    for (const answer of spec.placement === "none" ? choice.answers.slice(0, 1) : choice.answers) chosen.push({ item: items[i], answer });
   }
-  if (chosen.length === 0) throw new UserError(`no training examples: no item of ${spec.dataset}/train has a rationale`, 422);
-  return { chosen, skipped };
+  report.examples = chosen.length;
+  if (chosen.length === 0) {
+    throw new UserError(
+      `no training examples: no item of ${spec.dataset}/train has a rationale from ${report.name} that passes --rationale-filter ${filter} ` +
+        `(dropped: ${describeDrops(report.dropped)}${report.dropped.disagrees + report.dropped.majority_disagrees > 0 ? "; --rationale-filter any keeps disagreeing ones" : ""})`,
+      422,
+    );
+  }
+  return { chosen, report };
 }
 
-async function keyAttribution(spec: RunSpec, codec: LoadedCodec, chosen: Chosen[], corpus: Array<string | null>, options: DistillOptions): Promise<Attribution | undefined> {
+async function keyAttribution(spec: RunSpec, codec: LoadedCodec, chosen: ChosenExample[], source: RationaleSource, options: DistillOptions): Promise<Attribution | undefined> {
   if (spec.selection.kind !== "key") return undefined;
   if (keySelection(spec)?.attribution === "random") return randomAttribution(spec.seed);
   if (keySelection(spec)?.attribution === "saliency") {
@@ -185,48 +196,34 @@ async function keyAttribution(spec: RunSpec, codec: LoadedCodec, chosen: Chosen[
     return saliencyAttribution({
       dataset: spec.dataset,
       modelDir: studentModelDir(keySelection(spec)?.attributionModel!),
-      items: chosen.map(({ item, rationale }) => ({ item, rationale: rationale! })),
+      items: chosen.map(({ item, answer }) => ({ item, rationale: answer!.rationale })),
       gpu: options.gpu,
       kernels: options.kernels,
       log: options.log,
     });
   }
-  const source = spec.rationales ?? defaultRationaleSource(chosen.map((c) => c.item));
-  if (source === "palm" || source === "gold") return datasetIdfAttribution(spec.dataset, codec.codec, codec.key);
-  // rationales from a file: their document frequencies are cheap to count here
-  const texts = corpus.flatMap((rationale) => (rationale ? [` ${rationale}`] : []));
+  // the shipped and the dataset's own rationales: the dataset's precomputed document frequencies
+  if (source.kind === "palm" || source.kind === "gold") return datasetIdfAttribution(spec.dataset, codec.codec, codec.key);
+  // rationales of a teacher or a file: their document frequencies are cheap to count here
+  const texts = chosen.flatMap(({ answer }) => (answer ? [` ${answer.rationale}`] : []));
   return idfOverlapAttribution(documentFrequencies(texts, codec.codec), codec.codec);
 }
 
-function buildExamples(spec: RunSpec, chosen: Chosen[], tokenizer: TokenCodec, template: Template, attribution?: Attribution): DistillExample[] {
+function buildExamples(spec: RunSpec, chosen: ChosenExample[], tokenizer: TokenCodec, template: Template, attribution?: Attribution): DistillExample[] {
   const config = { placement: spec.placement, selection: selectionOf(spec), weights: lossWeights(spec), attribution, template, chat: spec.chatTemplate };
-  return chosen.map(({ item, rationale }) => buildExample(item, rationale, config, tokenizer));
+  return chosen.map(({ item, answer }) => buildExample(item, answer?.rationale ?? null, config, tokenizer));
 }
 
-async function initialStudent(spec: RunSpec, modelDir: string | null, vocabSize: number, longest: number, seed: number) {
-  if (modelDir) {
-    const loaded = await loadPretrained(modelDir);
+async function initialStudent(model: ModelRef, vocabSize: number, longest: number, seed: number) {
+  if (model.kind === "pretrained") {
+    const loaded = await loadPretrained(model.dir);
     if (loaded.config.vocabSize < vocabSize) {
-      throw new UserError(`${modelDir}: the model's vocabulary (${loaded.config.vocabSize}) is smaller than its tokenizer's (${vocabSize})`, 422);
+      throw new UserError(`${model.dir}: the model's vocabulary (${loaded.config.vocabSize}) is smaller than its tokenizer's (${vocabSize})`, 422);
     }
     return { config: loaded.config, params: loaded.params };
   }
-  const preset = PRESETS[spec.model as keyof typeof PRESETS];
-  const config = presetConfig(spec.model, { vocabSize, nPositions: Math.max(preset.nPositions, longest) });
+  const config = presetConfig(model.size, { vocabSize, nPositions: Math.max(PRESETS[model.size].nPositions, longest) });
   return { config, params: initParams(paramLayout(config), seed) };
-}
-
-function isPreset(model: string): boolean {
-  return Object.hasOwn(PRESETS, model) && !existsSync(model);
-}
-
-/** A model folder (or hub id in the local cache) to fine-tune; the error names the presets too. */
-function studentFolder(model: string): string {
-  try {
-    return anyPathRoots().resolve("model", model);
-  } catch (err) {
-    throw new UserError(`--model "${model}" is neither a size preset (${Object.keys(PRESETS).join(", ")}) nor a model folder: ${(err as Error).message}`, 404);
-  }
 }
 
 export function readRunSettings(runDir: string): RunSettings | null {
@@ -258,25 +255,30 @@ export async function trainDistillation(input: RunSpecInput, options: DistillOpt
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const runDir = resolve(options.outDir);
   const name = spec.name ?? runDir.split("/").pop()!;
-  const modelDir = isPreset(spec.model) ? null : studentFolder(spec.model);
+  const model = resolveModel(spec.model);
+  const modelDir = model.kind === "pretrained" ? model.dir : null;
 
   const items = await loadSplit(spec.dataset, "train", { excludeDev: true });
-  const rationaleSource = spec.rationales ?? defaultRationaleSource(items);
-  const rationales = await loadRationales(spec.dataset, items, rationaleSource).catch((err) => {
-    // a dataset without shipped rationales can still train the label-only baseline
-    if (spec.placement === "none" && rationaleSource === "palm") return items.map(() => null);
-    throw err;
+  const rationales = spec.rationales ?? defaultRationaleSource(items);
+  const source = await openRationaleSource(rationales, {
+    dataset: spec.dataset,
+    split: "train",
+    splitOptions: { excludeDev: true },
+    db: options.db,
+    template: spec.rationaleTemplate,
+    part: spec.rationalePart,
   });
   const codec = await studentTokenizer(spec, modelDir);
   const tokenizer = codec.codec;
   const tokenizerSource = codec.source;
-  const { chosen, skipped } = chooseItems(spec, items, rationales);
-  const attribution = await keyAttribution(spec, codec, chosen, rationales, { ...options, log });
+  const { chosen, report } = await chooseExamples(spec, items, source);
+  const skipped = report.items - report.withRationale;
+  const attribution = await keyAttribution(spec, codec, chosen, source, { ...options, log });
   const template = getDataset(spec.dataset).template ?? DEFAULT_TEMPLATE;
   const examples = buildExamples(spec, chosen, tokenizer, template, attribution);
 
   const longest = Math.max(...examples.map((e) => e.ids.length));
-  const student = await initialStudent(spec, modelDir, tokenizer.vocabSize, longest, spec.seed);
+  const student = await initialStudent(model, tokenizer.vocabSize, longest, spec.seed);
   // a sequence of n tokens makes n−1 predictions; one T-wide row holds a sequence of T+1
   const seqLength = Math.min(spec.training.maxSeqLength ?? longest - 1, student.config.nPositions);
   const truncated = examples.filter((e) => e.ids.length - 1 > seqLength).length;
@@ -305,7 +307,8 @@ export async function trainDistillation(input: RunSpecInput, options: DistillOpt
     model: spec.model,
     modelConfig: student.config,
     tokenizer: tokenizerSource,
-    rationales: rationaleSource,
+    rationales,
+    rationaleSource: report,
     attribution: spec.selection.kind === "key" ? { kind: keySelection(spec)?.attribution ?? "idf", model: keySelection(spec)?.attributionModel } : null,
     epochs: spec.epochs,
     limit: spec.limit ?? null,
@@ -325,7 +328,8 @@ export async function trainDistillation(input: RunSpecInput, options: DistillOpt
   await Bun.write(join(runDir, RUN_FILE), JSON.stringify(settings, null, 2) + "\n");
   log(
     `run ${row.id} (${name}): ${spec.dataset} ${spec.placement}/${spec.selection.kind}, ${examples.length} examples` +
-      `${skipped ? ` (${skipped} without rationale skipped)` : ""}${truncated ? `, ${truncated} cut to ${seqLength + 1} tokens` : ""}, ` +
+      ` from ${report.source === "store" ? `teacher ${report.teacher} (${report.template})` : report.name}` +
+      `${skipped ? ` (${skipped} items dropped: ${describeDrops(report.dropped)})` : ""}${truncated ? `, ${truncated} cut to ${seqLength + 1} tokens` : ""}, ` +
       `${steps} steps of ${batchSize}x${seqLength}, model ${spec.model} (vocab ${student.config.vocabSize})`,
   );
 

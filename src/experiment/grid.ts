@@ -13,7 +13,7 @@ import * as v from "valibot";
 import { Alpha, Epochs, ItemLimit, Seed } from "../bounds.ts";
 import { UserError } from "../errors.ts";
 import { PLACEMENTS, type Placement } from "../distill/placement.ts";
-import { type RunSpec, SelectionSchema, type SelectionSpec, TrainingSchema } from "../distill/run-spec.ts";
+import { RationaleChoiceSchema, type RunSpec, SelectionSchema, type SelectionSpec, TrainingSchema } from "../distill/run-spec.ts";
 
 const PlainName = v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9_.-]{0,63}$/, "use lower-case letters, digits, '.', '_' or '-'"));
 const PlacementName = v.picklist(PLACEMENTS, `placement must be one of: ${PLACEMENTS.join(", ")}`);
@@ -41,7 +41,7 @@ const GridInput = v.strictObject({
   name: PlainName,
   dataset: v.optional(PlainName),
   datasets: v.optional(v.pipe(v.array(PlainName), v.minLength(1))),
-  /** A size preset ("micro", "small" …) or a Hugging Face model folder. */
+  /** A from-scratch size ("scratch-micro", "scratch-small" …) or a Hugging Face model folder / hub id in the HF cache. */
   model: v.optional(v.pipe(v.string(), v.minLength(1))),
   models: v.optional(v.pipe(v.array(v.pipe(v.string(), v.minLength(1))), v.minLength(1))),
   placements: PlacementList,
@@ -50,8 +50,7 @@ const GridInput = v.strictObject({
   epochs: Epochs,
   /** Training items used (the first N of the train split). */
   limit: v.optional(ItemLimit),
-  /** Teacher rationales: "palm" (the shipped PaLM-540B ones, default) or a JSON-lines file of {id | index, rationale}. */
-  rationales: v.optional(v.pipe(v.string(), v.minLength(1))),
+  ...RationaleChoiceSchema.entries,
   evalSplit: v.optional(v.pipe(v.string(), v.minLength(1)), "test"),
   evalLimit: v.optional(ItemLimit),
   training: v.optional(TrainingSchema, {}),
@@ -229,6 +228,10 @@ export function expandGrid(grid: Grid, root = "runs"): Cell[] {
               epochs: grid.epochs,
               limit: grid.limit,
               rationales: grid.rationales,
+              rationaleFilter: grid.rationaleFilter,
+              samples: grid.samples,
+              rationaleTemplate: grid.rationaleTemplate,
+              rationalePart: grid.rationalePart,
               evalSplit: grid.evalSplit,
               evalLimit: grid.evalLimit,
               training: alpha === undefined ? grid.training : { ...grid.training, alpha },

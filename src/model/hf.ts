@@ -120,13 +120,19 @@ export function resolveModelDir(nameOrPath: string, env: Record<string, string |
   const cache = hubCacheDir(env);
   const snapshot = findInHubCache(nameOrPath, cache);
   if (snapshot) return snapshot;
-  throw new UserError(`model "${nameOrPath}" is neither a folder nor in the Hugging Face cache at ${cache}`, 404);
+  const looked = hubCachePlaces(nameOrPath, cache).map((dir) => join(dir, "snapshots"));
+  throw new UserError(`"${nameOrPath}" is neither a model folder nor in the Hugging Face cache (looked in ${looked.join(", ")}; set HF_HUB_CACHE or HF_HOME)`, 404);
+}
+
+/** The repo folders a hub id may live in under `cache` (GPT-2 ids under both their old and new names). */
+function hubCachePlaces(repoId: string, cache: string): string[] {
+  return repoAliases(repoId).map((alias) => join(cache, `models--${alias.replaceAll("/", "--")}`));
 }
 
 /** The snapshot folder of a hub repo id in the cache at `cache` (refs/main's, else the newest), or undefined. */
 export function findInHubCache(repoId: string, cache: string): string | undefined {
-  for (const alias of repoAliases(repoId)) {
-    const snapshot = pickSnapshot(join(cache, `models--${alias.replaceAll("/", "--")}`));
+  for (const repoDir of hubCachePlaces(repoId, cache)) {
+    const snapshot = pickSnapshot(repoDir);
     if (snapshot) return snapshot;
   }
   return undefined;

@@ -11,7 +11,7 @@ import { cors } from "hono/cors";
 import { handleError, handleNotFound, limitBody, requireLoopbackHost, requireToken } from "./middleware.ts";
 import { experimentRoutes } from "./routes/experiments.ts";
 import { jobsRoutes } from "./routes/jobs.ts";
-import { rationalesRoutes, type RationaleLister } from "./routes/rationales.ts";
+import { rationalesRoutes, type RationaleBrowser, type RationaleLister } from "./routes/rationales.ts";
 import { requestSchemas, type FailureListQuery } from "./schemas.ts";
 import { runRequestSchemas } from "./routes/run-schemas.ts";
 import type { RunSupervisor } from "./worker.ts";
@@ -21,6 +21,8 @@ export interface AppDeps {
   jobs: JobManager;
   /** Streams stored rationales of a dataset split (the rationale store's listing). */
   listRationales: RationaleLister;
+  /** Pages of stored rationales for the dashboard's browser (absent: GET /v1/rationales/browse is 404). */
+  rationales?: RationaleBrowser;
   /** Streams recorded failures (raw answers the parser refused, teacher errors) for inspection. */
   listFailures?: (query: FailureListQuery) => AsyncIterable<unknown>;
   /** Throws UserError(404) for an unknown dataset (the dataset registry's getDataset). */

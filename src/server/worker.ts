@@ -11,7 +11,8 @@ import { join, resolve } from "node:path";
 import { BusyError, UserError } from "../errors.ts";
 import { CLI_PATH, childEnv, lastErrorLine, trainArgs } from "../experiment/runner.ts";
 import { conditionName } from "../experiment/grid.ts";
-import { PRESETS } from "../model/config.ts";
+import { serverTeacherName, TEACHER_PREFIX } from "../distill/rationales.ts";
+import { scratchSize } from "../model/ref.ts";
 import { serverRoots, type Roots } from "../roots.ts";
 import { openDatabase } from "../store/db.ts";
 import { newRunId, RunStore, type RunRow } from "../store/runs.ts";
@@ -170,8 +171,13 @@ export class RunSupervisor {
 
   /** The train command's view of a request: every client-named path resolved inside the roots (4xx otherwise). */
   private resolveRequest(request: RunRequest): RunRequest {
-    const model = Object.hasOwn(PRESETS, request.model) ? request.model : this.roots.resolve("model", request.model);
-    const rationales = request.rationales === undefined || request.rationales === "palm" || request.rationales === "gold" ? request.rationales : this.roots.resolve("rationales", request.rationales);
+    const model = scratchSize(request.model) ? request.model : this.roots.resolve("model", request.model);
+    const named = request.rationales;
+    // the shipped and the dataset's own rationales need no lookup; a teacher name is looked up in the server's own
+    // rationale store, never on the disk; anything else is a file in the data root
+    const builtin = named === undefined || named === "palm" || named === "gold";
+    const teacher = builtin ? null : serverTeacherName(named);
+    const rationales = builtin ? named : teacher !== null ? `${TEACHER_PREFIX}${teacher}` : this.roots.resolve("rationales", named);
     const { selection } = request;
     if (selection.kind === "key" && selection.attributionModel !== undefined) {
       return { ...request, model, rationales, selection: { ...selection, attributionModel: this.resolveStudent(selection.attributionModel) } };

@@ -9,6 +9,7 @@
 import type { Database } from "bun:sqlite";
 import type { Item } from "../data/types.ts";
 import { PARSE_FAILURE_REASONS } from "../teacher/parse.ts";
+import type { PromptOptions } from "../teacher/prompts.ts";
 import { addColumn, registerMigration, registerSchema } from "./db.ts";
 
 registerSchema(
@@ -69,6 +70,10 @@ export type JobStatus = "running" | "done" | "cancelled";
 /** Generation parameters a job was created with (what every item is requested with). */
 export interface JobParams {
   model?: string;
+  /** Template, shots, free or label-conditioned (src/teacher/prompts.ts); a template file travels as its content. */
+  prompt?: PromptOptions;
+  /** The job stops claiming items once it has spent this much (USD); it stays resumable with a higher budget. */
+  maxCostUsd?: number;
   temperature?: number;
   n?: number;
   maxTokens?: number;
@@ -372,6 +377,10 @@ export class JobStore {
       ),
       interruptedCalls: interrupted,
     };
+  }
+
+  updateParams(id: string, params: JobParams): void {
+    this.db.query("UPDATE jobs SET params = ? WHERE id = ?").run(JSON.stringify(params), id);
   }
 
   /** Per-item failures, for reports. */

@@ -26,6 +26,7 @@ registerSchema(
     answer            TEXT,
     sample_index      INTEGER NOT NULL,
     model             TEXT NOT NULL,
+    answered_by       TEXT,
     template          TEXT NOT NULL,
     params            TEXT NOT NULL,
     rationale         TEXT NOT NULL,
@@ -64,7 +65,11 @@ registerSchema(
   CREATE INDEX IF NOT EXISTS rationale_failures_by_key ON rationale_failures (key);`,
 );
 
-export type RationaleSource = "teacher" | "import";
+// databases made before provenance recorded the model that actually answered
+registerMigration({ name: "rationales-answered-by", order: 0, apply: (db) => addColumn(db, "rationales", "answered_by", "TEXT") });
+
+/** Whether a record was paid for from a teacher or imported (PaLM files, JSONL exports). */
+export type RecordOrigin = "teacher" | "import";
 
 /** What identifies a question: dataset + id when known, otherwise its text and choices. */
 export interface ItemIdentity {
@@ -129,6 +134,8 @@ export const RationaleRecordSchema = v.object({
   answer: v.nullable(v.string()),
   sampleIndex: v.pipe(v.number(), v.integer(), v.minValue(0)),
   model: v.pipe(v.string(), v.minLength(1)),
+  /** The model the API says answered (a dated snapshot, another deployment …); null when unknown (imports). */
+  answeredBy: v.optional(v.nullable(v.string()), null),
   template: v.pipe(v.string(), v.minLength(1)),
   params: v.record(v.string(), v.unknown()),
   /** The visible explanation (markdown stripped). */
@@ -165,11 +172,25 @@ export function rationaleText(record: Pick<RationaleRecord, "rationale" | "reaso
   if (part === "reasoning") return reasoning;
   return [reasoning, explanation].filter(Boolean).join("\n\n") || null;
 }
-export type NewRationale = Omit<RationaleRecord, "key" | "createdAt" | "reasoning" | "reasoningTokens"> & {
+export type NewRationale = Omit<RationaleRecord, "key" | "createdAt" | "reasoning" | "reasoningTokens" | "answeredBy"> & {
   createdAt?: number;
   reasoning?: string | null;
   reasoningTokens?: number | null;
+  answeredBy?: string | null;
 };
+
+/** One teacher's stored answers for a dataset under one template version, for choosing a training source. */
+export interface TeacherTemplate {
+  /** The model requested (what the cache key names). */
+  model: string;
+  template: string;
+  rationales: number;
+  agreeing: number;
+  /** Newest answer of this (model, template), epoch ms: the default template is the newest one. */
+  newest: number;
+  /** Models the API said answered (dated snapshots …), when recorded. */
+  answeredBy: string[];
+}
 
 export interface FailureRecord {
   key: string;
@@ -196,6 +217,13 @@ export type ListFilter = {
   split?: string;
   model?: string;
 };
+
+export interface BrowseFilter {
+  dataset?: string;
+  teacher?: string;
+  /** true: agrees with gold; false: disagrees; null: no gold to compare with. */
+  agrees?: boolean | null;
+}
 
 export interface SplitSummary {
   dataset: string | null;
@@ -225,6 +253,7 @@ interface RationaleRow {
   answer: string | null;
   sample_index: number;
   model: string;
+  answered_by: string | null;
   template: string;
   params: string;
   rationale: string;
@@ -237,7 +266,7 @@ interface RationaleRow {
   reasoning_tokens: number | null;
   latency_ms: number | null;
   cost_usd: number | null;
-  source: RationaleSource;
+  source: RecordOrigin;
   created_at: number;
 }
 
@@ -252,6 +281,7 @@ function fromRow(row: RationaleRow): RationaleRecord {
     answer: row.answer,
     sampleIndex: row.sample_index,
     model: row.model,
+    answeredBy: row.answered_by,
     template: row.template,
     params: JSON.parse(row.params) as Record<string, unknown>,
     rationale: row.rationale,
@@ -280,6 +310,7 @@ function toRow(r: RationaleRecord): RationaleRow {
     answer: r.answer,
     sample_index: r.sampleIndex,
     model: r.model,
+    answered_by: r.answeredBy ?? null,
     template: r.template,
     params: JSON.stringify(r.params),
     rationale: r.rationale,
@@ -301,7 +332,7 @@ const COLUMNS = Object.keys(toRow({ choices: null, agrees: null, params: {} } as
 const INSERT_SQL = `INSERT OR IGNORE INTO rationales (${COLUMNS.join(", ")}) VALUES (${COLUMNS.map((c) => "$" + c).join(", ")})`;
 
 /** The key a record is stored under, from its own fields. */
-export function keyOfRecord(r: Omit<NewRationale, "createdAt">): string {
+export function keyOfRecord(r: Pick<RationaleRecord, "question" | "choices" | "dataset" | "itemId" | "model" | "template" | "params" | "sampleIndex">): string {
   return rationaleKey({
     item: { question: r.question, choices: r.choices, dataset: r.dataset, id: r.itemId },
     model: r.model,
@@ -339,6 +370,7 @@ export class RationaleStore {
       ...rationale,
       reasoning: rationale.reasoning ?? null,
       reasoningTokens: rationale.reasoningTokens ?? null,
+      answeredBy: rationale.answeredBy ?? null,
       key: keyOfRecord(rationale),
       createdAt: rationale.createdAt ?? Date.now(),
     };
@@ -445,6 +477,58 @@ export class RationaleStore {
          FROM rationales GROUP BY dataset, split, model ORDER BY dataset, split, model`,
       )
       .all();
+  }
+
+  /**
+   * Per (model, template) of a dataset: counts and the newest answer's time, newest first. A teacher is found by
+   * the model requested or the model that answered (`teacher` matches either).
+   */
+  teacherTemplates(dataset: string, teacher?: string): TeacherTemplate[] {
+    const rows = this.db
+      .query<Omit<TeacherTemplate, "answeredBy"> & { answeredBy: string | null }, Record<string, string>>(
+        `SELECT model, template, COUNT(*) AS rationales, COALESCE(SUM(agrees), 0) AS agreeing, MAX(created_at) AS newest,
+           GROUP_CONCAT(DISTINCT answered_by) AS answeredBy
+         FROM rationales WHERE dataset = $dataset ${teacher === undefined ? "" : "AND (model = $teacher OR answered_by = $teacher)"}
+         GROUP BY model, template ORDER BY newest DESC, model, template`,
+      )
+      .all(teacher === undefined ? { dataset } : { dataset, teacher });
+    return rows.map((r) => ({ ...r, answeredBy: r.answeredBy ? r.answeredBy.split(",") : [] }));
+  }
+
+  /** Every stored answer of `teacher` (requested or answering model) for a dataset under one template, in item/sample order. */
+  teacherAnswers(dataset: string, teacher: string, template: string): RationaleRecord[] {
+    return this.db
+      .query<RationaleRow, Record<string, string>>(
+        `SELECT * FROM rationales WHERE dataset = $dataset AND template = $template AND (model = $teacher OR answered_by = $teacher)
+         ORDER BY item_id, sample_index, created_at`,
+      )
+      .all({ dataset, teacher, template })
+      .map(fromRow);
+  }
+
+  /**
+   * One page of rationales for people (the dashboard's browser): newest first, filtered by dataset, teacher (the
+   * model requested or the one that answered) and agreement with gold; with the total matching.
+   */
+  browse(filter: BrowseFilter = {}, limit = 50, offset = 0): { total: number; rows: RationaleRecord[] } {
+    const clauses: string[] = [];
+    const args: Record<string, string | number> = {};
+    if (filter.dataset !== undefined) {
+      clauses.push("dataset = $dataset");
+      args.dataset = filter.dataset;
+    }
+    if (filter.teacher !== undefined) {
+      clauses.push("(model = $teacher OR answered_by = $teacher)");
+      args.teacher = filter.teacher;
+    }
+    if (filter.agrees !== undefined) clauses.push(filter.agrees === null ? "agrees IS NULL" : `agrees = ${filter.agrees ? 1 : 0}`);
+    const where = clauses.length ? clauses.join(" AND ") : "1";
+    const total = this.db.query<{ n: number }, Record<string, string | number>>(`SELECT COUNT(*) AS n FROM rationales WHERE ${where}`).get(args)!.n;
+    const rows = this.db
+      .query<RationaleRow, Record<string, string | number>>(`SELECT * FROM rationales WHERE ${where} ORDER BY created_at DESC, rowid DESC LIMIT $limit OFFSET $offset`)
+      .all({ ...args, limit, offset })
+      .map(fromRow);
+    return { total, rows };
   }
 
   /** Writes the matching rationales as JSON lines; returns how many. */

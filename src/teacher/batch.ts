@@ -13,7 +13,7 @@ import type { BatchState, ClaimedItem, JobRow } from "../store/jobs.ts";
 import type { ChatRequest, ChatResult, TeacherClientOptions } from "./client.ts";
 import { chatBody as clientChatBody, readChoices, readUsage, redactSecrets, resolveClientConfig } from "./client.ts";
 import { addPaid, TeacherError } from "./errors.ts";
-import { outcomeOf, sleepUnlessAborted, teacherItem, type BatchRunner, type JobContext } from "./jobs.ts";
+import { outcomeOf, sleepUnlessAborted, type BatchRunner, type JobContext } from "./jobs.ts";
 import { paidFor, type RationalePlan, type RationaleSample, type TeacherService } from "./service.ts";
 
 /** Retries of each Files/Batches API call after the first attempt (the SDK's own, with backoff). */
@@ -55,10 +55,11 @@ export function chatBody(request: ChatRequest): Record<string, unknown> {
 }
 
 /** A chat.completion body from the output file as the ChatResult `ingest` takes; null when it is not one. */
-export function chatResultOf(body: unknown): Omit<ChatResult, "attempts"> | null {
+export function chatResultOf(body: unknown): (Omit<ChatResult, "attempts"> & { tier: "batch" }) | null {
   const b = body as { choices?: unknown; usage?: unknown; model?: string };
   if (!b || !Array.isArray(b.choices) || b.choices.length === 0) return null;
-  return { choices: readChoices(b.choices), usage: readUsage(b.usage), model: String(b.model ?? ""), latencyMs: 0 };
+  // a Batch answer is billed at the batch rate
+  return { choices: readChoices(b.choices), usage: readUsage(b.usage), model: String(b.model ?? ""), latencyMs: 0, tier: "batch" };
 }
 
 /** The plan of an item and which of its samples are not stored yet. */
@@ -75,7 +76,7 @@ export function batchRunner(options: BatchOptions): BatchRunner {
   const { teacher } = options;
 
   const planItem = (claimed: ClaimedItem, context: JobContext): ItemPlan => {
-    const plan = teacher.plan({ item: teacherItem(claimed.item), params: context.params });
+    const plan = teacher.plan(context.request(claimed.item));
     const missing = plan.keys.flatMap((key, sampleIndex) => (teacher.store.get(key) ? [] : [sampleIndex]));
     return { claimed, plan, missing };
   };

@@ -32,6 +32,9 @@ export interface ChatChoice {
   reasoning: string | null;
   /** The model declined (`message.refusal`, structured outputs); null when it did not. */
   refusal: string | null;
+  /** Sent one by one (a server that refuses n > 1): this sample's own tokens, and its failure if it had one. */
+  usage?: ChatUsage | null;
+  error?: TeacherError;
 }
 
 export interface ChatUsage {
@@ -69,7 +72,9 @@ export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 5, baseDelayMs: 500, ma
 export type ClientEvent =
   | { type: "retry"; attempt: number; delayMs: number; kind: TeacherFailureKind; status?: number; message: string }
   | { type: "response"; attempt: number; latencyMs: number; status: number }
-  | { type: "structured_unsupported"; status?: number; message: string };
+  | { type: "structured_unsupported"; status?: number; message: string }
+  /** The server refused a request shape; from now on the client sends what it accepts for this model. */
+  | { type: "fallback"; model: string; what: "one-sample-per-request" | "max_completion_tokens"; message: string };
 
 export interface TeacherClientOptions {
   baseURL?: string;
@@ -147,6 +152,10 @@ export function classifyError(err: unknown): Classified {
     if (status === 429) return { kind: "rate_limited", retryable: true, status, retryAfterMs: wait, message: err.message };
     if (status === 408) return { kind: "timeout", retryable: true, status, retryAfterMs: wait, message: err.message };
     if (status >= 500) return { kind: "upstream", retryable: true, status, retryAfterMs: wait, message: err.message };
+    if (status === 400 && CONTEXT_OVERFLOW.test(err.message)) {
+      const message = `the prompt is longer than the teacher's context window (${err.message}); use a shorter template: fewer shots (--shots 0 is zero-shot) or a --template file with shorter exemplars`;
+      return { kind: "context_length", retryable: false, status, retryAfterMs: null, message };
+    }
     return { kind: "upstream", retryable: false, status, retryAfterMs: null, message: err.message };
   }
   if (err instanceof SyntaxError) {
@@ -155,8 +164,14 @@ export function classifyError(err: unknown): Classified {
   throw err; // a bug, not a teacher failure
 }
 
+/** A 400 saying the prompt does not fit: OpenAI, vLLM, llama.cpp and Ollama word it differently. */
+const CONTEXT_OVERFLOW = /context[_ ]length|context window|maximum context|context size|too many tokens|prompt is too long|exceeds? the (available )?context/i;
+/** A 400 saying the model takes max_completion_tokens and no temperature/stop (OpenAI reasoning models). */
+const REASONING_ONLY = /max_completion_tokens|'max_tokens'|'temperature'/i;
+
 /** The HTTP status our own API should answer for a teacher failure. */
-export function statusFor(kind: TeacherFailureKind): 502 | 503 | 504 {
+export function statusFor(kind: TeacherFailureKind): 422 | 502 | 503 | 504 {
+  if (kind === "context_length") return 422;
   if (kind === "rate_limited" || kind === "connection") return 503;
   if (kind === "timeout") return 504;
   return 502;
@@ -201,16 +216,24 @@ export function readUsage(raw: unknown): ChatUsage | null {
   };
 }
 
-/** The chat-completions body for a request, the same fields online and in a Batch-API input file. */
-export function chatBody(request: ChatRequest, options: { n?: number; structured?: boolean } = {}): Record<string, unknown> {
+/** OpenAI's reasoning models (o1, o3, o4-mini, gpt-5 …) take max_completion_tokens and reject temperature and stop. */
+export function isReasoningModel(model: string): boolean {
+  return /^(o\d+|gpt-5)([-.]|$)/.test(model);
+}
+
+/**
+ * The chat-completions body for a request, the same fields online and in a Batch-API input file; a reasoning model
+ * (`reasoning`, by default told by its name) gets max_completion_tokens and no temperature or stop.
+ */
+export function chatBody(request: ChatRequest, options: { n?: number; structured?: boolean; reasoning?: boolean } = {}): Record<string, unknown> {
   const format = options.structured === false ? undefined : request.responseFormat;
+  const reasoning = options.reasoning ?? isReasoningModel(request.model);
   return {
     model: request.model,
     messages: [{ role: "user", content: request.prompt }],
-    temperature: request.temperature,
-    max_tokens: request.maxTokens,
+    ...(reasoning ? { max_completion_tokens: request.maxTokens } : { temperature: request.temperature, max_tokens: request.maxTokens }),
     n: options.n ?? request.n,
-    ...(request.stop?.length ? { stop: request.stop } : {}),
+    ...(request.stop?.length && !reasoning ? { stop: request.stop } : {}),
     ...(format ? { response_format: { type: "json_schema", json_schema: { name: format.name, strict: true, schema: format.schema } } } : {}),
   };
 }
@@ -263,14 +286,83 @@ export class TeacherClient {
     return Math.floor(this.random() * cap);
   }
 
-  /** One chat completion, retried per the policy; throws TeacherError when it gives up. */
+  /** Models whose server refused n > 1: their samples are asked one request each. */
+  private readonly oneSampleModels = new Set<string>();
+  /** Models that refused max_tokens/temperature: asked the reasoning-model way. */
+  private readonly reasoningModels = new Set<string>();
+
+  sendsSamplesOneByOne(model: string): boolean {
+    return this.oneSampleModels.has(model);
+  }
+
+  /**
+   * One chat completion of `n` samples, retried per the policy; throws TeacherError when it gives up. A server that
+   * answers HTTP 400 to n > 1 (many OpenAI-compatible ones do) gets n requests of one sample instead, from then on
+   * for that model: each sample keeps its own tokens, and its own failure if it fails.
+   */
   async complete(request: ChatRequest): Promise<ChatResult> {
+    if (request.n > 1 && this.oneSampleModels.has(request.model)) return this.oneByOne(request);
+    try {
+      return await this.send(request);
+    } catch (err) {
+      if (!(request.n > 1 && err instanceof TeacherError && err.upstreamStatus === 400 && err.kind === "upstream")) throw err;
+      this.oneSampleModels.add(request.model);
+      this.onEvent?.({ type: "fallback", model: request.model, what: "one-sample-per-request", message: err.message });
+      return this.oneByOne(request);
+    }
+  }
+
+  private async oneByOne(request: ChatRequest): Promise<ChatResult> {
+    const settled = await Promise.allSettled(Array.from({ length: request.n }, () => this.send({ ...request, n: 1 })));
+    const answered = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
+    if (answered.length === 0) throw (settled[0] as PromiseRejectedResult).reason;
+    const choices = settled.map((s, index): ChatChoice => {
+      if (s.status === "rejected") {
+        if (!(s.reason instanceof TeacherError)) throw s.reason;
+        return { index, text: "", finishReason: "error", reasoning: null, refusal: null, usage: null, error: s.reason };
+      }
+      return { ...s.value.choices[0], index, usage: s.value.usage };
+    });
+    const usage = answered.every((r) => r.usage)
+      ? answered.reduce<ChatUsage>(
+          (sum, r) => ({
+            promptTokens: sum.promptTokens + r.usage!.promptTokens,
+            completionTokens: sum.completionTokens + r.usage!.completionTokens,
+            reasoningTokens: (sum.reasoningTokens ?? 0) + (r.usage!.reasoningTokens ?? 0),
+          }),
+          { promptTokens: 0, completionTokens: 0, reasoningTokens: 0 },
+        )
+      : null;
+    return {
+      choices,
+      usage,
+      model: answered[0].model,
+      latencyMs: Math.max(...answered.map((r) => r.latencyMs)),
+      attempts: Math.max(...answered.map((r) => r.attempts)),
+      structured: answered[0].structured,
+    };
+  }
+
+  /** One request; a model that turns out to take only reasoning-model parameters is asked again that way. */
+  private async send(request: ChatRequest): Promise<ChatResult> {
+    const reasoning = isReasoningModel(request.model) || this.reasoningModels.has(request.model);
+    try {
+      return await this.attempt(request, reasoning);
+    } catch (err) {
+      if (reasoning || !(err instanceof TeacherError && err.upstreamStatus === 400 && REASONING_ONLY.test(err.message))) throw err;
+      this.reasoningModels.add(request.model);
+      this.onEvent?.({ type: "fallback", model: request.model, what: "max_completion_tokens", message: err.message });
+      return await this.attempt(request, true);
+    }
+  }
+
+  private async attempt(request: ChatRequest, reasoning: boolean): Promise<ChatResult> {
     const estimate = estimateTokens(request.prompt, request.maxTokens, request.n);
     for (let attempt = 1; ; attempt++) {
       const permit = await this.limiter.acquire(estimate);
       const started = this.clock.now();
       let failure: Classified;
-      const body = chatBody(request, { structured: !this.structuredRefused });
+      const body = chatBody(request, { structured: !this.structuredRefused, reasoning });
       const structured = "response_format" in body;
       try {
         const response = await this.sdk.chat.completions.create(body as never as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming);

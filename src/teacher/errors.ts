@@ -10,6 +10,7 @@ export type TeacherFailureKind =
   | "bad_response" // malformed JSON / no choices, after retries
   | "truncated" // finish_reason "length": the rationale was cut off
   | "content_filter" // finish_reason "content_filter"
+  | "context_length" // the prompt is longer than the teacher's context window (never retried: shorten the template)
   | ParseFailureReason; // the teacher answered, but not with a usable rationale and label (src/teacher/parse.ts)
 
 /** What a failed answer cost: the teacher answered (and billed) even though the answer is no rationale. */
@@ -38,7 +39,7 @@ export class TeacherError extends Error {
     message: string,
     readonly kind: TeacherFailureKind,
     /** What an HTTP layer should answer. */
-    readonly status: 502 | 503 | 504,
+    readonly status: 422 | 502 | 503 | 504,
     readonly attempts: number,
     /** The teacher API's own HTTP status, when it answered one. */
     readonly upstreamStatus?: number,

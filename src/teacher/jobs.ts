@@ -15,7 +15,7 @@ import { Checkpointer } from "../store/checkpointer.ts";
 import type { BatchState, ClaimedItem, ItemOutcome, JobCounts, JobMode, JobParams, JobRow, JobStore } from "../store/jobs.ts";
 import { redactSecrets } from "./client.ts";
 import { isTeacherError } from "./errors.ts";
-import type { GenerationParams, RationaleResult, RationaleSample, TeacherItem, TeacherService } from "./service.ts";
+import type { CostEstimate, GenerationParams, RationaleRequest, RationaleResult, RationaleSample, TeacherItem, TeacherService } from "./service.ts";
 
 export interface JobSnapshot extends JobCounts {
   id: string;
@@ -28,12 +28,22 @@ export interface JobSnapshot extends JobCounts {
   finishedAt: number | null;
   /** Batch-mode jobs: the remote batch's id and state once it exists. */
   batch?: BatchState | null;
+  /** "max_cost": the job spent its budget (params.maxCostUsd) with items left; resume it with a higher one. */
+  stopped: "max_cost" | null;
 }
 
 export interface CreateJobRequest extends JobParams {
   dataset: string;
   split: string;
   batch?: boolean;
+}
+
+/** A dry run's answer: what the job would ask and cost (see JobManager.estimate). */
+export interface JobEstimate extends CostEstimate {
+  dataset: string;
+  split: string;
+  mode: JobMode;
+  model: string | null;
 }
 
 /** What runs a batch-mode job to completion (src/teacher/batch.ts); injected so jobs.ts does not depend on it. */
@@ -45,11 +55,13 @@ export interface JobContext {
   signal: AbortSignal;
   changed(): void;
   params: GenerationParams;
+  /** What the teacher is asked for one of the job's items (its generation params and prompt options). */
+  request(item: Item): RationaleRequest;
 }
 
 export interface JobManagerOptions {
   store: JobStore;
-  teacher: Pick<TeacherService, "rationales">;
+  teacher: Pick<TeacherService, "rationales" | "plan" | "estimate">;
   /** The dataset registry's loadSplit; throws UserError(404) for unknown datasets. */
   loadSplit: (dataset: string, split: string) => Promise<Item[]>;
   batch?: BatchRunner;
@@ -112,6 +124,11 @@ function describeError(err: unknown): string {
   return redactSecrets(err instanceof Error ? err.message : String(err));
 }
 
+/** Whether a job has spent its budget. */
+function overBudget(params: JobParams, spentUsd: number): boolean {
+  return params.maxCostUsd !== undefined && spentUsd >= params.maxCostUsd;
+}
+
 export function newJobId(): string {
   return `job_${Date.now().toString(36)}${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
 }
@@ -160,12 +177,16 @@ export class JobManager {
     return this.options.store;
   }
 
-  async create(request: CreateJobRequest): Promise<JobSnapshot> {
+  /** The items and params a job request means, checked (an unusable template fails here, before anything is stored). */
+  private async prepare(request: CreateJobRequest): Promise<{ chosen: Item[]; mode: JobMode; params: JobParams }> {
     const items = await this.options.loadSplit(request.dataset, request.split);
     const chosen = request.limit === undefined ? items : items.slice(0, request.limit);
     if (chosen.length === 0) throw new UserError(`${request.dataset}/${request.split} has no items`, 422);
     const mode: JobMode = request.batch ? "batch" : "online";
     if (mode === "batch" && !this.options.batch) throw new UserError("batch mode is not available here", 422);
+    if (mode === "batch" && request.maxCostUsd !== undefined) {
+      throw new UserError("maxCostUsd stops online jobs between items; a batch is priced up front: check it with a dry run", 422);
+    }
     const params: JobParams = {
       model: request.model ?? this.options.defaultModel,
       temperature: request.temperature,
@@ -173,8 +194,31 @@ export class JobManager {
       maxTokens: request.maxTokens,
       concurrency: request.concurrency,
       limit: request.limit,
+      prompt: request.prompt,
+      maxCostUsd: request.maxCostUsd,
       ...((request.structured ?? this.options.defaultStructured) ? { structured: true } : {}),
     };
+    // render the first prompt now: a template that cannot serve this split is the caller's error, not 40 failed items
+    this.options.teacher.plan({ item: teacherItem(chosen[0]), params: generationParams(params), prompt: params.prompt });
+    return { chosen, mode, params };
+  }
+
+  /**
+   * What a job would cost, without creating it: items, those fully stored already (free), samples to request,
+   * estimated tokens (prompt ≈ characters / 4; completion = the max-tokens budget, an upper bound) and cost at the
+   * teacher's list price (the batch rate in batch mode); cost is null for a model without a known price.
+   */
+  async estimate(request: CreateJobRequest): Promise<JobEstimate> {
+    const { chosen, mode, params } = await this.prepare(request);
+    const estimate = this.options.teacher.estimate(
+      chosen.map((item) => ({ item: teacherItem(item), params: generationParams(params), prompt: params.prompt })),
+      mode === "batch" ? "batch" : "standard",
+    );
+    return { dataset: request.dataset, split: request.split, mode, model: params.model ?? null, ...estimate };
+  }
+
+  async create(request: CreateJobRequest): Promise<JobSnapshot> {
+    const { chosen, mode, params } = await this.prepare(request);
     const id = newJobId();
     this.store.create({ id, dataset: request.dataset, split: request.split, mode, params, items: chosen });
     this.start(id);
@@ -186,7 +230,9 @@ export class JobManager {
     if (!job) return null;
     const { id: _id, total: _total, ...rest } = job;
     const batch = job.mode === "batch" ? { batch: this.store.getBatch(id) } : {};
-    return { id, ...rest, ...this.store.counts(id), ...batch };
+    const counts = this.store.counts(id);
+    const stopped = overBudget(job.params, counts.costUsd) && counts.pending > 0 ? "max_cost" : null;
+    return { id, ...rest, ...counts, ...batch, stopped };
   }
 
   /** Like snapshot, but an unknown id is a 404 for the caller. */
@@ -232,6 +278,16 @@ export class JobManager {
     return this.require(id);
   }
 
+  /** Continues a job that stopped at its budget (or was interrupted) with a new budget; null lifts it. */
+  resumeWithBudget(id: string, maxCostUsd: number | null): JobSnapshot {
+    const job = this.require(id);
+    if (job.status !== "running") throw new UserError(`job ${id} is ${job.status}; only an unfinished job can be resumed`, 409);
+    this.store.updateParams(id, { ...job.params, maxCostUsd: maxCostUsd ?? undefined });
+    if (!this.start(id)) throw new UserError(`job ${id} is being run by another live process`, 409);
+    this.notify(id);
+    return this.require(id);
+  }
+
   /** Runs the failed items of a finished or cancelled job again (a teacher outage is over, limits were raised…). */
   retryFailed(id: string): JobSnapshot {
     const job = this.require(id);
@@ -272,7 +328,7 @@ export class JobManager {
           last = key;
           yield snap;
         }
-        if (snap.status !== "running") return;
+        if (snap.status !== "running" || (snap.stopped && !this.active.has(id))) return;
         await sleepUnlessAborted(minIntervalMs, signal);
         if (!dirty) await sleepUnlessAborted(pollMs, signal, (w) => (wake = w));
         wake = () => {};
@@ -321,7 +377,14 @@ export class JobManager {
 
   private async run(id: string, signal: AbortSignal): Promise<void> {
     const job = this.store.get(id)!;
-    const context: JobContext = { store: this.store, signal, changed: () => this.notify(id), params: generationParams(job.params) };
+    const params = generationParams(job.params);
+    const context: JobContext = {
+      store: this.store,
+      signal,
+      changed: () => this.notify(id),
+      params,
+      request: (item) => ({ item: teacherItem(item), params, prompt: job.params.prompt }),
+    };
     if (job.mode === "batch") await this.options.batch!(job, context);
     else await this.runOnline(job, context);
     if (!signal.aborted && this.store.counts(id).pending === 0) this.store.finish(id, "done");
@@ -336,7 +399,8 @@ export class JobManager {
     const concurrency = job.params.concurrency ?? this.options.defaultConcurrency ?? 8;
     const queue: ClaimedItem[] = [];
     const next = (): ClaimedItem | undefined => {
-      if (queue.length === 0) queue.push(...this.store.claim(job.id, concurrency));
+      // the budget is checked before every claim round: what is in flight when it is crossed still lands (it is paid)
+      if (queue.length === 0 && !overBudget(job.params, this.store.counts(job.id).costUsd)) queue.push(...this.store.claim(job.id, concurrency));
       return queue.shift();
     };
     /** Asks for one item and settles it: done, failed, or back to pending when aborted. Never rejects. */
@@ -344,7 +408,7 @@ export class JobManager {
       try {
         // done, with what it paid, in the very commit that stores its answers (see RationaleOptions.onStored)
         await this.options.teacher.rationales(
-          { item: teacherItem(claimed.item), params: context.params },
+          context.request(claimed.item),
           { onStored: (samples, db) => this.markDoneIn(db, job.id, claimed.seq, samples), onAnswered },
         );
       } catch (err) {

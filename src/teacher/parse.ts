@@ -452,7 +452,7 @@ export function agreesWithGold(label: string | null, gold: string | undefined, f
 /**
  * What kind of answer an item wants: told (`format`); multiple choice with choices; the dataset's own kind when known
  * (a "number" dataset is math, a "text" one yes/no or short answer); otherwise guessed from the gold answer's shape
- * (a number: math; yes/no/true/false: yes/no; anything else: short answer); math when there is nothing to go by.
+ * (a number: math; yes/no/true/false: yes/no; anything else: short answer); short answer when there is nothing to go by.
  */
 export function answerFormatOf(item: { choices?: Choice[]; answer?: string; format?: AnswerFormat }, answerKind?: AnswerKind | null): AnswerFormat {
   if (item.format) return item.format;
@@ -461,6 +461,7 @@ export function answerFormatOf(item: { choices?: Choice[]; answer?: string; form
   const gold = item.answer?.trim();
   if (gold && /^(?:yes|no|true|false)$/i.test(gold)) return "yes-no";
   if (answerKind === "text") return "short-answer";
-  if (!gold) return "math";
+  // a question with nothing to go by (no choices, no dataset, no gold) is asked free-form, not as math
+  if (!gold) return "short-answer";
   return readNumbers(gold).length === 1 && /^[-$\d.,\s/()+*]+$/.test(gold) ? "math" : "short-answer";
 }

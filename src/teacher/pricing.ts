@@ -33,8 +33,14 @@ export function priceOf(model: string): Price | null {
   return PRICES[base] ?? null;
 }
 
-export function costUsd(model: string, promptTokens: number, completionTokens: number): number | null {
+/** The Batch API's price relative to the list price (OpenAI: half, input and output alike). */
+export const BATCH_PRICE_FACTOR = 0.5;
+
+export type PriceTier = "standard" | "batch";
+
+export function costUsd(model: string, promptTokens: number, completionTokens: number, tier: PriceTier = "standard"): number | null {
   const price = priceOf(model);
   if (!price) return null;
-  return (promptTokens * price.inputPerMillion + completionTokens * price.outputPerMillion) / 1_000_000;
+  const list = (promptTokens * price.inputPerMillion + completionTokens * price.outputPerMillion) / 1_000_000;
+  return tier === "batch" ? list * BATCH_PRICE_FACTOR : list;
 }

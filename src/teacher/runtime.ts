@@ -56,6 +56,7 @@ export function openTeacherRuntime(options: TeacherRuntimeOptions): TeacherRunti
       teacher,
       jobs,
       listRationales: (query) => teacher.store.list(query),
+      rationales: teacher.store,
       listFailures: (query) => teacher.store.listFailures(query),
       requireDataset: getDataset,
       token,

@@ -20,8 +20,9 @@ import { RationaleStore, rationaleKey, type RationaleRecord } from "../store/rat
 import { finishFailure, TeacherClient, type ChatChoice, type ChatRequest, type ChatResult } from "./client.ts";
 import { addPaid, TeacherError, type PaidUsage } from "./errors.ts";
 import { agreesWithGold, answerFormatOf, parseCompletion, structuredSchema } from "./parse.ts";
-import { costUsd } from "./pricing.ts";
-import { STOP_SEQUENCES, templateFor, type AnswerFormat, type PromptTemplate } from "./prompts.ts";
+import { estimateTokens } from "./limits.ts";
+import { costUsd, type PriceTier } from "./pricing.ts";
+import { STOP_SEQUENCES, templateFor, type AnswerFormat, type PromptOptions, type PromptTemplate } from "./prompts.ts";
 
 export { TeacherError, isTeacherError, type TeacherFailureKind } from "./errors.ts";
 
@@ -70,7 +71,10 @@ export interface RationaleSample {
   /** The cache key (hex SHA-256). */
   key: string;
   sampleIndex: number;
+  /** The model requested (part of the cache key). */
   model: string;
+  /** The model the API said answered (e.g. a dated snapshot of `model`); null when it said nothing. */
+  answeredBy: string | null;
   template: string;
   /** This sample's share of the call's tokens (a call with n>1 is split evenly). */
   usage: TokenUsage | null;
@@ -80,6 +84,25 @@ export interface RationaleSample {
 export interface RationaleRequest {
   item: TeacherItem;
   params?: GenerationParams;
+  /** Which template, how many shots, free or label-conditioned (default: the shipped template of the item's format). */
+  prompt?: PromptOptions;
+}
+
+/** What asking for some items would take (a dry run): nothing is sent, nothing stored. */
+export interface CostEstimate {
+  items: number;
+  /** Items whose every sample is stored already: they cost nothing. */
+  cached: number;
+  /** Samples that would be requested. */
+  samples: number;
+  /** Prompt tokens, estimated from characters (≈ 4 per token), of the samples to request. */
+  promptTokens: number;
+  /** The completion budget (max tokens × samples): an upper bound. */
+  completionTokens: number;
+  /** At the model's list price (or the batch rate); null when the price of the model is unknown. */
+  costUsd: number | null;
+  /** The template version the prompts were rendered with (the first item's). */
+  template: string;
 }
 
 /**
@@ -146,9 +169,15 @@ function share(total: number, parts: number, index: number): number {
 }
 
 /** What one answer cost, for the failure that refuses it (undefined when the API reported no usage). */
-function paidShare(model: string, promptTokens: number | null, completionTokens: number | null, reasoningTokens: number | null): PaidUsage | undefined {
+function paidShare(
+  model: string,
+  promptTokens: number | null,
+  completionTokens: number | null,
+  reasoningTokens: number | null,
+  tier: PriceTier = "standard",
+): PaidUsage | undefined {
   if (promptTokens === null || completionTokens === null) return undefined;
-  return { promptTokens, completionTokens, reasoningTokens: reasoningTokens ?? 0, costUsd: costUsd(model, promptTokens, completionTokens) ?? 0 };
+  return { promptTokens, completionTokens, reasoningTokens: reasoningTokens ?? 0, costUsd: costUsd(model, promptTokens, completionTokens, tier) ?? 0 };
 }
 
 /** What a stored sample or a refused answer of one call cost. */
@@ -169,6 +198,7 @@ function sampleOf(record: RationaleRecord, fromStore: boolean): RationaleSample 
     key: record.key,
     sampleIndex: record.sampleIndex,
     model: record.model,
+    answeredBy: record.answeredBy ?? null,
     template: record.template,
     usage:
       record.promptTokens === null || record.completionTokens === null
@@ -215,10 +245,12 @@ export class TeacherService {
     };
   }
 
-  plan({ item, params = {} }: RationaleRequest): RationalePlan {
+  plan({ item, params = {}, prompt = {} }: RationaleRequest): RationalePlan {
     const kind = this.answerKindOf(item.dataset);
-    const format = answerFormatOf(item, kind);
-    const template = this.templates[format] ?? templateFor(item, kind);
+    const format = prompt.format ?? answerFormatOf(item, kind);
+    // a service-wide replacement of a shipped template applies where the request names no template of its own
+    const plain = prompt.template === undefined && prompt.shots === undefined && prompt.mode === undefined;
+    const template = (plain ? this.templates[format] : undefined) ?? templateFor(item, prompt, kind);
     const model = params.model ?? this.defaults.model;
     const structured = params.structured ?? this.defaults.structured;
     const keyParams: RationalePlan["keyParams"] = {
@@ -248,6 +280,26 @@ export class TeacherService {
       ...(structured ? { responseFormat: { name: "rationale_and_answer", schema: structuredSchema(format, item.choices) } } : {}),
     };
     return { item, template, request, keyParams, keys };
+  }
+
+  /** Tokens and cost of asking for these requests' missing samples, without asking (`rationales --dry-run`). */
+  estimate(requests: RationaleRequest[], tier: PriceTier = "standard"): CostEstimate {
+    const estimate: CostEstimate = { items: requests.length, cached: 0, samples: 0, promptTokens: 0, completionTokens: 0, costUsd: 0, template: "" };
+    let model = this.defaults.model;
+    for (const request of requests) {
+      const plan = this.plan(request);
+      model = plan.request.model;
+      estimate.template ||= plan.template.version;
+      const missing = plan.keys.filter((key) => !this.store.get(key)).length;
+      if (missing === 0) estimate.cached++;
+      const prompt = estimateTokens(plan.request.prompt, 0, 1);
+      // one call for all missing samples pays the prompt once; a server that refuses n > 1 makes it once per sample
+      estimate.samples += missing;
+      estimate.promptTokens += missing > 0 ? prompt * (this.client.sendsSamplesOneByOne(plan.request.model) ? missing : 1) : 0;
+      estimate.completionTokens += missing * plan.request.maxTokens;
+    }
+    estimate.costUsd = costUsd(model, estimate.promptTokens, estimate.completionTokens, tier);
+    return estimate;
   }
 
   /** The registered dataset's answer kind (read once per dataset: a descriptor dataset is a file read); null if unknown. */
@@ -355,7 +407,7 @@ export class TeacherService {
   ingest(
     plan: RationalePlan,
     sampleIndices: number[],
-    result: Omit<ChatResult, "attempts"> & { attempts?: number },
+    result: Omit<ChatResult, "attempts"> & { attempts?: number; tier?: PriceTier },
     options: RationaleOptions = {},
   ): Array<RationaleSample | TeacherError> {
     const byIndex = new Map<number, ChatChoice>(result.choices.map((c) => [c.index, c]));
@@ -363,11 +415,22 @@ export class TeacherService {
     const store = (): Array<RationaleSample | TeacherError> => {
       const outcomes = sampleIndices.map((sampleIndex, j): RationaleSample | TeacherError => {
         const choice = byIndex.get(j);
+        if (choice?.error) {
+          // this sample's own request failed (asked one by one): recorded as such, nothing to pay for it
+          this.recordFailure(plan, sampleIndex, choice.error, null);
+          return choice.error;
+        }
         const failureKind = choice ? finishFailure(choice.finishReason) : "bad_response";
-        const usage = result.usage;
-        const promptTokens = usage ? share(usage.promptTokens, parts, j) : null;
-        const completionTokens = usage ? share(usage.completionTokens, parts, j) : null;
-        const reasoningTokens = usage?.reasoningTokens === undefined ? null : share(usage.reasoningTokens, parts, j);
+        // a sample asked on its own carries its own usage; samples of one call share the call's evenly
+        const own = choice?.usage !== undefined;
+        const usage = own ? choice!.usage! : result.usage;
+        const at = own ? 0 : j;
+        const of = own ? 1 : parts;
+        const promptTokens = usage ? share(usage.promptTokens, of, at) : null;
+        const completionTokens = usage ? share(usage.completionTokens, of, at) : null;
+        const reasoningTokens = usage?.reasoningTokens === undefined ? null : share(usage.reasoningTokens, of, at);
+        const tier = result.tier ?? "standard";
+        const answeredBy = result.model || null;
         if (!choice || failureKind) {
           const err = new TeacherError(
             choice ? `teacher answer unusable: finish_reason "${choice.finishReason}"` : `teacher returned no choice ${j}`,
@@ -376,7 +439,7 @@ export class TeacherService {
             result.attempts ?? 1,
           );
           this.recordFailure(plan, sampleIndex, err, choice?.text ?? null);
-          err.paid = paidShare(plan.request.model, promptTokens, completionTokens, reasoningTokens);
+          err.paid = paidShare(answeredBy ?? plan.request.model, promptTokens, completionTokens, reasoningTokens, tier);
           return err;
         }
         return this.storeChoice(plan, sampleIndex, choice, {
@@ -385,6 +448,8 @@ export class TeacherService {
           reasoningTokens,
           latencyMs: result.latencyMs,
           attempts: result.attempts ?? 1,
+          answeredBy,
+          tier,
         });
       });
       const samples = outcomes.filter((outcome): outcome is RationaleSample => !(outcome instanceof TeacherError));
@@ -402,14 +467,23 @@ export class TeacherService {
     plan: RationalePlan,
     sampleIndex: number,
     choice: ChatChoice,
-    call: { promptTokens: number | null; completionTokens: number | null; reasoningTokens: number | null; latencyMs: number; attempts: number },
+    call: {
+      promptTokens: number | null;
+      completionTokens: number | null;
+      reasoningTokens: number | null;
+      latencyMs: number;
+      attempts: number;
+      /** The model the API said answered: stored as provenance, and what the answer is priced as. */
+      answeredBy: string | null;
+      tier: PriceTier;
+    },
   ): RationaleSample | TeacherError {
     const text = choice.text;
     const parsed = parseCompletion(text, plan.template.format, plan.item.choices, { reasoning: choice.reasoning, refusal: choice.refusal });
     if (parsed.failure) {
       const err = new TeacherError(`teacher answer unusable (${parsed.failure.reason}): ${parsed.failure.detail}`, parsed.failure.reason, 502, call.attempts);
       this.recordFailure(plan, sampleIndex, err, choice.refusal && !text ? choice.refusal : text, parsed.reasoning);
-      err.paid = paidShare(plan.request.model, call.promptTokens, call.completionTokens, call.reasoningTokens);
+      err.paid = paidShare(call.answeredBy ?? plan.request.model, call.promptTokens, call.completionTokens, call.reasoningTokens, call.tier);
       return err;
     }
     const { promptTokens, completionTokens } = call;
@@ -423,6 +497,7 @@ export class TeacherService {
       answer: plan.item.answer ?? null,
       sampleIndex,
       model: plan.request.model,
+      answeredBy: call.answeredBy,
       template: plan.template.version,
       params: plan.keyParams,
       rationale: parsed.rationale,
@@ -434,7 +509,11 @@ export class TeacherService {
       completionTokens,
       reasoningTokens: call.reasoningTokens,
       latencyMs: call.latencyMs,
-      costUsd: promptTokens === null || completionTokens === null ? null : costUsd(plan.request.model, promptTokens, completionTokens),
+      // priced as the model that answered (a snapshot has its base model's price), at the tier it was asked on
+      costUsd:
+        promptTokens === null || completionTokens === null
+          ? null
+          : costUsd(call.answeredBy ?? plan.request.model, promptTokens, completionTokens, call.tier),
       source: "teacher",
       createdAt: Date.now(),
     };

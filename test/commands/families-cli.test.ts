@@ -13,7 +13,7 @@ import { decoderForwardBackward } from "../../src/reference/decoder.ts";
 import { readMetrics } from "../../src/train/metrics.ts";
 import { loadSplit } from "../../src/data/registry.ts";
 import { saliencyAttribution } from "../../src/distill/saliency.ts";
-import { loadRationales } from "../../src/distill/train.ts";
+import { loadRationales } from "../../src/distill/rationales.ts";
 import { loadTokenizer } from "../../src/model/tokenizer.ts";
 import { isolatedCache, sharedGpu, syntheticDataset } from "../eval/synthetic.ts";
 import { runCli } from "../helpers/cli.ts";

@@ -15,7 +15,7 @@ const json = (args: string[]) => {
   const out = preview([...args, "--json"]);
   expect(out.stderr).toBe("");
   expect(out.code).toBe(0);
-  return JSON.parse(out.stdout) as { prompt: string; target: string; label: string; rationale_tokens: string[] };
+  return JSON.parse(out.stdout) as { prompt: string; target: string; label: string; rationale_tokens: string[]; rationale_source: Record<string, unknown> };
 };
 
 // the first training item and its PaLM rationale, read straight from the shipped files
@@ -73,9 +73,14 @@ describe("preview --json", () => {
     expect(out.rationale_tokens.length).toBeGreaterThan(json([...base, "--placement", "after", "--selection", "full"]).rationale_tokens.length);
   });
 
-  test("svamp and the dev split work the same way", () => {
-    const out = json(["--dataset", "svamp", "--split", "dev", "--index", "0", "--placement", "after", "--selection", "full"]);
-    expect(out.target).toMatch(/^ \(\d+(\.\d+)?\) /);
+  test("svamp and the dev split work the same way; PaLM's wrong answers are kept only with --rationale-filter any", () => {
+    const args = ["--dataset", "svamp", "--split", "dev", "--index", "0", "--placement", "after", "--selection", "full"];
+    const refused = preview([...args, "--json"]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr.trim()).toBe("cot-distill: svamp/dev item 0 (chal-785) has no training rationale from palm: disagrees (gold 60; sample 0: 6); --rationale-filter any keeps it");
+    const out = json([...args, "--rationale-filter", "any"]);
+    expect(out.target).toMatch(/^ \(60\) /);
+    expect(out.rationale_source).toMatchObject({ source: "palm", teacher: "palm-540b", sample: 0, label: "6", agrees: false });
   });
 });
 

@@ -89,7 +89,7 @@ test("train-lm from a preset trains, then --resume continues and the final folde
   const out = mkdtempSync(join(tmpdir(), "cot-trainlm-"));
   const data = join(out, "corpus.txt");
   writeFileSync(data, Array.from({ length: 40 }, (_, i) => `The robot counted ${i} apples and ${2 * i} pears.`).join("\n\n"));
-  const common = ["--model", "micro", "--data", data, "--out", out, "--seq-len", "24", "--vocab-size", "300", "--checkpoint-every", "5"];
+  const common = ["--model", "scratch-micro", "--data", data, "--out", out, "--seq-len", "24", "--vocab-size", "300", "--checkpoint-every", "5"];
   const first = cli("train-lm", ...common, "--steps", "20");
   expect(first.code).toBe(0);
   const metrics = readMetrics(join(out, "metrics.jsonl"));
@@ -101,7 +101,7 @@ test("train-lm from a preset trains, then --resume continues and the final folde
   const scored = cli("score", "--model", join(out, "model"), "--text", "The robot counted 3 apples and 6 pears.", "--json");
   expect(scored.code).toBe(0);
   expect(JSON.parse(scored.stdout).loss).toBeLessThan(metrics[0].loss);
-  const bad = cli("train-lm", "--model", "micro", "--data", join(out, "nope.txt"), "--steps", "1", "--out", out);
+  const bad = cli("train-lm", "--model", "scratch-micro", "--data", join(out, "nope.txt"), "--steps", "1", "--out", out);
   expect(bad.code).toBe(1);
   expect(bad.stderr.trim()).toBe(`cot-distill: --data: no such file ${join(out, "nope.txt")}`);
 });

@@ -6,7 +6,7 @@
 import { expect, test } from "bun:test";
 import { COLOURS, hopsSpec, hopsSplit } from "../../src/data/hops.ts";
 import { datasetNames, getDataset, loadSplit } from "../../src/data/registry.ts";
-import { loadRationales } from "../../src/distill/train.ts";
+import { loadRationales } from "../../src/distill/rationales.ts";
 
 /** Follows the question's facts from the asked name to its colour, as a perfect reader would. */
 function solve(question: string): { colour: string; path: string[] } {

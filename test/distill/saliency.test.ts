@@ -6,7 +6,8 @@ import { loadSplit } from "../../src/data/registry.ts";
 import { buildExample } from "../../src/distill/example.ts";
 import { attributionExample, cachedSaliency, gradientTimesInput, labelOnlyBatch, saliencyAttribution, saliencyCachePath } from "../../src/distill/saliency.ts";
 import { loadCodec } from "../../src/distill/tokenizer.ts";
-import { loadRationales, readRunSettings, trainDistillation } from "../../src/distill/train.ts";
+import { loadRationales } from "../../src/distill/rationales.ts";
+import { readRunSettings, trainDistillation } from "../../src/distill/train.ts";
 import { loadTokenizer } from "../../src/model/tokenizer.ts";
 import { isolatedCache, KEYS, sharedGpu, syntheticDataset } from "../eval/synthetic.ts";
 
@@ -45,7 +46,7 @@ describe("saliency attribution", () => {
     const { gpu, kernels } = await sharedGpu();
     // rationale weight 0: the attribution student learns only to read the label off the rationale
     const attributionRun = await trainDistillation(
-      { dataset: data.name, placement: "before", selection: { kind: "full" }, model: "tiny", epochs: 30, training: { alpha: 0, batchSize: 8, lr: 3e-3 }, seed: 0, rationales: data.rationales },
+      { dataset: data.name, placement: "before", selection: { kind: "full" }, model: "scratch-tiny", epochs: 30, training: { alpha: 0, batchSize: 8, lr: 3e-3 }, seed: 0, rationales: data.rationales },
       { outDir: join(root, "before"), db: ":memory:", gpu, kernels, ...quiet },
     );
     const items = (await loadSplit(data.name, "train", { excludeDev: true })).slice(0, 16);
@@ -85,7 +86,7 @@ describe("saliency attribution", () => {
 
     // wired into training: --selection key --attribution saliency --attribution-model <run>
     const student = await trainDistillation(
-      { dataset: data.name, placement: "after", selection: { kind: "key", k: 1, attribution: "saliency", attributionModel: attributionRun.runDir }, model: "micro", epochs: 1, training: { batchSize: 8 }, seed: 0, rationales: data.rationales },
+      { dataset: data.name, placement: "after", selection: { kind: "key", k: 1, attribution: "saliency", attributionModel: attributionRun.runDir }, model: "scratch-micro", epochs: 1, training: { batchSize: 8 }, seed: 0, rationales: data.rationales },
       { outDir: join(root, "key"), db: ":memory:", gpu, kernels, ...quiet },
     );
     expect(readRunSettings(student.runDir)!.attribution).toEqual({ kind: "saliency", model: attributionRun.runDir });

@@ -21,7 +21,7 @@ function spec(overrides: Record<string, unknown> = {}): RunSpecInput & { outDir:
     dataset: data.name,
     placement: "after",
     selection: { kind: "full" },
-    model: "micro",
+    model: "scratch-micro",
     epochs: 4,
     training: { batchSize: 8, lr: 6e-3 },
     seed: 1,
@@ -51,7 +51,7 @@ describe("trainDistillation", () => {
     expect(run.finalMetrics).toMatchObject({ steps: result.steps, final_loss: metrics.at(-1)!.loss });
 
     const settings = readRunSettings(s.outDir)!;
-    expect(settings).toMatchObject({ id: result.runId, dataset: data.name, placement: "after", selection: { kind: "shuffled", seed: 3 }, model: "micro" });
+    expect(settings).toMatchObject({ id: result.runId, dataset: data.name, placement: "after", selection: { kind: "shuffled", seed: 3 }, model: "scratch-micro" });
     // 32 train items minus the dev carve-out (10%)
     expect(settings.examples).toBe(32 - Math.round(32 * 0.1));
     expect(settings.steps).toBe(Math.ceil((4 * settings.examples) / 8));
@@ -84,7 +84,8 @@ describe("trainDistillation", () => {
       ["negative alpha", { training: { alpha: -1 } }, /training\.alpha: alpha must be >= 0/],
       ["saliency without a model", { selection: { kind: "key", k: 2, attribution: "saliency" } }, /attribution "saliency" needs attributionModel/],
       ["saliency model that is no folder", { selection: { kind: "key", k: 2, attribution: "saliency", attributionModel: "/nonexistent" } }, /--attribution-model "\/nonexistent" is neither a finished run folder nor a model folder/],
-      ["unknown model", { model: "enormous" }, /--model "enormous" is neither a size preset \(.*micro.*\) nor a model folder/],
+      ["unknown model", { model: "enormous" }, /--model "enormous" is neither a model folder nor in the Hugging Face cache \(looked in .*models--enormous\/snapshots.*\); to train from scratch, name a size: .*scratch-micro/],
+      ["a bare size is not a from-scratch name", { model: "micro" }, /--model "micro" is neither a model folder.*scratch-micro/],
     ];
     for (const [name, overrides, message] of cases) {
       test(name, async () => {
@@ -103,7 +104,7 @@ describe("trainDistillation", () => {
       return { out: JSON.parse(child.stdout), err: child.stderr };
     };
     const outDir = join(root, "cli-run");
-    const trained = run(["train", "--dataset", data.name, "--placement", "none", "--selection", "full", "--model", "micro", "--epochs", "1", "--limit", "8", "--seed", "0", "--rationales", data.rationales, "--out", outDir, "--db", dbPath, "--json"]);
+    const trained = run(["train", "--dataset", data.name, "--placement", "none", "--selection", "full", "--model", "scratch-micro", "--epochs", "1", "--limit", "8", "--seed", "0", "--rationales", data.rationales, "--out", outDir, "--db", dbPath, "--json"]);
     expect(trained.out).toMatchObject({ run_dir: outDir, examples: 8, steps: 1 });
     expect(trained.err).toContain(`run ${trained.out.run_id} (cli-run)`); // progress on stderr
     const evaluated = run(["eval", "--run", trained.out.run_id, "--db", dbPath, "--split", "test", "--limit", "3", "--json"]);
@@ -112,7 +113,7 @@ describe("trainDistillation", () => {
   });
 
   test("the CLI prints bad input as one line and exits 1", () => {
-    const child = runCli(["train", "--dataset", "cqa", "--placement", "after", "--selection", "masked", "--p", "2", "--model", "micro", "--epochs", "1", "--seed", "0", "--out", join(root, "cli")]);
+    const child = runCli(["train", "--dataset", "cqa", "--placement", "after", "--selection", "masked", "--p", "2", "--model", "scratch-micro", "--epochs", "1", "--seed", "0", "--out", join(root, "cli")]);
     expect(child.code).toBe(1);
     const stderr = child.stderr.trim().split("\n");
     expect(stderr).toEqual(["cot-distill: invalid flags: --p: p must be in [0, 1]"]);
@@ -122,7 +123,7 @@ describe("trainDistillation", () => {
     const { RUN_SPEC_FLAGS, runSpecFromFlags } = await import("../../src/distill/run-spec.ts");
     expect(RUN_SPEC_FLAGS.map((f) => f.flag)).toEqual(expect.arrayContaining(["dataset", "placement", "selection", "k", "p", "unit", "attribution-model", "batch-size", "lr", "max-seq-length", "dev-every", "patience", "untrained"]));
     const fromFlags = runSpecFromFlags({ dataset: "cqa", placement: "after", selection: "key", k: "5", "batch-size": "4", lr: "0.001" });
-    expect(fromFlags).toEqual({ dataset: "cqa", model: "micro", placement: "after", selection: { kind: "key", k: 5 }, seed: 0, epochs: 1, training: { batchSize: 4, lr: 0.001 } });
+    expect(fromFlags).toEqual({ dataset: "cqa", model: "scratch-micro", placement: "after", selection: { kind: "key", k: 5 }, seed: 0, epochs: 1, training: { batchSize: 4, lr: 0.001 } });
     expect(() => runSpecFromFlags({ dataset: "cqa", placement: "after", lr: "fast" })).toThrow('--lr: Invalid type: Expected number but received "fast"');
     const file = join(root, "spec.json");
     await Bun.write(file, JSON.stringify({ ...fromFlags, dataset: data.name, rationales: data.rationales, limit: 8, selection: { kind: "full" } }));

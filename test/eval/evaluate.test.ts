@@ -18,7 +18,7 @@ const db = openDatabase(join(root, "runs.sqlite"));
 
 async function train(placement: RunSpec["placement"]) {
   const { gpu, kernels } = await sharedGpu();
-  const spec: RunSpecInput = { dataset: data.name, placement, model: "micro", epochs: 20, training: { batchSize: 8, lr: 6e-3 }, seed: 0, rationales: data.rationales };
+  const spec: RunSpecInput = { dataset: data.name, placement, model: "scratch-micro", epochs: 20, training: { batchSize: 8, lr: 6e-3 }, seed: 0, rationales: data.rationales };
   return trainDistillation(spec, { outDir: join(root, placement), db, gpu, kernels, log: () => {} });
 }
 

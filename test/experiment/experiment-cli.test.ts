@@ -16,7 +16,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const grid = {
   name: "two-cells",
   dataset: "cqa",
-  model: "micro",
+  model: "scratch-micro",
   placements: ["none", "after"],
   seeds: [3],
   epochs: 1,

@@ -8,7 +8,7 @@ import { expandGrid, parseGrid, readGrid, runGrid, type Cell, type CellRunner } 
 const root = mkdtempSync(join(tmpdir(), "cot-grid-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-const base = { name: "g", dataset: "cqa", model: "micro", epochs: 1 };
+const base = { name: "g", dataset: "cqa", model: "scratch-micro", epochs: 1 };
 
 /** Records what it was asked to do; "trains" by writing a marker file, "evaluates" with a made-up accuracy. */
 function recordingRunner(failOn?: string) {
@@ -47,9 +47,22 @@ describe("grid expansion", () => {
   });
 
   test("several datasets and models prefix the condition; one of each does not", () => {
-    const grid = parseGrid({ ...base, dataset: undefined, model: undefined, datasets: ["cqa", "svamp"], models: ["micro", "models/stories260k"], placements: ["after"] });
+    const grid = parseGrid({ ...base, dataset: undefined, model: undefined, datasets: ["cqa", "svamp"], models: ["scratch-micro", "models/stories260k"], placements: ["after"] });
     const names = expandGrid(grid, root).map((c) => c.name);
-    expect(names).toEqual(["cqa-micro-after-s0", "cqa-stories260k-after-s0", "svamp-micro-after-s0", "svamp-stories260k-after-s0"]);
+    expect(names).toEqual(["cqa-scratch-micro-after-s0", "cqa-stories260k-after-s0", "svamp-scratch-micro-after-s0", "svamp-stories260k-after-s0"]);
+  });
+
+  test("a teacher as the rationale source, with its filter, sample mode, template and part, reaches the train command", async () => {
+    const grid = parseGrid({ ...base, placements: ["after"], rationales: "gpt-4o-mini", rationaleFilter: "any", samples: "majority", rationaleTemplate: "cqa-cot@1+abcd1234", rationalePart: "both" });
+    const { trainArgs } = await import("../../src/experiment/runner.ts");
+    const { cellSpec } = await import("../../src/experiment/grid.ts");
+    const { parseRunSpec } = await import("../../src/distill/run-spec.ts");
+    // the train command reads them from the cell's spec.json, through the one run-spec schema
+    const cell = expandGrid(grid, root)[0];
+    const args = trainArgs(cellSpec(cell), cell.runDir);
+    const written = parseRunSpec(JSON.parse(readFileSync(args[args.indexOf("--spec") + 1], "utf8")));
+    expect([written.rationales, written.rationaleFilter, written.samples, written.rationaleTemplate, written.rationalePart]).toEqual(["gpt-4o-mini", "any", "majority", "cqa-cot@1+abcd1234", "both"]);
+    expect(() => parseGrid({ ...base, placements: ["after"], samples: "best" })).toThrow(/samples: samples must be one of: first, all, majority/);
   });
 
   test("key tokens by a student's saliency are their own condition, and reach the train command's flags", async () => {

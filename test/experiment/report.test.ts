@@ -8,7 +8,7 @@ import { lossSeries, toRunAccuracies, writeGridReport } from "../../src/experime
 const root = mkdtempSync(join(tmpdir(), "cot-report-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-const grid = parseGrid({ name: "r", datasets: ["cqa", "svamp"], model: "micro", placements: ["none", "after"], selections: [{ kind: "shuffled" }], seeds: [0, 1], epochs: 1 });
+const grid = parseGrid({ name: "r", datasets: ["cqa", "svamp"], model: "scratch-micro", placements: ["none", "after"], selections: [{ kind: "shuffled" }], seeds: [0, 1], epochs: 1 });
 const cells = expandGrid(grid, root);
 
 function fakeMetrics(runDir: string, losses: number[]): void {

@@ -62,7 +62,17 @@ export interface FakeOpenAIOptions {
   /** Mount extra routes (they are matched before the fallback 404). */
   extend?: (app: Hono, fake: FakeOpenAI) => void;
   /** The answer the fake teacher gives for a question (default: derived deterministically from the text). */
-  answerFor?: (question: string, choiceLabels: string[]) => string;
+  answerFor?: (question: string, choiceLabels: string[], sampleIndex: number) => string;
+  /** Like llama.cpp's server and others: n > 1 is refused with HTTP 400 (for the models matching, if a RegExp). */
+  refuseMultipleSamples?: boolean | RegExp;
+  /** A small context window (tokens as `countTokens` counts them): longer prompts get HTTP 400, as vLLM answers. */
+  contextWindow?: number;
+  /** Models that behave like OpenAI's reasoning models: max_tokens or temperature is refused with HTTP 400. */
+  reasoningModels?: RegExp;
+  /** The model the response names (a dated snapshot …; default: the requested one). */
+  answeredAs?: (model: string) => string;
+  /** Port on 127.0.0.1 (default: any free one). */
+  port?: number;
   /** How healthy answers are written (default "palm"). */
   style?: AnswerStyle;
   /** Answer any request carrying response_format with a 400, as servers without structured outputs do. */
@@ -109,9 +119,9 @@ export function defaultAnswer(question: string, labels: string[]): string {
 }
 
 /** A completion in the style of the few-shot exemplars, different per sample index so n>1 gives distinct texts. */
-export function cotCompletion(question: string, sampleIndex: number, answerFor = defaultAnswer): string {
+export function cotCompletion(question: string, sampleIndex: number, answerFor: NonNullable<FakeOpenAIOptions["answerFor"]> = defaultAnswer): string {
   const labels = choiceLabels(question);
-  const answer = answerFor(question, labels);
+  const answer = answerFor(question, labels, sampleIndex);
   const stem = question.split("\n")[0].slice(0, 60);
   const shown = labels.length > 0 ? `(${answer.toLowerCase()})` : answer;
   return `The question asks: ${stem}. Thinking step ${sampleIndex + 1}, the best fit is ${shown}. So the answer is ${shown}.`;
@@ -136,7 +146,7 @@ export function styledCompletion(
   options: { answerFor?: FakeOpenAIOptions["answerFor"]; json?: boolean } = {},
 ): { content: string; reasoning: string | null } {
   const labels = choiceLabels(question);
-  const answer = (options.answerFor ?? defaultAnswer)(question, labels);
+  const answer = (options.answerFor ?? defaultAnswer)(question, labels, sampleIndex);
   const stem = question.split("\n")[0].slice(0, 60);
   const why = `The question asks: ${stem}. Thinking step ${sampleIndex + 1}, this fits best.`;
   const mc = labels.length > 0;
@@ -231,9 +241,11 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
 
   async function answer(body: ChatCompletionBody, behaviour: Behaviour, signal: AbortSignal): Promise<Response> {
     switch (behaviour.kind) {
-      case "ok":
+      case "ok": {
         if (behaviour.latencyMs) await Bun.sleep(behaviour.latencyMs);
-        return Response.json(chatCompletionFor(body, "stop", options.answerFor, behaviour.content, options.style));
+        const completion = chatCompletionFor(body, "stop", options.answerFor, behaviour.content, options.style);
+        return Response.json(options.answeredAs ? { ...completion, model: options.answeredAs(body.model) } : completion);
+      }
       case "empty":
         return Response.json(chatCompletionFor(body, "stop", options.answerFor, ""));
       case "no_label":
@@ -271,6 +283,21 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     }
   }
 
+  /** The HTTP 400 a stricter server would give this body, worded as such servers word it; null when it is fine. */
+  function refuse(body: ChatCompletionBody): string | null {
+    if (options.reasoningModels?.test(body.model)) {
+      if (body.max_tokens !== undefined) return "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.";
+      if (body.temperature !== undefined && body.temperature !== 1) return "Unsupported value: 'temperature' does not support 0 with this model. Only the default (1) value is supported.";
+    }
+    const refusesN = options.refuseMultipleSamples instanceof RegExp ? options.refuseMultipleSamples.test(body.model) : options.refuseMultipleSamples;
+    if (refusesN && (body.n ?? 1) > 1) return "n > 1 is not supported: only one completion choice is allowed";
+    const promptTokens = countTokens(body.messages.map((m) => m.content).join("\n"));
+    if (options.contextWindow !== undefined && promptTokens > options.contextWindow) {
+      return `This model's maximum context length is ${options.contextWindow} tokens. However, you requested ${promptTokens} tokens in the messages. Please reduce the length of the messages.`;
+    }
+    return null;
+  }
+
   app.post("/v1/chat/completions", async (c) => {
     const authorized = !options.apiKey || c.req.header("authorization") === `Bearer ${options.apiKey}`;
     const body = (await c.req.json()) as ChatCompletionBody;
@@ -284,6 +311,8 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     const behaviour = queue.shift() ?? options.fallback?.(request) ?? { kind: "ok" };
     request.behaviour = behaviour.kind;
     fake.requests.push(request);
+    const refusal = refuse(body);
+    if (refusal) return c.json(errorBody(refusal, "invalid_request_error"), 400);
     if (!authorized) {
       // like the real API: the rejected key comes back, partly masked
       const sent = (c.req.header("authorization") ?? "").replace(/^Bearer /, "");
@@ -315,7 +344,18 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
   options.extend?.(app, fake);
   app.notFound((c) => c.json(errorBody(`No route ${c.req.method} ${c.req.path} (fake)`, "invalid_request_error"), 404));
 
-  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: app.fetch, idleTimeout: 0 });
+  const server = Bun.serve({ hostname: "127.0.0.1", port: options.port ?? 0, fetch: app.fetch, idleTimeout: 0 });
   fake.baseURL = `http://127.0.0.1:${server.port}/v1`;
   return fake;
+}
+
+/**
+ * Run on its own — `bun test/helpers/fake-openai.ts [--port 8080] [--refuse-n]` — it is a stand-in teacher for
+ * trying the whole loop offline (README, "Distill your own teacher"): any key, any model name, CoT-looking answers.
+ */
+if (import.meta.main) {
+  const args = process.argv.slice(2);
+  const at = args.indexOf("--port");
+  const fake = await startFakeOpenAI({ port: at >= 0 ? Number(args[at + 1]) : 8080, refuseMultipleSamples: args.includes("--refuse-n") });
+  console.error(`fake OpenAI-compatible teacher at ${fake.baseURL} (Ctrl-C stops it)`);
 }

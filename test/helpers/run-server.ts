@@ -8,6 +8,7 @@ import { datasetsDir } from "../../src/data/registry.ts";
 import { Roots } from "../../src/roots.ts";
 import { createApp, type AppDeps } from "../../src/server/app.ts";
 import { RunSupervisor, type SupervisorOptions } from "../../src/server/worker.ts";
+import type { FakeOpenAIOptions } from "./fake-openai.ts";
 import { startTeacherStack, type TeacherStack } from "./teacher-stack.ts";
 
 export interface RunServer {
@@ -26,10 +27,12 @@ export interface RunServerOptions {
   supervisor?: Partial<SupervisorOptions>;
   /** App settings (host check, CORS, request deadline) beyond the defaults. */
   app?: Partial<AppDeps>;
+  /** The fake teacher's behaviour (n > 1 refused, answers, extra routes …). */
+  fake?: FakeOpenAIOptions;
 }
 
 export async function startRunServer(options: RunServerOptions = {}): Promise<RunServer> {
-  const stack = await startTeacherStack();
+  const stack = await startTeacherStack({ fake: options.fake });
   const runsRoot = join(stack.dir, "runs");
   const roots = new Roots({ runs: runsRoot, models: join(stack.dir, "models"), data: join(stack.dir, "data"), hfCache: join(stack.dir, "hf"), datasets: datasetsDir() });
   for (const dir of [runsRoot, roots.dirs.models, roots.dirs.data, roots.dirs.hfCache]) mkdirSync(dir, { recursive: true });

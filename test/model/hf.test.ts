@@ -88,7 +88,7 @@ describe("HF GPT-2 folders", () => {
     expect(main).not.toBe(old);
     expect(resolveModelDir("gpt2", { HF_HOME: home })).toBe(gpt2);
     expect(resolveModelDir(FIXTURE, {})).toBe(FIXTURE);
-    expect(() => resolveModelDir("org/absent", { HF_HOME: home })).toThrow(/neither a folder nor in the Hugging Face cache/);
+    expect(() => resolveModelDir("org/absent", { HF_HOME: home })).toThrow(/neither a model folder nor in the Hugging Face cache \(looked in .*models--org--absent\/snapshots/);
     const loaded = await loadPretrained("org/tiny", { HF_HOME: home });
     expect(loaded.dir).toBe(old);
     expect(loaded.layout.count).toBe(111_968);

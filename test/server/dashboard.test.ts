@@ -5,14 +5,13 @@
  * and the results table. Skipped, with a message, only where /usr/bin/chromium is not installed.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeResultTables } from "../../src/experiment/results.ts";
+import { CHROMIUM, haveChromium, openPage } from "../helpers/browser.ts";
 import { startRunServer, type RunServer } from "../helpers/run-server.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium) console.warn(`dashboard.test.ts: skipped — ${CHROMIUM} is absent (apt-get install -y chromium)`);
 
 const metricsLine = (step: number) => `${JSON.stringify({ step, loss: 6 / step, lr: 1e-3, grad_norm: 1, tokens_per_s: 100, tokens: 10, elapsed_s: step })}\n`;
@@ -50,7 +49,7 @@ describe.skipIf(!haveChromium)("dashboard in a browser", () => {
     const doneDir = join(server.runsRoot, "finished");
     mkdirSync(doneDir, { recursive: true });
     writeFileSync(join(doneDir, "metrics.jsonl"), [1, 2, 3, 4, 5, 6].map(metricsLine).join(""));
-    const done = runs.register({ name: "finished-after-full", runDir: doneDir, config: { dataset: "cqa", placement: "after", selection: { kind: "full" }, model: "micro" } });
+    const done = runs.register({ name: "finished-after-full", runDir: doneDir, config: { dataset: "cqa", placement: "after", selection: { kind: "full" }, model: "scratch-micro" } });
     runs.markRunning(done.id);
     runs.markDone(done.id, { steps: 6, final_loss: 1, test_accuracy: 0.25 });
 
@@ -58,7 +57,7 @@ describe.skipIf(!haveChromium)("dashboard in a browser", () => {
     mkdirSync(liveDir, { recursive: true });
     liveMetrics = join(liveDir, "metrics.jsonl");
     writeFileSync(liveMetrics, [1, 2].map(metricsLine).join(""));
-    const live = runs.register({ name: "live-before-shuffled", runDir: liveDir, config: { dataset: "cqa", placement: "before", selection: { kind: "shuffled" }, model: "micro" } });
+    const live = runs.register({ name: "live-before-shuffled", runDir: liveDir, config: { dataset: "cqa", placement: "before", selection: { kind: "shuffled" }, model: "scratch-micro" } });
     runs.markRunning(live.id);
     liveId = live.id;
 
@@ -67,14 +66,7 @@ describe.skipIf(!haveChromium)("dashboard in a browser", () => {
     const jobs = server.stack.runtime.jobs;
     await jobs.settled((await jobs.create({ dataset: "cqa", split: "test", limit: 4, concurrency: 1 })).id);
 
-    const { chromium } = await import("playwright-core");
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    });
-    page = await context.newPage();
-    await page.goto(server.base + "/");
+    ({ context, page } = await openPage(profile, server.base + "/"));
   }, 60_000);
 
   afterAll(async () => {

@@ -19,7 +19,7 @@ const post = (path: string, body?: unknown) =>
 const get = async (path: string) => (await fetch(server.base + path)).json() as Promise<Record<string, unknown>>;
 
 /** Trains far longer than the test lasts (4000 steps): only a cancel ends it. */
-const longRun = (name: string) => ({ name, dataset: "cqa", model: "micro", placement: "after", selection: { kind: "full" }, limit: 16, epochs: 1_000, training: { batchSize: 4, maxSeqLength: 64 } });
+const longRun = (name: string) => ({ name, dataset: "cqa", model: "scratch-micro", placement: "after", selection: { kind: "full" }, limit: 16, epochs: 1_000, training: { batchSize: 4, maxSeqLength: 64 } });
 
 function alive(pid: number): boolean {
   try {

@@ -18,7 +18,7 @@ const post = (path: string, body: unknown) =>
   fetch(server.base + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 
 /** A run small enough for the software GPU: 16 questions, 4 per step, one epoch → 4 steps. */
-const tinyRun = { name: "http-tiny", dataset: "cqa", model: "micro", placement: "after", selection: { kind: "shuffled" }, limit: 16, epochs: 1, training: { batchSize: 4, maxSeqLength: 96 } };
+const tinyRun = { name: "http-tiny", dataset: "cqa", model: "scratch-micro", placement: "after", selection: { kind: "shuffled" }, limit: 16, epochs: 1, training: { batchSize: 4, maxSeqLength: 96 } };
 const STEPS = 4;
 
 interface Run {

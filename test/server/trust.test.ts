@@ -46,7 +46,7 @@ afterAll(() => server.close());
 const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
   fetch(server.base + path, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
 
-const tinyRun = { dataset: "cqa", model: "micro", placement: "after", selection: { kind: "full" }, limit: 4, epochs: 1, training: { batchSize: 4, maxSeqLength: 64 } };
+const tinyRun = { dataset: "cqa", model: "scratch-micro", placement: "after", selection: { kind: "full" }, limit: 4, epochs: 1, training: { batchSize: 4, maxSeqLength: 64 } };
 
 /** Every way a request can name a path, with the field's value left to the case. */
 const FIELDS: Array<[string, string, (ref: string) => unknown]> = [

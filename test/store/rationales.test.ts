@@ -76,7 +76,7 @@ describe("RationaleStore", () => {
     expect(inserted).toBe(true);
     expect(key).toBe(keyOfRecord(r));
     const got = store.get(key)!;
-    expect({ ...got, key: undefined, createdAt: undefined }).toEqual({ ...r, key: undefined, createdAt: undefined } as never);
+    expect({ ...got, key: undefined, createdAt: undefined }).toEqual({ ...r, answeredBy: null, key: undefined, createdAt: undefined } as never);
     expect(store.put({ ...r, rationale: "changed" }).inserted).toBe(false);
     expect(store.get(key)!.rationale).toBe("Because 1.");
     expect(store.get("0".repeat(64))).toBeNull();

@@ -13,7 +13,7 @@ import { rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { progressLine, command as rationalesCommand } from "../../src/commands/rationales.ts";
-import { loadRationales } from "../../src/distill/train.ts";
+import { loadRationales } from "../../src/distill/rationales.ts";
 import { createApp } from "../../src/server/app.ts";
 import { generationParams } from "../../src/teacher/jobs.ts";
 import { openDatabase } from "../../src/store/db.ts";

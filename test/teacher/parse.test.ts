@@ -70,14 +70,14 @@ describe("agreement with the gold answer", () => {
     expect(agreesWithGold("no", "yes", "yes-no")).toBe(false);
   });
 
-  test("an item's answer format: choices, else the gold answer's shape, else math", () => {
+  test("an item's answer format: choices, else the gold answer's shape, else free-form (short answer)", () => {
     expect(answerFormatOf({ choices: choices, answer: "B" })).toBe("multiple-choice");
     expect(answerFormatOf({ answer: "42" })).toBe("math");
     expect(answerFormatOf({ answer: "1,250.5" })).toBe("math");
     expect(answerFormatOf({ answer: "False" })).toBe("yes-no");
     expect(answerFormatOf({ answer: "Ottawa" })).toBe("short-answer");
     expect(answerFormatOf({ answer: "1945 treaty" })).toBe("short-answer");
-    expect(answerFormatOf({})).toBe("math");
+    expect(answerFormatOf({})).toBe("short-answer"); // nothing to go by: asked free-form, never as math
     expect(answerFormatOf({ answer: "42", format: "short-answer" })).toBe("short-answer");
     // the dataset's kind goes first: a "text" dataset's "1989" is a short answer, a "number" one's "7" is math
     expect(answerFormatOf({ answer: "1989" }, "text")).toBe("short-answer");

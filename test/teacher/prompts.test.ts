@@ -22,7 +22,7 @@ describe("few-shot templates", () => {
   });
 
   test("math renders without choices and with numeric answers", () => {
-    const template = templateFor({ question: "Tom has 3 apples and gets 4 more. How many?" });
+    const template = templateFor({ question: "Tom has 3 apples and gets 4 more. How many?" }, { format: "math" });
     expect(template.format).toBe("math");
     const prompt = template.render({ question: "Tom has 3 apples and gets 4 more. How many?" });
     expect(prompt).not.toContain("Answer Choices");

@@ -42,7 +42,7 @@ const cqaItem: TeacherItem = {
   answer: "A",
 };
 
-const mathItem: TeacherItem = { question: "Dan has 12 marbles and finds 30 more. How many marbles does Dan have now?", answer: "42" };
+const mathItem: TeacherItem = { question: "Dan has 12 marbles and finds 30 more. How many marbles does Dan have now?", answer: "42", format: "math" };
 
 describe("TeacherService", () => {
   test("a rationale is asked for once: the second request is served from the store", async () => {

@@ -1,6 +1,9 @@
 /**
  * The dashboard at GET /: one self-contained page (inline CSS and JS, no build step, no external requests) over the
- * same JSON routes a program uses: the runs table (GET /v1/runs, refreshed), live loss curves (the SSE stream of
+ * same JSON routes a program uses. The teacher side: bulk jobs with live progress, tokens, cost and failures by
+ * reason (GET /v1/jobs, polled every second while one runs), and a rationale browser (GET /v1/rationales/browse:
+ * question, choices, the teacher's rationale, parsed label, agreement with gold; filtered by teacher, dataset and
+ * agreement). The student side: the runs table (GET /v1/runs, refreshed), live loss curves (the SSE stream of
  * GET /v1/runs/:id/metrics, read with fetch so a bearer token can be sent), and the results of experiment grids
  * (GET /v1/experiments: every `<runs root>/<grid>/results.json`), and how the teacher's answers of each recent bulk
  * job parsed (GET /v1/jobs: the parse-failure rate and the failures by kind), so a template that does not suit a
@@ -79,6 +82,11 @@ const PAGE = /* html */ `<!doctype html>
   #legend { display: flex; flex-wrap: wrap; gap: 12px; font-size: 12px; margin-top: 6px; }
   #legend i { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 4px; }
   .grid-name { font-weight: 600; margin: 10px 0 4px; }
+  .status.stopped { background: #fff1cc; color: #7a5300; } .status.cancelled { background: #eef0f4; }
+  progress { width: 120px; vertical-align: middle; }
+  #rationales td.text { white-space: normal; max-width: 420px; }
+  .agree-yes { color: #146c2e; } .agree-no { color: #a4161a; }
+  .filters { display: flex; gap: 10px; font-size: 13px; margin-bottom: 8px; align-items: center; }
 </style>
 </head>
 <body>
@@ -90,6 +98,24 @@ const PAGE = /* html */ `<!doctype html>
     <table id="runs"><thead><tr><th>name</th><th>status</th><th>dataset</th><th>condition</th><th>model</th>
       <th>steps</th><th>loss</th><th>test accuracy</th><th>started</th></tr></thead><tbody></tbody></table>
     <p class="empty" id="no-runs" hidden>No runs yet. Start one with <code>POST /v1/runs</code> or <code>bun src/cli.ts train</code>.</p>
+  </section>
+  <section>
+    <h2>Teacher jobs</h2>
+    <table id="jobs"><thead><tr><th>job</th><th>dataset</th><th>teacher</th><th>mode</th><th>status</th><th>progress</th>
+      <th>cached</th><th>failed</th><th>tokens</th><th>cost</th><th>failures by reason</th></tr></thead><tbody></tbody></table>
+    <p class="empty" id="no-jobs" hidden>No teacher jobs yet (<code>POST /v1/jobs</code> or <code>bun src/cli.ts rationales</code>).</p>
+  </section>
+  <section>
+    <h2>Rationales</h2>
+    <div class="filters">
+      <label>teacher <select id="f-teacher"><option value="">all</option></select></label>
+      <label>dataset <select id="f-dataset"><option value="">all</option></select></label>
+      <label>agreement <select id="f-agrees"><option value="">all</option><option value="true">agrees with gold</option>
+        <option value="false">disagrees</option><option value="unknown">no gold</option></select></label>
+      <span class="empty" id="rationale-count"></span>
+    </div>
+    <table id="rationales"><thead><tr><th>dataset</th><th>teacher</th><th>question</th><th>choices</th><th>rationale</th>
+      <th>label</th><th>gold</th><th>agrees</th></tr></thead><tbody></tbody></table>
   </section>
   <section>
     <h2>Training loss</h2>
@@ -294,6 +320,35 @@ async function refreshExperiments() {
   }
 }
 
+function jobProgress(job) {
+  const cell = el("td");
+  const bar = el("progress");
+  bar.max = job.total;
+  bar.value = job.done + job.failed;
+  cell.append(bar, document.createTextNode(" " + (job.done + job.failed) + "/" + job.total));
+  return cell;
+}
+
+let jobsRunning = false;
+async function refreshJobs() {
+  const { jobs } = await getJson("/v1/jobs");
+  const body = document.querySelector("#jobs tbody");
+  body.replaceChildren();
+  document.getElementById("no-jobs").hidden = jobs.length > 0;
+  jobsRunning = jobs.some((job) => job.status === "running" && !job.stopped);
+  for (const job of jobs) {
+    const tr = el("tr");
+    tr.dataset.id = job.id;
+    const state = job.stopped ? "stopped" : job.status;
+    const status = el("td");
+    status.append(el("span", job.stopped ? "stopped (budget)" : job.status, "status " + state));
+    const reasons = Object.entries(job.failuresByKind || {}).map(([why, n]) => why + " " + n).join(", ");
+    tr.append(el("td", job.id), el("td", job.dataset + "/" + job.split), el("td", (job.params && job.params.model) || "–"), el("td", job.mode), status, jobProgress(job),
+      el("td", job.cached, "num"), el("td", job.failed, "num"), el("td", job.tokens, "num"), el("td", "$" + fmt(job.costUsd, 4), "num"), el("td", reasons || "–"));
+    body.append(tr);
+  }
+}
+
 // teacher jobs: a high parse-failure rate means the template does not suit the teacher (or the teacher refuses)
 async function refreshAnswers() {
   let jobs;
@@ -320,12 +375,45 @@ async function refreshAnswers() {
   }
 }
 
+function fillSelect(id, values) {
+  const select = document.getElementById(id);
+  const chosen = select.value;
+  const known = new Set([...select.options].map((o) => o.value));
+  for (const value of values) if (!known.has(value)) select.append(Object.assign(el("option", value), { value }));
+  select.value = chosen;
+}
+
+async function refreshRationales() {
+  const params = new URLSearchParams({ limit: "50" });
+  for (const [key, id] of [["teacher", "f-teacher"], ["dataset", "f-dataset"], ["agrees", "f-agrees"]]) {
+    const value = document.getElementById(id).value;
+    if (value) params.set(key, value);
+  }
+  const page = await getJson("/v1/rationales/browse?" + params);
+  fillSelect("f-teacher", [...new Set(page.teachers.map((t) => t.model))].sort());
+  fillSelect("f-dataset", [...new Set(page.teachers.map((t) => t.dataset).filter(Boolean))].sort());
+  document.getElementById("rationale-count").textContent = page.total + " matching" + (page.total > page.rows.length ? ", newest " + page.rows.length + " shown" : "");
+  const body = document.querySelector("#rationales tbody");
+  body.replaceChildren();
+  for (const r of page.rows) {
+    const tr = el("tr", undefined, "rationale");
+    const choices = (r.choices || []).map((c) => "(" + c.label + ") " + c.text).join(" ");
+    const agrees = r.agrees === null ? "–" : r.agrees ? "yes" : "no";
+    tr.append(el("td", r.dataset ?? "–"), el("td", r.answeredBy || r.model), el("td", r.question, "text"), el("td", choices || "–", "text"),
+      el("td", r.rationale, "text"), el("td", r.label ?? "–"), el("td", r.answer ?? "–"), el("td", agrees, r.agrees === null ? "" : r.agrees ? "agree-yes" : "agree-no"));
+    body.append(tr);
+  }
+}
+for (const id of ["f-teacher", "f-dataset", "f-agrees"]) document.getElementById(id).addEventListener("change", () => refreshRationales().catch((err) => console.warn(err)));
+
 async function tick() {
-  await Promise.all([refreshRuns(), refreshExperiments(), refreshAnswers()]).catch((err) => console.warn(err));
+  await Promise.all([refreshRuns(), refreshExperiments(), refreshJobs(), refreshAnswers(), refreshRationales()]).catch((err) => console.warn(err));
   drawLoss();
 }
 tick();
 setInterval(tick, 3000);
+// a running job's progress is live: polled every second while one runs
+setInterval(() => { if (jobsRunning) refreshJobs().catch((err) => console.warn(err)); }, 1000);
 </script>
 </body>
 </html>

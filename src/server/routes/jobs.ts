@@ -6,16 +6,22 @@
 import { Hono } from "hono";
 import type { AppDeps } from "../app.ts";
 import { validate } from "../middleware.ts";
-import { JobRequestSchema } from "../schemas.ts";
+import { JobRequestSchema, JobResumeSchema } from "../schemas.ts";
 import { sse } from "../sse.ts";
 
 export function jobsRoutes(deps: Pick<AppDeps, "jobs" | "requireDataset">): Hono {
   const { jobs } = deps;
   return new Hono()
     .post("/", validate("json", JobRequestSchema), async (c) => {
-      const request = c.req.valid("json");
+      const { dryRun, ...request } = c.req.valid("json");
       deps.requireDataset(request.dataset);
+      if (dryRun) return c.json({ dryRun: true, ...(await jobs.estimate(request)) });
       return c.json(await jobs.create(request), 202);
+    })
+    .post("/:id/resume", validate("json", JobResumeSchema), (c) => {
+      const { maxCostUsd } = c.req.valid("json");
+      const id = c.req.param("id");
+      return c.json(jobs.resumeWithBudget(id, maxCostUsd === undefined ? (jobs.require(id).params.maxCostUsd ?? null) : maxCostUsd), 202);
     })
     .get("/", (c) => c.json({ jobs: jobs.store.list().map((job) => jobs.snapshot(job.id)) }))
     .get("/:id", (c) => c.json(jobs.require(c.req.param("id"))))

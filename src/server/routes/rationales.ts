@@ -3,6 +3,7 @@
  * and whether each came from the store. GET /v1/rationales?dataset=&split=&model=: the stored rationales of a
  * split as JSON lines, streamed (a split can be tens of thousands of rows). GET /v1/rationales/failures?dataset=
  * &split=&model=&kind=: the recorded failures with the raw answers, to see why a teacher's answers were refused.
+ * GET /v1/rationales/browse?dataset=&teacher=&agrees=: a page of stored rationales for the dashboard's browser.
  */
 import { Hono, type Context } from "hono";
 import { UserError } from "../../errors.ts";
@@ -10,7 +11,8 @@ import { stream } from "hono/streaming";
 import type { AppDeps } from "../app.ts";
 import { TeacherError } from "../../teacher/errors.ts";
 import { validate } from "../middleware.ts";
-import { FailureListQuerySchema, RationaleListQuerySchema, RationaleRequestSchema, type RationaleListQuery } from "../schemas.ts";
+import type { RationaleStore } from "../../store/rationales.ts";
+import { FailureListQuerySchema, RationaleBrowseQuerySchema, RationaleListQuerySchema, RationaleRequestSchema, type RationaleListQuery } from "../schemas.ts";
 
 /** How long an on-demand request may hold its HTTP connection, all teacher attempts and waits included. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
@@ -34,6 +36,9 @@ async function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
 
 export type RationaleLister = (query: RationaleListQuery) => AsyncIterable<unknown>;
 
+/** The rationale store as the browser reads it: pages of records, and what teachers each dataset has. */
+export type RationaleBrowser = Pick<RationaleStore, "browse" | "summary">;
+
 /** Rows as JSON lines, streamed, stopping when the client goes away. */
 function jsonLines(c: Context, rows: AsyncIterable<unknown>): Response {
   c.header("content-type", "application/x-ndjson; charset=utf-8");
@@ -45,12 +50,22 @@ function jsonLines(c: Context, rows: AsyncIterable<unknown>): Response {
   });
 }
 
-export function rationalesRoutes(deps: Pick<AppDeps, "teacher" | "listRationales" | "listFailures" | "requireDataset" | "requestTimeoutMs">): Hono {
+export function rationalesRoutes(deps: Pick<AppDeps, "teacher" | "listRationales" | "listFailures" | "requireDataset" | "requestTimeoutMs" | "rationales">): Hono {
   return new Hono()
+    .get("/browse", validate("query", RationaleBrowseQuerySchema), (c) => {
+      if (!deps.rationales) throw new UserError("this server has no rationale store", 404);
+      const { dataset, teacher, agrees, limit, offset } = c.req.valid("query");
+      const filter = { dataset, teacher, agrees: agrees === undefined ? undefined : agrees === "unknown" ? null : agrees === "true" };
+      const page = deps.rationales.browse(filter, limit, offset);
+      const teachers = deps.rationales.summary().map(({ dataset, model, rationales, agreeing }) => ({ dataset, model, rationales, agreeing }));
+      return c.json({ ...page, limit, offset, teachers });
+    })
     .post("/", validate("json", RationaleRequestSchema), async (c) => {
-      const { model, temperature, n, maxTokens, structured, ...item } = c.req.valid("json");
+      const { model, temperature, n, maxTokens, structured, template, format, shots, mode, ...item } = c.req.valid("json");
       if (item.dataset !== undefined) deps.requireDataset(item.dataset);
-      const asked = deps.teacher.rationales({ item, params: { model, temperature, n, maxTokens, structured } });
+      // the format is the item's (how its answer is read); template, shots and mode shape the prompt
+      const request = { item: { ...item, format }, params: { model, temperature, n, maxTokens, structured }, prompt: { template, shots, mode } };
+      const asked = deps.teacher.rationales(request);
       return c.json(await withDeadline(asked, deps.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS));
     })
     .get("/", validate("query", RationaleListQuerySchema), (c) => {
