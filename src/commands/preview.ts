@@ -8,7 +8,7 @@ import { datasetIdfAttribution } from "../distill/attribution.ts";
 import { buildExample, type DistillExample } from "../distill/example.ts";
 import { parsePlacement } from "../distill/placement.ts";
 import { checkFraction, parseSelection, type Selection } from "../distill/selection.ts";
-import { chooseAnswers, openRationaleSource, RATIONALE_FILTERS, RATIONALE_PARTS, type RationalePart, type RationaleFilter, SAMPLE_MODES, type SampleMode, type TeacherAnswer } from "../distill/rationales.ts";
+import { chooseAnswers, defaultRationaleSource, openRationaleSource, RATIONALE_FILTERS, RATIONALE_PARTS, type RationalePart, type RationaleFilter, SAMPLE_MODES, type SampleMode, type TeacherAnswer } from "../distill/rationales.ts";
 import { loadCodec } from "../distill/tokenizer.ts";
 import { resolveModel } from "../model/ref.ts";
 import { UserError } from "../errors.ts";
@@ -16,7 +16,7 @@ import { intFlag, numberFlag, parseFlags, requiredFlag, type Command } from "./c
 
 const HELP = `usage: bun src/cli.ts preview --dataset D --split S --index I --placement none|before|after
          --selection full|shuffled|random|key|masked [--k K] [--p P] [--seed N] [--model M | --tokenizer DIR]
-         [--rationales TEACHER|palm|FILE.jsonl] [--db PATH] [--rationale-filter agree|any]
+         [--rationales TEACHER|palm|gold|FILE.jsonl] [--db PATH] [--rationale-filter agree|any]
          [--samples first|all|majority] [--rationale-template V] [--rationale-part P] [--chat-template] [--json]
 
 Shows one distillation example as the trainer sees it, and which stored answer its rationale is.
@@ -30,8 +30,8 @@ Shows one distillation example as the trainer sees it, and which stored answer i
                 the compact BPE trained on the dataset, as from-scratch students use)
   --tokenizer   a model folder's tokenizer (tokenizer.json, or vocab.json + merges.txt)
   --chat-template  the prompt wrapped in that tokenizer's chat template, as train --chat-template does
-  --rationales  as for train: a teacher in the rationale store (--db), palm (default), or a JSON-lines file; the
-                answer is chosen with --rationale-filter (default agree) and --samples (default first)
+  --rationales  as for train: a teacher in the rationale store (--db), palm, gold (the default where the dataset has
+                its own, else palm), or a JSON-lines file; the answer is chosen with --rationale-filter (default agree) and --samples (default first)
   --json        print {"prompt", "target", "label", "rationale_tokens", "rationale_source"}`;
 
 const FLAGS = {
@@ -141,8 +141,9 @@ export const command: Command = {
     const item = items[index];
     const filter = picked<RationaleFilter>(values["rationale-filter"], RATIONALE_FILTERS, "rationale-filter", "agree");
     const samples = picked<SampleMode>(values.samples, SAMPLE_MODES, "samples", "first");
-    const name = values.rationales ?? "palm";
-    let used = usedAnswer(name === "palm" ? "palm" : "none", name, null, 0);
+    // what train defaults to: the dataset's own rationales where it ships them (hops), else PaLM's
+    const name = values.rationales ?? defaultRationaleSource(items);
+    let used = usedAnswer(name === "palm" || name === "gold" ? name : "none", name, null, 0);
     let chosen: TeacherAnswer | null = null;
     if (placement !== "none") {
       const part = picked<RationalePart>(values["rationale-part"], RATIONALE_PARTS, "rationale-part", "explanation");
