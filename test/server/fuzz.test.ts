@@ -26,6 +26,8 @@ const ROUTES: Record<string, { method: "GET" | "POST"; path: string; target: "js
   JobRequest: { method: "POST", path: "/v1/jobs", target: "json", valid: { dataset: "cqa", split: "test", limit: 1 } },
   JobResume: { method: "POST", path: "/v1/jobs/job_x/resume", target: "json", valid: { maxCostUsd: 1 } },
   RunRequest: { method: "POST", path: "/v1/runs", target: "json", valid: { dataset: "cqa", placement: "after", limit: 1 } },
+  // the run spec is POST /v1/runs' body (RunRequest is it, published under both names)
+  RunSpec: { method: "POST", path: "/v1/runs", target: "json", valid: { dataset: "cqa", placement: "after", selection: { kind: "key", k: 2 }, limit: 1, training: { batchSize: 2 } } },
   EvaluateRequest: { method: "POST", path: "/v1/evaluate", target: "json", valid: { run: "x", dataset: "cqa" } },
   PredictRequest: { method: "POST", path: "/v1/predict", target: "json", valid: { run: "x", question: "Why?" } },
 };
