@@ -91,15 +91,21 @@ test("without --json the view is readable", () => {
   expect(out.stdout).toContain("label: D");
 });
 
+test("a k past the rationale's length keeps it whole (so a key-k sweep can end at the full rationale)", () => {
+  const full = preview([...base, "--placement", "after", "--selection", "full", "--json"]);
+  const key = preview([...base, "--placement", "after", "--selection", "key", "--k", "5000", "--json"]);
+  expect([full.code, key.code]).toEqual([0, 0]);
+  expect(JSON.parse(key.stdout).target).toBe(JSON.parse(full.stdout).target);
+});
+
 describe("bad input: one line on stderr, exit 1", () => {
   const cases: Array<[string, string[], string]> = [
     ["unknown placement", [...base, "--placement", "middle", "--selection", "full"], 'unknown placement "middle" (valid: none, before, after)'],
-    ["unknown selection", [...base, "--placement", "after", "--selection", "top"], 'unknown selection "top" (valid: full, shuffled, random, key, masked)'],
-    ["k too large", [...base, "--placement", "after", "--selection", "key", "--k", "5000"], "k = 5000 is larger than the rationale's"],
+    ["unknown selection", [...base, "--placement", "after", "--selection", "top"], 'unknown selection "top" (valid: full, shuffled, random, key, masked, unk)'],
     ["p above 1", [...base, "--placement", "after", "--selection", "masked", "--p", "1.5"], "p must be in [0, 1], got 1.5"],
     ["p below 0", [...base, "--placement", "after", "--selection", "masked", "--p=-0.2"], "p must be in [0, 1], got -0.2"],
     ["index out of range", ["--dataset", "cqa", "--split", "test", "--index", "1221", "--placement", "none", "--selection", "full"], "--index 1221 is out of range: cqa/test has 1221 items"],
-    ["unknown dataset", ["--dataset", "mnist", "--split", "train", "--index", "0", "--placement", "none", "--selection", "full"], 'unknown dataset "mnist" (known: cqa, svamp)'],
+    ["unknown dataset", ["--dataset", "mnist", "--split", "train", "--index", "0", "--placement", "none", "--selection", "full"], 'unknown dataset "mnist" (known: cqa, hops, svamp)'],
     ["missing flag", ["--dataset", "cqa", "--split", "train", "--index", "0", "--selection", "full"], "--placement is required"],
   ];
   for (const [name, args, message] of cases) {
