@@ -36,13 +36,13 @@ export const DEMO_HOPS_GRID = {
   selections: [{ kind: "full" }, { kind: "shuffled", placements: ["after"] }, { kind: "key", k: 2, placements: ["after"] }],
   seeds: [0, 1, 2],
   epochs: 1,
-  // 100 steps of 8, to fit 10 minutes on 2 CPU cores (README): a before cell's evaluation decodes a rationale per
-  // question without a key/value cache, so the test set is small too. At this budget the students are near chance
-  // (200 steps of 8 had none at 48% and after at 28%; at 250 steps after led none by 14 points, 1 seed): `--train
-  // 1600 --eval 100` asks the question at the larger budget, in about twice the time.
-  limit: 800,
+  // 80 steps of 8, to fit 10 minutes on 2 CPU cores (README: about 0.4 CPU-s a step, and a before cell's evaluation
+  // decodes a rationale per question without a key/value cache, so the test set is small too). At this budget the
+  // students are at chance (at 100 steps every condition scored 16%; at 200 steps none had 48% and after 28%; at 250
+  // steps after led none by 14 points, 1 seed): `--train 1600 --eval 100` asks at the larger budget, in ~2.5x the time.
+  limit: 640,
   evalSplit: "test",
-  evalLimit: 50,
+  evalLimit: 40,
   // measured on this task: at 2e-2 a micro student stayed at chance after 100 steps; 6e-3 to 1e-2 learn
   training: { batchSize: 8, lr: 0.008, warmupSteps: 10, checkpointEvery: 1000 },
   comparisons: [
