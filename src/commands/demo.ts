@@ -25,8 +25,9 @@ import { DEFAULT_DB_PATH } from "../store/db.ts";
 import { intFlag, parseFlags, type Command } from "./command.ts";
 
 /**
- * The controlled grid. Sized to fit the 10-minute budget on 2 busy CPU cores with the software adapter (see the
- * README for the measured time and load). The student is "scratch-micro" (2 layers, width 64).
+ * The controlled grid. Sized to fit 10 minutes on 2 idle CPU cores with the software adapter (an estimate from
+ * per-cell CPU time: see the README for the measured time and load). The student is "scratch-micro" (2 layers,
+ * width 64).
  */
 export const DEMO_HOPS_GRID = {
   name: "demo-hops",
@@ -38,8 +39,9 @@ export const DEMO_HOPS_GRID = {
   epochs: 1,
   // 80 steps of 8, to fit 10 minutes on 2 CPU cores (README: about 0.4 CPU-s a step, and a before cell's evaluation
   // decodes a rationale per question without a key/value cache, so the test set is small too). At this budget the
-  // students are at chance (at 100 steps every condition scored 16%; at 200 steps none had 48% and after 28%; at 250
-  // steps after led none by 14 points, 1 seed): `--train 1600 --eval 100` asks at the larger budget, in ~2.5x the time.
+  // students are near chance (at 100 steps most answered one letter for every question; at 200 steps none had 48%
+  // and after 28%; at 250 steps after led none by 14 points, 1 seed): `--train 1600 --eval 100` asks at the larger
+  // budget, in ~2.5x the time.
   limit: 640,
   evalSplit: "test",
   evalLimit: 40,
@@ -71,7 +73,7 @@ export const DEMO_CQA_GRID = {
 
 const HELP = `usage: bun src/cli.ts demo [--out runs] [--db PATH] [--train N] [--eval N] [--epochs E] [--seeds S] [--no-cqa]
 
-The paper's questions on a task where a CPU can answer them, offline, in under 10 minutes on 2 CPU cores:
+The paper's questions on a task where a CPU can answer them, offline, in about 10 minutes on 2 idle CPU cores (estimated; see the README):
 
 1. the controlled "hops" task (facts forming chains of names ending in a colour; the question asks for one chain's
    colour, choices A–E; the gold rationale states the hops). A tiny GPT-2 student (scratch-micro: 2 layers, width 64) is
@@ -180,7 +182,7 @@ async function runPart(grid: Grid, root: string, runner: ReturnType<typeof inPro
 }
 
 export const command: Command = {
-  summary: "the paper's questions on a controlled task (5 conditions x 3 seeds, paired tests) plus a short CQA pass (under 10 min on 2 CPU cores)",
+  summary: "the paper's questions on a controlled task (5 conditions x 3 seeds, paired tests) plus a short CQA pass (about 10 min on 2 idle CPU cores)",
   help: HELP,
   usesGpu: true,
   async run(argv) {
