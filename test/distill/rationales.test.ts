@@ -116,3 +116,14 @@ describe("file sources", () => {
     expect(await Bun.file(db).exists()).toBe(false);
   });
 });
+
+test("gold is a source kind: a generated dataset's own rationales, agreeing with gold; a dataset without them is refused", async () => {
+  const items = (await loadSplit("hops-1x2", "train", { excludeDev: true })).slice(0, 4);
+  const source = await openRationaleSource("gold", { dataset: "hops-1x2", split: "train", splitOptions: { excludeDev: true } });
+  expect({ kind: source.kind, name: source.name }).toEqual({ kind: "gold", name: "gold" });
+  const answers = await source.answers(items);
+  expect(answers.map((a) => a.map((x) => [x.rationale, x.label, x.agrees]))).toEqual(items.map((i) => [[i.rationale!, i.answer, true]]));
+  const cqa = (await loadSplit("cqa", "train")).slice(0, 2);
+  const none = await openRationaleSource("gold", { dataset: "cqa", split: "train" });
+  await expect(none.answers(cqa)).rejects.toThrow(/dataset "cqa" ships no gold rationales/);
+});
