@@ -14,7 +14,6 @@ when a family errs by more than 1e-4 (a real mismatch, not float32 rounding).
 import argparse
 import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -22,26 +21,18 @@ import tempfile
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test", "fixtures"))
+from safetensors_io import read as read_tensors  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "test", "fixtures")
 FAMILIES = ["gpt2", "llama", "qwen2", "qwen3", "gemma", "gemma2", "phi"]
 LIMIT = 1e-4
-DTYPES = {"F32": torch.float32, "F64": torch.float64}
 
 
 def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n])
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = info["data_offsets"]
-        raw = bytearray(data[8 + n + begin : 8 + n + end])
-        out[name] = torch.frombuffer(raw, dtype=DTYPES[info["dtype"]]).reshape(info["shape"]).to(torch.float64)
-    return out
+    """Every tensor of a safetensors file (the fixture scripts' reader), as float64."""
+    return {name: t.to(torch.float64) for name, t in read_tensors(path).items()}
 
 
 def folders(family):
