@@ -11,11 +11,17 @@
  *
  * A model is built for a maximum batch shape (B, T); any smaller B·T runs with the same buffers, so bind groups
  * stay cached across steps and nothing is allocated per step.
+ *
+ * The LM head never materialises [N, V] logits: it runs fused with the cross-entropy (and, when training, its own
+ * backward) only on the positions whose loss weight is non-zero, a chunk of rows at a time (crossentropy.ts).
+ * Logits are computed on request (readLogits*) from the final norm's output of the last forward.
  */
 import type { Gpu } from "../gpu/device.ts";
 import { bind, createStorage, readFloat32, upload } from "../gpu/buffers.ts";
-import type { Binding, Recorder } from "../gpu/recorder.ts";
-import { denseView, type EmbeddingBuckets, type Kernels, type TokenView } from "../gpu/kernels/index.ts";
+import { Recorder, type Binding } from "../gpu/recorder.ts";
+import { denseView, type EmbeddingBuckets, type HeadOperands, type HeadWorkspace, type Kernels, type TokenView } from "../gpu/kernels/index.ts";
+import { headWorkspaceFloats } from "../gpu/kernels/crossentropy.ts";
+import { bindingLimit } from "../gpu/chunks.ts";
 import { rotaryTable } from "../gpu/kernels/rotary.ts";
 import { UserError } from "../errors.ts";
 import { type LayerRole, type ModelConfig, rotaryDim } from "./family.ts";
@@ -101,10 +107,15 @@ export class DecoderModel {
   private readonly qNormed: GPUBuffer | null;
   private readonly kNormed: GPUBuffer | null;
   private readonly rotary: GPUBuffer | null;
-  /** Logits after forward; dlogits after a forward with gradScale ≠ 0 (the cross-entropy kernel overwrites them). */
-  readonly logits: GPUBuffer;
-  /** The soft-capped logits, kept for the backward pass (Gemma 2). */
-  private readonly cappedLogits: GPUBuffer | null;
+  /** The head's buffers: the batch's weighted positions (u32, set by setBatch), rows asked for by readLogits*. */
+  private readonly headRows: GPUBuffer;
+  private readonly queryRows: GPUBuffer;
+  private weightedRows = 0;
+  private readonly head: HeadWorkspace;
+  /** Set by a forward with gradScale ≠ 0, which runs the head's backward (dnormF in the backward scratch). */
+  private headGradientRecorded = false;
+  private logitsRecorder: Recorder | null = null;
+  /** Per-position weighted losses [B·T] after forward (0 where the weight is 0). */
   readonly losses: GPUBuffer;
   readonly normSquared: GPUBuffer | null;
   private readonly scratch: BackwardScratch | null;
@@ -178,8 +189,15 @@ export class DecoderModel {
     } else {
       this.rotary = null;
     }
-    this.logits = f("logits", N * V);
-    this.cappedLogits = arch.logitSoftcap ? f("capped logits", N * V) : null;
+    this.headRows = f("head rows", N);
+    this.queryRows = f("head query rows", N);
+    const ws = headWorkspaceFloats(N, V, C, options.training, bindingLimit(kernels.context));
+    this.head = {
+      rowChunk: ws.rowChunk,
+      x: bind(f("head x", ws.x)),
+      logits: bind(f("head logits", ws.logits)),
+      dx: options.training ? bind(f("head dx", ws.dx)) : null,
+    };
     this.losses = f("losses", N);
     this.scratch = options.training
       ? {
@@ -270,6 +288,12 @@ export class DecoderModel {
     upload(this.gpu, bind(this.tokens), batch.tokens);
     upload(this.gpu, bind(this.targets), batch.targets);
     upload(this.gpu, bind(this.lossWeights), batch.weights);
+    const weighted = new Uint32Array(n);
+    let count = 0;
+    for (let i = 0; i < n; i++) if (batch.weights[i] !== 0) weighted[count++] = i;
+    upload(this.gpu, bind(this.headRows), weighted.subarray(0, Math.max(count, 1)));
+    this.weightedRows = count;
+    this.headGradientRecorded = false;
     this.buckets?.update(batch.tokens);
     this.current = { B, T };
   }
@@ -397,15 +421,23 @@ export class DecoderModel {
     return this.at("head.weight", null, buffer) ?? this.must("wte", null, buffer);
   }
 
+  /** What the fused head reads, for the given row list. */
+  private headOperands(rows: GPUBuffer, count: number): HeadOperands {
+    const { C, V } = this.dims;
+    return { ws: this.head, rows: { list: bind(rows), count }, x: bind(this.normF.out), weight: this.headWeight(), bias: this.at("head.bias", null), V, C, softcap: this.config.arch.logitSoftcap };
+  }
+
   // ---- the graph ----
 
   /**
    * Records the forward pass of the current batch, ending with per-token weighted losses in `losses`. With
-   * gradScale ≠ 0 the logits are replaced by dlogits, scaled by gradScale (use 1/Σweights for a mean loss).
+   * gradScale ≠ 0 (use 1/Σweights for a mean loss) on a training model, the head's backward runs here too, chunk
+   * by chunk while its logits are at hand: the final norm's output gradient goes to the backward scratch and the
+   * head weight (and bias) gradients accumulate (+=); `backward` continues from there.
    */
   forward(r: Recorder, gradScale = 0): void {
     const { B, T } = this.requireBatch();
-    const { C, NH, KVH, hd, Q, W, F, V } = this.dims;
+    const { C, NH, KVH, hd, Q, W, F } = this.dims;
     const { arch } = this.config;
     const N = B * T;
     const k = this.kernels;
@@ -430,12 +462,14 @@ export class DecoderModel {
     });
     const last = this.layers.at(-1)?.out ?? this.encoded;
     this.norm(r, this.normF, last, "normF", null, N);
-    k.matmul.matmul(r, { out: bind(this.logits), a: bind(this.normF.out), b: this.headWeight(), bias: this.at("head.bias", null), M: N, N: V, K: C, transB: true });
-    if (this.cappedLogits) {
-      k.softcap.forward(r, { values: bind(this.logits), n: N * V, cap: arch.logitSoftcap! });
-      r.commandEncoder().copyBufferToBuffer(this.logits, 0, this.cappedLogits, 0, N * V * 4);
-    }
-    k.crossEntropy.crossEntropy(r, { logits: bind(this.logits), losses: bind(this.losses), targets: bind(this.targets), weights: bind(this.lossWeights), N, V, gradScale });
+    const gradient = gradScale !== 0 && this.scratch !== null;
+    const grads = gradient ? this.gradBuffer : null;
+    k.crossEntropy.head(r, {
+      ...this.headOperands(this.headRows, this.weightedRows), targets: bind(this.targets), weights: bind(this.lossWeights),
+      losses: bind(this.losses, 0, N * 4), gradScale,
+      ...(grads ? { dx: bind(this.scratch!.dln, 0, N * C * 4), dweight: this.headWeight(grads), dbias: this.at("head.bias", null, grads) } : {}),
+    });
+    this.headGradientRecorded = gradient;
   }
 
   /** Records the backward pass; `forward(r, gradScale ≠ 0)` must come first. Parameter gradients accumulate (+=). */
@@ -443,17 +477,13 @@ export class DecoderModel {
     const { B, T } = this.requireBatch();
     const s = this.scratch;
     if (!s || !this.buckets) throw new Error("model was built without gradients (training: false)");
-    const { C, NH, KVH, hd, Q, KV, W, I, F, V } = this.dims;
+    if (!this.headGradientRecorded) throw new Error("backward needs a forward with gradScale ≠ 0 on this batch first");
+    const { C, NH, KVH, hd, Q, KV, W, I, F } = this.dims;
     const N = B * T;
     const k = this.kernels;
     const grads = this.gradBuffer;
     const dres = bind(s.dresidual);
-    if (this.cappedLogits) k.softcap.backward(r, { grads: bind(this.logits), capped: bind(this.cappedLogits), n: N * V, cap: this.config.arch.logitSoftcap! });
-    // Head: dnormF = dlogits·W ; dW += dlogitsᵀ·normF ; db += Σ dlogits
-    k.matmul.matmul(r, { out: bind(s.dln), a: bind(this.logits), b: this.headWeight(), M: N, N: C, K: V });
-    k.matmul.matmul(r, { out: this.headWeight(grads), a: bind(this.logits), b: bind(this.normF.out), M: V, N: C, K: N, transA: true, accumulate: true });
-    const dHeadBias = this.at("head.bias", null, grads);
-    if (dHeadBias) k.matmul.biasBackward(r, { dbias: dHeadBias, dout: bind(this.logits), M: N, N: V });
+    // the head's backward ran in forward: dln holds ∂loss/∂normF
     r.commandEncoder().clearBuffer(s.dresidual);
     const last = this.layers.at(-1)?.out ?? this.encoded;
     this.normBackward(r, dres, bind(s.dln), this.normF, last, "normF", null, N);
@@ -552,17 +582,45 @@ export class DecoderModel {
     return readFloat32(this.gpu, bind(this.losses, 0, B * T * 4));
   }
 
-  /** Logits of the current batch, [B,T,V] (after a forward with gradScale = 0). */
-  async readLogits(): Promise<Float32Array> {
+  /**
+   * Logits (after any soft-capping) at the given positions b·T + t of the current batch, [positions.length, V]:
+   * the head run on the final norm's output of the last forward (with the current weights), a chunk of rows at a
+   * time, so no [B·T, V] buffer is ever needed on the GPU.
+   */
+  async readLogitsRows(positions: ArrayLike<number>): Promise<Float32Array> {
     const { B, T } = this.requireBatch();
-    return readFloat32(this.gpu, bind(this.logits, 0, B * T * this.config.vocabSize * 4));
+    const V = this.config.vocabSize;
+    const n = positions.length;
+    const rows = Uint32Array.from(positions);
+    for (const i of rows) if (i >= B * T) throw new Error(`position ${i} is outside the ${B}x${T} batch`);
+    const out = new Float32Array(n * V);
+    if (n === 0) return out;
+    upload(this.gpu, bind(this.queryRows), rows);
+    const r = (this.logitsRecorder ??= new Recorder(this.gpu));
+    const operands = this.headOperands(this.queryRows, n);
+    for (let first = 0; first < n; first += this.head.rowChunk) {
+      const count = Math.min(this.head.rowChunk, n - first);
+      this.kernels.crossEntropy.logits(r, { ...operands, first, count });
+      r.submit();
+      const chunk = await readFloat32(this.gpu, bind(this.head.logits.buffer, 0, V * count * 4)); // [V, count]
+      for (let i = 0; i < count; i++) {
+        const row = out.subarray((first + i) * V, (first + i + 1) * V);
+        for (let v = 0; v < V; v++) row[v] = chunk[v * count + i];
+      }
+    }
+    return out;
   }
 
-  /** Logits at one position [V] (after a forward with gradScale = 0). */
+  /** Logits of the current batch, [B,T,V] (see readLogitsRows). */
+  async readLogits(): Promise<Float32Array> {
+    const { B, T } = this.requireBatch();
+    return this.readLogitsRows(Array.from({ length: B * T }, (_, i) => i));
+  }
+
+  /** Logits at one position [V] (see readLogitsRows). */
   async readLogitsAt(b: number, t: number): Promise<Float32Array> {
     const { T } = this.requireBatch();
-    const V = this.config.vocabSize;
-    return readFloat32(this.gpu, bind(this.logits, (b * T + t) * V * 4, V * 4));
+    return this.readLogitsRows([b * T + t]);
   }
 
   private requireBatch(): { B: number; T: number } {
@@ -574,7 +632,8 @@ export class DecoderModel {
     const norms = (n: NormActivations | null) => (n ? [n.out, n.mean, n.rstd] : []);
     const buffers: (GPUBuffer | null)[] = [
       this.params, this.grads, this.m, this.v, this.normSquared, this.tokens, this.targets, this.lossWeights,
-      this.encoded, ...norms(this.normF), this.qNormed, this.kNormed, this.rotary, this.logits, this.cappedLogits, this.losses,
+      this.encoded, ...norms(this.normF), this.qNormed, this.kNormed, this.rotary, this.headRows, this.queryRows,
+      this.head.x.buffer, this.head.logits.buffer, this.head.dx?.buffer ?? null, this.losses,
       ...this.layers.flatMap((a) => [
         ...norms(a.norm1), ...norms(a.norm2), ...norms(a.attOutNorm), ...norms(a.mlpOutNorm), a.qkv, a.q, a.k, a.qRstd, a.kRstd,
         a.att, a.scores, a.atty, a.attOut, a.residual2, a.fc, a.act, a.mlpOut, a.out,

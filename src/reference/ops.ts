@@ -77,6 +77,28 @@ export function crossEntropy(
   return { losses, dlogits };
 }
 
+/**
+ * The LM head with its cross-entropy and backward, as the fused GPU head computes it (crossentropy.ts):
+ * logits = softcap(x·Wᵀ + bias) (cap 0: none), losses and dlogits by crossEntropy, then through the cap
+ * dx = dz·W, dweight = dzᵀ·x, dbias = Σ_rows dz. x is [N,C], weight [V,C].
+ */
+export function lmHead(
+  x: Float64Array, weight: Float64Array, bias: Float64Array | null, targets: Uint32Array, weights: Float64Array,
+  N: number, V: number, C: number, gradScale: number, cap = 0,
+): { logits: Float64Array; losses: Float64Array; dx: Float64Array; dweight: Float64Array; dbias: Float64Array } {
+  const raw = matmul(x, weight, bias, N, V, C, false, true);
+  const logits = cap > 0 ? softcap(raw, cap) : raw;
+  const ce = crossEntropy(logits, targets, weights, N, V, gradScale);
+  const dz = cap > 0 ? softcapBackward(ce.dlogits, raw, cap) : ce.dlogits;
+  return {
+    logits,
+    losses: ce.losses,
+    dx: matmul(dz, weight, null, N, C, V, false, false),
+    dweight: matmul(dz, x, null, V, C, N, true, false),
+    dbias: biasBackward(dz, N, V),
+  };
+}
+
 export interface AdamWOptions {
   lr: number;
   beta1: number;

@@ -27,6 +27,14 @@ import { createSoftcapKernels } from "./softcap.ts";
 export interface KernelContext {
   gpu: Gpu;
   shaders: ShaderLibrary;
+  /** Bind at most this many bytes at once (default and ceiling: the adapter's maxStorageBufferBindingSize); tests
+   *  lower it so the chunked paths run on small models. Read it through bindingLimit (src/gpu/chunks.ts). */
+  maxBindingBytes?: number;
+}
+
+export interface KernelOptions {
+  /** See KernelContext.maxBindingBytes. */
+  maxBindingBytes?: number;
 }
 
 export interface MatmulKernels {
@@ -36,12 +44,47 @@ export interface MatmulKernels {
   biasBackward(r: Recorder, o: { dbias: Binding; dout: Binding; M: number; N: number }): void;
 }
 
+/** A compact list of row indices (u32, ascending, distinct) into the head's [N, C] input: `count` of them. */
+export interface HeadRows {
+  list: Binding;
+  count: number;
+}
+
+/**
+ * Buffers the fused head works in, allocated by its caller (DecoderModel; sized by headWorkspaceFloats so the memory
+ * plan counts them): x [rowChunk, C] the gathered rows, logits [V, rowChunk] one chunk's logits (vocabulary-major),
+ * dx [rowChunk, C] their input gradient (training only).
+ */
+export interface HeadWorkspace {
+  rowChunk: number;
+  x: Binding;
+  logits: Binding;
+  dx: Binding | null;
+}
+
+/** The LM head's operands: x [N, C] (the final norm's output), weight [V, C] (lm_head or the tied wte), bias [V]. */
+export interface HeadOperands {
+  ws: HeadWorkspace;
+  rows: HeadRows;
+  x: Binding;
+  weight: Binding;
+  bias?: Binding;
+  V: number;
+  C: number;
+  /** Gemma 2's final soft-capping: logits = cap·tanh(raw/cap). */
+  softcap?: number;
+}
+
 export interface CrossEntropyKernels {
   /**
-   * Per row i of logits[N,V]: losses[i] = weights[i]·(logsumexp(logits[i]) − logits[i,targets[i]]).
-   * If gradScale ≠ 0, logits[i,:] is then overwritten by dlogits = weights[i]·gradScale·(softmax(logits[i]) − onehot).
+   * Fused LM head + weighted cross-entropy over the listed rows i, z_i = softcap(W·x_i + bias):
+   * losses[i] = weights[i]·(logsumexp(z_i) − z_i[targets[i]]), every other entry of losses set to 0. With
+   * gradScale ≠ 0 and dx given, also the head's backward of weights[i]·gradScale·(softmax(z_i) − onehot):
+   * dx (= overwrite, rows not listed get 0), dweight += … and dbias += … (each optional: leave out a frozen one).
    */
-  crossEntropy(r: Recorder, o: { logits: Binding; losses: Binding; targets: Binding; weights: Binding; N: number; V: number; gradScale: number }): void;
+  head(r: Recorder, o: HeadOperands & { targets: Binding; weights: Binding; losses: Binding; gradScale: number; dx?: Binding; dweight?: Binding; dbias?: Binding }): void;
+  /** The logits of listed rows [first, first+count) (count ≤ ws.rowChunk) into ws.logits, as [V, count]. */
+  logits(r: Recorder, o: HeadOperands & { first: number; count: number }): void;
 }
 
 export interface AdamWKernels {
@@ -180,11 +223,12 @@ export interface Kernels {
 }
 
 /** Compiles every kernel family for `gpu` (pipelines are built up front, so shader errors surface here). */
-export async function createKernels(gpu: Gpu, shaders = new ShaderLibrary(gpu.device)): Promise<Kernels> {
-  const context = { gpu, shaders };
+export async function createKernels(gpu: Gpu, shaders = new ShaderLibrary(gpu.device), options: KernelOptions = {}): Promise<Kernels> {
+  const context: KernelContext = { gpu, shaders, maxBindingBytes: options.maxBindingBytes };
+  const matmulReady = createMatmulKernels(context);
   const [matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap] = await Promise.all([
-    createMatmulKernels(context),
-    createCrossEntropyKernels(context),
+    matmulReady,
+    matmulReady.then((m) => createCrossEntropyKernels(context, m)),
     createAdamWKernels(context),
     createResidualKernels(context),
     createLayerNormKernels(context),
