@@ -23,8 +23,11 @@ export interface Chunk {
 
 /** The largest storage binding kernels may use: the adapter's, or less where a test asks (KernelContext). */
 export function bindingLimit(ctx: KernelContext): number {
-  return Math.min(ctx.maxBindingBytes ?? Infinity, ctx.gpu.device.limits.maxStorageBufferBindingSize);
+  return Math.min(ctx.maxBindingBytes ?? Infinity, ctx.gpu.device.limits.maxStorageBufferBindingSize, MAX_BINDING_BYTES);
 }
+
+/** Never bind more than this, whatever an adapter allows: 2³² − 4 bytes keeps every f32 index below 2³⁰. */
+export const MAX_BINDING_BYTES = 2 ** 32 - 4;
 
 function gcd(a: number, b: number): number {
   while (b) [a, b] = [b, a % b];
