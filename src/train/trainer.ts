@@ -95,6 +95,8 @@ export class Trainer {
     let lossSum = 0;
     for (const batch of batches) {
       model.setBatch(batch);
+      // LoRA dropout: a fresh mask per micro-batch, drawn from the checkpointed generator so a resume repeats it
+      if (model.lora && model.lora.layout.settings.dropout > 0) model.dropoutSeed = this.rng.nextUint32();
       model.forward(r, 1 / weightSum);
       model.backward(r);
       r.submit();
