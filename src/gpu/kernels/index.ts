@@ -24,6 +24,7 @@ import { createRotaryKernels } from "./rotary.ts";
 import { createGatedKernels } from "./gated.ts";
 import { createSoftcapKernels } from "./softcap.ts";
 import { createGuardKernels } from "./guard.ts";
+import { createLoraKernels } from "./lora.ts";
 
 export interface KernelContext {
   gpu: Gpu;
@@ -172,6 +173,15 @@ export interface EmbeddingKernels {
   backward(r: Recorder, o: { dwte: Binding; dwpe?: Binding; scale?: number; dout: Binding; buckets: EmbeddingBuckets; B: number; T: number; C: number }): void;
 }
 
+export interface LoraKernels {
+  /** out (= or += with accumulate) inp·keep/(1 − p) over n floats; keep is a pure hash of (key, index), so the same key gives the same mask. */
+  dropout(r: Recorder, o: { out: Binding; inp: Binding; n: number; p: number; key: number; accumulate?: boolean }): void;
+  /** out[row·stride + offset + j] += scale·inp[row·width + j] for rows × width. */
+  addColumns(r: Recorder, o: { out: Binding; inp: Binding; rows: number; width: number; stride: number; offset: number; scale: number }): void;
+  /** out[row·width + j] = scale·inp[row·stride + offset + j] for rows × width. */
+  gatherColumns(r: Recorder, o: { out: Binding; inp: Binding; rows: number; width: number; stride: number; offset: number; scale: number }): void;
+}
+
 export interface Kernels {
   context: KernelContext;
   matmul: MatmulKernels;
@@ -187,12 +197,13 @@ export interface Kernels {
   gated: GatedKernels;
   softcap: SoftcapKernels;
   guard: GuardKernels;
+  lora: LoraKernels;
 }
 
 /** Compiles every kernel family for `gpu` (pipelines are built up front, so shader errors surface here). */
 export async function createKernels(gpu: Gpu, shaders = new ShaderLibrary(gpu.device)): Promise<Kernels> {
   const context = { gpu, shaders };
-  const [matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap, guard] = await Promise.all([
+  const [matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap, guard, lora] = await Promise.all([
     createMatmulKernels(context),
     createCrossEntropyKernels(context),
     createAdamWKernels(context),
@@ -206,6 +217,7 @@ export async function createKernels(gpu: Gpu, shaders = new ShaderLibrary(gpu.de
     createGatedKernels(context),
     createSoftcapKernels(context),
     createGuardKernels(context),
+    createLoraKernels(context),
   ]);
-  return { context, matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap, guard };
+  return { context, matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap, guard, lora };
 }
