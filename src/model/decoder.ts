@@ -34,6 +34,37 @@ export interface Batch {
   T: number;
 }
 
+/**
+ * The key/value cache of incremental decoding (DecoderModel.createCache, used by src/eval/decode.ts): per layer k
+ * (after q/k norm and rotary) and v, [rows, length, KVH·hd], and the small per-pass inputs. Allocated only when
+ * asked for, never for training, and not counted in the model's allocatedBytes (the memory plan's figure).
+ */
+export interface KVCache {
+  readonly rows: number;
+  readonly length: number;
+  readonly layers: ReadonlyArray<{ k: GPUBuffer; v: GPUBuffer }>;
+  /** Per token of a pass (u32): its id, its cache row and its position there. */
+  readonly tokens: GPUBuffer;
+  readonly rowOf: GPUBuffer;
+  readonly positions: GPUBuffer;
+  /** Per output row: the index in the pass of the token whose next-token logits it gets. */
+  readonly last: GPUBuffer;
+  /** The last layer's output at those tokens [rows, C], and their logits [rows, V] after `forwardCached`. */
+  readonly gathered: GPUBuffer;
+  readonly logits: GPUBuffer;
+  readonly bytes: number;
+  destroy(): void;
+}
+
+/** One pass of incremental decoding: tokens of any rows (a whole prompt, or one new token per row) at their positions. */
+export interface CachedPass {
+  tokens: Uint32Array;
+  rows: Uint32Array;
+  positions: Uint32Array;
+  /** For each output row, the index into `tokens` whose next-token logits it gets. */
+  last: Uint32Array;
+}
+
 export interface ModelOptions {
   /** Maximum batch rows and sequence length this instance will run. */
   B: number;
@@ -486,7 +517,7 @@ export class DecoderModel {
   }
 
   /** q/k norm (per head) and rotary of q or k, from the qkv activations into `out`. */
-  private prepareQK(r: Recorder, a: LayerActivations, l: number, which: "q" | "k", N: number, T: number): void {
+  private prepareQK(r: Recorder, a: LayerActivations, l: number, which: "q" | "k", N: number, T: number, positions?: Binding): void {
     const { Q, W, NH, KVH, hd, R } = this.dims;
     const H = which === "q" ? NH : KVH;
     const out = which === "q" ? a.q : a.k;
@@ -499,7 +530,7 @@ export class DecoderModel {
       this.kernels.rmsNorm.forward(r, { out: normed, rstd, inp: source, weight, N, C: hd, H, eps: this.config.layerNormEps, gainOffset: 0 });
       source = normed;
     }
-    this.kernels.rotary.forward(r, { out: denseView(bind(out), H * hd), inp: source, table: bind(this.rotary), N, T, H, headDim: hd, rotaryDim: R });
+    this.kernels.rotary.forward(r, { out: denseView(bind(out), H * hd), inp: source, table: bind(this.rotary), N, T, H, headDim: hd, rotaryDim: R, positions });
   }
 
   /** Backward of prepareQK: from the gradient of what attention read (dq/dk scratch) into the q or k part of dqkv. */
@@ -583,6 +614,92 @@ export class DecoderModel {
       r.commandEncoder().copyBufferToBuffer(this.logits, 0, this.cappedLogits, 0, N * V * 4);
     }
     k.crossEntropy.crossEntropy(r, { logits: bind(this.logits), losses: bind(this.losses), targets: bind(this.targets), weights: bind(this.lossWeights), N, V, gradScale });
+  }
+
+  /**
+   * A key/value cache for `rows` sequences of up to `length` tokens (≤ the T this model was built for: the rotary
+   * table and the activations are this model's). Passes may feed up to B·T tokens at once.
+   */
+  createCache(rows: number, length: number): KVCache {
+    const { L, KV, C, V } = { L: this.layers.length, ...this.dims };
+    if (!(rows >= 1 && length >= 1 && length <= this.options.T)) throw new Error(`cache of ${rows}x${length} for a model built for T=${this.options.T}`);
+    const maxTokens = this.options.B * this.options.T;
+    const made: GPUBuffer[] = [];
+    const f = (label: string, words: number) => {
+      const buffer = createStorage(this.gpu, label, words * 4);
+      made.push(buffer);
+      return buffer;
+    };
+    const layers = Array.from({ length: L }, (_, l) => ({ k: f(`h${l}.kcache`, rows * length * KV), v: f(`h${l}.vcache`, rows * length * KV) }));
+    return {
+      rows, length, layers,
+      tokens: f("pass tokens", maxTokens), rowOf: f("pass rows", maxTokens), positions: f("pass positions", maxTokens), last: f("pass last", rows),
+      gathered: f("pass gathered", rows * C), logits: f("pass logits", rows * V),
+      bytes: made.reduce((sum, b) => sum + b.size, 0),
+      destroy: () => made.forEach((b) => b.destroy()),
+    };
+  }
+
+  /**
+   * Records one pass of incremental decoding: every token is embedded at its own position, appends its k and v to
+   * its row of the cache and attends to that row's keys up to its position; the head runs only on the `last`
+   * tokens, into cache.logits [last.length, V]. The blocks are forward()'s own (linear, norms, activations), so
+   * families and adapters apply as in training.
+   */
+  forwardCached(r: Recorder, cache: KVCache, pass: CachedPass): void {
+    const N = pass.tokens.length;
+    const outRows = pass.last.length;
+    const { C, NH, KVH, hd, KV, W, F, V } = this.dims;
+    const { arch, vocabSize } = this.config;
+    if (N === 0 || N > this.options.B * this.options.T) throw new Error(`a pass of ${N} tokens (this model runs 1 … ${this.options.B * this.options.T})`);
+    if (pass.rows.length !== N || pass.positions.length !== N) throw new Error("pass.tokens, rows and positions must have one entry per token");
+    if (outRows > cache.rows) throw new Error(`${outRows} output rows exceed the cache's ${cache.rows}`);
+    for (let n = 0; n < N; n++) {
+      if (pass.tokens[n] >= vocabSize) throw new UserError(`token id ${pass.tokens[n]} is outside the vocabulary (${vocabSize})`);
+      if (pass.rows[n] >= cache.rows || pass.positions[n] >= cache.length) throw new Error(`token ${n} at row ${pass.rows[n]}, position ${pass.positions[n]}: outside the ${cache.rows}x${cache.length} cache`);
+    }
+    if (pass.last.some((i) => i >= N)) throw new Error("pass.last points past the pass's tokens");
+    upload(this.gpu, bind(cache.tokens), pass.tokens);
+    upload(this.gpu, bind(cache.rowOf), pass.rows);
+    upload(this.gpu, bind(cache.positions), pass.positions);
+    upload(this.gpu, bind(cache.last), pass.last);
+    const k = this.kernels;
+    const positions = bind(cache.positions);
+    k.embedding.forward(r, { out: bind(this.encoded), tokens: bind(cache.tokens), wte: this.must("wte", null), scale: arch.embeddingScale, B: N, T: 1, C });
+    const wpe = this.at("wpe", null);
+    if (wpe) k.kvCache.addPositions(r, { out: bind(this.encoded), wpe, positions, N, C });
+    this.layers.forEach((a, l) => {
+      const x = l === 0 ? this.encoded : this.layers[l - 1].out;
+      this.norm(r, a.norm1, x, "norm1", l, N);
+      this.linear(r, { out: bind(a.qkv), x: bind(a.norm1.out), role: "qkv.weight", layer: l, M: N, outDim: W, inDim: C });
+      this.prepareQK(r, a, l, "q", N, 1, positions);
+      this.prepareQK(r, a, l, "k", N, 1, positions);
+      const inputs = this.attentionInputs(a);
+      const kCache = bind(cache.layers[l].k), vCache = bind(cache.layers[l].v);
+      const where = { rows: bind(cache.rowOf), positions, N, maxLength: cache.length };
+      k.kvCache.append(r, { kCache, vCache, k: inputs.k, v: inputs.v, width: KV, ...where });
+      k.kvCache.attend(r, { out: bind(a.atty), q: inputs.q, kCache, vCache, NH, KVH, hd, scale: arch.attentionScale, softcap: arch.attentionSoftcap, ...where });
+      this.linear(r, { out: bind(a.attOut), x: bind(a.atty), role: "o.weight", layer: l, M: N, outDim: C, inDim: this.dims.Q });
+      if (a.attOutNorm) this.norm(r, a.attOutNorm, a.attOut, "attnOutNorm", l, N);
+      k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(a.attOutNorm?.out ?? a.attOut), n: N * C });
+      const mlpInput = a.norm2 ?? a.norm1;
+      if (a.norm2) this.norm(r, a.norm2, a.residual2, "norm2", l, N);
+      this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C });
+      this.activation(r, a, N);
+      this.linear(r, { out: bind(a.mlpOut), x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: this.dims.I });
+      if (a.mlpOutNorm) this.norm(r, a.mlpOutNorm, a.mlpOut, "mlpOutNorm", l, N);
+      k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(a.mlpOutNorm?.out ?? a.mlpOut), n: N * C });
+    });
+    const last = this.layers.at(-1)?.out ?? this.encoded;
+    k.kvCache.gather(r, { out: bind(cache.gathered), x: bind(last), index: bind(cache.last), n: outRows, C });
+    this.norm(r, this.normF, cache.gathered, "normF", null, outRows);
+    k.matmul.matmul(r, { out: bind(cache.logits), a: bind(this.normF.out), b: this.headWeight(), bias: this.at("head.bias", null), M: outRows, N: V, K: C, transB: true });
+    if (arch.logitSoftcap) k.softcap.forward(r, { values: bind(cache.logits), n: outRows * V, cap: arch.logitSoftcap });
+  }
+
+  /** The logits of a cached pass's first `rows` output rows, [rows, V], in one read-back. */
+  async readCachedLogits(cache: KVCache, rows: number): Promise<Float32Array> {
+    return readFloat32(this.gpu, bind(cache.logits, 0, rows * this.config.vocabSize * 4));
   }
 
   /** Records the backward pass; `forward(r, gradScale ≠ 0)` must come first. Parameter gradients accumulate (+=). */
