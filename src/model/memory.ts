@@ -14,6 +14,7 @@
  */
 import { UserError } from "../errors.ts";
 import { rotaryDim, type ModelConfig } from "./family.ts";
+import { frozenSinkFloats, type LoraLayout } from "./lora.ts";
 import { paramLayout } from "./params.ts";
 import { headWorkspaceFloats } from "../gpu/kernels/crossentropy.ts";
 
@@ -27,10 +28,24 @@ export interface PlannedBuffer {
   boundWhole: boolean;
 }
 
+/** The batch shape and training mode a plan is for; with `lora` the base is frozen (adapters trained instead). */
+export interface PlanShape {
+  B: number;
+  T: number;
+  training: boolean;
+  lora?: LoraLayout;
+  /**
+   * The binding limit kernels will use, where it is below HEAD_LOGITS_BYTES (tests that lower it): it sizes the
+   * head's row chunk as it does in DecoderModel.
+   */
+  maxBindingBytes?: number;
+}
+
 export interface MemoryPlan {
   B: number;
   T: number;
   training: boolean;
+  lora?: LoraLayout;
   buffers: PlannedBuffer[];
   byKind: Record<BufferKind, number>;
   total: number;
@@ -44,12 +59,8 @@ export interface MemoryPlan {
 /** createStorage's size: at least 16 bytes, a multiple of 16. */
 const stored = (floats: number) => Math.max(16, Math.ceil((floats * 4) / 16) * 16);
 
-/**
- * maxBindingBytes: the binding limit kernels will use when below HEAD_LOGITS_BYTES (tests that lower it; it sizes
- * the head's row chunk as it does in DecoderModel).
- */
-export function memoryPlan(config: ModelConfig, shape: { B: number; T: number; training: boolean; maxBindingBytes?: number }): MemoryPlan {
-  const { B, T, training } = shape;
+export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
+  const { B, T, training, lora } = shape;
   const { nLayer: L, nHead: NH, nKVHead: KVH, headDim: hd, nEmbd: C, vocabSize: V, intermediateSize: I, arch } = config;
   const layout = paramLayout(config);
   const N = B * T;
@@ -68,12 +79,26 @@ export function memoryPlan(config: ModelConfig, shape: { B: number; T: number; t
   };
 
   add("params", "weights", layout.size, false);
-  if (training) {
+  if (training && !lora) {
     add("grads", "gradients", layout.size, false);
     add("adam.m", "optimizer", layout.size, false);
     add("adam.v", "optimizer", layout.size, false);
-    add("grad norm²", "scratch", 1);
   }
+  if (lora) {
+    // the adapters (src/model/lora.ts) with their own gradients and moments; the frozen base has none
+    add("lora.params", "weights", lora.size, false);
+    if (training) {
+      add("lora.grads", "gradients", lora.size, false);
+      add("lora.m", "optimizer", lora.size, false);
+      add("lora.v", "optimizer", lora.size, false);
+    }
+    add("lora.h", "scratch", N * lora.rank);
+    if (training) add("lora.dh", "scratch", N * lora.rank);
+    add("lora.wide", "scratch", N * lora.maxRows);
+    if (training && lora.settings.dropout > 0) add("lora.dropped", "scratch", N * lora.maxIn);
+    if (training) add("frozen grad sink", "scratch", 2 * frozenSinkFloats(config));
+  }
+  if (training) add("grad norm²", "scratch", 1);
   add("tokens", "activations", N);
   add("targets", "activations", N);
   add("loss weights", "activations", N);
@@ -144,7 +169,7 @@ export function memoryPlan(config: ModelConfig, shape: { B: number; T: number; t
   const vocabularyTables = new Set(["wte", "head.weight"]);
   const others = layout.slots.filter((s) => !(s.layer === null && vocabularyTables.has(s.role)));
   const largestSlotBytes = Math.max(64 * C * 4, ...others.map((s) => s.size * 4));
-  return { B, T, training, buffers, byKind, total: buffers.reduce((s, b) => s + b.bytes, 0), largestSlotBytes };
+  return { B, T, training, lora, buffers, byKind, total: buffers.reduce((s, b) => s + b.bytes, 0), largestSlotBytes };
 }
 
 export interface AdapterLimits {
@@ -175,12 +200,12 @@ export function overruns(plan: MemoryPlan, limits: AdapterLimits): Overrun[] {
 }
 
 /** The plan as DecoderModel sizes it on an adapter with these limits (the head's row chunk follows the binding limit). */
-function planFor(config: ModelConfig, shape: { B: number; T: number; training: boolean }, limits: AdapterLimits): MemoryPlan {
-  return memoryPlan(config, { B: shape.B, T: shape.T, training: shape.training, maxBindingBytes: limits.maxStorageBufferBindingSize });
+function planFor(config: ModelConfig, shape: PlanShape, limits: AdapterLimits): MemoryPlan {
+  return memoryPlan(config, { B: shape.B, T: shape.T, training: shape.training, lora: shape.lora, maxBindingBytes: limits.maxStorageBufferBindingSize });
 }
 
 /** The largest batch rows (≤ B) at this T whose plan fits, or 0 when even one row does not. */
-export function largestFittingBatch(config: ModelConfig, shape: { B: number; T: number; training: boolean }, limits: AdapterLimits): number {
+export function largestFittingBatch(config: ModelConfig, shape: PlanShape, limits: AdapterLimits): number {
   for (let b = shape.B; b >= 1; b = b > 8 ? Math.floor(b / 2) : b - 1) {
     if (overruns(planFor(config, { ...shape, B: b }, limits), limits).length === 0) return b;
   }
@@ -214,7 +239,7 @@ export function fitError(config: ModelConfig, plan: MemoryPlan, limits: AdapterL
 }
 
 /** Throws the UserError train and train-lm refuse a run with when its training buffers cannot fit the device. */
-export function assertTrainingFits(config: ModelConfig, shape: { B: number; T: number }, limits: AdapterLimits): void {
+export function assertTrainingFits(config: ModelConfig, shape: { B: number; T: number; lora?: LoraLayout }, limits: AdapterLimits): void {
   const error = fitError(config, memoryPlan(config, { ...shape, training: true }), limits);
   if (error) throw new UserError(error, 422);
 }

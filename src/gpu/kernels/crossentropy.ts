@@ -61,10 +61,10 @@ export async function createCrossEntropyKernels(ctx: KernelContext, matmul: Matm
     assertU32(ws.rowChunk * V, "logits chunk elements");
   }
 
-  /** logitsT[V, R] = W·xᵀ for the R rows gathered into ws.x, one vocabulary slice at a time. */
-  function recordLogits(r: Recorder, ws: HeadWorkspace, weight: Binding, vocab: Chunk[], R: number, C: number): void {
+  /** logitsT[V, R] = W·xᵀ for R compact rows x [R, C], one vocabulary slice at a time. */
+  function recordLogits(r: Recorder, logits: Binding, x: Binding, weight: Binding, vocab: Chunk[], R: number, C: number): void {
     for (const v of vocab) {
-      matmul.matmul(r, { out: floats(ws.logits, v.first * R, v.count * R), a: floats(weight, v.first * C, v.count * C), b: floats(ws.x, 0, R * C), M: v.count, N: R, K: C, transB: true });
+      matmul.matmul(r, { out: floats(logits, v.first * R, v.count * R), a: floats(weight, v.first * C, v.count * C), b: floats(x, 0, R * C), M: v.count, N: R, K: C, transB: true });
     }
   }
 
@@ -72,10 +72,17 @@ export async function createCrossEntropyKernels(ctx: KernelContext, matmul: Matm
     r.dispatch(gather, [R, C, first], [floats(out, 0, R * C), x, rows.list], grid1d(R * C, WG));
   }
 
-  function columnPass(r: Recorder, o: { ws: HeadWorkspace; rows: HeadRows; first: number; R: number; V: number; flags: number; gradScale: number; softcap?: number; bias?: Binding; losses: Binding; targets: Binding; weights: Binding }): void {
+  function columnPass(r: Recorder, o: { logits: Binding; rows: Binding; first: number; R: number; V: number; flags: number; gradScale: number; softcap?: number; bias?: Binding; losses: Binding; targets: Binding; weights: Binding }): void {
     const words = [o.V, o.R, o.first, o.flags, f32bits(o.gradScale), f32bits(o.softcap ?? 0), o.bias ? 1 : 0];
     const grid = grid1d(Math.ceil(o.R / COLS), 1);
-    r.dispatch(columns, words, [floats(o.ws.logits, 0, o.V * o.R), o.losses, o.rows.list, o.targets, o.weights, o.bias ?? none], grid);
+    r.dispatch(columns, words, [floats(o.logits, 0, o.V * o.R), o.losses, o.rows, o.targets, o.weights, o.bias ?? none], grid);
+  }
+
+  /** Logits only (bias, soft-cap): out [V, R] from compact rows x [R, C]. */
+  function compactLogits(r: Recorder, o: { out: Binding; x: Binding; weight: Binding; bias?: Binding; count: number; V: number; C: number; softcap?: number }): void {
+    assertBindable(o.count * o.V * 4, limit, "a logits block");
+    recordLogits(r, o.out, o.x, o.weight, headVocabChunks(o.V, o.C, limit), o.count, o.C);
+    columnPass(r, { ...o, logits: o.out, rows: none, first: 0, R: o.count, flags: 0, gradScale: 0, losses: noLosses, targets: none, weights: none });
   }
 
   return {
@@ -91,8 +98,8 @@ export async function createCrossEntropyKernels(ctx: KernelContext, matmul: Matm
       for (let first = 0; first < rows.count; first += ws.rowChunk) {
         const R = Math.min(ws.rowChunk, rows.count - first);
         gatherRows(r, ws.x, o.x, rows, first, R, C);
-        recordLogits(r, ws, o.weight, vocab, R, C);
-        columnPass(r, { ...o, first, R, flags: gradient ? LOSS | GRADIENT : LOSS });
+        recordLogits(r, ws.logits, ws.x, o.weight, vocab, R, C);
+        columnPass(r, { ...o, logits: ws.logits, rows: rows.list, first, R, flags: gradient ? LOSS | GRADIENT : LOSS });
         if (!gradient) continue;
         const dx = floats(ws.dx!, 0, R * C);
         vocab.forEach((v, i) => {
@@ -111,8 +118,9 @@ export async function createCrossEntropyKernels(ctx: KernelContext, matmul: Matm
       checkWorkspace(ws, V, C);
       if (o.count > ws.rowChunk) throw new Error(`${o.count} rows of logits asked for at once, the workspace holds ${ws.rowChunk}`);
       gatherRows(r, ws.x, o.x, rows, o.first, o.count, C);
-      recordLogits(r, ws, o.weight, headVocabChunks(V, C, limit), o.count, C);
-      columnPass(r, { ...o, R: o.count, flags: 0, gradScale: 0, losses: noLosses, targets: none, weights: none });
+      compactLogits(r, { ...o, out: ws.logits, x: ws.x });
     },
+
+    compactLogits,
   };
 }
