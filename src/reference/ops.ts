@@ -272,6 +272,41 @@ export function groupedAttentionForward(qkv: Float64Array, s: AttentionShape, op
   return { out, att, stats };
 }
 
+/**
+ * Single-query attention against a key/value cache (kvcache.wgsl's attend): token n's query heads (q[N, NH·hs])
+ * attend to keys 0 … positions[n] of cache row rows[n] (kCache, vCache [rows, maxLength, KVH·hs]), kv head
+ * h / (NH/KVH), softmax of cap(scale·q·k). out[N, NH·hs].
+ */
+export function cachedAttention(
+  q: Float64Array, kCache: Float64Array, vCache: Float64Array, rows: ArrayLike<number>, positions: ArrayLike<number>,
+  s: { NH: number; KVH: number; hs: number; maxLength: number }, options: AttentionOptions = {},
+): Float64Array {
+  const { NH, KVH, hs, maxLength } = s;
+  const N = positions.length;
+  const group = NH / KVH;
+  const scale = options.scale ?? 1 / Math.sqrt(hs);
+  const cap = (x: number) => (options.softcap ? options.softcap * Math.tanh(x / options.softcap) : x);
+  const out = new Float64Array(N * NH * hs);
+  for (let n = 0; n < N; n++) {
+    for (let h = 0; h < NH; h++) {
+      const kvh = Math.floor(h / group);
+      const at = (j: number) => ((rows[n] * maxLength + j) * KVH + kvh) * hs;
+      const scores = Array.from({ length: positions[n] + 1 }, (_, j) => {
+        let dot = 0;
+        for (let i = 0; i < hs; i++) dot += q[(n * NH + h) * hs + i] * kCache[at(j) + i];
+        return cap(dot * scale);
+      });
+      const max = Math.max(...scores);
+      const e = scores.map((x) => Math.exp(x - max));
+      const sum = e.reduce((a, b) => a + b, 0);
+      for (let j = 0; j < e.length; j++) {
+        for (let i = 0; i < hs; i++) out[(n * NH + h) * hs + i] += (e[j] / sum) * vCache[at(j) + i];
+      }
+    }
+  }
+  return out;
+}
+
 /** dqkv (fused layout) from dout[B,T,NH·hs], through the value sum, the softmax and the scaled q·k scores. */
 export function groupedAttentionBackward(dout: Float64Array, qkv: Float64Array, att: Float64Array, s: AttentionShape, options: AttentionOptions = {}): Float64Array {
   const { B, T, NH, KVH, hs } = s;
@@ -364,13 +399,14 @@ export function rmsNormBackward(dout: Float64Array, inp: Float64Array, weight: F
 
 /**
  * HF's rotate-half rotary embedding on the first R dims of each head of x[tokens, H·hd] (token n at position n % T),
- * θ_j = inverse frequencies (R/2 of them); sign −1 applies the transposed rotation (the backward pass).
+ * θ_j = inverse frequencies (R/2 of them); sign −1 applies the transposed rotation (the backward pass). With
+ * `positions`, token n is at positions[n] (incremental decoding).
  */
-export function rotary(x: Float64Array, tokens: number, T: number, H: number, hd: number, R: number, invFreq: Float64Array, sign = 1): Float64Array {
+export function rotary(x: Float64Array, tokens: number, T: number, H: number, hd: number, R: number, invFreq: Float64Array, sign = 1, positions?: ArrayLike<number>): Float64Array {
   const out = Float64Array.from(x);
   const half = R / 2;
   for (let n = 0; n < tokens; n++) {
-    const t = n % T;
+    const t = positions ? positions[n] : n % T;
     for (let h = 0; h < H; h++) {
       const base = (n * H + h) * hd;
       for (let j = 0; j < half; j++) {

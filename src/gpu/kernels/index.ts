@@ -23,6 +23,9 @@ import { createRMSNormKernels } from "./rmsnorm.ts";
 import { createRotaryKernels } from "./rotary.ts";
 import { createGatedKernels } from "./gated.ts";
 import { createSoftcapKernels } from "./softcap.ts";
+import { createGuardKernels } from "./guard.ts";
+import { createLoraKernels } from "./lora.ts";
+import { createKVCacheKernels } from "./kvcache.ts";
 
 export interface KernelContext {
   gpu: Gpu;
@@ -52,6 +55,14 @@ export interface AdamWKernels {
    * when maxNorm > 0 and ‖g‖ > maxNorm, else 1, with ‖g‖² read from normSquared[0] on the GPU.
    */
   adamw(r: Recorder, o: { params: Binding; grads: Binding; m: Binding; v: Binding; n: number; lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; normSquared: Binding; maxNorm: number }): void;
+}
+
+/** The training step's status words on the GPU (shaders/guard.wgsl: ‖g‖² for AdamW, loss sum, diverged flag, raw ‖g‖²). */
+export interface GuardKernels {
+  /** status[1] += Σ terms[0…n) (deterministic). */
+  addSum(r: Recorder, o: { status: Binding; terms: Binding; n: number }): void;
+  /** After the gradient norm: a non-finite loss sum or norm, or an earlier divergence, sets the sticky flag and makes AdamW skip. */
+  check(r: Recorder, o: { status: Binding }): void;
 }
 
 export interface ResidualKernels {
@@ -127,9 +138,10 @@ export interface RMSNormKernels {
 export interface RotaryKernels {
   /**
    * Rotate-half rotary embedding of the first rotaryDim dims of each of H heads per token (the rest copied), token n
-   * at position n % T, cos/sin from `table` (rotaryTable): out = rot(inp), overwriting.
+   * at position n % T — or at positions[n] (u32 per token, for incremental decoding) —, cos/sin from `table`
+   * (rotaryTable): out = rot(inp), overwriting.
    */
-  forward(r: Recorder, o: { out: TokenView; inp: TokenView; table: Binding; N: number; T: number; H: number; headDim: number; rotaryDim: number }): void;
+  forward(r: Recorder, o: { out: TokenView; inp: TokenView; table: Binding; N: number; T: number; H: number; headDim: number; rotaryDim: number; positions?: Binding }): void;
   /** The transposed rotation: out = dinp, inp = dout. */
   backward(r: Recorder, o: { out: TokenView; inp: TokenView; table: Binding; N: number; T: number; H: number; headDim: number; rotaryDim: number }): void;
 }
@@ -162,6 +174,33 @@ export interface EmbeddingKernels {
   backward(r: Recorder, o: { dwte: Binding; dwpe?: Binding; scale?: number; dout: Binding; buckets: EmbeddingBuckets; B: number; T: number; C: number }): void;
 }
 
+export interface LoraKernels {
+  /** out (= or += with accumulate) inp·keep/(1 − p) over n floats; keep is a pure hash of (key, index), so the same key gives the same mask. */
+  dropout(r: Recorder, o: { out: Binding; inp: Binding; n: number; p: number; key: number; accumulate?: boolean }): void;
+  /** out[row·stride + offset + j] += scale·inp[row·width + j] for rows × width. */
+  addColumns(r: Recorder, o: { out: Binding; inp: Binding; rows: number; width: number; stride: number; offset: number; scale: number }): void;
+  /** out[row·width + j] = scale·inp[row·stride + offset + j] for rows × width. */
+  gatherColumns(r: Recorder, o: { out: Binding; inp: Binding; rows: number; width: number; stride: number; offset: number; scale: number }): void;
+}
+
+/**
+ * Incremental decoding (shaders/kvcache.wgsl). A pass feeds N tokens; token n belongs to cache row rows[n] at
+ * position positions[n] (u32 each). Caches are [maxRows, maxLength, KVH·hd] per layer.
+ */
+export interface KVCacheKernels {
+  /** kCache[rows[n], positions[n]] = k[n], vCache[…] = v[n] (width = KVH·hd floats, through views). */
+  append(r: Recorder, o: { kCache: Binding; vCache: Binding; k: TokenView; v: TokenView; rows: Binding; positions: Binding; N: number; width: number; maxLength: number }): void;
+  /**
+   * out[N, NH·hd] (dense): query head h of token n attends to keys 0 … positions[n] of its row (kv head h/(NH/KVH)),
+   * softmax of scale·q·k (scale defaults to 1/√hd), soft-capped to softcap·tanh(s/softcap) first when softcap is set.
+   */
+  attend(r: Recorder, o: { out: Binding; q: TokenView; kCache: Binding; vCache: Binding; rows: Binding; positions: Binding; N: number; NH: number; KVH: number; hd: number; maxLength: number; scale?: number; softcap?: number }): void;
+  /** out[n, :] += wpe[positions[n], :] over C floats (learned positions at per-token positions). */
+  addPositions(r: Recorder, o: { out: Binding; wpe: Binding; positions: Binding; N: number; C: number }): void;
+  /** out[i, :] = x[index[i], :] for i < n, C floats per row. */
+  gather(r: Recorder, o: { out: Binding; x: Binding; index: Binding; n: number; C: number }): void;
+}
+
 export interface Kernels {
   context: KernelContext;
   matmul: MatmulKernels;
@@ -176,12 +215,15 @@ export interface Kernels {
   rotary: RotaryKernels;
   gated: GatedKernels;
   softcap: SoftcapKernels;
+  guard: GuardKernels;
+  lora: LoraKernels;
+  kvCache: KVCacheKernels;
 }
 
 /** Compiles every kernel family for `gpu` (pipelines are built up front, so shader errors surface here). */
 export async function createKernels(gpu: Gpu, shaders = new ShaderLibrary(gpu.device)): Promise<Kernels> {
   const context = { gpu, shaders };
-  const [matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap] = await Promise.all([
+  const [matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap, guard, lora, kvCache] = await Promise.all([
     createMatmulKernels(context),
     createCrossEntropyKernels(context),
     createAdamWKernels(context),
@@ -194,6 +236,9 @@ export async function createKernels(gpu: Gpu, shaders = new ShaderLibrary(gpu.de
     createRotaryKernels(context),
     createGatedKernels(context),
     createSoftcapKernels(context),
+    createGuardKernels(context),
+    createLoraKernels(context),
+    createKVCacheKernels(context),
   ]);
-  return { context, matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap };
+  return { context, matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap, guard, lora, kvCache };
 }
