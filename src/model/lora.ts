@@ -47,7 +47,8 @@ export const DEFAULT_LORA_TARGETS: Record<FamilyName, string[]> = {
   phi: ["q_proj", "v_proj", "fc1", "fc2"],
 };
 
-export const DEFAULT_LORA = { rank: 8, alpha: 16, dropout: 0 } as const;
+/** PEFT LoraConfig's defaults (r = 8, lora_alpha = 8, lora_dropout = 0). */
+export const DEFAULT_LORA = { rank: 8, alpha: 8, dropout: 0 } as const;
 
 /** The matmul roles an adapter can sit on. */
 export const LORA_ROLES = ["qkv.weight", "o.weight", "fc.weight", "proj.weight"] as const satisfies readonly LayerRole[];
