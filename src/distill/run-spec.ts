@@ -10,6 +10,7 @@ import { Alpha, BatchSize, CheckpointEvery, Epochs, Fraction, GradClip, ItemLimi
 import { UserError } from "../errors.ts";
 import type { ModelConfig } from "../model/family.ts";
 import { DEFAULT_LORA, DEFAULT_LORA_TARGETS, type LoraSettings } from "../model/lora.ts";
+import { BATCHINGS } from "../train/batches.ts";
 import { PLACEMENTS } from "./placement.ts";
 import { RATIONALE_FILTERS, RATIONALE_PARTS, SAMPLE_MODES } from "./rationales.ts";
 import { type Selection, SHUFFLE_UNITS } from "./selection.ts";
@@ -105,6 +106,11 @@ export const TrainingSchema = v.strictObject({
   /** Stop after N dev evaluations in a row without improvement. */
   patience: v.optional(Steps),
   ...AdaptationSchema.entries,
+  /**
+   * bucketed (default): batches of examples of similar length, each only as long as its longest; padded: a plain
+   * shuffle, every batch padded to the longest example of the run (src/train/batches.ts).
+   */
+  batching: v.optional(picklist(BATCHINGS, "batching")),
 });
 export type TrainingSpec = v.InferOutput<typeof TrainingSchema>;
 

@@ -17,6 +17,7 @@ import { bind, createStorage, readFloat32, upload } from "../gpu/buffers.ts";
 import type { Binding, Recorder } from "../gpu/recorder.ts";
 import { denseView, type EmbeddingBuckets, type Kernels, type TokenView } from "../gpu/kernels/index.ts";
 import { rotaryTable } from "../gpu/kernels/rotary.ts";
+import { STATUS } from "../gpu/kernels/guard.ts";
 import { UserError } from "../errors.ts";
 import { type LayerRole, type ModelConfig, rotaryDim } from "./family.ts";
 import { type AdapterSpec, dropoutKey, frozenSinkFloats, type LoraLayout } from "./lora.ts";
@@ -129,7 +130,8 @@ export class DecoderModel {
   /** The soft-capped logits, kept for the backward pass (Gemma 2). */
   private readonly cappedLogits: GPUBuffer | null;
   readonly losses: GPUBuffer;
-  readonly normSquared: GPUBuffer | null;
+  /** The training step's status words (shaders/guard.wgsl): ‖g‖² as AdamW reads it, loss sum, diverged flag, raw ‖g‖². */
+  readonly stepStatus: GPUBuffer | null;
   private readonly scratch: BackwardScratch | null;
   private readonly buckets: EmbeddingBuckets | null;
   private current: { B: number; T: number } | null = null;
@@ -191,7 +193,7 @@ export class DecoderModel {
         }
       : null;
     this.frozenSink = options.training && lora ? f("frozen grad sink", 2 * frozenSinkFloats(config)) : null;
-    this.normSquared = options.training ? f("grad norm²", 1) : null;
+    this.stepStatus = options.training ? f("step status", STATUS.words) : null;
     this.tokens = f("tokens", N);
     this.targets = f("targets", N);
     this.lossWeights = f("loss weights", N);
@@ -660,26 +662,48 @@ export class DecoderModel {
     return readFloat32(this.gpu, bind(this.encoded, 0, B * T * this.config.nEmbd * 4));
   }
 
+  /** Starts a step: clears the gradients and the step's loss sum (both accumulate over micro-batches). */
   zeroGradients(r: Recorder): void {
     r.commandEncoder().clearBuffer(this.trainable.grads);
     if (this.frozenSink) r.commandEncoder().clearBuffer(this.frozenSink);
+    r.commandEncoder().clearBuffer(this.status, STATUS.lossSum * 4, 4);
   }
 
-  /** Records ‖grad‖² of what is trained into normSquared (read it with `readNormSquared` to check for NaN/Inf before stepping). */
+  /** Clears every status word, the sticky diverged flag included (a new training run on this model). */
+  resetStepStatus(): void {
+    upload(this.gpu, bind(this.status), new Float32Array(STATUS.words));
+  }
+
+  private get status(): GPUBuffer {
+    if (!this.stepStatus) throw new Error("model was built without gradients");
+    return this.stepStatus;
+  }
+
+  /** Adds the current batch's weighted losses (after forward) to the step's loss sum, on the GPU. */
+  recordLossSum(r: Recorder): void {
+    const { B, T } = this.requireBatch();
+    this.kernels.guard.addSum(r, { status: bind(this.status), terms: bind(this.losses, 0, B * T * 4), n: B * T });
+  }
+
+  /**
+   * Records ‖grad‖² into the step status, then the divergence guard: a non-finite loss sum or norm (or an earlier
+   * divergence) sets the sticky flag and makes the next `recordAdamW` leave the weights alone. Nothing waits.
+   */
   recordGradNorm(r: Recorder): void {
-    if (!this.normSquared) throw new Error("model was built without gradients");
+    const status = bind(this.status);
     const t = this.trainable;
-    this.kernels.adamw.gradNormSquared(r, { out: bind(this.normSquared), grads: bind(t.grads), n: t.size });
+    this.kernels.adamw.gradNormSquared(r, { out: status, grads: bind(t.grads), n: t.size });
+    this.kernels.guard.check(r, { status });
   }
 
-  async readNormSquared(): Promise<number> {
-    if (!this.normSquared) throw new Error("model was built without gradients");
-    return (await readFloat32(this.gpu, bind(this.normSquared, 0, 4)))[0];
+  /** The step status words (a read-back that waits for the GPU; the trainer reads them through its own ring instead). */
+  async readStepStatus(): Promise<Float32Array> {
+    return readFloat32(this.gpu, bind(this.status, 0, STATUS.words * 4));
   }
 
   /** Records one AdamW step: weight decay on the decayed range only, clipping by the global norm recorded before. */
   recordAdamW(r: Recorder, o: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; maxNorm: number }): void {
-    if (!this.normSquared) throw new Error("model was built without optimizer state");
+    if (!this.stepStatus) throw new Error("model was built without optimizer state");
     const t = this.trainable;
     const ranges = [
       { start: 0, n: t.decayEnd, weightDecay: o.weightDecay },
@@ -691,7 +715,7 @@ export class DecoderModel {
       this.kernels.adamw.adamw(r, {
         params: at(t.params), grads: at(t.grads), m: at(t.m), v: at(t.v), n: range.n,
         lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: range.weightDecay, step: o.step,
-        normSquared: bind(this.normSquared), maxNorm: o.maxNorm,
+        normSquared: bind(this.stepStatus), maxNorm: o.maxNorm,
       });
     }
   }
@@ -723,7 +747,7 @@ export class DecoderModel {
   destroy(): void {
     const norms = (n: NormActivations | null) => (n ? [n.out, n.mean, n.rstd] : []);
     const buffers: (GPUBuffer | null)[] = [
-      this.params, this.grads, this.m, this.v, this.normSquared, this.tokens, this.targets, this.lossWeights,
+      this.params, this.grads, this.m, this.v, this.stepStatus, this.tokens, this.targets, this.lossWeights,
       this.encoded, ...norms(this.normF), this.qNormed, this.kNormed, this.rotary, this.logits, this.cappedLogits, this.losses,
       ...this.layers.flatMap((a) => [
         ...norms(a.norm1), ...norms(a.norm2), ...norms(a.attOutNorm), ...norms(a.mlpOutNorm), a.qkv, a.q, a.k, a.qRstd, a.kRstd,

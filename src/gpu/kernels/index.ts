@@ -23,6 +23,7 @@ import { createRMSNormKernels } from "./rmsnorm.ts";
 import { createRotaryKernels } from "./rotary.ts";
 import { createGatedKernels } from "./gated.ts";
 import { createSoftcapKernels } from "./softcap.ts";
+import { createGuardKernels } from "./guard.ts";
 import { createLoraKernels } from "./lora.ts";
 
 export interface KernelContext {
@@ -53,6 +54,14 @@ export interface AdamWKernels {
    * when maxNorm > 0 and ‖g‖ > maxNorm, else 1, with ‖g‖² read from normSquared[0] on the GPU.
    */
   adamw(r: Recorder, o: { params: Binding; grads: Binding; m: Binding; v: Binding; n: number; lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; normSquared: Binding; maxNorm: number }): void;
+}
+
+/** The training step's status words on the GPU (shaders/guard.wgsl: ‖g‖² for AdamW, loss sum, diverged flag, raw ‖g‖²). */
+export interface GuardKernels {
+  /** status[1] += Σ terms[0…n) (deterministic). */
+  addSum(r: Recorder, o: { status: Binding; terms: Binding; n: number }): void;
+  /** After the gradient norm: a non-finite loss sum or norm, or an earlier divergence, sets the sticky flag and makes AdamW skip. */
+  check(r: Recorder, o: { status: Binding }): void;
 }
 
 export interface ResidualKernels {
@@ -187,13 +196,14 @@ export interface Kernels {
   rotary: RotaryKernels;
   gated: GatedKernels;
   softcap: SoftcapKernels;
+  guard: GuardKernels;
   lora: LoraKernels;
 }
 
 /** Compiles every kernel family for `gpu` (pipelines are built up front, so shader errors surface here). */
 export async function createKernels(gpu: Gpu, shaders = new ShaderLibrary(gpu.device)): Promise<Kernels> {
   const context = { gpu, shaders };
-  const [matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap, lora] = await Promise.all([
+  const [matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap, guard, lora] = await Promise.all([
     createMatmulKernels(context),
     createCrossEntropyKernels(context),
     createAdamWKernels(context),
@@ -206,7 +216,8 @@ export async function createKernels(gpu: Gpu, shaders = new ShaderLibrary(gpu.de
     createRotaryKernels(context),
     createGatedKernels(context),
     createSoftcapKernels(context),
+    createGuardKernels(context),
     createLoraKernels(context),
   ]);
-  return { context, matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap, lora };
+  return { context, matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap, guard, lora };
 }
