@@ -17,8 +17,10 @@ import { bind, createStorage, readFloat32, upload } from "../gpu/buffers.ts";
 import type { Binding, Recorder } from "../gpu/recorder.ts";
 import { denseView, type EmbeddingBuckets, type Kernels, type TokenView } from "../gpu/kernels/index.ts";
 import { rotaryTable } from "../gpu/kernels/rotary.ts";
+import { STATUS } from "../gpu/kernels/guard.ts";
 import { UserError } from "../errors.ts";
 import { type LayerRole, type ModelConfig, rotaryDim } from "./family.ts";
+import { type AdapterSpec, dropoutKey, frozenSinkFloats, type LoraLayout } from "./lora.ts";
 import { paramLayout, type ParamLayout, type SlotSpec } from "./params.ts";
 
 export interface Batch {
@@ -69,6 +71,28 @@ export interface ModelOptions {
   T: number;
   /** Allocate gradients, AdamW state and backward scratch. */
   training: boolean;
+  /**
+   * LoRA adapters on the linear layers (src/model/lora.ts). Training then freezes the base: gradients and AdamW
+   * moments exist for the adapters only (their own flat buffers), while dx still flows through every W.
+   */
+  lora?: LoraLayout;
+}
+
+/** The adapters' buffers: parameters, and when training their gradients and moments, plus the scratch of one product. */
+interface LoraBuffers {
+  layout: LoraLayout;
+  params: GPUBuffer;
+  grads: GPUBuffer | null;
+  m: GPUBuffer | null;
+  v: GPUBuffer | null;
+  /** [N, r]: dropout(x)·Aᵀ (recomputed in backward rather than saved per layer). */
+  h: GPUBuffer;
+  /** [N, r]: ∂/∂h (training). */
+  dh: GPUBuffer | null;
+  /** [N, maxRows]: h·Bᵀ before it is added into its rows; in backward the adapter's slice of dy, scaled. */
+  wide: GPUBuffer;
+  /** [N, maxIn]: dropout(x), then in backward ∂/∂dropout(x) (only with dropout, training). */
+  dropped: GPUBuffer | null;
 }
 
 type NormRole = "norm1" | "norm2" | "normF" | "attnOutNorm" | "mlpOutNorm";
@@ -137,10 +161,18 @@ export class DecoderModel {
   /** The soft-capped logits, kept for the backward pass (Gemma 2). */
   private readonly cappedLogits: GPUBuffer | null;
   readonly losses: GPUBuffer;
-  readonly normSquared: GPUBuffer | null;
+  /** The training step's status words (shaders/guard.wgsl): ‖g‖² as AdamW reads it, loss sum, diverged flag, raw ‖g‖². */
+  readonly stepStatus: GPUBuffer | null;
   private readonly scratch: BackwardScratch | null;
   private readonly buckets: EmbeddingBuckets | null;
   private current: { B: number; T: number } | null = null;
+  readonly lora: LoraBuffers | null;
+  /** With a frozen base: where the norm kernels' weight gradients go (two ranges: LayerNorm writes weight and bias). */
+  private readonly frozenSink: GPUBuffer | null;
+  /** Seed of the adapters' dropout masks for the next training forward pass (the trainer draws one per micro-batch). */
+  dropoutSeed = 0;
+  /** Whether the last forward applied dropout (a training pass): its backward regenerates the same masks. */
+  private dropoutActive = false;
   /** Bytes of every GPU buffer this model allocated (the trainer's GPU memory, kernel scratch aside). */
   readonly allocatedBytes: number;
   private readonly dims: { C: number; NH: number; KVH: number; hd: number; Q: number; KV: number; W: number; I: number; F: number; V: number; R: number };
@@ -172,10 +204,27 @@ export class DecoderModel {
     const rotary = arch.positions.kind === "rotary";
     const norm = (label: string): NormActivations => ({ out: f(label, N * C), mean: layerNorm ? f(`${label}.mean`, N) : null, rstd: f(`${label}.rstd`, N) });
     this.params = f("params", this.layout.size);
-    this.grads = options.training ? f("grads", this.layout.size) : null;
-    this.m = options.training ? f("adam.m", this.layout.size) : null;
-    this.v = options.training ? f("adam.v", this.layout.size) : null;
-    this.normSquared = options.training ? f("grad norm²", 1) : null;
+    // a frozen base (LoRA) has no gradients or moments: the memory LoRA exists to save
+    const baseTrained = options.training && !options.lora;
+    this.grads = baseTrained ? f("grads", this.layout.size) : null;
+    this.m = baseTrained ? f("adam.m", this.layout.size) : null;
+    this.v = baseTrained ? f("adam.v", this.layout.size) : null;
+    const lora = options.lora;
+    this.lora = lora
+      ? {
+          layout: lora,
+          params: f("lora.params", lora.size),
+          grads: options.training ? f("lora.grads", lora.size) : null,
+          m: options.training ? f("lora.m", lora.size) : null,
+          v: options.training ? f("lora.v", lora.size) : null,
+          h: f("lora.h", N * lora.rank),
+          dh: options.training ? f("lora.dh", N * lora.rank) : null,
+          wide: f("lora.wide", N * lora.maxRows),
+          dropped: options.training && lora.settings.dropout > 0 ? f("lora.dropped", N * lora.maxIn) : null,
+        }
+      : null;
+    this.frozenSink = options.training && lora ? f("frozen grad sink", 2 * frozenSinkFloats(config)) : null;
+    this.stepStatus = options.training ? f("step status", STATUS.words) : null;
     this.tokens = f("tokens", N);
     this.targets = f("targets", N);
     this.lossWeights = f("loss weights", N);
@@ -249,8 +298,28 @@ export class DecoderModel {
   }
 
   private get gradBuffer(): GPUBuffer {
-    if (!this.grads) throw new Error("model was built without gradients (training: false)");
+    if (!this.grads) throw new Error(this.lora ? "the base is frozen (LoRA): it has no gradients" : "model was built without gradients (training: false)");
     return this.grads;
+  }
+
+  /** The gradient of a (small, one-dimensional) base tensor, or with a frozen base a sink range of its size. */
+  private baseGrad(role: Parameters<DecoderModel["slotOf"]>[0], layer: number | null, sinkRange: 0 | 1 = 0): Binding {
+    if (this.grads) return this.must(role, layer, this.grads);
+    if (!this.frozenSink) throw new Error("model was built without gradients (training: false)");
+    const size = this.slotOf(role, layer)!.size;
+    return bind(this.frozenSink, sinkRange * frozenSinkFloats(this.config) * 4, size * 4);
+  }
+
+  /** The buffers the optimizer trains: the adapters with LoRA, else every parameter. */
+  private get trainable(): { params: GPUBuffer; grads: GPUBuffer; m: GPUBuffer; v: GPUBuffer; size: number; decayEnd: number } {
+    if (this.lora) {
+      const { params, grads, m, v, layout } = this.lora;
+      if (!grads || !m || !v) throw new Error("model was built without optimizer state");
+      // adapters are matmul weights: all decayed, as HF's Trainer decays every non-bias, non-norm parameter
+      return { params, grads, m, v, size: layout.size, decayEnd: layout.size };
+    }
+    if (!this.grads || !this.m || !this.v) throw new Error("model was built without optimizer state");
+    return { params: this.params, grads: this.grads, m: this.m, v: this.v, size: this.layout.size, decayEnd: this.layout.decayEnd };
   }
 
   setParameters(flat: Float32Array): void {
@@ -264,20 +333,39 @@ export class DecoderModel {
     return readFloat32(this.gpu, bind(this.params, 0, this.layout.size * 4));
   }
 
+  /** Gradients of what is trained: every parameter (params' layout), or with LoRA the adapters (their layout). */
   async getGradients(): Promise<Float32Array> {
+    if (this.lora) {
+      if (!this.lora.grads) throw new Error("model was built without gradients (training: false)");
+      return readFloat32(this.gpu, bind(this.lora.grads, 0, this.lora.layout.size * 4));
+    }
     return readFloat32(this.gpu, bind(this.gradBuffer, 0, this.layout.size * 4));
   }
 
+  /** AdamW m and v of what is trained (the adapters' with LoRA). */
   async getOptimizerState(): Promise<{ m: Float32Array; v: Float32Array }> {
-    if (!this.m || !this.v) throw new Error("model was built without optimizer state");
-    const bytes = this.layout.size * 4;
-    return { m: await readFloat32(this.gpu, bind(this.m, 0, bytes)), v: await readFloat32(this.gpu, bind(this.v, 0, bytes)) };
+    const t = this.trainable;
+    const bytes = t.size * 4;
+    return { m: await readFloat32(this.gpu, bind(t.m, 0, bytes)), v: await readFloat32(this.gpu, bind(t.v, 0, bytes)) };
   }
 
   setOptimizerState(m: Float32Array, v: Float32Array): void {
-    if (!this.m || !this.v) throw new Error("model was built without optimizer state");
-    upload(this.gpu, bind(this.m), m);
-    upload(this.gpu, bind(this.v), v);
+    const t = this.trainable;
+    if (m.length !== t.size || v.length !== t.size) throw new Error(`optimizer state has ${m.length} floats, the trained parameters ${t.size}`);
+    upload(this.gpu, bind(t.m), m);
+    upload(this.gpu, bind(t.v), v);
+  }
+
+  /** Uploads the adapters (in the LoRA layout). */
+  setAdapters(flat: Float32Array): void {
+    if (!this.lora) throw new Error("model was built without LoRA adapters");
+    if (flat.length !== this.lora.layout.size) throw new Error(`adapter vector has ${flat.length} floats, layout needs ${this.lora.layout.size}`);
+    upload(this.gpu, bind(this.lora.params), flat);
+  }
+
+  async getAdapters(): Promise<Float32Array> {
+    if (!this.lora) throw new Error("model was built without LoRA adapters");
+    return readFloat32(this.gpu, bind(this.lora.params, 0, this.lora.layout.size * 4));
   }
 
   /** Uploads a batch (ids checked against the vocabulary, shape against the allocated maximum). */
@@ -313,23 +401,81 @@ export class DecoderModel {
     const bias = this.at(o.role.replace(".weight", ".bias") as LayerRole, o.layer);
     const linear = this.config.arch.weightLayout === "linear";
     this.kernels.matmul.matmul(r, { out: o.out, a: o.x, b: weight, bias, M: o.M, N: o.outDim, K: o.inDim, transB: linear });
+    for (const adapter of this.adaptersOf(o.role, o.layer)) this.adapterForward(r, adapter, o);
   }
 
   /** Backward of `linear`: dx (= or += with accumulateDx) = dy·W…, dW += …, db += Σ dy. */
   private linearBackward(r: Recorder, o: { dx: Binding; dy: Binding; x: Binding; role: LayerRole; layer: number; M: number; outDim: number; inDim: number; accumulateDx?: boolean }): void {
     const k = this.kernels.matmul;
     const weight = this.must(o.role, o.layer);
-    const dweight = this.must(o.role, o.layer, this.gradBuffer);
-    const dbias = this.at(o.role.replace(".weight", ".bias") as LayerRole, o.layer, this.gradBuffer);
     const { M, outDim, inDim } = o;
-    if (this.config.arch.weightLayout === "linear") {
-      k.matmul(r, { out: o.dx, a: o.dy, b: weight, M, N: inDim, K: outDim, accumulate: o.accumulateDx });
-      k.matmul(r, { out: dweight, a: o.dy, b: o.x, M: outDim, N: inDim, K: M, transA: true, accumulate: true });
-    } else {
-      k.matmul(r, { out: o.dx, a: o.dy, b: weight, M, N: inDim, K: outDim, transB: true, accumulate: o.accumulateDx });
-      k.matmul(r, { out: dweight, a: o.x, b: o.dy, M: inDim, N: outDim, K: M, transA: true, accumulate: true });
+    const linear = this.config.arch.weightLayout === "linear";
+    k.matmul(r, { out: o.dx, a: o.dy, b: weight, M, N: inDim, K: outDim, transB: !linear, accumulate: o.accumulateDx });
+    if (this.grads) {
+      // a frozen base (LoRA) skips its weight and bias gradients altogether
+      const dweight = this.must(o.role, o.layer, this.grads);
+      const dbias = this.at(o.role.replace(".weight", ".bias") as LayerRole, o.layer, this.grads);
+      if (linear) k.matmul(r, { out: dweight, a: o.dy, b: o.x, M: outDim, N: inDim, K: M, transA: true, accumulate: true });
+      else k.matmul(r, { out: dweight, a: o.x, b: o.dy, M: inDim, N: outDim, K: M, transA: true, accumulate: true });
+      if (dbias) k.biasBackward(r, { dbias, dout: o.dy, M, N: outDim });
     }
-    if (dbias) k.biasBackward(r, { dbias, dout: o.dy, M, N: outDim });
+    for (const adapter of this.adaptersOf(o.role, o.layer)) this.adapterBackward(r, adapter, o);
+  }
+
+  // ---- LoRA adapters (src/model/lora.ts): y[:, rows] += scale·dropout(x)·Aᵀ·Bᵀ ----
+
+  private adaptersOf(role: LayerRole, layer: number): AdapterSpec[] {
+    return this.lora?.layout.byLayer[layer]?.[role as keyof LoraLayout["byLayer"][number]] ?? [];
+  }
+
+  private adapterBindings(a: AdapterSpec, buffer: GPUBuffer): { A: Binding; B: Binding } {
+    const r = this.lora!.layout.rank;
+    return { A: bind(buffer, a.aOffset * 4, r * a.inDim * 4), B: bind(buffer, a.bOffset * 4, a.rows * r * 4) };
+  }
+
+  /** The adapter's input: x, or dropout(x) in the `dropped` scratch during a training pass (same mask forward and backward). */
+  private adapterInput(r: Recorder, a: AdapterSpec, x: Binding, M: number): Binding {
+    const lora = this.lora!;
+    const p = lora.layout.settings.dropout;
+    if (!this.dropoutActive || p === 0 || !lora.dropped) return x;
+    const out = bind(lora.dropped, 0, M * a.inDim * 4);
+    this.kernels.lora.dropout(r, { out, inp: x, n: M * a.inDim, p, key: dropoutKey(this.dropoutSeed, a.index) });
+    return out;
+  }
+
+  private adapterForward(r: Recorder, a: AdapterSpec, o: { out: Binding; x: Binding; M: number; outDim: number }): void {
+    const lora = this.lora!;
+    const { rank, scale } = lora.layout;
+    const { A, B } = this.adapterBindings(a, lora.params);
+    const mm = this.kernels.matmul;
+    const xd = this.adapterInput(r, a, o.x, o.M);
+    mm.matmul(r, { out: bind(lora.h), a: xd, b: A, M: o.M, N: rank, K: a.inDim, transB: true });
+    mm.matmul(r, { out: bind(lora.wide), a: bind(lora.h), b: B, M: o.M, N: a.rows, K: rank, transB: true });
+    this.kernels.lora.addColumns(r, { out: o.out, inp: bind(lora.wide), rows: o.M, width: a.rows, stride: o.outDim, offset: a.rowStart, scale });
+  }
+
+  /** dB += gᵀ·h, dA += (g·B)ᵀ·dropout(x), dx += dropout'((g·B)·A), with g = scale·dy[:, rows] and h recomputed. */
+  private adapterBackward(r: Recorder, a: AdapterSpec, o: { dx: Binding; dy: Binding; x: Binding; M: number; outDim: number }): void {
+    const lora = this.lora!;
+    if (!lora.grads || !lora.dh) throw new Error("model was built without gradients (training: false)");
+    const { rank, scale } = lora.layout;
+    const { A, B } = this.adapterBindings(a, lora.params);
+    const d = this.adapterBindings(a, lora.grads);
+    const mm = this.kernels.matmul;
+    const g = bind(lora.wide);
+    this.kernels.lora.gatherColumns(r, { out: g, inp: o.dy, rows: o.M, width: a.rows, stride: o.outDim, offset: a.rowStart, scale });
+    const xd = this.adapterInput(r, a, o.x, o.M);
+    mm.matmul(r, { out: bind(lora.h), a: xd, b: A, M: o.M, N: rank, K: a.inDim, transB: true });
+    mm.matmul(r, { out: d.B, a: g, b: bind(lora.h), M: a.rows, N: rank, K: o.M, transA: true, accumulate: true });
+    mm.matmul(r, { out: bind(lora.dh), a: g, b: B, M: o.M, N: rank, K: a.rows });
+    mm.matmul(r, { out: d.A, a: bind(lora.dh), b: xd, M: rank, N: a.inDim, K: o.M, transA: true, accumulate: true });
+    if (xd === o.x) {
+      mm.matmul(r, { out: o.dx, a: bind(lora.dh), b: A, M: o.M, N: a.inDim, K: rank, accumulate: true });
+    } else {
+      // dropout(x) is no longer needed: its scratch takes ∂/∂dropout(x), which the same mask carries back to x
+      mm.matmul(r, { out: xd, a: bind(lora.dh), b: A, M: o.M, N: a.inDim, K: rank });
+      this.kernels.lora.dropout(r, { out: o.dx, inp: xd, n: o.M * a.inDim, p: lora.layout.settings.dropout, key: dropoutKey(this.dropoutSeed, a.index), accumulate: true });
+    }
   }
 
   private norm(r: Recorder, saved: NormActivations, inp: GPUBuffer, role: NormRole, layer: number | null, N: number): void {
@@ -349,9 +495,9 @@ export class DecoderModel {
   private normBackward(r: Recorder, dinp: Binding, dout: Binding, saved: NormActivations, inp: GPUBuffer, role: NormRole, layer: number | null, N: number): void {
     const { C } = this.dims;
     const weight = this.must(`${role}.weight` as LayerRole, layer);
-    const dweight = this.must(`${role}.weight` as LayerRole, layer, this.gradBuffer);
+    const dweight = this.baseGrad(`${role}.weight` as LayerRole, layer);
     if (this.config.arch.norm === "layer") {
-      const dbias = this.must(`${role}.bias` as LayerRole, layer, this.gradBuffer);
+      const dbias = this.baseGrad(`${role}.bias` as LayerRole, layer, 1);
       this.kernels.layerNorm.backward(r, { dinp, dweight, dbias, dout, inp: bind(inp), weight, mean: bind(saved.mean!), rstd: bind(saved.rstd), N, C });
     } else {
       const gainOffset = this.config.arch.norm === "rms1p" ? 1 : 0;
@@ -401,7 +547,7 @@ export class DecoderModel {
     if (dNormed) {
       const role = which === "q" ? "qNorm.weight" : "kNorm.weight";
       this.kernels.rmsNorm.backward(r, {
-        dinp: bind(s.dqkv), dweight: this.must(role, l, this.gradBuffer), dout: denseView(bind(dNormed), H * hd),
+        dinp: bind(s.dqkv), dweight: this.baseGrad(role, l), dout: denseView(bind(dNormed), H * hd),
         inp: { binding: bind(a.qkv), stride: W, offset: which === "q" ? 0 : Q }, weight: this.must(role, l),
         rstd: bind((which === "q" ? a.qRstd : a.kRstd)!), N, C: hd, H, gainOffset: 0, accumulate: false,
       });
@@ -440,6 +586,7 @@ export class DecoderModel {
     const { arch } = this.config;
     const N = B * T;
     const k = this.kernels;
+    this.dropoutActive = this.options.training && gradScale !== 0;
     k.embedding.forward(r, { out: bind(this.encoded), tokens: bind(this.tokens), wte: this.must("wte", null), wpe: this.at("wpe", null), scale: arch.embeddingScale, B, T, C });
     this.layers.forEach((a, l) => {
       const x = l === 0 ? this.encoded : this.layers[l - 1].out;
@@ -563,14 +710,16 @@ export class DecoderModel {
     const { C, NH, KVH, hd, Q, KV, W, I, F, V } = this.dims;
     const N = B * T;
     const k = this.kernels;
-    const grads = this.gradBuffer;
+    const grads = this.grads;
     const dres = bind(s.dresidual);
     if (this.cappedLogits) k.softcap.backward(r, { grads: bind(this.logits), capped: bind(this.cappedLogits), n: N * V, cap: this.config.arch.logitSoftcap! });
     // Head: dnormF = dlogits·W ; dW += dlogitsᵀ·normF ; db += Σ dlogits
     k.matmul.matmul(r, { out: bind(s.dln), a: bind(this.logits), b: this.headWeight(), M: N, N: C, K: V });
-    k.matmul.matmul(r, { out: this.headWeight(grads), a: bind(this.logits), b: bind(this.normF.out), M: V, N: C, K: N, transA: true, accumulate: true });
-    const dHeadBias = this.at("head.bias", null, grads);
-    if (dHeadBias) k.matmul.biasBackward(r, { dbias: dHeadBias, dout: bind(this.logits), M: N, N: V });
+    if (grads) {
+      k.matmul.matmul(r, { out: this.headWeight(grads), a: bind(this.logits), b: bind(this.normF.out), M: V, N: C, K: N, transA: true, accumulate: true });
+      const dHeadBias = this.at("head.bias", null, grads);
+      if (dHeadBias) k.matmul.biasBackward(r, { dbias: dHeadBias, dout: bind(this.logits), M: N, N: V });
+    }
     r.commandEncoder().clearBuffer(s.dresidual);
     const last = this.layers.at(-1)?.out ?? this.encoded;
     this.normBackward(r, dres, bind(s.dln), this.normF, last, "normF", null, N);
@@ -599,7 +748,7 @@ export class DecoderModel {
       this.normBackward(r, dres, bind(s.dln), a.norm1, x, "norm1", l, N);
     }
     // dres now holds the gradient with respect to the input embeddings (scale·wte[token] (+ wpe[t])).
-    k.embedding.backward(r, { dwte: this.must("wte", null, grads), dwpe: this.at("wpe", null, grads), scale: this.config.arch.embeddingScale, dout: dres, buckets: this.buckets, B, T, C });
+    if (grads) k.embedding.backward(r, { dwte: this.must("wte", null, grads), dwpe: this.at("wpe", null, grads), scale: this.config.arch.embeddingScale, dout: dres, buckets: this.buckets, B, T, C });
   }
 
   /** Attention scale and soft-capping of the family (defaults otherwise). */
@@ -630,35 +779,60 @@ export class DecoderModel {
     return readFloat32(this.gpu, bind(this.encoded, 0, B * T * this.config.nEmbd * 4));
   }
 
+  /** Starts a step: clears the gradients and the step's loss sum (both accumulate over micro-batches). */
   zeroGradients(r: Recorder): void {
-    r.commandEncoder().clearBuffer(this.gradBuffer);
+    r.commandEncoder().clearBuffer(this.trainable.grads);
+    if (this.frozenSink) r.commandEncoder().clearBuffer(this.frozenSink);
+    r.commandEncoder().clearBuffer(this.status, STATUS.lossSum * 4, 4);
   }
 
-  /** Records ‖grad‖² into normSquared (read it with `readNormSquared` to check for NaN/Inf before stepping). */
+  /** Clears every status word, the sticky diverged flag included (a new training run on this model). */
+  resetStepStatus(): void {
+    upload(this.gpu, bind(this.status), new Float32Array(STATUS.words));
+  }
+
+  private get status(): GPUBuffer {
+    if (!this.stepStatus) throw new Error("model was built without gradients");
+    return this.stepStatus;
+  }
+
+  /** Adds the current batch's weighted losses (after forward) to the step's loss sum, on the GPU. */
+  recordLossSum(r: Recorder): void {
+    const { B, T } = this.requireBatch();
+    this.kernels.guard.addSum(r, { status: bind(this.status), terms: bind(this.losses, 0, B * T * 4), n: B * T });
+  }
+
+  /**
+   * Records ‖grad‖² into the step status, then the divergence guard: a non-finite loss sum or norm (or an earlier
+   * divergence) sets the sticky flag and makes the next `recordAdamW` leave the weights alone. Nothing waits.
+   */
   recordGradNorm(r: Recorder): void {
-    if (!this.normSquared) throw new Error("model was built without gradients");
-    this.kernels.adamw.gradNormSquared(r, { out: bind(this.normSquared), grads: bind(this.gradBuffer), n: this.layout.size });
+    const status = bind(this.status);
+    const t = this.trainable;
+    this.kernels.adamw.gradNormSquared(r, { out: status, grads: bind(t.grads), n: t.size });
+    this.kernels.guard.check(r, { status });
   }
 
-  async readNormSquared(): Promise<number> {
-    if (!this.normSquared) throw new Error("model was built without gradients");
-    return (await readFloat32(this.gpu, bind(this.normSquared, 0, 4)))[0];
+  /** The step status words (a read-back that waits for the GPU; the trainer reads them through its own ring instead). */
+  async readStepStatus(): Promise<Float32Array> {
+    return readFloat32(this.gpu, bind(this.status, 0, STATUS.words * 4));
   }
 
   /** Records one AdamW step: weight decay on the decayed range only, clipping by the global norm recorded before. */
   recordAdamW(r: Recorder, o: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; maxNorm: number }): void {
-    if (!this.grads || !this.m || !this.v || !this.normSquared) throw new Error("model was built without optimizer state");
+    if (!this.stepStatus) throw new Error("model was built without optimizer state");
+    const t = this.trainable;
     const ranges = [
-      { start: 0, n: this.layout.decayEnd, weightDecay: o.weightDecay },
-      { start: this.layout.decayEnd, n: this.layout.size - this.layout.decayEnd, weightDecay: 0 },
+      { start: 0, n: t.decayEnd, weightDecay: o.weightDecay },
+      { start: t.decayEnd, n: t.size - t.decayEnd, weightDecay: 0 },
     ];
     for (const range of ranges) {
       if (range.n === 0) continue;
       const at = (buffer: GPUBuffer) => bind(buffer, range.start * 4, range.n * 4);
       this.kernels.adamw.adamw(r, {
-        params: at(this.params), grads: at(this.grads), m: at(this.m), v: at(this.v), n: range.n,
+        params: at(t.params), grads: at(t.grads), m: at(t.m), v: at(t.v), n: range.n,
         lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: range.weightDecay, step: o.step,
-        normSquared: bind(this.normSquared), maxNorm: o.maxNorm,
+        normSquared: bind(this.stepStatus), maxNorm: o.maxNorm,
       });
     }
   }
@@ -690,13 +864,15 @@ export class DecoderModel {
   destroy(): void {
     const norms = (n: NormActivations | null) => (n ? [n.out, n.mean, n.rstd] : []);
     const buffers: (GPUBuffer | null)[] = [
-      this.params, this.grads, this.m, this.v, this.normSquared, this.tokens, this.targets, this.lossWeights,
+      this.params, this.grads, this.m, this.v, this.stepStatus, this.tokens, this.targets, this.lossWeights,
       this.encoded, ...norms(this.normF), this.qNormed, this.kNormed, this.rotary, this.logits, this.cappedLogits, this.losses,
       ...this.layers.flatMap((a) => [
         ...norms(a.norm1), ...norms(a.norm2), ...norms(a.attOutNorm), ...norms(a.mlpOutNorm), a.qkv, a.q, a.k, a.qRstd, a.kRstd,
         a.att, a.scores, a.atty, a.attOut, a.residual2, a.fc, a.act, a.mlpOut, a.out,
       ]),
       ...(this.scratch ? Object.values(this.scratch) : []),
+      ...(this.lora ? [this.lora.params, this.lora.grads, this.lora.m, this.lora.v, this.lora.h, this.lora.dh, this.lora.wide, this.lora.dropped] : []),
+      this.frozenSink,
     ];
     for (const b of buffers) b?.destroy();
   }

@@ -11,6 +11,7 @@
  */
 import { UserError } from "../errors.ts";
 import { rotaryDim, type ModelConfig } from "./family.ts";
+import { frozenSinkFloats, type LoraLayout } from "./lora.ts";
 import { paramLayout } from "./params.ts";
 
 export type BufferKind = "weights" | "gradients" | "optimizer" | "activations" | "scratch";
@@ -23,10 +24,19 @@ export interface PlannedBuffer {
   boundWhole: boolean;
 }
 
+/** The batch shape and training mode a plan is for; with `lora` the base is frozen (adapters trained instead). */
+export interface PlanShape {
+  B: number;
+  T: number;
+  training: boolean;
+  lora?: LoraLayout;
+}
+
 export interface MemoryPlan {
   B: number;
   T: number;
   training: boolean;
+  lora?: LoraLayout;
   buffers: PlannedBuffer[];
   byKind: Record<BufferKind, number>;
   total: number;
@@ -37,8 +47,8 @@ export interface MemoryPlan {
 /** createStorage's size: at least 16 bytes, a multiple of 16. */
 const stored = (floats: number) => Math.max(16, Math.ceil((floats * 4) / 16) * 16);
 
-export function memoryPlan(config: ModelConfig, shape: { B: number; T: number; training: boolean }): MemoryPlan {
-  const { B, T, training } = shape;
+export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
+  const { B, T, training, lora } = shape;
   const { nLayer: L, nHead: NH, nKVHead: KVH, headDim: hd, nEmbd: C, vocabSize: V, intermediateSize: I, arch } = config;
   const layout = paramLayout(config);
   const N = B * T;
@@ -57,12 +67,26 @@ export function memoryPlan(config: ModelConfig, shape: { B: number; T: number; t
   };
 
   add("params", "weights", layout.size, false);
-  if (training) {
+  if (training && !lora) {
     add("grads", "gradients", layout.size, false);
     add("adam.m", "optimizer", layout.size, false);
     add("adam.v", "optimizer", layout.size, false);
-    add("grad norm²", "scratch", 1);
   }
+  if (lora) {
+    // the adapters (src/model/lora.ts) with their own gradients and moments; the frozen base has none
+    add("lora.params", "weights", lora.size, false);
+    if (training) {
+      add("lora.grads", "gradients", lora.size, false);
+      add("lora.m", "optimizer", lora.size, false);
+      add("lora.v", "optimizer", lora.size, false);
+    }
+    add("lora.h", "scratch", N * lora.rank);
+    if (training) add("lora.dh", "scratch", N * lora.rank);
+    add("lora.wide", "scratch", N * lora.maxRows);
+    if (training && lora.settings.dropout > 0) add("lora.dropped", "scratch", N * lora.maxIn);
+    if (training) add("frozen grad sink", "scratch", 2 * frozenSinkFloats(config));
+  }
+  if (training) add("grad norm²", "scratch", 1);
   add("tokens", "activations", N);
   add("targets", "activations", N);
   add("loss weights", "activations", N);
@@ -127,7 +151,7 @@ export function memoryPlan(config: ModelConfig, shape: { B: number; T: number; t
   const byKind: Record<BufferKind, number> = { weights: 0, gradients: 0, optimizer: 0, activations: 0, scratch: 0 };
   for (const b of buffers) byKind[b.kind] += b.bytes;
   const largestSlotBytes = Math.max(...layout.slots.map((s) => s.size * 4));
-  return { B, T, training, buffers, byKind, total: buffers.reduce((s, b) => s + b.bytes, 0), largestSlotBytes };
+  return { B, T, training, lora, buffers, byKind, total: buffers.reduce((s, b) => s + b.bytes, 0), largestSlotBytes };
 }
 
 export interface AdapterLimits {
@@ -158,7 +182,7 @@ export function overruns(plan: MemoryPlan, limits: AdapterLimits): Overrun[] {
 }
 
 /** The largest batch rows (≤ B) at this T whose plan fits, or 0 when even one row does not. */
-export function largestFittingBatch(config: ModelConfig, shape: { B: number; T: number; training: boolean }, limits: AdapterLimits): number {
+export function largestFittingBatch(config: ModelConfig, shape: PlanShape, limits: AdapterLimits): number {
   for (let b = shape.B; b >= 1; b = b > 8 ? Math.floor(b / 2) : b - 1) {
     if (overruns(memoryPlan(config, { ...shape, B: b }), limits).length === 0) return b;
   }
@@ -192,7 +216,7 @@ export function fitError(config: ModelConfig, plan: MemoryPlan, limits: AdapterL
 }
 
 /** Throws the UserError train and train-lm refuse a run with when its training buffers cannot fit the device. */
-export function assertTrainingFits(config: ModelConfig, shape: { B: number; T: number }, limits: AdapterLimits): void {
+export function assertTrainingFits(config: ModelConfig, shape: { B: number; T: number; lora?: LoraLayout }, limits: AdapterLimits): void {
   const error = fitError(config, memoryPlan(config, { ...shape, training: true }), limits);
   if (error) throw new UserError(error, 422);
 }

@@ -23,6 +23,8 @@ import { createRMSNormKernels } from "./rmsnorm.ts";
 import { createRotaryKernels } from "./rotary.ts";
 import { createGatedKernels } from "./gated.ts";
 import { createSoftcapKernels } from "./softcap.ts";
+import { createGuardKernels } from "./guard.ts";
+import { createLoraKernels } from "./lora.ts";
 import { createKVCacheKernels } from "./kvcache.ts";
 
 export interface KernelContext {
@@ -53,6 +55,14 @@ export interface AdamWKernels {
    * when maxNorm > 0 and ‖g‖ > maxNorm, else 1, with ‖g‖² read from normSquared[0] on the GPU.
    */
   adamw(r: Recorder, o: { params: Binding; grads: Binding; m: Binding; v: Binding; n: number; lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; normSquared: Binding; maxNorm: number }): void;
+}
+
+/** The training step's status words on the GPU (shaders/guard.wgsl: ‖g‖² for AdamW, loss sum, diverged flag, raw ‖g‖²). */
+export interface GuardKernels {
+  /** status[1] += Σ terms[0…n) (deterministic). */
+  addSum(r: Recorder, o: { status: Binding; terms: Binding; n: number }): void;
+  /** After the gradient norm: a non-finite loss sum or norm, or an earlier divergence, sets the sticky flag and makes AdamW skip. */
+  check(r: Recorder, o: { status: Binding }): void;
 }
 
 export interface ResidualKernels {
@@ -165,6 +175,15 @@ export interface EmbeddingKernels {
   backward(r: Recorder, o: { dwte: Binding; dwpe?: Binding; scale?: number; dout: Binding; buckets: EmbeddingBuckets; B: number; T: number; C: number }): void;
 }
 
+export interface LoraKernels {
+  /** out (= or += with accumulate) inp·keep/(1 − p) over n floats; keep is a pure hash of (key, index), so the same key gives the same mask. */
+  dropout(r: Recorder, o: { out: Binding; inp: Binding; n: number; p: number; key: number; accumulate?: boolean }): void;
+  /** out[row·stride + offset + j] += scale·inp[row·width + j] for rows × width. */
+  addColumns(r: Recorder, o: { out: Binding; inp: Binding; rows: number; width: number; stride: number; offset: number; scale: number }): void;
+  /** out[row·width + j] = scale·inp[row·stride + offset + j] for rows × width. */
+  gatherColumns(r: Recorder, o: { out: Binding; inp: Binding; rows: number; width: number; stride: number; offset: number; scale: number }): void;
+}
+
 /**
  * Incremental decoding (shaders/kvcache.wgsl). A pass feeds N tokens; token n belongs to cache row rows[n] at
  * position positions[n] (u32 each). Caches are [maxRows, maxLength, KVH·hd] per layer.
@@ -197,13 +216,15 @@ export interface Kernels {
   rotary: RotaryKernels;
   gated: GatedKernels;
   softcap: SoftcapKernels;
+  guard: GuardKernels;
+  lora: LoraKernels;
   kvCache: KVCacheKernels;
 }
 
 /** Compiles every kernel family for `gpu` (pipelines are built up front, so shader errors surface here). */
 export async function createKernels(gpu: Gpu, shaders = new ShaderLibrary(gpu.device)): Promise<Kernels> {
   const context = { gpu, shaders };
-  const [matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap, kvCache] = await Promise.all([
+  const [matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap, guard, lora, kvCache] = await Promise.all([
     createMatmulKernels(context),
     createCrossEntropyKernels(context),
     createAdamWKernels(context),
@@ -216,7 +237,9 @@ export async function createKernels(gpu: Gpu, shaders = new ShaderLibrary(gpu.de
     createRotaryKernels(context),
     createGatedKernels(context),
     createSoftcapKernels(context),
+    createGuardKernels(context),
+    createLoraKernels(context),
     createKVCacheKernels(context),
   ]);
-  return { context, matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap, kvCache };
+  return { context, matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap, guard, lora, kvCache };
 }
