@@ -699,6 +699,7 @@ export class DecoderModel {
     upload(this.gpu, bind(cache.rowOf), pass.rows);
     upload(this.gpu, bind(cache.positions), pass.positions);
     upload(this.gpu, bind(cache.last), pass.last);
+    this.dropoutActive = false; // inference: adapters apply without dropout
     const k = this.kernels;
     const positions = bind(cache.positions);
     k.embedding.forward(r, { out: bind(this.encoded), tokens: bind(cache.tokens), wte: this.must("wte", null), scale: arch.embeddingScale, B: N, T: 1, C });
