@@ -277,11 +277,12 @@ export class DecoderModel {
   // ---- building blocks ----
 
   /** out[N,outDim] = x·Wᵀ (+ b) for nn.Linear weights [out, in], x·W (+ b) for Conv1D weights [in, out]. */
-  private linear(r: Recorder, o: { out: Binding; x: Binding; role: LayerRole; layer: number; M: number; outDim: number; inDim: number }): void {
+  /** out = x·W (+ b); with `gelu`, also gelu = GELU(out), computed from the final out (add any other term first). */
+  private linear(r: Recorder, o: { out: Binding; x: Binding; role: LayerRole; layer: number; M: number; outDim: number; inDim: number; gelu?: Binding }): void {
     const weight = this.must(o.role, o.layer);
     const bias = this.at(o.role.replace(".weight", ".bias") as LayerRole, o.layer);
     const linear = this.config.arch.weightLayout === "linear";
-    this.kernels.matmul.matmul(r, { out: o.out, a: o.x, b: weight, bias, M: o.M, N: o.outDim, K: o.inDim, transB: linear });
+    this.kernels.matmul.matmul(r, { out: o.out, a: o.x, b: weight, bias, gelu: o.gelu, M: o.M, N: o.outDim, K: o.inDim, transB: linear });
   }
 
   /** Backward of `linear`: dx (= or += with accumulateDx) = dy·W…, dW += …, db += Σ dy. */
@@ -422,8 +423,10 @@ export class DecoderModel {
       k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(a.attOutNorm?.out ?? a.attOut), n: N * C });
       const mlpInput = a.norm2 ?? a.norm1;
       if (a.norm2) this.norm(r, a.norm2, a.residual2, "norm2", l, N);
-      this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C });
-      this.activation(r, a, N);
+      // GELU rides in the fc product's epilogue (act = gelu(fc), fc kept for backward); gated MLPs keep their kernel.
+      const fusedGelu = arch.mlp === "gelu";
+      this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C, gelu: fusedGelu ? bind(a.act) : undefined });
+      if (!fusedGelu) this.activation(r, a, N);
       this.linear(r, { out: bind(a.mlpOut), x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: this.dims.I });
       if (a.mlpOutNorm) this.norm(r, a.mlpOutNorm, a.mlpOut, "mlpOutNorm", l, N);
       k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(a.mlpOutNorm?.out ?? a.mlpOut), n: N * C });
