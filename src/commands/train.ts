@@ -8,11 +8,12 @@ import { type Command, parseFlags, requiredFlag } from "./command.ts";
 const HELP = `usage: bun src/cli.ts train --dataset D --placement none|before|after --selection full|shuffled|random|key|masked|unk
          [--k K] [--p P] [--unit token|word|sentence] [--alpha A] --model <hf-dir | hub-id | scratch-SIZE> --epochs E --seed S
          --out runs/<name> [--limit N] [--batch-size B] [--lr LR] [--warmup-steps N] [--weight-decay W] [--grad-clip C]
-         [--max-seq-length T] [--rationales TEACHER|palm|gold|FILE.jsonl] [--rationale-filter agree|any]
+         [--max-seq-length T] [--batching bucketed|padded] [--rationales TEACHER|palm|gold|FILE.jsonl] [--rationale-filter agree|any]
          [--samples first|all|majority] [--rationale-template V] [--rationale-part explanation|reasoning|both]
          [--attribution idf|saliency|random] [--attribution-model DIR]
          [--name NAME] [--db PATH] [--spec FILE.json] [--checkpoint-every N] [--dev-every N [--dev-limit N] [--patience N]]
-         [--resume] [--untrained] [--chat-template] [--save-dtype f32|bf16|f16] [--json]
+         [--resume] [--untrained] [--chat-template] [--save-dtype f32|bf16|f16]
+         [--lora-rank R [--lora-alpha A] [--lora-dropout P] [--lora-targets M1,M2]] [--json]
 
 Trains a student on the dataset's training split (dev items held out) with teacher rationales placed and selected
 as asked, into the run folder: run.json (every setting), metrics.jsonl, checkpoints/, model/ (Hugging Face folder
@@ -39,6 +40,8 @@ with the tokenizer). The run is registered in the runs table of --db. Progress g
                   saliency (gradient x input of the
                   student in --attribution-model, a run folder or model folder; cached in .cache/attribution/)
   --max-seq-length  longest training sequence (default: the longest example, within the model's n_positions)
+  --batching      bucketed (default): batches of examples of similar length, each only as long as its longest
+                  (padding costs almost nothing); padded: a plain shuffle, every batch as long as the longest example
   --resume        continue from the run folder's latest checkpoint
   --dev-every     evaluate on the dev split (carved out of train, never trained on) every N steps and keep the
                   best weights as model/ (dev.jsonl: each evaluation; best/: the best weights so far)
@@ -50,6 +53,11 @@ with the tokenizer). The run is registered in the runs table of --db. Progress g
   --chat-template wrap each prompt in the student's chat template (an instruct model's tokenizer_config.json
                   chat_template): a user turn, then the assistant's header; the target ends with its EOS
   --save-dtype    dtype of the final model/ weights (default f32; training is f32 either way)
+  --lora-rank     train rank-R LoRA adapters with the base frozen (no base gradients or AdamW state): model/ is
+                  the base with them merged (what eval reads), adapter/ the PEFT adapter files
+  --lora-alpha    the adapters' update is scaled by alpha/rank (default 8); --lora-dropout on their input (default 0)
+  --lora-targets  comma-separated HF module names (default PEFT's for the family: c_attn for gpt2, q_proj,v_proj for
+                  llama/mistral/qwen/gemma, q_proj,v_proj,fc1,fc2 for phi)
   --json          print {"run_id", "run_dir", "model_dir", "steps", "final_loss", "examples"} at the end`;
 
 const FLAGS = {
