@@ -145,6 +145,8 @@ export class Trainer {
     model.zeroGradients(r);
     for (const batch of batches) {
       model.setBatch(batch); // a queue write: ordered after the micro-batch submitted before it
+      // LoRA dropout: a fresh mask per micro-batch, drawn from the checkpointed generator so a resume repeats it
+      if (model.lora && model.lora.layout.settings.dropout > 0) model.dropoutSeed = this.rng.nextUint32();
       model.forward(r, 1 / weightSum);
       model.recordLossSum(r);
       model.backward(r);
