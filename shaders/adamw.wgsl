@@ -1,6 +1,7 @@
 // The optimizer step and the global gradient norm it clips by.
 //
 // adamw: torch.optim.AdamW (decoupled weight decay), elementwise over one chunk of the parameters:
+//   skipped entirely when ‖g‖² is negative (the divergence guard's mark, guard.wgsl) or non-finite;
 //   g = grad·clip, clip = maxNorm/(‖g‖+1e-6) if maxNorm > 0 and ‖g‖ > maxNorm else 1, ‖g‖² read from normSquared[0]
 //   m = β1·m + (1−β1)·g;  v = β2·v + (1−β2)·g²
 //   p = p·(1 − lr·wd) − (lr/(1−β1ᵗ))·m / (√v/√(1−β2ᵗ) + eps)
@@ -39,9 +40,11 @@ struct StepParams {
 fn step(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = gid.x + gid.y * 65535u * WG;
   if (i >= p.n) { return; }
+  let normSquared0 = normSquared[0];
+  if (normSquared0 < 0.0 || (bitcast<u32>(normSquared0) & 0x7f800000u) == 0x7f800000u) { return; }
   var clip = 1.0;
   if (p.maxNorm > 0.0) {
-    let norm = sqrt(normSquared[0]);
+    let norm = sqrt(normSquared0);
     if (norm > p.maxNorm) { clip = p.maxNorm / (norm + 1e-6); }
   }
   let g = grads[i] * clip;

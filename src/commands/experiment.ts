@@ -23,7 +23,7 @@ grid file (see experiments/*.json):
                   optional "placements" to pair a selection with only some placements],
    "seeds", "epochs", "limit" (training items), "rationales" ("palm" or a JSON-lines file), "evalSplit", "evalLimit",
    "training": {"batchSize", "lr", "alpha", "warmupSteps", "weightDecay", "gradClip", "maxSeqLength", "checkpointEvery",
-                "devEvery", "devLimit", "patience"} (the train command's flags: src/distill/run-spec.ts),
+                "devEvery", "devLimit", "patience", "batching"} (the train command's flags: src/distill/run-spec.ts),
    "untrained": true (adds the initial student, evaluated untrained, as a row),
    "comparisons": [["after", "none"], ...] (paired comparisons to report; default: each condition vs none, and
                   each token selection vs the full rationale of its placement)}

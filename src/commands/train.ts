@@ -8,7 +8,7 @@ import { type Command, parseFlags, requiredFlag } from "./command.ts";
 const HELP = `usage: bun src/cli.ts train --dataset D --placement none|before|after --selection full|shuffled|random|key|masked|unk
          [--k K] [--p P] [--unit token|word|sentence] [--alpha A] --model <hf-dir | hub-id | scratch-SIZE> --epochs E --seed S
          --out runs/<name> [--limit N] [--batch-size B] [--lr LR] [--warmup-steps N] [--weight-decay W] [--grad-clip C]
-         [--max-seq-length T] [--rationales TEACHER|palm|gold|FILE.jsonl] [--rationale-filter agree|any]
+         [--max-seq-length T] [--batching bucketed|padded] [--rationales TEACHER|palm|gold|FILE.jsonl] [--rationale-filter agree|any]
          [--samples first|all|majority] [--rationale-template V] [--rationale-part explanation|reasoning|both]
          [--attribution idf|saliency|random] [--attribution-model DIR]
          [--name NAME] [--db PATH] [--spec FILE.json] [--checkpoint-every N] [--dev-every N [--dev-limit N] [--patience N]]
@@ -39,6 +39,8 @@ with the tokenizer). The run is registered in the runs table of --db. Progress g
                   saliency (gradient x input of the
                   student in --attribution-model, a run folder or model folder; cached in .cache/attribution/)
   --max-seq-length  longest training sequence (default: the longest example, within the model's n_positions)
+  --batching      bucketed (default): batches of examples of similar length, each only as long as its longest
+                  (padding costs almost nothing); padded: a plain shuffle, every batch as long as the longest example
   --resume        continue from the run folder's latest checkpoint
   --dev-every     evaluate on the dev split (carved out of train, never trained on) every N steps and keep the
                   best weights as model/ (dev.jsonl: each evaluation; best/: the best weights so far)

@@ -8,6 +8,7 @@
 import * as v from "valibot";
 import { Alpha, BatchSize, CheckpointEvery, Epochs, Fraction, GradClip, ItemLimit, KeyTokens, LearningRate, MAX_STEPS, Seed, SequenceTokens, WarmupSteps, WeightDecay } from "../bounds.ts";
 import { UserError } from "../errors.ts";
+import { BATCHINGS } from "../train/batches.ts";
 import { PLACEMENTS } from "./placement.ts";
 import { RATIONALE_FILTERS, RATIONALE_PARTS, SAMPLE_MODES } from "./rationales.ts";
 import { type Selection, SHUFFLE_UNITS } from "./selection.ts";
@@ -71,6 +72,11 @@ export const TrainingSchema = v.strictObject({
   devLimit: v.optional(ItemLimit),
   /** Stop after N dev evaluations in a row without improvement. */
   patience: v.optional(Steps),
+  /**
+   * bucketed (default): batches of examples of similar length, each only as long as its longest; padded: a plain
+   * shuffle, every batch padded to the longest example of the run (src/train/batches.ts).
+   */
+  batching: v.optional(picklist(BATCHINGS, "batching")),
 });
 export type TrainingSpec = v.InferOutput<typeof TrainingSchema>;
 

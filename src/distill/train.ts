@@ -23,7 +23,7 @@ import { assertTrainingFits } from "../model/memory.ts";
 import { type Dtype, parseDtype } from "../model/safetensors.ts";
 import type { TokenCodec } from "./codec.ts";
 import { openRunStore } from "../store/runs.ts";
-import { SequenceSource } from "../train/batches.ts";
+import { type Batching, DEFAULT_BATCHING, SequenceSource } from "../train/batches.ts";
 import { readMetrics, type StepMetrics } from "../train/metrics.ts";
 import { runTraining, type Validation } from "../train/run.ts";
 import { DEFAULT_OPTIMIZER, type OptimizerOptions } from "../train/trainer.ts";
@@ -91,7 +91,9 @@ export interface RunSettings {
   epochs: number;
   limit: number | null;
   batchSize: number;
+  /** Longest batch (each bucketed batch is only as long as its longest example). */
   seqLength: number;
+  batching: Batching;
   steps: number;
   optimizer: OptimizerOptions;
   seed: number;
@@ -185,7 +187,7 @@ async function chooseExamples(spec: RunSpec, items: Item[], source: RationaleSou
   return { chosen, report };
 }
 
-async function keyAttribution(spec: RunSpec, codec: LoadedCodec, chosen: ChosenExample[], source: RationaleSource, options: DistillOptions): Promise<Attribution | undefined> {
+async function keyAttribution(spec: RunSpec, codec: LoadedCodec, chosen: ChosenExample[], source: RationaleSource, options: Pick<DistillOptions, "gpu" | "kernels" | "log">): Promise<Attribution | undefined> {
   if (spec.selection.kind !== "key") return undefined;
   if (keySelection(spec)?.attribution === "random") return randomAttribution(spec.seed);
   if (keySelection(spec)?.attribution === "saliency") {
@@ -247,17 +249,14 @@ async function devValidation(spec: RunSpec, settings: RunSettings, codec: ModelT
   };
 }
 
-/** Trains one run into options.outDir; registers it (queued → running → done/failed) in the runs table. */
-export async function trainDistillation(input: RunSpecInput, options: DistillOptions): Promise<DistillResult> {
-  // a library caller's spec meets the same schema as the CLI's and the server's
-  const spec = parseRunSpec(input);
-  validateSpec(spec);
+/**
+ * The examples a spec trains on — items, their rationales (chosen by filter and sample mode), the condition applied
+ * and tokenized — and what they were built from. Needs no GPU unless the key selection's attribution is saliency.
+ */
+export async function distillationExamples(spec: RunSpec, options: Pick<DistillOptions, "db" | "gpu" | "kernels" | "log">) {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const runDir = resolve(options.outDir);
-  const name = spec.name ?? runDir.split("/").pop()!;
   const model = resolveModel(spec.model);
   const modelDir = model.kind === "pretrained" ? model.dir : null;
-
   const items = await loadSplit(spec.dataset, "train", { excludeDev: true });
   const rationales = spec.rationales ?? defaultRationaleSource(items);
   const source = await openRationaleSource(rationales, {
@@ -269,13 +268,25 @@ export async function trainDistillation(input: RunSpecInput, options: DistillOpt
     part: spec.rationalePart,
   });
   const codec = await studentTokenizer(spec, modelDir);
-  const tokenizer = codec.codec;
-  const tokenizerSource = codec.source;
   const { chosen, report } = await chooseExamples(spec, items, source);
-  const skipped = report.items - report.withRationale;
   const attribution = await keyAttribution(spec, codec, chosen, source, { ...options, log });
   const template = getDataset(spec.dataset).template ?? DEFAULT_TEMPLATE;
-  const examples = buildExamples(spec, chosen, tokenizer, template, attribution);
+  const examples = buildExamples(spec, chosen, codec.codec, template, attribution);
+  return { model, rationales, codec, report, template, examples };
+}
+
+/** Trains one run into options.outDir; registers it (queued → running → done/failed) in the runs table. */
+export async function trainDistillation(input: RunSpecInput, options: DistillOptions): Promise<DistillResult> {
+  // a library caller's spec meets the same schema as the CLI's and the server's
+  const spec = parseRunSpec(input);
+  validateSpec(spec);
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const runDir = resolve(options.outDir);
+  const name = spec.name ?? runDir.split("/").pop()!;
+  const { model, rationales, codec, report, template, examples } = await distillationExamples(spec, { ...options, log });
+  const tokenizer = codec.codec;
+  const tokenizerSource = codec.source;
+  const skipped = report.items - report.withRationale;
 
   const longest = Math.max(...examples.map((e) => e.ids.length));
   const student = await initialStudent(model, tokenizer.vocabSize, longest, spec.seed);
@@ -288,6 +299,7 @@ export async function trainDistillation(input: RunSpecInput, options: DistillOpt
   const { lr, warmupSteps, weightDecay, gradClip } = spec.training;
   const chosenOptimizer = Object.fromEntries(Object.entries({ lr, warmupSteps, weightDecay, gradClip }).filter(([, v]) => v !== undefined));
   const optimizer = { ...DEFAULT_OPTIMIZER, ...chosenOptimizer };
+  const batching = spec.training.batching ?? DEFAULT_BATCHING;
 
   // with the device at hand, an unfittable run is refused before anything is written or registered
   if (options.gpu) assertTrainingFits(student.config, { B: batchSize, T: seqLength }, options.gpu.device.limits);
@@ -314,6 +326,7 @@ export async function trainDistillation(input: RunSpecInput, options: DistillOpt
     limit: spec.limit ?? null,
     batchSize,
     seqLength,
+    batching,
     steps,
     optimizer,
     seed: spec.seed,
@@ -330,7 +343,7 @@ export async function trainDistillation(input: RunSpecInput, options: DistillOpt
     `run ${row.id} (${name}): ${spec.dataset} ${spec.placement}/${spec.selection.kind}, ${examples.length} examples` +
       ` from ${report.source === "store" ? `teacher ${report.teacher} (${report.template})` : report.name}` +
       `${skipped ? ` (${skipped} items dropped: ${describeDrops(report.dropped)})` : ""}${truncated ? `, ${truncated} cut to ${seqLength + 1} tokens` : ""}, ` +
-      `${steps} steps of ${batchSize}x${seqLength}, model ${spec.model} (vocab ${student.config.vocabSize})`,
+      `${steps} steps of ${batchSize}x${seqLength}${batching === "bucketed" ? " at most (length-bucketed)" : ""}, model ${spec.model} (vocab ${student.config.vocabSize})`,
   );
 
   runs.markRunning(row.id);
@@ -339,14 +352,14 @@ export async function trainDistillation(input: RunSpecInput, options: DistillOpt
       outDir: runDir,
       config: student.config,
       initialParams: student.params,
-      source: new SequenceSource(examples.map(toSequence), batchSize, seqLength),
+      source: new SequenceSource(examples.map(toSequence), batchSize, seqLength, batching),
       steps,
       optimizer,
       seed: spec.seed,
       checkpointEvery: spec.training.checkpointEvery ?? 0,
       extraFiles: tokenizerFiles,
       saveDtype: spec.saveDtype === undefined ? undefined : parseDtype(spec.saveDtype)!,
-      run: { dataset: spec.dataset, placement: spec.placement, selection: selectionOf(spec), weights: settings.weights, model: spec.model, examples: examples.length, batchSize, seqLength, steps },
+      run: { dataset: spec.dataset, placement: spec.placement, selection: selectionOf(spec), weights: settings.weights, model: spec.model, examples: examples.length, batchSize, seqLength, steps, batching },
       resume: options.resume,
       gpu: options.gpu,
       kernels: options.kernels,

@@ -11,14 +11,22 @@
  *
  * A model is built for a maximum batch shape (B, T); any smaller B·T runs with the same buffers, so bind groups
  * stay cached across steps and nothing is allocated per step.
+ *
+ * The LM head never materialises [N, V] logits: it runs fused with the cross-entropy (and, when training, its own
+ * backward) only on the positions whose loss weight is non-zero, a chunk of rows at a time (crossentropy.ts).
+ * Logits are computed on request (readLogits*) from the final norm's output of the last forward.
  */
 import type { Gpu } from "../gpu/device.ts";
 import { bind, createStorage, readFloat32, upload } from "../gpu/buffers.ts";
-import type { Binding, Recorder } from "../gpu/recorder.ts";
-import { denseView, type EmbeddingBuckets, type Kernels, type TokenView } from "../gpu/kernels/index.ts";
+import { Recorder, type Binding } from "../gpu/recorder.ts";
+import { denseView, type EmbeddingBuckets, type HeadOperands, type HeadWorkspace, type Kernels, type TokenView } from "../gpu/kernels/index.ts";
+import { headWorkspaceFloats } from "../gpu/kernels/crossentropy.ts";
+import { bindingLimit } from "../gpu/chunks.ts";
 import { rotaryTable } from "../gpu/kernels/rotary.ts";
+import { STATUS } from "../gpu/kernels/guard.ts";
 import { UserError } from "../errors.ts";
 import { type LayerRole, type ModelConfig, rotaryDim } from "./family.ts";
+import { type AdapterSpec, dropoutKey, frozenSinkFloats, type LoraLayout } from "./lora.ts";
 import { paramLayout, type ParamLayout, type SlotSpec } from "./params.ts";
 
 export interface Batch {
@@ -32,12 +40,65 @@ export interface Batch {
   T: number;
 }
 
+/**
+ * The key/value cache of incremental decoding (DecoderModel.createCache, used by src/eval/decode.ts): per layer k
+ * (after q/k norm and rotary) and v, [rows, length, KVH·hd], and the small per-pass inputs. Allocated only when
+ * asked for, never for training, and not counted in the model's allocatedBytes (the memory plan's figure).
+ */
+export interface KVCache {
+  readonly rows: number;
+  readonly length: number;
+  readonly layers: ReadonlyArray<{ k: GPUBuffer; v: GPUBuffer }>;
+  /** Per token of a pass (u32): its id, its cache row and its position there. */
+  readonly tokens: GPUBuffer;
+  readonly rowOf: GPUBuffer;
+  readonly positions: GPUBuffer;
+  /** Per output row: the index in the pass of the token whose next-token logits it gets. */
+  readonly last: GPUBuffer;
+  /** The last layer's output at those tokens [rows, C], and their logits [rows, V] after `forwardCached`. */
+  readonly gathered: GPUBuffer;
+  readonly logits: GPUBuffer;
+  readonly bytes: number;
+  destroy(): void;
+}
+
+/** One pass of incremental decoding: tokens of any rows (a whole prompt, or one new token per row) at their positions. */
+export interface CachedPass {
+  tokens: Uint32Array;
+  rows: Uint32Array;
+  positions: Uint32Array;
+  /** For each output row, the index into `tokens` whose next-token logits it gets. */
+  last: Uint32Array;
+}
+
 export interface ModelOptions {
   /** Maximum batch rows and sequence length this instance will run. */
   B: number;
   T: number;
   /** Allocate gradients, AdamW state and backward scratch. */
   training: boolean;
+  /**
+   * LoRA adapters on the linear layers (src/model/lora.ts). Training then freezes the base: gradients and AdamW
+   * moments exist for the adapters only (their own flat buffers), while dx still flows through every W.
+   */
+  lora?: LoraLayout;
+}
+
+/** The adapters' buffers: parameters, and when training their gradients and moments, plus the scratch of one product. */
+interface LoraBuffers {
+  layout: LoraLayout;
+  params: GPUBuffer;
+  grads: GPUBuffer | null;
+  m: GPUBuffer | null;
+  v: GPUBuffer | null;
+  /** [N, r]: dropout(x)·Aᵀ (recomputed in backward rather than saved per layer). */
+  h: GPUBuffer;
+  /** [N, r]: ∂/∂h (training). */
+  dh: GPUBuffer | null;
+  /** [N, maxRows]: h·Bᵀ before it is added into its rows; in backward the adapter's slice of dy, scaled. */
+  wide: GPUBuffer;
+  /** [N, maxIn]: dropout(x), then in backward ∂/∂dropout(x) (only with dropout, training). */
+  dropped: GPUBuffer | null;
 }
 
 type NormRole = "norm1" | "norm2" | "normF" | "attnOutNorm" | "mlpOutNorm";
@@ -59,9 +120,8 @@ interface LayerActivations {
   /** Per-head rstd of the q/k norms. */
   qRstd: GPUBuffer | null;
   kRstd: GPUBuffer | null;
-  att: GPUBuffer;
-  /** Soft-capped scores, kept for the backward pass (Gemma 2). */
-  scores: GPUBuffer | null;
+  /** [B, NH, T, 2]: each attention row's score max and 1/Σexp, from which the backward pass recomputes the probabilities. */
+  attStats: GPUBuffer;
   atty: GPUBuffer;
   attOut: GPUBuffer;
   /** Sandwich norms (Gemma 2): the attention and MLP outputs normalised before their residual adds. */
@@ -78,7 +138,7 @@ interface LayerActivations {
 
 /** Scratch for one layer's backward pass, reused by every layer (layers are processed one after another). */
 interface BackwardScratch {
-  dresidual: GPUBuffer; dln: GPUBuffer; dqkv: GPUBuffer; datt: GPUBuffer; datty: GPUBuffer; dfc: GPUBuffer; dact: GPUBuffer;
+  dresidual: GPUBuffer; dln: GPUBuffer; dqkv: GPUBuffer; attDelta: GPUBuffer; datty: GPUBuffer; dfc: GPUBuffer; dact: GPUBuffer;
   /** Gradients of the rotated / normed q and k (rotary or q/k norm only). */
   dq: GPUBuffer | null; dk: GPUBuffer | null; dqNormed: GPUBuffer | null; dkNormed: GPUBuffer | null;
   /** Gradient of a sandwich norm's input (Gemma 2). */
@@ -101,15 +161,30 @@ export class DecoderModel {
   private readonly qNormed: GPUBuffer | null;
   private readonly kNormed: GPUBuffer | null;
   private readonly rotary: GPUBuffer | null;
-  /** Logits after forward; dlogits after a forward with gradScale ≠ 0 (the cross-entropy kernel overwrites them). */
-  readonly logits: GPUBuffer;
-  /** The soft-capped logits, kept for the backward pass (Gemma 2). */
-  private readonly cappedLogits: GPUBuffer | null;
+  /** The head's buffers: the batch's weighted positions (u32, set by setBatch), rows asked for by readLogits*. */
+  private readonly headRows: GPUBuffer;
+  private readonly queryRows: GPUBuffer;
+  private weightedRows = 0;
+  private readonly head: HeadWorkspace;
+  /** Set by a forward with gradScale ≠ 0, which runs the head's backward (dnormF in the backward scratch). */
+  private headGradientRecorded = false;
+  private logitsRecorder: Recorder | null = null;
+  /** Output rows of each cache's last forwardCached pass (its logits are [V, rows]). */
+  private readonly cachedRows = new WeakMap<KVCache, number>();
+  /** Per-position weighted losses [B·T] after forward (0 where the weight is 0). */
   readonly losses: GPUBuffer;
-  readonly normSquared: GPUBuffer | null;
+  /** The training step's status words (shaders/guard.wgsl): ‖g‖² as AdamW reads it, loss sum, diverged flag, raw ‖g‖². */
+  readonly stepStatus: GPUBuffer | null;
   private readonly scratch: BackwardScratch | null;
   private readonly buckets: EmbeddingBuckets | null;
   private current: { B: number; T: number } | null = null;
+  readonly lora: LoraBuffers | null;
+  /** With a frozen base: where the norm kernels' weight gradients go (two ranges: LayerNorm writes weight and bias). */
+  private readonly frozenSink: GPUBuffer | null;
+  /** Seed of the adapters' dropout masks for the next training forward pass (the trainer draws one per micro-batch). */
+  dropoutSeed = 0;
+  /** Whether the last forward applied dropout (a training pass): its backward regenerates the same masks. */
+  private dropoutActive = false;
   /** Bytes of every GPU buffer this model allocated (the trainer's GPU memory, kernel scratch aside). */
   readonly allocatedBytes: number;
   private readonly dims: { C: number; NH: number; KVH: number; hd: number; Q: number; KV: number; W: number; I: number; F: number; V: number; R: number };
@@ -141,10 +216,27 @@ export class DecoderModel {
     const rotary = arch.positions.kind === "rotary";
     const norm = (label: string): NormActivations => ({ out: f(label, N * C), mean: layerNorm ? f(`${label}.mean`, N) : null, rstd: f(`${label}.rstd`, N) });
     this.params = f("params", this.layout.size);
-    this.grads = options.training ? f("grads", this.layout.size) : null;
-    this.m = options.training ? f("adam.m", this.layout.size) : null;
-    this.v = options.training ? f("adam.v", this.layout.size) : null;
-    this.normSquared = options.training ? f("grad norm²", 1) : null;
+    // a frozen base (LoRA) has no gradients or moments: the memory LoRA exists to save
+    const baseTrained = options.training && !options.lora;
+    this.grads = baseTrained ? f("grads", this.layout.size) : null;
+    this.m = baseTrained ? f("adam.m", this.layout.size) : null;
+    this.v = baseTrained ? f("adam.v", this.layout.size) : null;
+    const lora = options.lora;
+    this.lora = lora
+      ? {
+          layout: lora,
+          params: f("lora.params", lora.size),
+          grads: options.training ? f("lora.grads", lora.size) : null,
+          m: options.training ? f("lora.m", lora.size) : null,
+          v: options.training ? f("lora.v", lora.size) : null,
+          h: f("lora.h", N * lora.rank),
+          dh: options.training ? f("lora.dh", N * lora.rank) : null,
+          wide: f("lora.wide", N * lora.maxRows),
+          dropped: options.training && lora.settings.dropout > 0 ? f("lora.dropped", N * lora.maxIn) : null,
+        }
+      : null;
+    this.frozenSink = options.training && lora ? f("frozen grad sink", 2 * frozenSinkFloats(config)) : null;
+    this.stepStatus = options.training ? f("step status", STATUS.words) : null;
     this.tokens = f("tokens", N);
     this.targets = f("targets", N);
     this.lossWeights = f("loss weights", N);
@@ -156,8 +248,7 @@ export class DecoderModel {
       k: rotary ? f(`h${l}.k`, N * KV) : null,
       qRstd: arch.qkNorm ? f(`h${l}.q.rstd`, N * NH) : null,
       kRstd: arch.qkNorm ? f(`h${l}.k.rstd`, N * KVH) : null,
-      att: f(`h${l}.att`, B * NH * T * T),
-      scores: arch.attentionSoftcap ? f(`h${l}.scores`, B * NH * T * T) : null,
+      attStats: f(`h${l}.attStats`, 2 * B * NH * T),
       atty: f(`h${l}.atty`, N * Q),
       attOut: f(`h${l}.attOut`, N * C),
       attOutNorm: arch.sandwichNorms ? norm(`h${l}.attOutNorm`) : null,
@@ -178,13 +269,20 @@ export class DecoderModel {
     } else {
       this.rotary = null;
     }
-    this.logits = f("logits", N * V);
-    this.cappedLogits = arch.logitSoftcap ? f("capped logits", N * V) : null;
+    this.headRows = f("head rows", N);
+    this.queryRows = f("head query rows", N);
+    const ws = headWorkspaceFloats(N, V, C, options.training, bindingLimit(kernels.context));
+    this.head = {
+      rowChunk: ws.rowChunk,
+      x: bind(f("head x", ws.x)),
+      logits: bind(f("head logits", ws.logits)),
+      dx: options.training ? bind(f("head dx", ws.dx)) : null,
+    };
     this.losses = f("losses", N);
     this.scratch = options.training
       ? {
           dresidual: f("d.residual", N * C), dln: f("d.ln", N * C), dqkv: f("d.qkv", N * this.dims.W),
-          datt: f("d.att", B * NH * T * T), datty: f("d.atty", N * Q), dfc: f("d.fc", N * F), dact: f("d.act", N * I),
+          attDelta: f("attention D", B * NH * T), datty: f("d.atty", N * Q), dfc: f("d.fc", N * F), dact: f("d.act", N * I),
           dq: rotary ? f("d.q", N * Q) : null, dk: rotary ? f("d.k", N * KV) : null,
           dqNormed: arch.qkNorm ? f("d.q normed", N * Q) : null, dkNormed: arch.qkNorm ? f("d.k normed", N * KV) : null,
           dnormed: arch.sandwichNorms ? f("d.normed", N * C) : null,
@@ -218,8 +316,28 @@ export class DecoderModel {
   }
 
   private get gradBuffer(): GPUBuffer {
-    if (!this.grads) throw new Error("model was built without gradients (training: false)");
+    if (!this.grads) throw new Error(this.lora ? "the base is frozen (LoRA): it has no gradients" : "model was built without gradients (training: false)");
     return this.grads;
+  }
+
+  /** The gradient of a (small, one-dimensional) base tensor, or with a frozen base a sink range of its size. */
+  private baseGrad(role: Parameters<DecoderModel["slotOf"]>[0], layer: number | null, sinkRange: 0 | 1 = 0): Binding {
+    if (this.grads) return this.must(role, layer, this.grads);
+    if (!this.frozenSink) throw new Error("model was built without gradients (training: false)");
+    const size = this.slotOf(role, layer)!.size;
+    return bind(this.frozenSink, sinkRange * frozenSinkFloats(this.config) * 4, size * 4);
+  }
+
+  /** The buffers the optimizer trains: the adapters with LoRA, else every parameter. */
+  private get trainable(): { params: GPUBuffer; grads: GPUBuffer; m: GPUBuffer; v: GPUBuffer; size: number; decayEnd: number } {
+    if (this.lora) {
+      const { params, grads, m, v, layout } = this.lora;
+      if (!grads || !m || !v) throw new Error("model was built without optimizer state");
+      // adapters are matmul weights: all decayed, as HF's Trainer decays every non-bias, non-norm parameter
+      return { params, grads, m, v, size: layout.size, decayEnd: layout.size };
+    }
+    if (!this.grads || !this.m || !this.v) throw new Error("model was built without optimizer state");
+    return { params: this.params, grads: this.grads, m: this.m, v: this.v, size: this.layout.size, decayEnd: this.layout.decayEnd };
   }
 
   setParameters(flat: Float32Array): void {
@@ -233,20 +351,39 @@ export class DecoderModel {
     return readFloat32(this.gpu, bind(this.params, 0, this.layout.size * 4));
   }
 
+  /** Gradients of what is trained: every parameter (params' layout), or with LoRA the adapters (their layout). */
   async getGradients(): Promise<Float32Array> {
+    if (this.lora) {
+      if (!this.lora.grads) throw new Error("model was built without gradients (training: false)");
+      return readFloat32(this.gpu, bind(this.lora.grads, 0, this.lora.layout.size * 4));
+    }
     return readFloat32(this.gpu, bind(this.gradBuffer, 0, this.layout.size * 4));
   }
 
+  /** AdamW m and v of what is trained (the adapters' with LoRA). */
   async getOptimizerState(): Promise<{ m: Float32Array; v: Float32Array }> {
-    if (!this.m || !this.v) throw new Error("model was built without optimizer state");
-    const bytes = this.layout.size * 4;
-    return { m: await readFloat32(this.gpu, bind(this.m, 0, bytes)), v: await readFloat32(this.gpu, bind(this.v, 0, bytes)) };
+    const t = this.trainable;
+    const bytes = t.size * 4;
+    return { m: await readFloat32(this.gpu, bind(t.m, 0, bytes)), v: await readFloat32(this.gpu, bind(t.v, 0, bytes)) };
   }
 
   setOptimizerState(m: Float32Array, v: Float32Array): void {
-    if (!this.m || !this.v) throw new Error("model was built without optimizer state");
-    upload(this.gpu, bind(this.m), m);
-    upload(this.gpu, bind(this.v), v);
+    const t = this.trainable;
+    if (m.length !== t.size || v.length !== t.size) throw new Error(`optimizer state has ${m.length} floats, the trained parameters ${t.size}`);
+    upload(this.gpu, bind(t.m), m);
+    upload(this.gpu, bind(t.v), v);
+  }
+
+  /** Uploads the adapters (in the LoRA layout). */
+  setAdapters(flat: Float32Array): void {
+    if (!this.lora) throw new Error("model was built without LoRA adapters");
+    if (flat.length !== this.lora.layout.size) throw new Error(`adapter vector has ${flat.length} floats, layout needs ${this.lora.layout.size}`);
+    upload(this.gpu, bind(this.lora.params), flat);
+  }
+
+  async getAdapters(): Promise<Float32Array> {
+    if (!this.lora) throw new Error("model was built without LoRA adapters");
+    return readFloat32(this.gpu, bind(this.lora.params, 0, this.lora.layout.size * 4));
   }
 
   /** Uploads a batch (ids checked against the vocabulary, shape against the allocated maximum). */
@@ -270,36 +407,106 @@ export class DecoderModel {
     upload(this.gpu, bind(this.tokens), batch.tokens);
     upload(this.gpu, bind(this.targets), batch.targets);
     upload(this.gpu, bind(this.lossWeights), batch.weights);
+    const weighted = new Uint32Array(n);
+    let count = 0;
+    for (let i = 0; i < n; i++) if (batch.weights[i] !== 0) weighted[count++] = i;
+    upload(this.gpu, bind(this.headRows), weighted.subarray(0, Math.max(count, 1)));
+    this.weightedRows = count;
+    this.headGradientRecorded = false;
     this.buckets?.update(batch.tokens);
     this.current = { B, T };
   }
 
   // ---- building blocks ----
 
-  /** out[N,outDim] = x·Wᵀ (+ b) for nn.Linear weights [out, in], x·W (+ b) for Conv1D weights [in, out]. */
-  /** out = x·W (+ b); with `gelu`, also gelu = GELU(out), computed from the final out (add any other term first). */
+  /**
+   * out[N,outDim] = x·Wᵀ (+ b) for nn.Linear weights [out, in], x·W (+ b) for Conv1D weights [in, out] (+ LoRA
+   * adapters); with `gelu`, also gelu = GELU(out) of the final out.
+   */
   private linear(r: Recorder, o: { out: Binding; x: Binding; role: LayerRole; layer: number; M: number; outDim: number; inDim: number; gelu?: Binding }): void {
     const weight = this.must(o.role, o.layer);
     const bias = this.at(o.role.replace(".weight", ".bias") as LayerRole, o.layer);
     const linear = this.config.arch.weightLayout === "linear";
-    this.kernels.matmul.matmul(r, { out: o.out, a: o.x, b: weight, bias, gelu: o.gelu, M: o.M, N: o.outDim, K: o.inDim, transB: linear });
+    const adapters = this.adaptersOf(o.role, o.layer);
+    // GELU rides in the product's epilogue only when nothing is added to out after it (a LoRA adapter is).
+    const fuse = o.gelu && adapters.length === 0;
+    this.kernels.matmul.matmul(r, { out: o.out, a: o.x, b: weight, bias, gelu: fuse ? o.gelu : undefined, M: o.M, N: o.outDim, K: o.inDim, transB: linear });
+    for (const adapter of adapters) this.adapterForward(r, adapter, o);
+    if (o.gelu && !fuse) this.kernels.gelu.forward(r, { out: o.gelu, inp: o.out, n: o.M * o.outDim });
   }
 
   /** Backward of `linear`: dx (= or += with accumulateDx) = dy·W…, dW += …, db += Σ dy. */
   private linearBackward(r: Recorder, o: { dx: Binding; dy: Binding; x: Binding; role: LayerRole; layer: number; M: number; outDim: number; inDim: number; accumulateDx?: boolean }): void {
     const k = this.kernels.matmul;
     const weight = this.must(o.role, o.layer);
-    const dweight = this.must(o.role, o.layer, this.gradBuffer);
-    const dbias = this.at(o.role.replace(".weight", ".bias") as LayerRole, o.layer, this.gradBuffer);
     const { M, outDim, inDim } = o;
-    if (this.config.arch.weightLayout === "linear") {
-      k.matmul(r, { out: o.dx, a: o.dy, b: weight, M, N: inDim, K: outDim, accumulate: o.accumulateDx });
-      k.matmul(r, { out: dweight, a: o.dy, b: o.x, M: outDim, N: inDim, K: M, transA: true, accumulate: true });
-    } else {
-      k.matmul(r, { out: o.dx, a: o.dy, b: weight, M, N: inDim, K: outDim, transB: true, accumulate: o.accumulateDx });
-      k.matmul(r, { out: dweight, a: o.x, b: o.dy, M: inDim, N: outDim, K: M, transA: true, accumulate: true });
+    const linear = this.config.arch.weightLayout === "linear";
+    k.matmul(r, { out: o.dx, a: o.dy, b: weight, M, N: inDim, K: outDim, transB: !linear, accumulate: o.accumulateDx });
+    if (this.grads) {
+      // a frozen base (LoRA) skips its weight and bias gradients altogether
+      const dweight = this.must(o.role, o.layer, this.grads);
+      const dbias = this.at(o.role.replace(".weight", ".bias") as LayerRole, o.layer, this.grads);
+      if (linear) k.matmul(r, { out: dweight, a: o.dy, b: o.x, M: outDim, N: inDim, K: M, transA: true, accumulate: true });
+      else k.matmul(r, { out: dweight, a: o.x, b: o.dy, M: inDim, N: outDim, K: M, transA: true, accumulate: true });
+      if (dbias) k.biasBackward(r, { dbias, dout: o.dy, M, N: outDim });
     }
-    if (dbias) k.biasBackward(r, { dbias, dout: o.dy, M, N: outDim });
+    for (const adapter of this.adaptersOf(o.role, o.layer)) this.adapterBackward(r, adapter, o);
+  }
+
+  // ---- LoRA adapters (src/model/lora.ts): y[:, rows] += scale·dropout(x)·Aᵀ·Bᵀ ----
+
+  private adaptersOf(role: LayerRole, layer: number): AdapterSpec[] {
+    return this.lora?.layout.byLayer[layer]?.[role as keyof LoraLayout["byLayer"][number]] ?? [];
+  }
+
+  private adapterBindings(a: AdapterSpec, buffer: GPUBuffer): { A: Binding; B: Binding } {
+    const r = this.lora!.layout.rank;
+    return { A: bind(buffer, a.aOffset * 4, r * a.inDim * 4), B: bind(buffer, a.bOffset * 4, a.rows * r * 4) };
+  }
+
+  /** The adapter's input: x, or dropout(x) in the `dropped` scratch during a training pass (same mask forward and backward). */
+  private adapterInput(r: Recorder, a: AdapterSpec, x: Binding, M: number): Binding {
+    const lora = this.lora!;
+    const p = lora.layout.settings.dropout;
+    if (!this.dropoutActive || p === 0 || !lora.dropped) return x;
+    const out = bind(lora.dropped, 0, M * a.inDim * 4);
+    this.kernels.lora.dropout(r, { out, inp: x, n: M * a.inDim, p, key: dropoutKey(this.dropoutSeed, a.index) });
+    return out;
+  }
+
+  private adapterForward(r: Recorder, a: AdapterSpec, o: { out: Binding; x: Binding; M: number; outDim: number }): void {
+    const lora = this.lora!;
+    const { rank, scale } = lora.layout;
+    const { A, B } = this.adapterBindings(a, lora.params);
+    const mm = this.kernels.matmul;
+    const xd = this.adapterInput(r, a, o.x, o.M);
+    mm.matmul(r, { out: bind(lora.h), a: xd, b: A, M: o.M, N: rank, K: a.inDim, transB: true });
+    mm.matmul(r, { out: bind(lora.wide), a: bind(lora.h), b: B, M: o.M, N: a.rows, K: rank, transB: true });
+    this.kernels.lora.addColumns(r, { out: o.out, inp: bind(lora.wide), rows: o.M, width: a.rows, stride: o.outDim, offset: a.rowStart, scale });
+  }
+
+  /** dB += gᵀ·h, dA += (g·B)ᵀ·dropout(x), dx += dropout'((g·B)·A), with g = scale·dy[:, rows] and h recomputed. */
+  private adapterBackward(r: Recorder, a: AdapterSpec, o: { dx: Binding; dy: Binding; x: Binding; M: number; outDim: number }): void {
+    const lora = this.lora!;
+    if (!lora.grads || !lora.dh) throw new Error("model was built without gradients (training: false)");
+    const { rank, scale } = lora.layout;
+    const { A, B } = this.adapterBindings(a, lora.params);
+    const d = this.adapterBindings(a, lora.grads);
+    const mm = this.kernels.matmul;
+    const g = bind(lora.wide);
+    this.kernels.lora.gatherColumns(r, { out: g, inp: o.dy, rows: o.M, width: a.rows, stride: o.outDim, offset: a.rowStart, scale });
+    const xd = this.adapterInput(r, a, o.x, o.M);
+    mm.matmul(r, { out: bind(lora.h), a: xd, b: A, M: o.M, N: rank, K: a.inDim, transB: true });
+    mm.matmul(r, { out: d.B, a: g, b: bind(lora.h), M: a.rows, N: rank, K: o.M, transA: true, accumulate: true });
+    mm.matmul(r, { out: bind(lora.dh), a: g, b: B, M: o.M, N: rank, K: a.rows });
+    mm.matmul(r, { out: d.A, a: bind(lora.dh), b: xd, M: rank, N: a.inDim, K: o.M, transA: true, accumulate: true });
+    if (xd === o.x) {
+      mm.matmul(r, { out: o.dx, a: bind(lora.dh), b: A, M: o.M, N: a.inDim, K: rank, accumulate: true });
+    } else {
+      // dropout(x) is no longer needed: its scratch takes ∂/∂dropout(x), which the same mask carries back to x
+      mm.matmul(r, { out: xd, a: bind(lora.dh), b: A, M: o.M, N: a.inDim, K: rank });
+      this.kernels.lora.dropout(r, { out: o.dx, inp: xd, n: o.M * a.inDim, p: lora.layout.settings.dropout, key: dropoutKey(this.dropoutSeed, a.index), accumulate: true });
+    }
   }
 
   private norm(r: Recorder, saved: NormActivations, inp: GPUBuffer, role: NormRole, layer: number | null, N: number): void {
@@ -319,9 +526,9 @@ export class DecoderModel {
   private normBackward(r: Recorder, dinp: Binding, dout: Binding, saved: NormActivations, inp: GPUBuffer, role: NormRole, layer: number | null, N: number): void {
     const { C } = this.dims;
     const weight = this.must(`${role}.weight` as LayerRole, layer);
-    const dweight = this.must(`${role}.weight` as LayerRole, layer, this.gradBuffer);
+    const dweight = this.baseGrad(`${role}.weight` as LayerRole, layer);
     if (this.config.arch.norm === "layer") {
-      const dbias = this.must(`${role}.bias` as LayerRole, layer, this.gradBuffer);
+      const dbias = this.baseGrad(`${role}.bias` as LayerRole, layer, 1);
       this.kernels.layerNorm.backward(r, { dinp, dweight, dbias, dout, inp: bind(inp), weight, mean: bind(saved.mean!), rstd: bind(saved.rstd), N, C });
     } else {
       const gainOffset = this.config.arch.norm === "rms1p" ? 1 : 0;
@@ -341,7 +548,7 @@ export class DecoderModel {
   }
 
   /** q/k norm (per head) and rotary of q or k, from the qkv activations into `out`. */
-  private prepareQK(r: Recorder, a: LayerActivations, l: number, which: "q" | "k", N: number, T: number): void {
+  private prepareQK(r: Recorder, a: LayerActivations, l: number, which: "q" | "k", N: number, T: number, positions?: Binding): void {
     const { Q, W, NH, KVH, hd, R } = this.dims;
     const H = which === "q" ? NH : KVH;
     const out = which === "q" ? a.q : a.k;
@@ -354,7 +561,7 @@ export class DecoderModel {
       this.kernels.rmsNorm.forward(r, { out: normed, rstd, inp: source, weight, N, C: hd, H, eps: this.config.layerNormEps, gainOffset: 0 });
       source = normed;
     }
-    this.kernels.rotary.forward(r, { out: denseView(bind(out), H * hd), inp: source, table: bind(this.rotary), N, T, H, headDim: hd, rotaryDim: R });
+    this.kernels.rotary.forward(r, { out: denseView(bind(out), H * hd), inp: source, table: bind(this.rotary), N, T, H, headDim: hd, rotaryDim: R, positions });
   }
 
   /** Backward of prepareQK: from the gradient of what attention read (dq/dk scratch) into the q or k part of dqkv. */
@@ -371,7 +578,7 @@ export class DecoderModel {
     if (dNormed) {
       const role = which === "q" ? "qNorm.weight" : "kNorm.weight";
       this.kernels.rmsNorm.backward(r, {
-        dinp: bind(s.dqkv), dweight: this.must(role, l, this.gradBuffer), dout: denseView(bind(dNormed), H * hd),
+        dinp: bind(s.dqkv), dweight: this.baseGrad(role, l), dout: denseView(bind(dNormed), H * hd),
         inp: { binding: bind(a.qkv), stride: W, offset: which === "q" ? 0 : Q }, weight: this.must(role, l),
         rstd: bind((which === "q" ? a.qRstd : a.kRstd)!), N, C: hd, H, gainOffset: 0, accumulate: false,
       });
@@ -398,18 +605,27 @@ export class DecoderModel {
     return this.at("head.weight", null, buffer) ?? this.must("wte", null, buffer);
   }
 
+  /** What the fused head reads, for the given row list. */
+  private headOperands(rows: GPUBuffer, count: number): HeadOperands {
+    const { C, V } = this.dims;
+    return { ws: this.head, rows: { list: bind(rows), count }, x: bind(this.normF.out), weight: this.headWeight(), bias: this.at("head.bias", null), V, C, softcap: this.config.arch.logitSoftcap };
+  }
+
   // ---- the graph ----
 
   /**
    * Records the forward pass of the current batch, ending with per-token weighted losses in `losses`. With
-   * gradScale ≠ 0 the logits are replaced by dlogits, scaled by gradScale (use 1/Σweights for a mean loss).
+   * gradScale ≠ 0 (use 1/Σweights for a mean loss) on a training model, the head's backward runs here too, chunk
+   * by chunk while its logits are at hand: the final norm's output gradient goes to the backward scratch and the
+   * head weight (and bias) gradients accumulate (+=); `backward` continues from there.
    */
   forward(r: Recorder, gradScale = 0): void {
     const { B, T } = this.requireBatch();
-    const { C, NH, KVH, hd, Q, W, F, V } = this.dims;
+    const { C, NH, KVH, hd, Q, W, F } = this.dims;
     const { arch } = this.config;
     const N = B * T;
     const k = this.kernels;
+    this.dropoutActive = this.options.training && gradScale !== 0;
     k.embedding.forward(r, { out: bind(this.encoded), tokens: bind(this.tokens), wte: this.must("wte", null), wpe: this.at("wpe", null), scale: arch.embeddingScale, B, T, C });
     this.layers.forEach((a, l) => {
       const x = l === 0 ? this.encoded : this.layers[l - 1].out;
@@ -417,13 +633,13 @@ export class DecoderModel {
       this.linear(r, { out: bind(a.qkv), x: bind(a.norm1.out), role: "qkv.weight", layer: l, M: N, outDim: W, inDim: C });
       this.prepareQK(r, a, l, "q", N, T);
       this.prepareQK(r, a, l, "k", N, T);
-      k.attention.forward(r, { out: bind(a.atty), att: bind(a.att), ...this.attentionInputs(a), B, T, NH, KVH, hs: hd, ...this.attentionOptions(a) });
+      k.attention.forward(r, { out: bind(a.atty), stats: bind(a.attStats), ...this.attentionInputs(a), B, T, NH, KVH, hs: hd, ...this.attentionOptions() });
       this.linear(r, { out: bind(a.attOut), x: bind(a.atty), role: "o.weight", layer: l, M: N, outDim: C, inDim: Q });
       if (a.attOutNorm) this.norm(r, a.attOutNorm, a.attOut, "attnOutNorm", l, N);
       k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(a.attOutNorm?.out ?? a.attOut), n: N * C });
       const mlpInput = a.norm2 ?? a.norm1;
       if (a.norm2) this.norm(r, a.norm2, a.residual2, "norm2", l, N);
-      // GELU rides in the fc product's epilogue (act = gelu(fc), fc kept for backward); gated MLPs keep their kernel.
+      // GELU rides in the fc product's epilogue (act = gelu(fc), fc kept for backward; see linear); gated MLPs keep their kernel.
       const fusedGelu = arch.mlp === "gelu";
       this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C, gelu: fusedGelu ? bind(a.act) : undefined });
       if (!fusedGelu) this.activation(r, a, N);
@@ -433,12 +649,109 @@ export class DecoderModel {
     });
     const last = this.layers.at(-1)?.out ?? this.encoded;
     this.norm(r, this.normF, last, "normF", null, N);
-    k.matmul.matmul(r, { out: bind(this.logits), a: bind(this.normF.out), b: this.headWeight(), bias: this.at("head.bias", null), M: N, N: V, K: C, transB: true });
-    if (this.cappedLogits) {
-      k.softcap.forward(r, { values: bind(this.logits), n: N * V, cap: arch.logitSoftcap! });
-      r.commandEncoder().copyBufferToBuffer(this.logits, 0, this.cappedLogits, 0, N * V * 4);
+    const gradient = gradScale !== 0 && this.scratch !== null;
+    // a frozen base (LoRA) has no head weight or bias gradient: the head's backward then yields dnormF alone
+    const grads = gradient ? this.grads : null;
+    k.crossEntropy.head(r, {
+      ...this.headOperands(this.headRows, this.weightedRows), targets: bind(this.targets), weights: bind(this.lossWeights),
+      losses: bind(this.losses, 0, N * 4), gradScale,
+      ...(gradient ? { dx: bind(this.scratch!.dln, 0, N * C * 4) } : {}),
+      ...(grads ? { dweight: this.headWeight(grads), dbias: this.at("head.bias", null, grads) } : {}),
+    });
+    this.headGradientRecorded = gradient;
+  }
+
+  /**
+   * A key/value cache for `rows` sequences of up to `length` tokens (≤ the T this model was built for: the rotary
+   * table and the activations are this model's). Passes may feed up to B·T tokens at once.
+   */
+  createCache(rows: number, length: number): KVCache {
+    const { L, KV, C, V } = { L: this.layers.length, ...this.dims };
+    if (!(rows >= 1 && length >= 1 && length <= this.options.T)) throw new Error(`cache of ${rows}x${length} for a model built for T=${this.options.T}`);
+    const maxTokens = this.options.B * this.options.T;
+    const made: GPUBuffer[] = [];
+    const f = (label: string, words: number) => {
+      const buffer = createStorage(this.gpu, label, words * 4);
+      made.push(buffer);
+      return buffer;
+    };
+    const layers = Array.from({ length: L }, (_, l) => ({ k: f(`h${l}.kcache`, rows * length * KV), v: f(`h${l}.vcache`, rows * length * KV) }));
+    return {
+      rows, length, layers,
+      tokens: f("pass tokens", maxTokens), rowOf: f("pass rows", maxTokens), positions: f("pass positions", maxTokens), last: f("pass last", rows),
+      gathered: f("pass gathered", rows * C), logits: f("pass logits", rows * V),
+      bytes: made.reduce((sum, b) => sum + b.size, 0),
+      destroy: () => made.forEach((b) => b.destroy()),
+    };
+  }
+
+  /**
+   * Records one pass of incremental decoding: every token is embedded at its own position, appends its k and v to
+   * its row of the cache and attends to that row's keys up to its position; the head runs only on the `last`
+   * tokens, into cache.logits [last.length, V]. The blocks are forward()'s own (linear, norms, activations), so
+   * families and adapters apply as in training.
+   */
+  forwardCached(r: Recorder, cache: KVCache, pass: CachedPass): void {
+    const N = pass.tokens.length;
+    const outRows = pass.last.length;
+    const { C, NH, KVH, hd, KV, W, F, V } = this.dims;
+    const { arch, vocabSize } = this.config;
+    if (N === 0 || N > this.options.B * this.options.T) throw new Error(`a pass of ${N} tokens (this model runs 1 … ${this.options.B * this.options.T})`);
+    if (pass.rows.length !== N || pass.positions.length !== N) throw new Error("pass.tokens, rows and positions must have one entry per token");
+    if (outRows > cache.rows) throw new Error(`${outRows} output rows exceed the cache's ${cache.rows}`);
+    for (let n = 0; n < N; n++) {
+      if (pass.tokens[n] >= vocabSize) throw new UserError(`token id ${pass.tokens[n]} is outside the vocabulary (${vocabSize})`);
+      if (pass.rows[n] >= cache.rows || pass.positions[n] >= cache.length) throw new Error(`token ${n} at row ${pass.rows[n]}, position ${pass.positions[n]}: outside the ${cache.rows}x${cache.length} cache`);
     }
-    k.crossEntropy.crossEntropy(r, { logits: bind(this.logits), losses: bind(this.losses), targets: bind(this.targets), weights: bind(this.lossWeights), N, V, gradScale });
+    if (pass.last.some((i) => i >= N)) throw new Error("pass.last points past the pass's tokens");
+    upload(this.gpu, bind(cache.tokens), pass.tokens);
+    upload(this.gpu, bind(cache.rowOf), pass.rows);
+    upload(this.gpu, bind(cache.positions), pass.positions);
+    upload(this.gpu, bind(cache.last), pass.last);
+    const k = this.kernels;
+    const positions = bind(cache.positions);
+    k.embedding.forward(r, { out: bind(this.encoded), tokens: bind(cache.tokens), wte: this.must("wte", null), scale: arch.embeddingScale, B: N, T: 1, C });
+    const wpe = this.at("wpe", null);
+    if (wpe) k.kvCache.addPositions(r, { out: bind(this.encoded), wpe, positions, N, C });
+    this.layers.forEach((a, l) => {
+      const x = l === 0 ? this.encoded : this.layers[l - 1].out;
+      this.norm(r, a.norm1, x, "norm1", l, N);
+      this.linear(r, { out: bind(a.qkv), x: bind(a.norm1.out), role: "qkv.weight", layer: l, M: N, outDim: W, inDim: C });
+      this.prepareQK(r, a, l, "q", N, 1, positions);
+      this.prepareQK(r, a, l, "k", N, 1, positions);
+      const inputs = this.attentionInputs(a);
+      const kCache = bind(cache.layers[l].k), vCache = bind(cache.layers[l].v);
+      const where = { rows: bind(cache.rowOf), positions, N, maxLength: cache.length };
+      k.kvCache.append(r, { kCache, vCache, k: inputs.k, v: inputs.v, width: KV, ...where });
+      k.kvCache.attend(r, { out: bind(a.atty), q: inputs.q, kCache, vCache, NH, KVH, hd, scale: arch.attentionScale, softcap: arch.attentionSoftcap, ...where });
+      this.linear(r, { out: bind(a.attOut), x: bind(a.atty), role: "o.weight", layer: l, M: N, outDim: C, inDim: this.dims.Q });
+      if (a.attOutNorm) this.norm(r, a.attOutNorm, a.attOut, "attnOutNorm", l, N);
+      k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(a.attOutNorm?.out ?? a.attOut), n: N * C });
+      const mlpInput = a.norm2 ?? a.norm1;
+      if (a.norm2) this.norm(r, a.norm2, a.residual2, "norm2", l, N);
+      this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C });
+      this.activation(r, a, N);
+      this.linear(r, { out: bind(a.mlpOut), x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: this.dims.I });
+      if (a.mlpOutNorm) this.norm(r, a.mlpOutNorm, a.mlpOut, "mlpOutNorm", l, N);
+      k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(a.mlpOutNorm?.out ?? a.mlpOut), n: N * C });
+    });
+    const last = this.layers.at(-1)?.out ?? this.encoded;
+    k.kvCache.gather(r, { out: bind(cache.gathered), x: bind(last), index: bind(cache.last), n: outRows, C });
+    this.norm(r, this.normF, cache.gathered, "normF", null, outRows);
+    // the head a vocabulary slice at a time (within the binding limit), vocabulary-major [V, outRows]
+    k.crossEntropy.compactLogits(r, { out: bind(cache.logits), x: bind(this.normF.out), weight: this.headWeight(), bias: this.at("head.bias", null), count: outRows, V, C, softcap: arch.logitSoftcap });
+    this.cachedRows.set(cache, outRows);
+  }
+
+  /** The logits of a cached pass's first `rows` output rows, [rows, V], in one read-back. */
+  async readCachedLogits(cache: KVCache, rows: number): Promise<Float32Array> {
+    const V = this.config.vocabSize;
+    const R = this.cachedRows.get(cache) ?? 0;
+    if (rows > R) throw new Error(`${rows} rows of logits asked for, the last pass produced ${R}`);
+    const block = await readFloat32(this.gpu, bind(cache.logits, 0, R * V * 4)); // [V, R]
+    const out = new Float32Array(rows * V);
+    for (let i = 0; i < rows; i++) for (let v = 0; v < V; v++) out[i * V + v] = block[v * R + i];
+    return out;
   }
 
   /** Records the backward pass; `forward(r, gradScale ≠ 0)` must come first. Parameter gradients accumulate (+=). */
@@ -446,17 +759,13 @@ export class DecoderModel {
     const { B, T } = this.requireBatch();
     const s = this.scratch;
     if (!s || !this.buckets) throw new Error("model was built without gradients (training: false)");
-    const { C, NH, KVH, hd, Q, KV, W, I, F, V } = this.dims;
+    if (!this.headGradientRecorded) throw new Error("backward needs a forward with gradScale ≠ 0 on this batch first");
+    const { C, NH, KVH, hd, Q, KV, W, I, F } = this.dims;
     const N = B * T;
     const k = this.kernels;
-    const grads = this.gradBuffer;
+    const grads = this.grads;
     const dres = bind(s.dresidual);
-    if (this.cappedLogits) k.softcap.backward(r, { grads: bind(this.logits), capped: bind(this.cappedLogits), n: N * V, cap: this.config.arch.logitSoftcap! });
-    // Head: dnormF = dlogits·W ; dW += dlogitsᵀ·normF ; db += Σ dlogits
-    k.matmul.matmul(r, { out: bind(s.dln), a: bind(this.logits), b: this.headWeight(), M: N, N: C, K: V });
-    k.matmul.matmul(r, { out: this.headWeight(grads), a: bind(this.logits), b: bind(this.normF.out), M: V, N: C, K: N, transA: true, accumulate: true });
-    const dHeadBias = this.at("head.bias", null, grads);
-    if (dHeadBias) k.matmul.biasBackward(r, { dbias: dHeadBias, dout: bind(this.logits), M: N, N: V });
+    // the head's backward ran in forward: dln holds ∂loss/∂normF
     r.commandEncoder().clearBuffer(s.dresidual);
     const last = this.layers.at(-1)?.out ?? this.encoded;
     this.normBackward(r, dres, bind(s.dln), this.normF, last, "normF", null, N);
@@ -478,20 +787,20 @@ export class DecoderModel {
       const dq = s.dq ? denseView(bind(s.dq), Q) : { binding: bind(s.dqkv), stride: W, offset: 0 };
       const dk = s.dk ? denseView(bind(s.dk), KV) : { binding: bind(s.dqkv), stride: W, offset: Q };
       const dv = { binding: bind(s.dqkv), stride: W, offset: Q + KV };
-      k.attention.backward(r, { dq, dk, dv, datt: bind(s.datt), dout: bind(s.datty), ...inputs, att: bind(a.att), B, T, NH, KVH, hs: hd, ...this.attentionOptions(a) });
+      k.attention.backward(r, { dq, dk, dv, dout: bind(s.datty), stats: bind(a.attStats), delta: bind(s.attDelta), ...inputs, B, T, NH, KVH, hs: hd, ...this.attentionOptions() });
       this.prepareQKBackward(r, a, l, "q", N, T);
       this.prepareQKBackward(r, a, l, "k", N, T);
       this.linearBackward(r, { dx: bind(s.dln), dy: bind(s.dqkv), x: bind(a.norm1.out), role: "qkv.weight", layer: l, M: N, outDim: W, inDim: C, accumulateDx: !a.norm2 });
       this.normBackward(r, dres, bind(s.dln), a.norm1, x, "norm1", l, N);
     }
     // dres now holds the gradient with respect to the input embeddings (scale·wte[token] (+ wpe[t])).
-    k.embedding.backward(r, { dwte: this.must("wte", null, grads), dwpe: this.at("wpe", null, grads), scale: this.config.arch.embeddingScale, dout: dres, buckets: this.buckets, B, T, C });
+    if (grads) k.embedding.backward(r, { dwte: this.must("wte", null, grads), dwpe: this.at("wpe", null, grads), scale: this.config.arch.embeddingScale, dout: dres, buckets: this.buckets, B, T, C });
   }
 
   /** Attention scale and soft-capping of the family (defaults otherwise). */
-  private attentionOptions(a: LayerActivations): { scale?: number; softcap?: { cap: number; saved: Binding } } {
+  private attentionOptions(): { scale?: number; softcap?: number } {
     const { attentionScale, attentionSoftcap } = this.config.arch;
-    return { scale: attentionScale, softcap: attentionSoftcap && a.scores ? { cap: attentionSoftcap, saved: bind(a.scores) } : undefined };
+    return { scale: attentionScale, softcap: attentionSoftcap };
   }
 
   /** Backward of a sandwich norm on a branch output: its input gradient (from dres) in the dnormed scratch. */
@@ -516,35 +825,60 @@ export class DecoderModel {
     return readFloat32(this.gpu, bind(this.encoded, 0, B * T * this.config.nEmbd * 4));
   }
 
+  /** Starts a step: clears the gradients and the step's loss sum (both accumulate over micro-batches). */
   zeroGradients(r: Recorder): void {
-    r.commandEncoder().clearBuffer(this.gradBuffer);
+    r.commandEncoder().clearBuffer(this.trainable.grads);
+    if (this.frozenSink) r.commandEncoder().clearBuffer(this.frozenSink);
+    r.commandEncoder().clearBuffer(this.status, STATUS.lossSum * 4, 4);
   }
 
-  /** Records ‖grad‖² into normSquared (read it with `readNormSquared` to check for NaN/Inf before stepping). */
+  /** Clears every status word, the sticky diverged flag included (a new training run on this model). */
+  resetStepStatus(): void {
+    upload(this.gpu, bind(this.status), new Float32Array(STATUS.words));
+  }
+
+  private get status(): GPUBuffer {
+    if (!this.stepStatus) throw new Error("model was built without gradients");
+    return this.stepStatus;
+  }
+
+  /** Adds the current batch's weighted losses (after forward) to the step's loss sum, on the GPU. */
+  recordLossSum(r: Recorder): void {
+    const { B, T } = this.requireBatch();
+    this.kernels.guard.addSum(r, { status: bind(this.status), terms: bind(this.losses, 0, B * T * 4), n: B * T });
+  }
+
+  /**
+   * Records ‖grad‖² into the step status, then the divergence guard: a non-finite loss sum or norm (or an earlier
+   * divergence) sets the sticky flag and makes the next `recordAdamW` leave the weights alone. Nothing waits.
+   */
   recordGradNorm(r: Recorder): void {
-    if (!this.normSquared) throw new Error("model was built without gradients");
-    this.kernels.adamw.gradNormSquared(r, { out: bind(this.normSquared), grads: bind(this.gradBuffer), n: this.layout.size });
+    const status = bind(this.status);
+    const t = this.trainable;
+    this.kernels.adamw.gradNormSquared(r, { out: status, grads: bind(t.grads), n: t.size });
+    this.kernels.guard.check(r, { status });
   }
 
-  async readNormSquared(): Promise<number> {
-    if (!this.normSquared) throw new Error("model was built without gradients");
-    return (await readFloat32(this.gpu, bind(this.normSquared, 0, 4)))[0];
+  /** The step status words (a read-back that waits for the GPU; the trainer reads them through its own ring instead). */
+  async readStepStatus(): Promise<Float32Array> {
+    return readFloat32(this.gpu, bind(this.status, 0, STATUS.words * 4));
   }
 
   /** Records one AdamW step: weight decay on the decayed range only, clipping by the global norm recorded before. */
   recordAdamW(r: Recorder, o: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; maxNorm: number }): void {
-    if (!this.grads || !this.m || !this.v || !this.normSquared) throw new Error("model was built without optimizer state");
+    if (!this.stepStatus) throw new Error("model was built without optimizer state");
+    const t = this.trainable;
     const ranges = [
-      { start: 0, n: this.layout.decayEnd, weightDecay: o.weightDecay },
-      { start: this.layout.decayEnd, n: this.layout.size - this.layout.decayEnd, weightDecay: 0 },
+      { start: 0, n: t.decayEnd, weightDecay: o.weightDecay },
+      { start: t.decayEnd, n: t.size - t.decayEnd, weightDecay: 0 },
     ];
     for (const range of ranges) {
       if (range.n === 0) continue;
       const at = (buffer: GPUBuffer) => bind(buffer, range.start * 4, range.n * 4);
       this.kernels.adamw.adamw(r, {
-        params: at(this.params), grads: at(this.grads), m: at(this.m), v: at(this.v), n: range.n,
+        params: at(t.params), grads: at(t.grads), m: at(t.m), v: at(t.v), n: range.n,
         lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: range.weightDecay, step: o.step,
-        normSquared: bind(this.normSquared), maxNorm: o.maxNorm,
+        normSquared: bind(this.stepStatus), maxNorm: o.maxNorm,
       });
     }
   }
@@ -555,17 +889,45 @@ export class DecoderModel {
     return readFloat32(this.gpu, bind(this.losses, 0, B * T * 4));
   }
 
-  /** Logits of the current batch, [B,T,V] (after a forward with gradScale = 0). */
-  async readLogits(): Promise<Float32Array> {
+  /**
+   * Logits (after any soft-capping) at the given positions b·T + t of the current batch, [positions.length, V]:
+   * the head run on the final norm's output of the last forward (with the current weights), a chunk of rows at a
+   * time, so no [B·T, V] buffer is ever needed on the GPU.
+   */
+  async readLogitsRows(positions: ArrayLike<number>): Promise<Float32Array> {
     const { B, T } = this.requireBatch();
-    return readFloat32(this.gpu, bind(this.logits, 0, B * T * this.config.vocabSize * 4));
+    const V = this.config.vocabSize;
+    const n = positions.length;
+    const rows = Uint32Array.from(positions);
+    for (const i of rows) if (i >= B * T) throw new Error(`position ${i} is outside the ${B}x${T} batch`);
+    const out = new Float32Array(n * V);
+    if (n === 0) return out;
+    upload(this.gpu, bind(this.queryRows), rows);
+    const r = (this.logitsRecorder ??= new Recorder(this.gpu));
+    const operands = this.headOperands(this.queryRows, n);
+    for (let first = 0; first < n; first += this.head.rowChunk) {
+      const count = Math.min(this.head.rowChunk, n - first);
+      this.kernels.crossEntropy.logits(r, { ...operands, first, count });
+      r.submit();
+      const chunk = await readFloat32(this.gpu, bind(this.head.logits.buffer, 0, V * count * 4)); // [V, count]
+      for (let i = 0; i < count; i++) {
+        const row = out.subarray((first + i) * V, (first + i + 1) * V);
+        for (let v = 0; v < V; v++) row[v] = chunk[v * count + i];
+      }
+    }
+    return out;
   }
 
-  /** Logits at one position [V] (after a forward with gradScale = 0). */
+  /** Logits of the current batch, [B,T,V] (see readLogitsRows). */
+  async readLogits(): Promise<Float32Array> {
+    const { B, T } = this.requireBatch();
+    return this.readLogitsRows(Array.from({ length: B * T }, (_, i) => i));
+  }
+
+  /** Logits at one position [V] (see readLogitsRows). */
   async readLogitsAt(b: number, t: number): Promise<Float32Array> {
     const { T } = this.requireBatch();
-    const V = this.config.vocabSize;
-    return readFloat32(this.gpu, bind(this.logits, (b * T + t) * V * 4, V * 4));
+    return this.readLogitsRows([b * T + t]);
   }
 
   private requireBatch(): { B: number; T: number } {
@@ -576,13 +938,16 @@ export class DecoderModel {
   destroy(): void {
     const norms = (n: NormActivations | null) => (n ? [n.out, n.mean, n.rstd] : []);
     const buffers: (GPUBuffer | null)[] = [
-      this.params, this.grads, this.m, this.v, this.normSquared, this.tokens, this.targets, this.lossWeights,
-      this.encoded, ...norms(this.normF), this.qNormed, this.kNormed, this.rotary, this.logits, this.cappedLogits, this.losses,
+      this.params, this.grads, this.m, this.v, this.stepStatus, this.tokens, this.targets, this.lossWeights,
+      this.encoded, ...norms(this.normF), this.qNormed, this.kNormed, this.rotary, this.headRows, this.queryRows,
+      this.head.x.buffer, this.head.logits.buffer, this.head.dx?.buffer ?? null, this.losses,
       ...this.layers.flatMap((a) => [
         ...norms(a.norm1), ...norms(a.norm2), ...norms(a.attOutNorm), ...norms(a.mlpOutNorm), a.qkv, a.q, a.k, a.qRstd, a.kRstd,
-        a.att, a.scores, a.atty, a.attOut, a.residual2, a.fc, a.act, a.mlpOut, a.out,
+        a.attStats, a.atty, a.attOut, a.residual2, a.fc, a.act, a.mlpOut, a.out,
       ]),
       ...(this.scratch ? Object.values(this.scratch) : []),
+      ...(this.lora ? [this.lora.params, this.lora.grads, this.lora.m, this.lora.v, this.lora.h, this.lora.dh, this.lora.wide, this.lora.dropped] : []),
+      this.frozenSink,
     ];
     for (const b of buffers) b?.destroy();
   }

@@ -12,7 +12,9 @@ import type { ModelConfig } from "../model/config.ts";
 import { rotaryDim } from "../model/family.ts";
 import { type ParamLayout, paramLayout, type SlotSpec, type TensorSpec, tensorView } from "../model/params.ts";
 import { inverseFrequencies } from "../gpu/kernels/rotary.ts";
+import { type AdapterSpec, adapterViews, dropoutKey, type LoraLayout, type LoraRole } from "../model/lora.ts";
 import * as ops from "./ops.ts";
+import { dropoutMultipliers, loraBackward, loraForward } from "./lora.ts";
 
 export interface Batch {
   /** Input token ids [B,T]. */
@@ -32,6 +34,18 @@ export interface ForwardBackwardResult {
   logits: Float64Array;
   /** ∂loss/∂params, flat in the parameter layout. */
   grads: Float64Array;
+  /** ∂loss/∂adapters, flat in the LoRA layout (with `lora`). */
+  loraGrads: Float64Array | null;
+  /** ∂loss/∂(input embeddings) [B,T,C]. */
+  dembeddings: Float64Array;
+}
+
+/** LoRA adapters on the linear layers (src/model/lora.ts), float64 in `layout`; dropout masks keyed by `dropoutSeed`. */
+export interface ReferenceLora {
+  layout: LoraLayout;
+  adapters: Float64Array;
+  /** A training pass's dropout seed (the GPU model's dropoutSeed); without one, no dropout (an evaluation pass). */
+  dropoutSeed?: number;
 }
 
 /** A norm's output and what its backward pass needs. */
@@ -93,7 +107,7 @@ function setColumns(x: Float64Array, rows: number, stride: number, from: number,
  * Loss, logits and all parameter gradients for one batch of a model of any family; `params` is float64 in
  * paramLayout(config). The same blocks as the GPU graph (src/model/decoder.ts), written as plain loops over ops.ts.
  */
-export function decoderForwardBackward(config: ModelConfig, params: Float64Array, batch: Batch, layout: ParamLayout = paramLayout(config)): ForwardBackwardResult {
+export function decoderForwardBackward(config: ModelConfig, params: Float64Array, batch: Batch, layout: ParamLayout = paramLayout(config), lora?: ReferenceLora): ForwardBackwardResult {
   checkBatch(config, batch);
   const { B, T } = batch;
   const { nEmbd: C, nHead: NH, nKVHead: KVH, headDim: hd, vocabSize: V, intermediateSize: I, layerNormEps: eps, arch } = config;
@@ -109,14 +123,35 @@ export function decoderForwardBackward(config: ModelConfig, params: Float64Array
   const transB = arch.weightLayout === "linear";
   const grads = new Float64Array(layout.size);
 
-  const linear = (x: Float64Array, w: SlotSpec, b: SlotSpec | undefined, outDim: number, inDim: number) =>
-    ops.matmul(x, p(w), b ? p(b) : null, N, outDim, inDim, false, transB);
-  /** Accumulates dW and db, returns dx. */
-  const linearBackward = (dy: Float64Array, x: Float64Array, w: SlotSpec, b: SlotSpec | undefined, outDim: number, inDim: number) => {
+  const loraGrads = lora ? new Float64Array(lora.layout.size) : null;
+  const adaptersOf = (layer: number, role: LoraRole): AdapterSpec[] => lora?.layout.byLayer[layer]?.[role] ?? [];
+  const adapterShape = (a: AdapterSpec) => ({ N, inDim: a.inDim, rows: a.rows, rank: lora!.layout.rank, scale: lora!.layout.scale });
+  const maskOf = (a: AdapterSpec) => (lora!.dropoutSeed === undefined ? null : dropoutMultipliers(dropoutKey(lora!.dropoutSeed, a.index), N * a.inDim, lora!.layout.settings.dropout));
+  /** x·W (+ b), plus each adapter's scale·dropout(x)·Aᵀ·Bᵀ in its rows of the output. */
+  const linear = (x: Float64Array, w: SlotSpec, b: SlotSpec | undefined, outDim: number, inDim: number, adapters: AdapterSpec[] = []) => {
+    const y = ops.matmul(x, p(w), b ? p(b) : null, N, outDim, inDim, false, transB);
+    for (const a of adapters) {
+      const { A, B: Bm } = adapterViews(lora!.adapters, lora!.layout, a);
+      const delta = loraForward(x, A, Bm, adapterShape(a), maskOf(a));
+      setColumns(y, N, outDim, a.rowStart, add(columns(y, N, outDim, a.rowStart, a.rows), delta), a.rows);
+    }
+    return y;
+  };
+  /** Accumulates dW and db (and the adapters' dA, dB), returns dx. */
+  const linearBackward = (dy: Float64Array, x: Float64Array, w: SlotSpec, b: SlotSpec | undefined, outDim: number, inDim: number, adapters: AdapterSpec[] = []) => {
     if (transB) accumulate(grads, w, ops.matmul(dy, x, null, outDim, inDim, N, true, false));
     else accumulate(grads, w, ops.matmul(x, dy, null, inDim, outDim, N, true, false));
     if (b) accumulate(grads, b, ops.biasBackward(dy, N, outDim));
-    return ops.matmul(dy, p(w), null, N, inDim, outDim, false, !transB);
+    let dx = ops.matmul(dy, p(w), null, N, inDim, outDim, false, !transB);
+    for (const a of adapters) {
+      const { A, B: Bm } = adapterViews(lora!.adapters, lora!.layout, a);
+      const g = loraBackward(columns(dy, N, outDim, a.rowStart, a.rows), x, A, Bm, adapterShape(a), maskOf(a));
+      const views = adapterViews(loraGrads!, lora!.layout, a);
+      g.dA.forEach((v, i) => (views.A[i] += v));
+      g.dB.forEach((v, i) => (views.B[i] += v));
+      dx = add(dx, g.dx);
+    }
+    return dx;
   };
   const norm = (x: Float64Array, w: SlotSpec, b: SlotSpec | undefined, rows: number, width: number): NormSaved =>
     arch.norm === "layer" ? ops.layerNormForward(x, p(w), p(b!), rows, width, eps) : ops.rmsNormForward(x, p(w), rows, width, eps, gain);
@@ -138,10 +173,10 @@ export function decoderForwardBackward(config: ModelConfig, params: Float64Array
   const wpe = layout.global.wpe;
   let residual = ops.embeddingForward(batch.tokens, p(layout.wte), wpe ? p(wpe) : null, B, T, C, arch.embeddingScale);
   const blocks: BlockActivations[] = [];
-  for (const s of layout.layers) {
+  for (const [l, s] of layout.layers.entries()) {
     const input = residual;
     const norm1 = norm(input, s["norm1.weight"]!, s["norm1.bias"], N, C);
-    const qkv = linear(norm1.out, s["qkv.weight"]!, s["qkv.bias"], W, C);
+    const qkv = linear(norm1.out, s["qkv.weight"]!, s["qkv.bias"], W, C, adaptersOf(l, "qkv.weight"));
     const attnQkv = Float64Array.from(qkv);
     const a: Partial<BlockActivations> = { input, norm1, qkv, attnQkv };
     for (const [which, from, H] of [["q", 0, NH], ["k", Q, KVH]] as const) {
@@ -155,13 +190,13 @@ export function decoderForwardBackward(config: ModelConfig, params: Float64Array
       setColumns(attnQkv, N, W, from, part, H * hd);
     }
     const attention = ops.groupedAttentionForward(attnQkv, { B, T, NH, KVH, hs: hd }, attentionOptions);
-    const attOut = linear(attention.out, s["o.weight"]!, s["o.bias"], C, Q);
+    const attOut = linear(attention.out, s["o.weight"]!, s["o.bias"], C, Q, adaptersOf(l, "o.weight"));
     const attOutNorm = s["attnOutNorm.weight"] ? norm(attOut, s["attnOutNorm.weight"], undefined, N, C) : undefined;
     const residual2 = add(input, attOutNorm?.out ?? attOut);
     const norm2 = s["norm2.weight"] ? norm(residual2, s["norm2.weight"], s["norm2.bias"], N, C) : undefined;
-    const fc = linear((norm2 ?? norm1).out, s["fc.weight"]!, s["fc.bias"], F, C);
+    const fc = linear((norm2 ?? norm1).out, s["fc.weight"]!, s["fc.bias"], F, C, adaptersOf(l, "fc.weight"));
     const act = activation(fc);
-    const mlpOut = linear(act, s["proj.weight"]!, s["proj.bias"], C, I);
+    const mlpOut = linear(act, s["proj.weight"]!, s["proj.bias"], C, I, adaptersOf(l, "proj.weight"));
     const mlpOutNorm = s["mlpOutNorm.weight"] ? norm(mlpOut, s["mlpOutNorm.weight"], undefined, N, C) : undefined;
     residual = add(residual2, mlpOutNorm?.out ?? mlpOut);
     blocks.push({ ...a, attention, attOut, attOutNorm, mlpOut, mlpOutNorm, residual2, norm2, fc, act } as BlockActivations);
@@ -190,13 +225,13 @@ export function decoderForwardBackward(config: ModelConfig, params: Float64Array
     const a = blocks[i];
     // MLP branch: out = residual2 + proj(act(fc(norm2(residual2))))   [parallel: fc(norm1(input))]
     const dmlpOut = a.mlpOutNorm ? normBackward(dresidual, a.mlpOut!, a.mlpOutNorm, s["mlpOutNorm.weight"]!, undefined, N, C) : dresidual;
-    const dact = linearBackward(dmlpOut, a.act, s["proj.weight"]!, s["proj.bias"], C, I);
+    const dact = linearBackward(dmlpOut, a.act, s["proj.weight"]!, s["proj.bias"], C, I, adaptersOf(i, "proj.weight"));
     const dfc = activationBackward(dact, a.fc);
-    const dmlpIn = linearBackward(dfc, (a.norm2 ?? a.norm1).out, s["fc.weight"]!, s["fc.bias"], F, C);
+    const dmlpIn = linearBackward(dfc, (a.norm2 ?? a.norm1).out, s["fc.weight"]!, s["fc.bias"], F, C, adaptersOf(i, "fc.weight"));
     const dresidual2 = a.norm2 ? add(dresidual, normBackward(dmlpIn, a.residual2, a.norm2, s["norm2.weight"]!, s["norm2.bias"], N, C)) : dresidual;
     // attention branch: residual2 = input + o(attention(qkv(norm1(input))))
     const dattOut = a.attOutNorm ? normBackward(dresidual2, a.attOut, a.attOutNorm, s["attnOutNorm.weight"]!, undefined, N, C) : dresidual2;
-    const datt = linearBackward(dattOut, a.attention.out, s["o.weight"]!, s["o.bias"], C, Q);
+    const datt = linearBackward(dattOut, a.attention.out, s["o.weight"]!, s["o.bias"], C, Q, adaptersOf(i, "o.weight"));
     const dattnQkv = ops.groupedAttentionBackward(datt, a.attnQkv, a.attention.att, { B, T, NH, KVH, hs: hd }, attentionOptions);
     const dqkv = Float64Array.from(dattnQkv);
     for (const [which, from, H] of [["q", 0, NH], ["k", Q, KVH]] as const) {
@@ -211,14 +246,14 @@ export function decoderForwardBackward(config: ModelConfig, params: Float64Array
       }
       setColumns(dqkv, N, W, from, part, H * hd);
     }
-    let dnorm1 = linearBackward(dqkv, a.norm1.out, s["qkv.weight"]!, s["qkv.bias"], W, C);
+    let dnorm1 = linearBackward(dqkv, a.norm1.out, s["qkv.weight"]!, s["qkv.bias"], W, C, adaptersOf(i, "qkv.weight"));
     if (!a.norm2) dnorm1 = add(dnorm1, dmlpIn);
     dresidual = add(dresidual2, normBackward(dnorm1, a.input, a.norm1, s["norm1.weight"]!, s["norm1.bias"], N, C));
   }
   const embeddingGrads = ops.embeddingBackward(dresidual, batch.tokens, B, T, C, V, config.nPositions, arch.embeddingScale);
   accumulate(grads, layout.wte, embeddingGrads.dwte);
   if (wpe) accumulate(grads, wpe, embeddingGrads.dwpe);
-  return { loss, logits, grads };
+  return { loss, logits, grads, loraGrads, dembeddings: dresidual };
 }
 
 export interface OptimizerSettings {

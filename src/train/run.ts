@@ -141,19 +141,26 @@ export async function runTraining(spec: RunSpec): Promise<TrainingResult> {
         spec.extraFiles,
       );
     let stepsThisCall = 0;
-    while (trainer.step < spec.steps) {
-      const m = await trainer.trainStep();
+    // metrics arrive a step or so after their step was submitted (trainer.ts); they are logged as they come
+    trainer.onMetrics = (m) => {
       log.append(m);
       metrics.push(m);
       spec.onStep?.(m);
+    };
+    while (trainer.step < spec.steps) {
+      await trainer.submitStep();
       stepsThisCall++;
+      const step = trainer.step;
       const interrupted = spec.stopAfter !== undefined && stepsThisCall >= spec.stopAfter;
-      if (spec.validation && (m.step % spec.validation.every === 0 || m.step === spec.steps)) stoppedEarly = await validate(m.step);
-      if ((spec.checkpointEvery > 0 && m.step % spec.checkpointEvery === 0) || m.step === spec.steps || interrupted || stoppedEarly) {
-        await checkpoint();
-      }
+      const evaluate = spec.validation !== undefined && (step % spec.validation.every === 0 || step === spec.steps);
+      const save = (spec.checkpointEvery > 0 && step % spec.checkpointEvery === 0) || step === spec.steps || interrupted;
+      // weights are judged or saved only once their step is known to be sound (a divergence throws here)
+      if (evaluate || save) await trainer.flush();
+      if (evaluate) stoppedEarly = await validate(step);
+      if (save || stoppedEarly) await checkpoint();
       if (interrupted || stoppedEarly) break;
     }
+    await trainer.flush();
     const modelDir = join(spec.outDir, "model");
     const finished = trainer.step === spec.steps || stoppedEarly;
     if (finished) {

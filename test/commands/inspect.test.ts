@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parameterCount } from "../../src/model/family.ts";
 import { readConfig } from "../../src/model/hf.ts";
-import { memoryPlan } from "../../src/model/memory.ts";
+import { formatBytes, memoryPlan } from "../../src/model/memory.ts";
 import { PROJECT_ROOT, runCli } from "../helpers/cli.ts";
 
 const LLAMA = join(PROJECT_ROOT, "test/fixtures/families/llama");
@@ -28,18 +28,20 @@ test("inspect --json: family, parameters by part, trainable, the memory plan and
 });
 
 test("a run over the adapter's binding limit: inspect says by how much and what fits; train-lm refuses it before starting", () => {
-  // attention scores of one layer: 80·4·512·512 floats = 320 MiB, over llvmpipe's (and WebGPU's default) 128 MiB
+  // the logits: 80·512·1000 floats = 156 MiB, over llvmpipe's (and WebGPU's default) 128 MiB (attention keeps no
+  // T×T buffer: 2 floats per row, see memory.test.ts)
   const args = ["--model", TINY, "--batch-size", "80"];
   const inspect = runCli(["inspect", ...args, "--max-tokens", "512"]);
   expect(inspect.code).toBe(0);
   const limit = Number(/maxStorageBufferBindingSize (\d+) MiB/.exec(inspect.stdout)?.[1] ?? "128");
-  expect(inspect.stdout).toContain(`does not fit: buffer h0.att needs 320 MiB, over the adapter's maxStorageBufferBindingSize (${limit} MiB) by ${320 - limit} MiB`);
+  const over = formatBytes(80 * 512 * 1000 * 4 - limit * 2 ** 20);
+  expect(inspect.stdout).toContain(`does not fit: buffer logits needs 156 MiB, over the adapter's maxStorageBufferBindingSize (${limit} MiB) by ${over}`);
   const out = join(mkdtempSync(join(tmpdir(), "cot-fit-")), "run");
   const train = runCli(["train-lm", ...args, "--seq-len", "512", "--data", join(TINY, "vocab.json"), "--steps", "1", "--out", out]);
   expect(train.code).toBe(1);
   const lines = train.stderr.trim().split("\n").filter((l) => l.startsWith("cot-distill:"));
   expect(lines).toHaveLength(1);
-  expect(lines[0]).toMatch(new RegExp(`^cot-distill: the run cannot fit the GPU: buffer h0.att needs 320 MiB, over the adapter's maxStorageBufferBindingSize \\(${limit} MiB\\) by ${320 - limit} MiB .*; --batch-size \\d+ fits at 512 tokens$`));
+  expect(lines[0]).toMatch(new RegExp(`^cot-distill: the run cannot fit the GPU: buffer logits needs 156 MiB, over the adapter's maxStorageBufferBindingSize \\(${limit} MiB\\) by ${over}.*; --batch-size \\d+ fits at 512 tokens$`));
   expect(existsSync(out)).toBe(false);
 });
 

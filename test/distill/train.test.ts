@@ -56,6 +56,7 @@ describe("trainDistillation", () => {
     expect(settings.examples).toBe(32 - Math.round(32 * 0.1));
     expect(settings.steps).toBe(Math.ceil((4 * settings.examples) / 8));
     expect(settings.modelConfig.nPositions).toBeGreaterThanOrEqual(settings.seqLength + 1);
+    expect(settings.batching).toBe("bucketed"); // the default: batches of similar length, each as long as its longest
     for (const file of ["config.json", "model.safetensors", "vocab.json", "merges.txt"]) expect(existsSync(join(s.outDir, "model", file))).toBe(true);
     expect(JSON.parse(readFileSync(join(s.outDir, "model", "config.json"), "utf8")).vocab_size).toBe(settings.modelConfig.vocabSize);
   });
@@ -125,6 +126,8 @@ describe("trainDistillation", () => {
     const fromFlags = runSpecFromFlags({ dataset: "cqa", placement: "after", selection: "key", k: "5", "batch-size": "4", lr: "0.001" });
     expect(fromFlags).toEqual({ dataset: "cqa", model: "scratch-micro", placement: "after", selection: { kind: "key", k: 5 }, seed: 0, epochs: 1, training: { batchSize: 4, lr: 0.001 } });
     expect(() => runSpecFromFlags({ dataset: "cqa", placement: "after", lr: "fast" })).toThrow('--lr: Invalid type: Expected number but received "fast"');
+    expect(runSpecFromFlags({ dataset: "cqa", placement: "after", batching: "padded" }).training).toEqual({ batching: "padded" });
+    expect(() => runSpecFromFlags({ dataset: "cqa", placement: "after", batching: "sorted" })).toThrow("--batching: batching must be one of: bucketed, padded");
     const file = join(root, "spec.json");
     await Bun.write(file, JSON.stringify({ ...fromFlags, dataset: data.name, rationales: data.rationales, limit: 8, selection: { kind: "full" } }));
     const both = runCli(["train", "--spec", file, "--lr", "1", "--out", join(root, "spec-run")]);
