@@ -428,9 +428,9 @@ export class DecoderModel {
     const bias = this.at(o.role.replace(".weight", ".bias") as LayerRole, o.layer);
     const linear = this.config.arch.weightLayout === "linear";
     const adapters = this.adaptersOf(o.role, o.layer);
-    // a fused GELU would see the product before the adapters add their term: with adapters it runs after them
-    const fuse = adapters.length === 0 ? o.gelu : undefined;
-    this.kernels.matmul.matmul(r, { out: o.out, a: o.x, b: weight, bias, gelu: fuse, M: o.M, N: o.outDim, K: o.inDim, transB: linear });
+    // GELU rides in the product's epilogue only when nothing is added to out after it (a LoRA adapter is).
+    const fuse = o.gelu && adapters.length === 0;
+    this.kernels.matmul.matmul(r, { out: o.out, a: o.x, b: weight, bias, gelu: fuse ? o.gelu : undefined, M: o.M, N: o.outDim, K: o.inDim, transB: linear });
     for (const adapter of adapters) this.adapterForward(r, adapter, o);
     if (o.gelu && !fuse) this.kernels.gelu.forward(r, { out: o.gelu, inp: o.out, n: o.M * o.outDim });
   }
