@@ -30,21 +30,71 @@ import { createKVCacheKernels } from "./kvcache.ts";
 export interface KernelContext {
   gpu: Gpu;
   shaders: ShaderLibrary;
+  /** Bind at most this many bytes at once (default and ceiling: the adapter's maxStorageBufferBindingSize); tests
+   *  lower it so the chunked paths run on small models. Read it through bindingLimit (src/gpu/chunks.ts). */
+  maxBindingBytes?: number;
+}
+
+export interface KernelOptions {
+  /** See KernelContext.maxBindingBytes. */
+  maxBindingBytes?: number;
 }
 
 export interface MatmulKernels {
-  /** out[M,N] (= or += with accumulate) op(a)·op(b) (+ bias[N]); a is [M,K] ([K,M] if transA), b is [K,N] ([N,K] if transB). */
-  matmul(r: Recorder, o: { out: Binding; a: Binding; b: Binding; bias?: Binding; M: number; N: number; K: number; transA?: boolean; transB?: boolean; accumulate?: boolean }): void;
+  /** Which kernel family the products run on ("tiled" on GPUs, "register" on software adapters; see matmul.ts). */
+  variant: string;
+  /**
+   * out[M,N] (= or += with accumulate) op(a)·op(b) (+ bias[N]); a is [M,K] ([K,M] if transA), b is [K,N] ([N,K] if
+   * transB). With `gelu`, also gelu[M,N] = GPT-2's tanh GELU of the final out (the MLP's fc → act in one pass).
+   */
+  matmul(r: Recorder, o: { out: Binding; a: Binding; b: Binding; bias?: Binding; gelu?: Binding; M: number; N: number; K: number; transA?: boolean; transB?: boolean; accumulate?: boolean }): void;
   /** dbias[N] += Σ_rows dout[M,N]. */
   biasBackward(r: Recorder, o: { dbias: Binding; dout: Binding; M: number; N: number }): void;
 }
 
+/** A compact list of row indices (u32, ascending, distinct) into the head's [N, C] input: `count` of them. */
+export interface HeadRows {
+  list: Binding;
+  count: number;
+}
+
+/**
+ * Buffers the fused head works in, allocated by its caller (DecoderModel; sized by headWorkspaceFloats so the memory
+ * plan counts them): x [rowChunk, C] the gathered rows, logits [V, rowChunk] one chunk's logits (vocabulary-major),
+ * dx [rowChunk, C] their input gradient (training only).
+ */
+export interface HeadWorkspace {
+  rowChunk: number;
+  x: Binding;
+  logits: Binding;
+  dx: Binding | null;
+}
+
+/** The LM head's operands: x [N, C] (the final norm's output), weight [V, C] (lm_head or the tied wte), bias [V]. */
+export interface HeadOperands {
+  ws: HeadWorkspace;
+  rows: HeadRows;
+  x: Binding;
+  weight: Binding;
+  bias?: Binding;
+  V: number;
+  C: number;
+  /** Gemma 2's final soft-capping: logits = cap·tanh(raw/cap). */
+  softcap?: number;
+}
+
 export interface CrossEntropyKernels {
   /**
-   * Per row i of logits[N,V]: losses[i] = weights[i]·(logsumexp(logits[i]) − logits[i,targets[i]]).
-   * If gradScale ≠ 0, logits[i,:] is then overwritten by dlogits = weights[i]·gradScale·(softmax(logits[i]) − onehot).
+   * Fused LM head + weighted cross-entropy over the listed rows i, z_i = softcap(W·x_i + bias):
+   * losses[i] = weights[i]·(logsumexp(z_i) − z_i[targets[i]]), every other entry of losses set to 0. With
+   * gradScale ≠ 0 and dx given, also the head's backward of weights[i]·gradScale·(softmax(z_i) − onehot):
+   * dx (= overwrite, rows not listed get 0), dweight += … and dbias += … (each optional: leave out a frozen one).
    */
-  crossEntropy(r: Recorder, o: { logits: Binding; losses: Binding; targets: Binding; weights: Binding; N: number; V: number; gradScale: number }): void;
+  head(r: Recorder, o: HeadOperands & { targets: Binding; weights: Binding; losses: Binding; gradScale: number; dx?: Binding; dweight?: Binding; dbias?: Binding }): void;
+  /** The logits of listed rows [first, first+count) (count ≤ ws.rowChunk) into ws.logits, as [V, count]. */
+  logits(r: Recorder, o: HeadOperands & { first: number; count: number }): void;
+  /** Logits of `count` rows already compact, x [count, C]: out [V, count] = softcap(W·xᵀ + bias), vocabulary-major. */
+  compactLogits(r: Recorder, o: { out: Binding; x: Binding; weight: Binding; bias?: Binding; count: number; V: number; C: number; softcap?: number }): void;
 }
 
 export interface AdamWKernels {
@@ -112,18 +162,17 @@ export interface AttentionShape {
 
 export interface AttentionKernels {
   /**
-   * Causal attention, query head h with key/value head h/(NH/KVH). att[B,NH,T,T] = softmax(scale·q·kᵀ)
-   * (saved); out[B,T,NH·hs] (dense) = att·v. scale defaults to 1/√hs.
+   * Causal attention, flash-style (no T×T buffer): query head h with key/value head h/(NH/KVH), scores
+   * scale·q·kᵀ (scale defaults to 1/√hs), soft-capped to softcap·tanh(s/softcap) when softcap is set (Gemma 2),
+   * softmax over keys ≤ i. out[B,T,NH·hs] (dense) = softmax·v; stats[B,NH,T,2] = each row's score max and 1/Σexp(s −
+   * max), from which the backward pass recomputes the probabilities. hs ≤ 256 (MAX_HEAD_SIZE in attention.ts).
    */
-  forward(r: Recorder, o: AttentionShape & { out: Binding; att: Binding; q: TokenView; k: TokenView; v: TokenView; scale?: number; softcap?: AttentionSoftcap }): void;
-  /** dq, dk, dv (= overwrite, through views); dout is dense [B,T,NH·hs]; datt is scratch of att's size. */
-  backward(r: Recorder, o: AttentionShape & { dq: TokenView; dk: TokenView; dv: TokenView; datt: Binding; dout: Binding; q: TokenView; k: TokenView; v: TokenView; att: Binding; scale?: number; softcap?: AttentionSoftcap }): void;
-}
-
-/** Gemma 2: scaled scores → cap·tanh(scores/cap) before the softmax; `saved` (att's size) keeps them for backward. */
-export interface AttentionSoftcap {
-  cap: number;
-  saved: Binding;
+  forward(r: Recorder, o: AttentionShape & { out: Binding; stats: Binding; q: TokenView; k: TokenView; v: TokenView; scale?: number; softcap?: number }): void;
+  /**
+   * dq, dk, dv (= overwrite, through views; dk and dv are views of one binding or of different buffers) from dout
+   * (dense [B,T,NH·hs]), q, k, v and the forward's stats; delta is [B,NH,T] scratch (Σ_j p·dout·v per row).
+   */
+  backward(r: Recorder, o: AttentionShape & { dq: TokenView; dk: TokenView; dv: TokenView; dout: Binding; stats: Binding; delta: Binding; q: TokenView; k: TokenView; v: TokenView; scale?: number; softcap?: number }): void;
 }
 
 export interface RMSNormKernels {
@@ -222,11 +271,12 @@ export interface Kernels {
 }
 
 /** Compiles every kernel family for `gpu` (pipelines are built up front, so shader errors surface here). */
-export async function createKernels(gpu: Gpu, shaders = new ShaderLibrary(gpu.device)): Promise<Kernels> {
-  const context = { gpu, shaders };
+export async function createKernels(gpu: Gpu, shaders = new ShaderLibrary(gpu.device), options: KernelOptions = {}): Promise<Kernels> {
+  const context: KernelContext = { gpu, shaders, maxBindingBytes: options.maxBindingBytes };
+  const matmulReady = createMatmulKernels(context);
   const [matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap, guard, lora, kvCache] = await Promise.all([
-    createMatmulKernels(context),
-    createCrossEntropyKernels(context),
+    matmulReady,
+    matmulReady.then((m) => createCrossEntropyKernels(context, m)),
     createAdamWKernels(context),
     createResidualKernels(context),
     createLayerNormKernels(context),
