@@ -15,6 +15,8 @@ isolatedCache();
 const data = syntheticDataset({ train: 16, test: 40 });
 let server: RunServer;
 let runId: string;
+// the workers (spawned during the tests) find the synthetic dataset through the environment; restored after
+const previousDatasets = process.env.COT_DISTILL_DATASETS;
 beforeAll(async () => {
   process.env.COT_DISTILL_DATASETS = data.dir;
   server = await startRunServer({ supervisor: { maxProcesses: 1, maxQueued: 4, killGraceMs: 1_000 } });
@@ -24,7 +26,11 @@ beforeAll(async () => {
   );
   runId = run.runId;
 }, 300_000);
-afterAll(() => server?.close());
+afterAll(async () => {
+  await server?.close();
+  if (previousDatasets === undefined) delete process.env.COT_DISTILL_DATASETS;
+  else process.env.COT_DISTILL_DATASETS = previousDatasets;
+});
 
 const post = (path: string, body: unknown = {}) =>
   fetch(server.base + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
