@@ -747,8 +747,10 @@ export class DecoderModel {
       k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(a.attOutNorm?.out ?? a.attOut), n: N * C });
       const mlpInput = a.norm2 ?? a.norm1;
       if (a.norm2) this.norm(r, a.norm2, a.residual2, "norm2", l, N);
-      this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C });
-      this.activation(r, a, N);
+      // as in forward(): GELU in the fc product's epilogue, so both paths round alike
+      const fusedGelu = arch.mlp === "gelu";
+      this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C, gelu: fusedGelu ? bind(a.act) : undefined });
+      if (!fusedGelu) this.activation(r, a, N);
       this.linear(r, { out: bind(a.mlpOut), x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: this.dims.I });
       if (a.mlpOutNorm) this.norm(r, a.mlpOutNorm, a.mlpOut, "mlpOutNorm", l, N);
       k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(a.mlpOutNorm?.out ?? a.mlpOut), n: N * C });
