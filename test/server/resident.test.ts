@@ -1,7 +1,7 @@
 /**
  * The resident inference worker behind /v1/predict and /v1/evaluate, over real HTTP: successive predictions are
  * answered by one long-lived process (no process start, device or load per request) and agree with each other;
- * sampling settings reach the decoder (seeded: reproducible); a worker that dies is replaced on the next request;
+ * sampling settings reach the decoder (seeded: reproducible), for predictions and evaluation jobs; a worker that dies is replaced on the next request;
  * cancelling a running evaluation kills its worker and the next request still works; a process cap of 1 queues a
  * second request behind the first.
  */
@@ -15,6 +15,8 @@ isolatedCache();
 const data = syntheticDataset({ train: 16, test: 40 });
 let server: RunServer;
 let runId: string;
+// the workers (spawned during the tests) find the synthetic dataset through the environment; restored after
+const previousDatasets = process.env.COT_DISTILL_DATASETS;
 beforeAll(async () => {
   process.env.COT_DISTILL_DATASETS = data.dir;
   server = await startRunServer({ supervisor: { maxProcesses: 1, maxQueued: 4, killGraceMs: 1_000 } });
@@ -24,7 +26,11 @@ beforeAll(async () => {
   );
   runId = run.runId;
 }, 300_000);
-afterAll(() => server?.close());
+afterAll(async () => {
+  await server?.close();
+  if (previousDatasets === undefined) delete process.env.COT_DISTILL_DATASETS;
+  else process.env.COT_DISTILL_DATASETS = previousDatasets;
+});
 
 const post = (path: string, body: unknown = {}) =>
   fetch(server.base + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
@@ -53,6 +59,17 @@ describe("resident inference worker", () => {
     expect(await (await post("/v1/predict", sampled)).json()).toEqual(s1);
     expect(server.supervisor.idleWorkerPids).toEqual([pid]);
     expect((await post("/v1/predict", { ...sampled, top_p: 0 })).status).toBe(400);
+    // an evaluation job runs on the same worker and decodes as its body says
+    const created = await post("/v1/evaluate", { run: runId, dataset: data.name, limit: 2, temperature: 2, top_p: 0.5, seed: 3 });
+    expect(created.status).toBe(202);
+    const { id } = (await created.json()) as { id: string };
+    const job = await until(async () => {
+      const body = (await (await fetch(`${server.base}/v1/evaluate/${id}`)).json()) as { status: string; result?: { n: number; sampling: unknown } };
+      return body.status === "queued" || body.status === "running" ? undefined : body;
+    }, "the evaluation");
+    expect(job.status).toBe("done");
+    expect(job.result).toMatchObject({ n: 2, sampling: { temperature: 2, top_p: 0.5, seed: 3 } });
+    expect(server.supervisor.idleWorkerPids).toEqual([pid]);
   }, 300_000);
 
   test("a worker that dies is replaced on the next request", async () => {
