@@ -420,8 +420,8 @@ export class DecoderModel {
   // ---- building blocks ----
 
   /**
-   * out[N,outDim] = x·Wᵀ (+ b) for nn.Linear weights [out, in], x·W (+ b) for Conv1D weights [in, out] (+ LoRA
-   * adapters); with `gelu`, also gelu = GELU(out) of the final out.
+   * out[N,outDim] = x·Wᵀ (+ b) for nn.Linear weights [out, in], x·W (+ b) for Conv1D weights [in, out], plus any LoRA
+   * adapters' terms; with `gelu`, also gelu = GELU(out) of that final out.
    */
   private linear(r: Recorder, o: { out: Binding; x: Binding; role: LayerRole; layer: number; M: number; outDim: number; inDim: number; gelu?: Binding }): void {
     const weight = this.must(o.role, o.layer);
@@ -519,6 +519,19 @@ export class DecoderModel {
     } else {
       const gainOffset = this.config.arch.norm === "rms1p" ? 1 : 0;
       this.kernels.rmsNorm.forward(r, { out: denseView(bind(saved.out), C), rstd: bind(saved.rstd), inp: denseView(bind(inp), C), weight, N, C, eps, gainOffset });
+    }
+  }
+
+  /** residual = a + b and the norm of it into `saved`, in one kernel (the backward pass needs no change: see `norm`). */
+  private residualNorm(r: Recorder, saved: NormActivations, residual: GPUBuffer, a: GPUBuffer, b: GPUBuffer, role: NormRole, layer: number | null, N: number): void {
+    const { C } = this.dims;
+    const weight = this.must(`${role}.weight` as LayerRole, layer);
+    const eps = this.config.layerNormEps;
+    const sum = { residual: bind(residual), a: bind(a), b: bind(b), out: bind(saved.out), rstd: bind(saved.rstd), weight, N, C, eps };
+    if (this.config.arch.norm === "layer") {
+      this.kernels.layerNorm.residualForward(r, { ...sum, mean: bind(saved.mean!), bias: this.must(`${role}.bias` as LayerRole, layer) });
+    } else {
+      this.kernels.rmsNorm.residualForward(r, { ...sum, gainOffset: this.config.arch.norm === "rms1p" ? 1 : 0 });
     }
   }
 
@@ -629,26 +642,30 @@ export class DecoderModel {
     k.embedding.forward(r, { out: bind(this.encoded), tokens: bind(this.tokens), wte: this.must("wte", null), wpe: this.at("wpe", null), scale: arch.embeddingScale, B, T, C });
     this.layers.forEach((a, l) => {
       const x = l === 0 ? this.encoded : this.layers[l - 1].out;
-      this.norm(r, a.norm1, x, "norm1", l, N);
+      if (l === 0) this.norm(r, a.norm1, x, "norm1", l, N); // a later layer's norm1 is fused into the residual add before it
       this.linear(r, { out: bind(a.qkv), x: bind(a.norm1.out), role: "qkv.weight", layer: l, M: N, outDim: W, inDim: C });
       this.prepareQK(r, a, l, "q", N, T);
       this.prepareQK(r, a, l, "k", N, T);
       k.attention.forward(r, { out: bind(a.atty), stats: bind(a.attStats), ...this.attentionInputs(a), B, T, NH, KVH, hs: hd, ...this.attentionOptions() });
       this.linear(r, { out: bind(a.attOut), x: bind(a.atty), role: "o.weight", layer: l, M: N, outDim: C, inDim: Q });
       if (a.attOutNorm) this.norm(r, a.attOutNorm, a.attOut, "attnOutNorm", l, N);
-      k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(a.attOutNorm?.out ?? a.attOut), n: N * C });
+      const attBranch = a.attOutNorm?.out ?? a.attOut;
+      if (a.norm2) this.residualNorm(r, a.norm2, a.residual2, x, attBranch, "norm2", l, N);
+      else k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(attBranch), n: N * C });
       const mlpInput = a.norm2 ?? a.norm1;
-      if (a.norm2) this.norm(r, a.norm2, a.residual2, "norm2", l, N);
-      // GELU rides in the fc product's epilogue (act = gelu(fc), fc kept for backward; see linear); gated MLPs keep their kernel.
+      // GELU rides in the fc product's epilogue (act = gelu(fc), fc kept for backward); gated MLPs keep their kernel.
       const fusedGelu = arch.mlp === "gelu";
       this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C, gelu: fusedGelu ? bind(a.act) : undefined });
       if (!fusedGelu) this.activation(r, a, N);
       this.linear(r, { out: bind(a.mlpOut), x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: this.dims.I });
       if (a.mlpOutNorm) this.norm(r, a.mlpOutNorm, a.mlpOut, "mlpOutNorm", l, N);
-      k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(a.mlpOutNorm?.out ?? a.mlpOut), n: N * C });
+      // the layer's output and the norm after it: the next layer's norm1, or the final norm
+      const next = this.layers[l + 1];
+      const mlpBranch = a.mlpOutNorm?.out ?? a.mlpOut;
+      if (next) this.residualNorm(r, next.norm1, a.out, a.residual2, mlpBranch, "norm1", l + 1, N);
+      else this.residualNorm(r, this.normF, a.out, a.residual2, mlpBranch, "normF", null, N);
     });
-    const last = this.layers.at(-1)?.out ?? this.encoded;
-    this.norm(r, this.normF, last, "normF", null, N);
+    if (this.layers.length === 0) this.norm(r, this.normF, this.encoded, "normF", null, N);
     const gradient = gradScale !== 0 && this.scratch !== null;
     // a frozen base (LoRA) has no head weight or bias gradient: the head's backward then yields dnormF alone
     const grads = gradient ? this.grads : null;
@@ -708,6 +725,7 @@ export class DecoderModel {
     upload(this.gpu, bind(cache.rowOf), pass.rows);
     upload(this.gpu, bind(cache.positions), pass.positions);
     upload(this.gpu, bind(cache.last), pass.last);
+    this.dropoutActive = false; // inference: adapters apply without dropout
     const k = this.kernels;
     const positions = bind(cache.positions);
     k.embedding.forward(r, { out: bind(this.encoded), tokens: bind(cache.tokens), wte: this.must("wte", null), scale: arch.embeddingScale, B: N, T: 1, C });
@@ -729,8 +747,10 @@ export class DecoderModel {
       k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(a.attOutNorm?.out ?? a.attOut), n: N * C });
       const mlpInput = a.norm2 ?? a.norm1;
       if (a.norm2) this.norm(r, a.norm2, a.residual2, "norm2", l, N);
-      this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C });
-      this.activation(r, a, N);
+      // as in forward(): GELU in the fc product's epilogue, so both paths round alike
+      const fusedGelu = arch.mlp === "gelu";
+      this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C, gelu: fusedGelu ? bind(a.act) : undefined });
+      if (!fusedGelu) this.activation(r, a, N);
       this.linear(r, { out: bind(a.mlpOut), x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: this.dims.I });
       if (a.mlpOutNorm) this.norm(r, a.mlpOutNorm, a.mlpOut, "mlpOutNorm", l, N);
       k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(a.mlpOutNorm?.out ?? a.mlpOut), n: N * C });

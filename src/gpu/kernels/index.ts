@@ -125,6 +125,8 @@ export interface ResidualKernels {
 export interface LayerNormKernels {
   /** Per row of inp[N,C]: out = (x−mean)·rstd·weight + bias; saves mean[N], rstd[N]. */
   forward(r: Recorder, o: { out: Binding; mean: Binding; rstd: Binding; inp: Binding; weight: Binding; bias: Binding; N: number; C: number; eps?: number }): void;
+  /** residual = a + b, then `forward` of residual (one kernel, bit-identical to residual.add + forward). */
+  residualForward(r: Recorder, o: { residual: Binding; a: Binding; b: Binding; out: Binding; mean: Binding; rstd: Binding; weight: Binding; bias: Binding; N: number; C: number; eps?: number }): void;
   /** dinp += …, dweight += …, dbias += … */
   backward(r: Recorder, o: { dinp: Binding; dweight: Binding; dbias: Binding; dout: Binding; inp: Binding; weight: Binding; mean: Binding; rstd: Binding; N: number; C: number }): void;
 }
@@ -181,6 +183,8 @@ export interface RMSNormKernels {
    * saving rstd[N·H].
    */
   forward(r: Recorder, o: { out: TokenView; rstd: Binding; inp: TokenView; weight: Binding; N: number; C: number; H?: number; eps: number; gainOffset: number }): void;
+  /** Dense rows [N, C]: residual = a + b, then `forward` of residual (one kernel, bit-identical to residual.add + forward). */
+  residualForward(r: Recorder, o: { residual: Binding; a: Binding; b: Binding; out: Binding; rstd: Binding; weight: Binding; N: number; C: number; eps: number; gainOffset: number }): void;
   /** dinp (+= with accumulate, the default; else =) through inp's view geometry, dout through out's; dweight +=. */
   backward(r: Recorder, o: { dinp: Binding; dweight: Binding; dout: TokenView; inp: TokenView; weight: Binding; rstd: Binding; N: number; C: number; H?: number; gainOffset: number; accumulate?: boolean }): void;
 }
