@@ -45,6 +45,12 @@ export interface ModelOptions {
    * moments exist for the adapters only (their own flat buffers), while dx still flows through every W.
    */
   lora?: LoraLayout;
+  /**
+   * Activation checkpointing: keep only each layer's input (the previous layer's output) and one layer's
+   * activations, shared by all layers; backward recomputes a layer's forward before its backward. Costs one more
+   * forward pass per step, saves (L − 1) layers of activations.
+   */
+  checkpointing?: boolean;
 }
 
 /** The adapters' buffers: parameters, and when training their gradients and moments, plus the scratch of one product. */
@@ -198,7 +204,7 @@ export class DecoderModel {
     this.targets = f("targets", N);
     this.lossWeights = f("loss weights", N);
     this.encoded = f("encoded", N * C);
-    this.layers = Array.from({ length: L }, (_, l) => ({
+    const layerBuffers = (l: number | string): Omit<LayerActivations, "out"> => ({
       norm1: norm(`h${l}.norm1`),
       qkv: f(`h${l}.qkv`, N * this.dims.W),
       q: rotary ? f(`h${l}.q`, N * Q) : null,
@@ -216,8 +222,10 @@ export class DecoderModel {
       fc: f(`h${l}.fc`, N * F),
       act: f(`h${l}.act`, N * I),
       mlpOut: f(`h${l}.mlpOut`, N * C),
-      out: f(`h${l}.out`, N * C),
-    }));
+    });
+    // with checkpointing every layer writes the same activations; only its output (the next one's input) is its own
+    const shared = options.checkpointing ? layerBuffers("shared") : null;
+    this.layers = Array.from({ length: L }, (_, l) => ({ ...(shared ?? layerBuffers(l)), out: f(`h${l}.out`, N * C) }));
     this.normF = norm("normF");
     this.qNormed = arch.qkNorm ? f("q normed", N * Q) : null;
     this.kNormed = arch.qkNorm ? f("k normed", N * KV) : null;
@@ -543,6 +551,34 @@ export class DecoderModel {
     return this.at("head.weight", null, buffer) ?? this.must("wte", null, buffer);
   }
 
+  /**
+   * One block's forward pass, from the previous block's output into this block's activations. recompute: the same
+   * pass again in backward (activation checkpointing), which stops short of the output the next block already read.
+   */
+  private layerForward(r: Recorder, l: number, recompute: boolean): void {
+    const { B, T } = this.requireBatch();
+    const { C, NH, KVH, hd, Q, W, F } = this.dims;
+    const N = B * T;
+    const k = this.kernels;
+    const a = this.layers[l];
+    const x = l === 0 ? this.encoded : this.layers[l - 1].out;
+    this.norm(r, a.norm1, x, "norm1", l, N);
+    this.linear(r, { out: bind(a.qkv), x: bind(a.norm1.out), role: "qkv.weight", layer: l, M: N, outDim: W, inDim: C });
+    this.prepareQK(r, a, l, "q", N, T);
+    this.prepareQK(r, a, l, "k", N, T);
+    k.attention.forward(r, { out: bind(a.atty), att: bind(a.att), ...this.attentionInputs(a), B, T, NH, KVH, hs: hd, ...this.attentionOptions(a) });
+    this.linear(r, { out: bind(a.attOut), x: bind(a.atty), role: "o.weight", layer: l, M: N, outDim: C, inDim: Q });
+    if (a.attOutNorm) this.norm(r, a.attOutNorm, a.attOut, "attnOutNorm", l, N);
+    k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(a.attOutNorm?.out ?? a.attOut), n: N * C });
+    const mlpInput = a.norm2 ?? a.norm1;
+    if (a.norm2) this.norm(r, a.norm2, a.residual2, "norm2", l, N);
+    this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C });
+    this.activation(r, a, N);
+    this.linear(r, { out: bind(a.mlpOut), x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: this.dims.I });
+    if (a.mlpOutNorm) this.norm(r, a.mlpOutNorm, a.mlpOut, "mlpOutNorm", l, N);
+    if (!recompute) k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(a.mlpOutNorm?.out ?? a.mlpOut), n: N * C });
+  }
+
   // ---- the graph ----
 
   /**
@@ -551,30 +587,13 @@ export class DecoderModel {
    */
   forward(r: Recorder, gradScale = 0): void {
     const { B, T } = this.requireBatch();
-    const { C, NH, KVH, hd, Q, W, F, V } = this.dims;
+    const { C, V } = this.dims;
     const { arch } = this.config;
     const N = B * T;
     const k = this.kernels;
     this.dropoutActive = this.options.training && gradScale !== 0;
     k.embedding.forward(r, { out: bind(this.encoded), tokens: bind(this.tokens), wte: this.must("wte", null), wpe: this.at("wpe", null), scale: arch.embeddingScale, B, T, C });
-    this.layers.forEach((a, l) => {
-      const x = l === 0 ? this.encoded : this.layers[l - 1].out;
-      this.norm(r, a.norm1, x, "norm1", l, N);
-      this.linear(r, { out: bind(a.qkv), x: bind(a.norm1.out), role: "qkv.weight", layer: l, M: N, outDim: W, inDim: C });
-      this.prepareQK(r, a, l, "q", N, T);
-      this.prepareQK(r, a, l, "k", N, T);
-      k.attention.forward(r, { out: bind(a.atty), att: bind(a.att), ...this.attentionInputs(a), B, T, NH, KVH, hs: hd, ...this.attentionOptions(a) });
-      this.linear(r, { out: bind(a.attOut), x: bind(a.atty), role: "o.weight", layer: l, M: N, outDim: C, inDim: Q });
-      if (a.attOutNorm) this.norm(r, a.attOutNorm, a.attOut, "attnOutNorm", l, N);
-      k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(a.attOutNorm?.out ?? a.attOut), n: N * C });
-      const mlpInput = a.norm2 ?? a.norm1;
-      if (a.norm2) this.norm(r, a.norm2, a.residual2, "norm2", l, N);
-      this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C });
-      this.activation(r, a, N);
-      this.linear(r, { out: bind(a.mlpOut), x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: this.dims.I });
-      if (a.mlpOutNorm) this.norm(r, a.mlpOutNorm, a.mlpOut, "mlpOutNorm", l, N);
-      k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(a.mlpOutNorm?.out ?? a.mlpOut), n: N * C });
-    });
+    for (let l = 0; l < this.layers.length; l++) this.layerForward(r, l, false);
     const last = this.layers.at(-1)?.out ?? this.encoded;
     this.norm(r, this.normF, last, "normF", null, N);
     k.matmul.matmul(r, { out: bind(this.logits), a: bind(this.normF.out), b: this.headWeight(), bias: this.at("head.bias", null), M: N, N: V, K: C, transB: true });
@@ -607,6 +626,8 @@ export class DecoderModel {
     const last = this.layers.at(-1)?.out ?? this.encoded;
     this.normBackward(r, dres, bind(s.dln), this.normF, last, "normF", null, N);
     for (let l = this.layers.length - 1; l >= 0; l--) {
+      // checkpointing: the layers share their activations, which hold the last layer's after forward
+      if (this.options.checkpointing && l < this.layers.length - 1) this.layerForward(r, l, true);
       const a = this.layers[l];
       const x = l === 0 ? this.encoded : this.layers[l - 1].out;
       // MLP: out = residual2 + proj(act(fc(norm2(residual2))))   [parallel: fc(norm1(x)); sandwich: mlpOutNorm(proj(…))]

@@ -30,6 +30,8 @@ export interface PlanShape {
   T: number;
   training: boolean;
   lora?: LoraLayout;
+  /** Activation checkpointing: one layer's activations shared by all, plus each layer's output. */
+  checkpointing?: boolean;
 }
 
 export interface MemoryPlan {
@@ -37,6 +39,7 @@ export interface MemoryPlan {
   T: number;
   training: boolean;
   lora?: LoraLayout;
+  checkpointing?: boolean;
   buffers: PlannedBuffer[];
   byKind: Record<BufferKind, number>;
   total: number;
@@ -48,7 +51,7 @@ export interface MemoryPlan {
 const stored = (floats: number) => Math.max(16, Math.ceil((floats * 4) / 16) * 16);
 
 export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
-  const { B, T, training, lora } = shape;
+  const { B, T, training, lora, checkpointing } = shape;
   const { nLayer: L, nHead: NH, nKVHead: KVH, headDim: hd, nEmbd: C, vocabSize: V, intermediateSize: I, arch } = config;
   const layout = paramLayout(config);
   const N = B * T;
@@ -91,7 +94,11 @@ export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
   add("targets", "activations", N);
   add("loss weights", "activations", N);
   add("encoded", "activations", N * C);
-  for (let l = 0; l < L; l++) {
+  for (let layer = 0; layer < L; layer++) {
+    add(`h${layer}.out`, "activations", N * C);
+    // checkpointing: the layers share one set of the activations below
+    if (checkpointing && layer > 0) continue;
+    const l = checkpointing ? "shared" : layer;
     norm(`h${l}.norm1`);
     add(`h${l}.qkv`, "activations", N * W);
     if (rotary) {
@@ -115,7 +122,6 @@ export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
     add(`h${l}.fc`, "activations", N * F);
     add(`h${l}.act`, "activations", N * I);
     add(`h${l}.mlpOut`, "activations", N * C);
-    add(`h${l}.out`, "activations", N * C);
   }
   norm("normF");
   if (arch.qkNorm) {
@@ -151,7 +157,7 @@ export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
   const byKind: Record<BufferKind, number> = { weights: 0, gradients: 0, optimizer: 0, activations: 0, scratch: 0 };
   for (const b of buffers) byKind[b.kind] += b.bytes;
   const largestSlotBytes = Math.max(...layout.slots.map((s) => s.size * 4));
-  return { B, T, training, lora, buffers, byKind, total: buffers.reduce((s, b) => s + b.bytes, 0), largestSlotBytes };
+  return { B, T, training, lora, checkpointing, buffers, byKind, total: buffers.reduce((s, b) => s + b.bytes, 0), largestSlotBytes };
 }
 
 export interface AdapterLimits {
@@ -216,7 +222,7 @@ export function fitError(config: ModelConfig, plan: MemoryPlan, limits: AdapterL
 }
 
 /** Throws the UserError train and train-lm refuse a run with when its training buffers cannot fit the device. */
-export function assertTrainingFits(config: ModelConfig, shape: { B: number; T: number; lora?: LoraLayout }, limits: AdapterLimits): void {
+export function assertTrainingFits(config: ModelConfig, shape: { B: number; T: number; lora?: LoraLayout; checkpointing?: boolean }, limits: AdapterLimits): void {
   const error = fitError(config, memoryPlan(config, { ...shape, training: true }), limits);
   if (error) throw new UserError(error, 422);
 }
