@@ -7,6 +7,13 @@
 // gradient is a plain sum over the batch.
 //
 // 1-D grids are folded into x/y (index = x + y·65535·WG, or workgroup = x + y·65535); see residual.wgsl.
+//
+// A token embedding can be larger than one binding may be (GPT-2's is 147 MiB, llvmpipe binds at most 128 MiB), so
+// both passes run once per vocabulary range [vocabFirst, vocabFirst + vocabCount), with wte / dwte bound to that
+// range alone: the forward writes the positions whose token falls in the range (every position is written by
+// exactly one range), the backward handles the distinct tokens of the range (a contiguous run of the ascending
+// buckets, starting at groupFirst). Indices are taken relative to the range, so (token − vocabFirst)·C + c stays
+// below the binding's size and fits a u32 (see src/gpu/chunks.ts).
 
 override WG: u32 = 256u;
 
@@ -14,9 +21,12 @@ struct Params {
   B: u32,
   T: u32,
   C: u32,
-  uniqueTokens: u32, // backward: number of distinct token ids in the batch
+  uniqueTokens: u32, // backward: number of distinct token ids in this vocabulary range
   scale: f32,
   hasPositions: u32,
+  vocabFirst: u32,   // the range wte/dwte are bound to
+  vocabCount: u32,
+  groupFirst: u32,   // backward: index of the range's first distinct token in the buckets
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -35,7 +45,9 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
   let position = i / p.C; // b·T + t
   let c = i % p.C;
   let t = position % p.T;
-  var value = wte[tokens[position] * p.C + c] * p.scale;
+  let token = tokens[position];
+  if (token < p.vocabFirst || token - p.vocabFirst >= p.vocabCount) { return; } // another range writes it
+  var value = wte[(token - p.vocabFirst) * p.C + c] * p.scale;
   if (p.hasPositions == 1u) { value += wpe[t * p.C + c]; }
   out[i] = value;
 }
@@ -52,9 +64,10 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 @compute @workgroup_size(WG)
 fn tokenGradients(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let u = wg.x + wg.y * 65535u;
-  if (u >= p.uniqueTokens) { return; }
-  let row = bucketTokens[u] * p.C;
+  let local = wg.x + wg.y * 65535u;
+  if (local >= p.uniqueTokens) { return; }
+  let u = p.groupFirst + local;
+  let row = (bucketTokens[u] - p.vocabFirst) * p.C;
   let first = bucketOffsets[u];
   let last = bucketOffsets[u + 1u];
   for (var c = lid; c < p.C; c += WG) {

@@ -30,10 +30,11 @@ struct Params {
 @group(0) @binding(2) var<storage, read> inp: array<f32>;
 @group(0) @binding(3) var<storage, read> table: array<f32>;
 
-// sign = 1: forward rotation; −1: its transpose (backward).
-fn rotate(gid: vec3<u32>, sign: f32) {
-  let i = gid.x + gid.y * 65535u * WG;
-  if (i >= p.n) { return; }
+// Incremental decoding (forwardAt): token n is at positions[n] instead of n % T. Only that entry point reads it.
+@group(0) @binding(4) var<storage, read> positions: array<u32>;
+
+// Element i (token · H · headDim + head · headDim + d) at position t. sign = 1: forward rotation; −1: its transpose.
+fn rotate(i: u32, t: u32, sign: f32) {
   let d = i % p.headDim;
   let row = i / p.headDim; // token · H + head
   let token = row / p.H;
@@ -41,7 +42,6 @@ fn rotate(gid: vec3<u32>, sign: f32) {
   let src = token * p.inStride + p.inOffset + head * p.headDim;
   let dst = token * p.outStride + p.outOffset + head * p.headDim;
   let half = p.R / 2u;
-  let t = token % p.T;
   if (d >= p.R) {
     out[dst + d] = inp[src + d];
     return;
@@ -56,8 +56,23 @@ fn rotate(gid: vec3<u32>, sign: f32) {
   }
 }
 
-@compute @workgroup_size(WG)
-fn forward(@builtin(global_invocation_id) gid: vec3<u32>) { rotate(gid, 1.0); }
+fn elementIndex(gid: vec3<u32>) -> u32 { return gid.x + gid.y * 65535u * WG; }
+fn tokenOf(i: u32) -> u32 { return i / p.headDim / p.H; }
 
 @compute @workgroup_size(WG)
-fn backward(@builtin(global_invocation_id) gid: vec3<u32>) { rotate(gid, -1.0); }
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = elementIndex(gid);
+  if (i < p.n) { rotate(i, tokenOf(i) % p.T, 1.0); }
+}
+
+@compute @workgroup_size(WG)
+fn backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = elementIndex(gid);
+  if (i < p.n) { rotate(i, tokenOf(i) % p.T, -1.0); }
+}
+
+@compute @workgroup_size(WG)
+fn forwardAt(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = elementIndex(gid);
+  if (i < p.n) { rotate(i, positions[tokenOf(i)], 1.0); }
+}

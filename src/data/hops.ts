@@ -37,10 +37,11 @@ const SIZES = ["big", "small", "tall", "short", "wide"] as const;
 const AGES = ["old", "young", "new", "ripe", "raw"] as const;
 
 /**
- * The prompt is the facts and the question alone ("… Colour of kip?"): the five choices never change, and leaving
- * them out halves the sequence, which is what a CPU budget buys steps with. Labels are written as CQA's "(A)".
+ * The generated tasks' format (hops, majority): the prompt is the question alone ("… Colour of kip?"): the five
+ * choices never change, and leaving them out halves the sequence, which is what a CPU budget buys steps with.
+ * Labels are written as CQA's "(A)".
  */
-export const HOPS_TEMPLATE: Template = {
+export const COLOUR_CHOICE_TEMPLATE: Template = {
   prompt: "{question}",
   choice: "",
   label: "({label})",
@@ -49,8 +50,8 @@ export const HOPS_TEMPLATE: Template = {
   separator: " ",
 };
 
-// short pronounceable names: the compact BPE learns each as one token
-const NAMES = (() => {
+/** Short pronounceable names (the compact BPE learns each as one token), shared by the generated tasks. */
+export const MADE_UP_NAMES: readonly string[] = (() => {
   const onsets = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z"];
   const vowels = ["a", "e", "i", "o", "u"];
   const codas = ["x", "p", "n", "l"];
@@ -79,7 +80,7 @@ function pick<T>(random: Random, from: readonly T[]): T {
 /** One question: `chains` chains of `hops` facts, distinct names throughout, the first chain asked about. */
 export function hopsItem(spec: HopsSpec, dataset: string, split: string, index: number, seed: number): Item {
   const random = seededRandom(mixSeed(seed, index));
-  const names = seededPermutation(NAMES.length, mixSeed(seed, index, 1)).slice(0, spec.chains * spec.hops).map((i) => NAMES[i]);
+  const names = seededPermutation(MADE_UP_NAMES.length, mixSeed(seed, index, 1)).slice(0, spec.chains * spec.hops).map((i) => MADE_UP_NAMES[i]);
   const chains = Array.from({ length: spec.chains }, (_, c) => ({
     names: names.slice(c * spec.hops, (c + 1) * spec.hops),
     colour: pick(random, COLOURS),

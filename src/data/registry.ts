@@ -10,7 +10,8 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { UserError } from "../errors.ts";
 import type { Template } from "../distill/placement.ts";
-import { COLOURS, HOPS_TEMPLATE, hopsSpec, hopsSplit } from "./hops.ts";
+import { COLOUR_CHOICE_TEMPLATE, COLOURS, hopsSpec, hopsSplit } from "./hops.ts";
+import { majoritySpec, majoritySplit } from "./majority.ts";
 import { loadJsonlItems, type FieldMapping } from "./jsonl.ts";
 import { seededPermutation } from "./random.ts";
 import { loadSvampSplit } from "./svamp.ts";
@@ -98,9 +99,23 @@ function hopsDataset(name: string): Dataset | undefined {
     name,
     description: `controlled task: ${spec.hops}-hop chains of facts among ${spec.chains} chains, the colour of one (choices A–E: ${COLOURS.join(", ")}), gold rationales (generated, seeded)`,
     answerKind: "choice",
-    template: HOPS_TEMPLATE,
+    template: COLOUR_CHOICE_TEMPLATE,
     splits: Object.keys(spec.sizes),
     readSplit: async (split) => hopsSplit(name, split, spec),
+  };
+}
+
+/** The generated "majority" task (./majority.ts) under any of its variant names. */
+function majorityDataset(name: string): Dataset | undefined {
+  const spec = majoritySpec(name);
+  if (!spec) return undefined;
+  return {
+    name,
+    description: `controlled task: the colour most of ${spec.k} names have, in a fixed world of ${spec.symbols} names with hidden colours (choices A–E: ${COLOURS.join(", ")}), gold rationales stating each name's colour (generated, seeded)`,
+    answerKind: "choice",
+    template: COLOUR_CHOICE_TEMPLATE,
+    splits: Object.keys(spec.sizes),
+    readSplit: async (split) => majoritySplit(name, split, spec),
   };
 }
 
@@ -162,12 +177,12 @@ function descriptorDataset(name: string): Dataset | undefined {
 }
 
 export function datasetNames(): string[] {
-  return [...new Set([...Object.keys(builtins()), "hops", ...registered.keys(), ...descriptorNames()])].sort();
+  return [...new Set([...Object.keys(builtins()), "hops", "majority", ...registered.keys(), ...descriptorNames()])].sort();
 }
 
 export function getDataset(name: string): Dataset {
   validName(name);
-  const dataset = builtins()[name] ?? hopsDataset(name) ?? registered.get(name) ?? descriptorDataset(name);
+  const dataset = builtins()[name] ?? hopsDataset(name) ?? majorityDataset(name) ?? registered.get(name) ?? descriptorDataset(name);
   if (!dataset) throw new UserError(`unknown dataset "${name}" (known: ${datasetNames().join(", ")})`, 404);
   return dataset;
 }

@@ -1,16 +1,25 @@
 /**
- * Forward-only use of a student: batched greedy decoding and sequence log-probabilities.
+ * Forward-only use of a student: batched decoding (greedy or sampled, see sampling.ts) and sequence
+ * log-probabilities.
+ *
+ * Generation keeps a key/value cache (DecoderModel.forwardCached): the prompts are prefilled once, then every pass
+ * feeds one new token per generating row and reads back the logits of all of them at once. Rows are slots of the
+ * cache: when a row finishes, the next waiting request is prefilled into its slot in the same pass as the other
+ * rows' next tokens, so a batch never waits for its longest row. The uncached path (`cache: false`) reruns the
+ * whole prefix per new token, as this file did before the cache; it is kept as the reference the cached path is
+ * tested against and as the benchmark's baseline.
  *
  * Rows of different lengths share one batch, padded on the right: attention is causal, so a row's logits at its
- * own last position never see the padding after it. There is no key/value cache — every new token reruns the
- * batch over its current length, which is fine for the few tokens a label needs and acceptable for the short
- * rationales of small students.
+ * own last position never see the padding after it.
  */
 import type { Gpu } from "../gpu/device.ts";
 import type { Kernels } from "../gpu/kernels/index.ts";
 import { Recorder } from "../gpu/recorder.ts";
 import type { ModelConfig } from "../model/config.ts";
-import { type Batch, DecoderModel } from "../model/decoder.ts";
+import { type Batch, DecoderModel, type KVCache } from "../model/decoder.ts";
+import { GREEDY, RowStreams, type Sampling } from "./sampling.ts";
+
+export { argmax } from "./sampling.ts";
 
 export interface GenerationRequest {
   prompt: number[];
@@ -20,10 +29,11 @@ export interface GenerationRequest {
 /** Decides after each new token whether a row is finished, from its generated ids so far. */
 export type StopRule = (generated: number[], row: number) => boolean;
 
-export function argmax(values: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i;
-  return best;
+export interface GenerateOptions {
+  /** Greedy by default. */
+  sampling?: Sampling;
+  /** Use the key/value cache (default true). */
+  cache?: boolean;
 }
 
 /** Rows padded into one [B,T] batch; weights (and targets) only where `weighted(row, t)` says so. */
@@ -47,6 +57,8 @@ export function paddedBatch(rows: number[][], T: number, weighted?: (row: number
 export class Decoder {
   private readonly model: DecoderModel;
   private readonly recorder: Recorder;
+  /** Made on the first cached generation, kept for the next. */
+  private cache: KVCache | null = null;
 
   /** `maxRows` × `maxLength` is the largest batch it will run. */
   constructor(gpu: Gpu, kernels: Kernels, readonly config: ModelConfig, params: Float32Array, readonly maxRows: number, readonly maxLength: number) {
@@ -55,10 +67,65 @@ export class Decoder {
     this.recorder = new Recorder(gpu);
   }
 
-  /** Greedy continuation of each prompt until `stop` says so, its budget is spent, or the context is full. */
-  async greedy(requests: GenerationRequest[], stop: StopRule): Promise<number[][]> {
+  /**
+   * Continues each prompt until `stop` says so, its budget is spent, or the context is full; `generated[i]` is
+   * request i's new tokens. Greedy unless options.sampling says otherwise.
+   */
+  async generate(requests: GenerationRequest[], stop: StopRule, options: GenerateOptions = {}): Promise<number[][]> {
+    const streams = new RowStreams(options.sampling ?? GREEDY);
     const generated = requests.map(() => [] as number[]);
-    const finished = requests.map((r) => r.maxNewTokens <= 0 || r.prompt.length >= this.maxLength);
+    const finished = requests.map((r) => r.maxNewTokens <= 0 || r.prompt.length === 0 || r.prompt.length >= this.maxLength);
+    const push = (i: number, logits: Float32Array) => {
+      generated[i].push(streams.next(i, logits));
+      const length = requests[i].prompt.length + generated[i].length;
+      finished[i] = stop(generated[i], i) || generated[i].length >= requests[i].maxNewTokens || length >= this.maxLength;
+    };
+    if (options.cache === false) await this.generateUncached(requests, generated, finished, push);
+    else await this.generateCached(requests, generated, finished, push);
+    return generated;
+  }
+
+  /** Greedy decoding (the label-only and rationale generation of evaluation). */
+  greedy(requests: GenerationRequest[], stop: StopRule): Promise<number[][]> {
+    return this.generate(requests, stop);
+  }
+
+  private async generateCached(requests: GenerationRequest[], generated: number[][], finished: boolean[], push: (i: number, logits: Float32Array) => void): Promise<void> {
+    this.cache ??= this.model.createCache(this.maxRows, this.maxLength);
+    const cache = this.cache;
+    const V = this.config.vocabSize;
+    const waiting = requests.map((_, i) => i).filter((i) => !finished[i]);
+    /** slot → the request decoded in it and how many of its tokens the cache holds. */
+    const slots: Array<{ request: number; cached: number } | null> = Array.from({ length: this.maxRows }, () => null);
+    for (;;) {
+      slots.forEach((slot, s) => {
+        if (slot === null && waiting.length) slots[s] = { request: waiting.shift()!, cached: 0 };
+      });
+      const live = slots.flatMap((slot, s) => (slot ? [{ slot, s }] : []));
+      if (live.length === 0) return;
+      const tokens: number[] = [], rows: number[] = [], positions: number[] = [], last: number[] = [];
+      for (const { slot, s } of live) {
+        const sequence = [...requests[slot.request].prompt, ...generated[slot.request]];
+        for (let t = slot.cached; t < sequence.length; t++) {
+          tokens.push(sequence[t]);
+          rows.push(s);
+          positions.push(t);
+        }
+        last.push(tokens.length - 1);
+        slot.cached = sequence.length;
+      }
+      const pass = { tokens: Uint32Array.from(tokens), rows: Uint32Array.from(rows), positions: Uint32Array.from(positions), last: Uint32Array.from(last) };
+      this.model.forwardCached(this.recorder, cache, pass);
+      this.recorder.submit();
+      const logits = await this.model.readCachedLogits(cache, live.length);
+      live.forEach(({ slot, s }, b) => {
+        push(slot.request, logits.subarray(b * V, (b + 1) * V));
+        if (finished[slot.request]) slots[s] = null;
+      });
+    }
+  }
+
+  private async generateUncached(requests: GenerationRequest[], generated: number[][], finished: boolean[], push: (i: number, logits: Float32Array) => void): Promise<void> {
     for (let first = 0; first < requests.length; first += this.maxRows) {
       const chunk = requests.map((_, i) => i).slice(first, first + this.maxRows);
       for (;;) {
@@ -69,14 +136,9 @@ export class Decoder {
         this.model.setBatch(paddedBatch(rows, T));
         this.model.forward(this.recorder, 0);
         this.recorder.submit();
-        for (const [b, i] of active.entries()) {
-          generated[i].push(argmax(await this.model.readLogitsAt(b, rows[b].length - 1)));
-          const length = requests[i].prompt.length + generated[i].length;
-          finished[i] = stop(generated[i], i) || generated[i].length >= requests[i].maxNewTokens || length >= this.maxLength;
-        }
+        for (const [b, i] of active.entries()) push(i, await this.model.readLogitsAt(b, rows[b].length - 1));
       }
     }
-    return generated;
   }
 
   /** Σ log p(ids[t]) over t ≥ from, for each row (ids: context followed by the scored continuation). */
@@ -100,6 +162,7 @@ export class Decoder {
   }
 
   destroy(): void {
+    this.cache?.destroy();
     this.model.destroy();
   }
 }

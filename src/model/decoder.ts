@@ -11,11 +11,17 @@
  *
  * A model is built for a maximum batch shape (B, T); any smaller B·T runs with the same buffers, so bind groups
  * stay cached across steps and nothing is allocated per step.
+ *
+ * The LM head never materialises [N, V] logits: it runs fused with the cross-entropy (and, when training, its own
+ * backward) only on the positions whose loss weight is non-zero, a chunk of rows at a time (crossentropy.ts).
+ * Logits are computed on request (readLogits*) from the final norm's output of the last forward.
  */
 import type { Gpu } from "../gpu/device.ts";
 import { bind, createStorage, readFloat32, upload } from "../gpu/buffers.ts";
-import type { Binding, Recorder } from "../gpu/recorder.ts";
-import { denseView, type EmbeddingBuckets, type Kernels, type TokenView } from "../gpu/kernels/index.ts";
+import { Recorder, type Binding } from "../gpu/recorder.ts";
+import { denseView, type EmbeddingBuckets, type HeadOperands, type HeadWorkspace, type Kernels, type TokenView } from "../gpu/kernels/index.ts";
+import { headWorkspaceFloats } from "../gpu/kernels/crossentropy.ts";
+import { bindingLimit } from "../gpu/chunks.ts";
 import { rotaryTable } from "../gpu/kernels/rotary.ts";
 import { STATUS } from "../gpu/kernels/guard.ts";
 import { UserError } from "../errors.ts";
@@ -32,6 +38,37 @@ export interface Batch {
   weights: Float32Array;
   B: number;
   T: number;
+}
+
+/**
+ * The key/value cache of incremental decoding (DecoderModel.createCache, used by src/eval/decode.ts): per layer k
+ * (after q/k norm and rotary) and v, [rows, length, KVH·hd], and the small per-pass inputs. Allocated only when
+ * asked for, never for training, and not counted in the model's allocatedBytes (the memory plan's figure).
+ */
+export interface KVCache {
+  readonly rows: number;
+  readonly length: number;
+  readonly layers: ReadonlyArray<{ k: GPUBuffer; v: GPUBuffer }>;
+  /** Per token of a pass (u32): its id, its cache row and its position there. */
+  readonly tokens: GPUBuffer;
+  readonly rowOf: GPUBuffer;
+  readonly positions: GPUBuffer;
+  /** Per output row: the index in the pass of the token whose next-token logits it gets. */
+  readonly last: GPUBuffer;
+  /** The last layer's output at those tokens [rows, C], and their logits [rows, V] after `forwardCached`. */
+  readonly gathered: GPUBuffer;
+  readonly logits: GPUBuffer;
+  readonly bytes: number;
+  destroy(): void;
+}
+
+/** One pass of incremental decoding: tokens of any rows (a whole prompt, or one new token per row) at their positions. */
+export interface CachedPass {
+  tokens: Uint32Array;
+  rows: Uint32Array;
+  positions: Uint32Array;
+  /** For each output row, the index into `tokens` whose next-token logits it gets. */
+  last: Uint32Array;
 }
 
 export interface ModelOptions {
@@ -89,9 +126,8 @@ interface LayerActivations {
   /** Per-head rstd of the q/k norms. */
   qRstd: GPUBuffer | null;
   kRstd: GPUBuffer | null;
-  att: GPUBuffer;
-  /** Soft-capped scores, kept for the backward pass (Gemma 2). */
-  scores: GPUBuffer | null;
+  /** [B, NH, T, 2]: each attention row's score max and 1/Σexp, from which the backward pass recomputes the probabilities. */
+  attStats: GPUBuffer;
   atty: GPUBuffer;
   attOut: GPUBuffer;
   /** Sandwich norms (Gemma 2): the attention and MLP outputs normalised before their residual adds. */
@@ -108,7 +144,7 @@ interface LayerActivations {
 
 /** Scratch for one layer's backward pass, reused by every layer (layers are processed one after another). */
 interface BackwardScratch {
-  dresidual: GPUBuffer; dln: GPUBuffer; dqkv: GPUBuffer; datt: GPUBuffer; datty: GPUBuffer; dfc: GPUBuffer; dact: GPUBuffer;
+  dresidual: GPUBuffer; dln: GPUBuffer; dqkv: GPUBuffer; attDelta: GPUBuffer; datty: GPUBuffer; dfc: GPUBuffer; dact: GPUBuffer;
   /** Gradients of the rotated / normed q and k (rotary or q/k norm only). */
   dq: GPUBuffer | null; dk: GPUBuffer | null; dqNormed: GPUBuffer | null; dkNormed: GPUBuffer | null;
   /** Gradient of a sandwich norm's input (Gemma 2). */
@@ -131,10 +167,17 @@ export class DecoderModel {
   private readonly qNormed: GPUBuffer | null;
   private readonly kNormed: GPUBuffer | null;
   private readonly rotary: GPUBuffer | null;
-  /** Logits after forward; dlogits after a forward with gradScale ≠ 0 (the cross-entropy kernel overwrites them). */
-  readonly logits: GPUBuffer;
-  /** The soft-capped logits, kept for the backward pass (Gemma 2). */
-  private readonly cappedLogits: GPUBuffer | null;
+  /** The head's buffers: the batch's weighted positions (u32, set by setBatch), rows asked for by readLogits*. */
+  private readonly headRows: GPUBuffer;
+  private readonly queryRows: GPUBuffer;
+  private weightedRows = 0;
+  private readonly head: HeadWorkspace;
+  /** Set by a forward with gradScale ≠ 0, which runs the head's backward (dnormF in the backward scratch). */
+  private headGradientRecorded = false;
+  private logitsRecorder: Recorder | null = null;
+  /** Output rows of each cache's last forwardCached pass (its logits are [V, rows]). */
+  private readonly cachedRows = new WeakMap<KVCache, number>();
+  /** Per-position weighted losses [B·T] after forward (0 where the weight is 0). */
   readonly losses: GPUBuffer;
   /** The training step's status words (shaders/guard.wgsl): ‖g‖² as AdamW reads it, loss sum, diverged flag, raw ‖g‖². */
   readonly stepStatus: GPUBuffer | null;
@@ -211,8 +254,7 @@ export class DecoderModel {
       k: rotary ? f(`h${l}.k`, N * KV) : null,
       qRstd: arch.qkNorm ? f(`h${l}.q.rstd`, N * NH) : null,
       kRstd: arch.qkNorm ? f(`h${l}.k.rstd`, N * KVH) : null,
-      att: f(`h${l}.att`, B * NH * T * T),
-      scores: arch.attentionSoftcap ? f(`h${l}.scores`, B * NH * T * T) : null,
+      attStats: f(`h${l}.attStats`, 2 * B * NH * T),
       atty: f(`h${l}.atty`, N * Q),
       attOut: f(`h${l}.attOut`, N * C),
       attOutNorm: arch.sandwichNorms ? norm(`h${l}.attOutNorm`) : null,
@@ -235,13 +277,20 @@ export class DecoderModel {
     } else {
       this.rotary = null;
     }
-    this.logits = f("logits", N * V);
-    this.cappedLogits = arch.logitSoftcap ? f("capped logits", N * V) : null;
+    this.headRows = f("head rows", N);
+    this.queryRows = f("head query rows", N);
+    const ws = headWorkspaceFloats(N, V, C, options.training, bindingLimit(kernels.context));
+    this.head = {
+      rowChunk: ws.rowChunk,
+      x: bind(f("head x", ws.x)),
+      logits: bind(f("head logits", ws.logits)),
+      dx: options.training ? bind(f("head dx", ws.dx)) : null,
+    };
     this.losses = f("losses", N);
     this.scratch = options.training
       ? {
           dresidual: f("d.residual", N * C), dln: f("d.ln", N * C), dqkv: f("d.qkv", N * this.dims.W),
-          datt: f("d.att", B * NH * T * T), datty: f("d.atty", N * Q), dfc: f("d.fc", N * F), dact: f("d.act", N * I),
+          attDelta: f("attention D", B * NH * T), datty: f("d.atty", N * Q), dfc: f("d.fc", N * F), dact: f("d.act", N * I),
           dq: rotary ? f("d.q", N * Q) : null, dk: rotary ? f("d.k", N * KV) : null,
           dqNormed: arch.qkNorm ? f("d.q normed", N * Q) : null, dkNormed: arch.qkNorm ? f("d.k normed", N * KV) : null,
           dnormed: arch.sandwichNorms ? f("d.normed", N * C) : null,
@@ -366,6 +415,12 @@ export class DecoderModel {
     upload(this.gpu, bind(this.tokens), batch.tokens);
     upload(this.gpu, bind(this.targets), batch.targets);
     upload(this.gpu, bind(this.lossWeights), batch.weights);
+    const weighted = new Uint32Array(n);
+    let count = 0;
+    for (let i = 0; i < n; i++) if (batch.weights[i] !== 0) weighted[count++] = i;
+    upload(this.gpu, bind(this.headRows), weighted.subarray(0, Math.max(count, 1)));
+    this.weightedRows = count;
+    this.headGradientRecorded = false;
     this.buckets?.update(batch.tokens);
     this.current = { B, T };
   }
@@ -494,7 +549,7 @@ export class DecoderModel {
   }
 
   /** q/k norm (per head) and rotary of q or k, from the qkv activations into `out`. */
-  private prepareQK(r: Recorder, a: LayerActivations, l: number, which: "q" | "k", N: number, T: number): void {
+  private prepareQK(r: Recorder, a: LayerActivations, l: number, which: "q" | "k", N: number, T: number, positions?: Binding): void {
     const { Q, W, NH, KVH, hd, R } = this.dims;
     const H = which === "q" ? NH : KVH;
     const out = which === "q" ? a.q : a.k;
@@ -507,7 +562,7 @@ export class DecoderModel {
       this.kernels.rmsNorm.forward(r, { out: normed, rstd, inp: source, weight, N, C: hd, H, eps: this.config.layerNormEps, gainOffset: 0 });
       source = normed;
     }
-    this.kernels.rotary.forward(r, { out: denseView(bind(out), H * hd), inp: source, table: bind(this.rotary), N, T, H, headDim: hd, rotaryDim: R });
+    this.kernels.rotary.forward(r, { out: denseView(bind(out), H * hd), inp: source, table: bind(this.rotary), N, T, H, headDim: hd, rotaryDim: R, positions });
   }
 
   /** Backward of prepareQK: from the gradient of what attention read (dq/dk scratch) into the q or k part of dqkv. */
@@ -566,7 +621,7 @@ export class DecoderModel {
     this.linear(r, { out: bind(a.qkv), x: bind(a.norm1.out), role: "qkv.weight", layer: l, M: N, outDim: W, inDim: C });
     this.prepareQK(r, a, l, "q", N, T);
     this.prepareQK(r, a, l, "k", N, T);
-    k.attention.forward(r, { out: bind(a.atty), att: bind(a.att), ...this.attentionInputs(a), B, T, NH, KVH, hs: hd, ...this.attentionOptions(a) });
+    k.attention.forward(r, { out: bind(a.atty), stats: bind(a.attStats), ...this.attentionInputs(a), B, T, NH, KVH, hs: hd, ...this.attentionOptions() });
     this.linear(r, { out: bind(a.attOut), x: bind(a.atty), role: "o.weight", layer: l, M: N, outDim: C, inDim: Q });
     if (a.attOutNorm) this.norm(r, a.attOutNorm, a.attOut, "attnOutNorm", l, N);
     k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(a.attOutNorm?.out ?? a.attOut), n: N * C });
@@ -579,15 +634,23 @@ export class DecoderModel {
     if (!recompute) k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(a.mlpOutNorm?.out ?? a.mlpOut), n: N * C });
   }
 
+  /** What the fused head reads, for the given row list. */
+  private headOperands(rows: GPUBuffer, count: number): HeadOperands {
+    const { C, V } = this.dims;
+    return { ws: this.head, rows: { list: bind(rows), count }, x: bind(this.normF.out), weight: this.headWeight(), bias: this.at("head.bias", null), V, C, softcap: this.config.arch.logitSoftcap };
+  }
+
   // ---- the graph ----
 
   /**
    * Records the forward pass of the current batch, ending with per-token weighted losses in `losses`. With
-   * gradScale ≠ 0 the logits are replaced by dlogits, scaled by gradScale (use 1/Σweights for a mean loss).
+   * gradScale ≠ 0 (use 1/Σweights for a mean loss) on a training model, the head's backward runs here too, chunk
+   * by chunk while its logits are at hand: the final norm's output gradient goes to the backward scratch and the
+   * head weight (and bias) gradients accumulate (+=); `backward` continues from there.
    */
   forward(r: Recorder, gradScale = 0): void {
     const { B, T } = this.requireBatch();
-    const { C, V } = this.dims;
+    const { C } = this.dims;
     const { arch } = this.config;
     const N = B * T;
     const k = this.kernels;
@@ -596,12 +659,109 @@ export class DecoderModel {
     for (let l = 0; l < this.layers.length; l++) this.layerForward(r, l, false);
     const last = this.layers.at(-1)?.out ?? this.encoded;
     this.norm(r, this.normF, last, "normF", null, N);
-    k.matmul.matmul(r, { out: bind(this.logits), a: bind(this.normF.out), b: this.headWeight(), bias: this.at("head.bias", null), M: N, N: V, K: C, transB: true });
-    if (this.cappedLogits) {
-      k.softcap.forward(r, { values: bind(this.logits), n: N * V, cap: arch.logitSoftcap! });
-      r.commandEncoder().copyBufferToBuffer(this.logits, 0, this.cappedLogits, 0, N * V * 4);
+    const gradient = gradScale !== 0 && this.scratch !== null;
+    // a frozen base (LoRA) has no head weight or bias gradient: the head's backward then yields dnormF alone
+    const grads = gradient ? this.grads : null;
+    k.crossEntropy.head(r, {
+      ...this.headOperands(this.headRows, this.weightedRows), targets: bind(this.targets), weights: bind(this.lossWeights),
+      losses: bind(this.losses, 0, N * 4), gradScale,
+      ...(gradient ? { dx: bind(this.scratch!.dln, 0, N * C * 4) } : {}),
+      ...(grads ? { dweight: this.headWeight(grads), dbias: this.at("head.bias", null, grads) } : {}),
+    });
+    this.headGradientRecorded = gradient;
+  }
+
+  /**
+   * A key/value cache for `rows` sequences of up to `length` tokens (≤ the T this model was built for: the rotary
+   * table and the activations are this model's). Passes may feed up to B·T tokens at once.
+   */
+  createCache(rows: number, length: number): KVCache {
+    const { L, KV, C, V } = { L: this.layers.length, ...this.dims };
+    if (!(rows >= 1 && length >= 1 && length <= this.options.T)) throw new Error(`cache of ${rows}x${length} for a model built for T=${this.options.T}`);
+    const maxTokens = this.options.B * this.options.T;
+    const made: GPUBuffer[] = [];
+    const f = (label: string, words: number) => {
+      const buffer = createStorage(this.gpu, label, words * 4);
+      made.push(buffer);
+      return buffer;
+    };
+    const layers = Array.from({ length: L }, (_, l) => ({ k: f(`h${l}.kcache`, rows * length * KV), v: f(`h${l}.vcache`, rows * length * KV) }));
+    return {
+      rows, length, layers,
+      tokens: f("pass tokens", maxTokens), rowOf: f("pass rows", maxTokens), positions: f("pass positions", maxTokens), last: f("pass last", rows),
+      gathered: f("pass gathered", rows * C), logits: f("pass logits", rows * V),
+      bytes: made.reduce((sum, b) => sum + b.size, 0),
+      destroy: () => made.forEach((b) => b.destroy()),
+    };
+  }
+
+  /**
+   * Records one pass of incremental decoding: every token is embedded at its own position, appends its k and v to
+   * its row of the cache and attends to that row's keys up to its position; the head runs only on the `last`
+   * tokens, into cache.logits [last.length, V]. The blocks are forward()'s own (linear, norms, activations), so
+   * families and adapters apply as in training.
+   */
+  forwardCached(r: Recorder, cache: KVCache, pass: CachedPass): void {
+    const N = pass.tokens.length;
+    const outRows = pass.last.length;
+    const { C, NH, KVH, hd, KV, W, F, V } = this.dims;
+    const { arch, vocabSize } = this.config;
+    if (N === 0 || N > this.options.B * this.options.T) throw new Error(`a pass of ${N} tokens (this model runs 1 … ${this.options.B * this.options.T})`);
+    if (pass.rows.length !== N || pass.positions.length !== N) throw new Error("pass.tokens, rows and positions must have one entry per token");
+    if (outRows > cache.rows) throw new Error(`${outRows} output rows exceed the cache's ${cache.rows}`);
+    for (let n = 0; n < N; n++) {
+      if (pass.tokens[n] >= vocabSize) throw new UserError(`token id ${pass.tokens[n]} is outside the vocabulary (${vocabSize})`);
+      if (pass.rows[n] >= cache.rows || pass.positions[n] >= cache.length) throw new Error(`token ${n} at row ${pass.rows[n]}, position ${pass.positions[n]}: outside the ${cache.rows}x${cache.length} cache`);
     }
-    k.crossEntropy.crossEntropy(r, { logits: bind(this.logits), losses: bind(this.losses), targets: bind(this.targets), weights: bind(this.lossWeights), N, V, gradScale });
+    if (pass.last.some((i) => i >= N)) throw new Error("pass.last points past the pass's tokens");
+    upload(this.gpu, bind(cache.tokens), pass.tokens);
+    upload(this.gpu, bind(cache.rowOf), pass.rows);
+    upload(this.gpu, bind(cache.positions), pass.positions);
+    upload(this.gpu, bind(cache.last), pass.last);
+    const k = this.kernels;
+    const positions = bind(cache.positions);
+    k.embedding.forward(r, { out: bind(this.encoded), tokens: bind(cache.tokens), wte: this.must("wte", null), scale: arch.embeddingScale, B: N, T: 1, C });
+    const wpe = this.at("wpe", null);
+    if (wpe) k.kvCache.addPositions(r, { out: bind(this.encoded), wpe, positions, N, C });
+    this.layers.forEach((a, l) => {
+      const x = l === 0 ? this.encoded : this.layers[l - 1].out;
+      this.norm(r, a.norm1, x, "norm1", l, N);
+      this.linear(r, { out: bind(a.qkv), x: bind(a.norm1.out), role: "qkv.weight", layer: l, M: N, outDim: W, inDim: C });
+      this.prepareQK(r, a, l, "q", N, 1, positions);
+      this.prepareQK(r, a, l, "k", N, 1, positions);
+      const inputs = this.attentionInputs(a);
+      const kCache = bind(cache.layers[l].k), vCache = bind(cache.layers[l].v);
+      const where = { rows: bind(cache.rowOf), positions, N, maxLength: cache.length };
+      k.kvCache.append(r, { kCache, vCache, k: inputs.k, v: inputs.v, width: KV, ...where });
+      k.kvCache.attend(r, { out: bind(a.atty), q: inputs.q, kCache, vCache, NH, KVH, hd, scale: arch.attentionScale, softcap: arch.attentionSoftcap, ...where });
+      this.linear(r, { out: bind(a.attOut), x: bind(a.atty), role: "o.weight", layer: l, M: N, outDim: C, inDim: this.dims.Q });
+      if (a.attOutNorm) this.norm(r, a.attOutNorm, a.attOut, "attnOutNorm", l, N);
+      k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(a.attOutNorm?.out ?? a.attOut), n: N * C });
+      const mlpInput = a.norm2 ?? a.norm1;
+      if (a.norm2) this.norm(r, a.norm2, a.residual2, "norm2", l, N);
+      this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C });
+      this.activation(r, a, N);
+      this.linear(r, { out: bind(a.mlpOut), x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: this.dims.I });
+      if (a.mlpOutNorm) this.norm(r, a.mlpOutNorm, a.mlpOut, "mlpOutNorm", l, N);
+      k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(a.mlpOutNorm?.out ?? a.mlpOut), n: N * C });
+    });
+    const last = this.layers.at(-1)?.out ?? this.encoded;
+    k.kvCache.gather(r, { out: bind(cache.gathered), x: bind(last), index: bind(cache.last), n: outRows, C });
+    this.norm(r, this.normF, cache.gathered, "normF", null, outRows);
+    // the head a vocabulary slice at a time (within the binding limit), vocabulary-major [V, outRows]
+    k.crossEntropy.compactLogits(r, { out: bind(cache.logits), x: bind(this.normF.out), weight: this.headWeight(), bias: this.at("head.bias", null), count: outRows, V, C, softcap: arch.logitSoftcap });
+    this.cachedRows.set(cache, outRows);
+  }
+
+  /** The logits of a cached pass's first `rows` output rows, [rows, V], in one read-back. */
+  async readCachedLogits(cache: KVCache, rows: number): Promise<Float32Array> {
+    const V = this.config.vocabSize;
+    const R = this.cachedRows.get(cache) ?? 0;
+    if (rows > R) throw new Error(`${rows} rows of logits asked for, the last pass produced ${R}`);
+    const block = await readFloat32(this.gpu, bind(cache.logits, 0, R * V * 4)); // [V, R]
+    const out = new Float32Array(rows * V);
+    for (let i = 0; i < rows; i++) for (let v = 0; v < V; v++) out[i * V + v] = block[v * R + i];
+    return out;
   }
 
   /** Records the backward pass; `forward(r, gradScale ≠ 0)` must come first. Parameter gradients accumulate (+=). */
@@ -609,19 +769,13 @@ export class DecoderModel {
     const { B, T } = this.requireBatch();
     const s = this.scratch;
     if (!s || !this.buckets) throw new Error("model was built without gradients (training: false)");
-    const { C, NH, KVH, hd, Q, KV, W, I, F, V } = this.dims;
+    if (!this.headGradientRecorded) throw new Error("backward needs a forward with gradScale ≠ 0 on this batch first");
+    const { C, NH, KVH, hd, Q, KV, W, I, F } = this.dims;
     const N = B * T;
     const k = this.kernels;
     const grads = this.grads;
     const dres = bind(s.dresidual);
-    if (this.cappedLogits) k.softcap.backward(r, { grads: bind(this.logits), capped: bind(this.cappedLogits), n: N * V, cap: this.config.arch.logitSoftcap! });
-    // Head: dnormF = dlogits·W ; dW += dlogitsᵀ·normF ; db += Σ dlogits
-    k.matmul.matmul(r, { out: bind(s.dln), a: bind(this.logits), b: this.headWeight(), M: N, N: C, K: V });
-    if (grads) {
-      k.matmul.matmul(r, { out: this.headWeight(grads), a: bind(this.logits), b: bind(this.normF.out), M: V, N: C, K: N, transA: true, accumulate: true });
-      const dHeadBias = this.at("head.bias", null, grads);
-      if (dHeadBias) k.matmul.biasBackward(r, { dbias: dHeadBias, dout: bind(this.logits), M: N, N: V });
-    }
+    // the head's backward ran in forward: dln holds ∂loss/∂normF
     r.commandEncoder().clearBuffer(s.dresidual);
     const last = this.layers.at(-1)?.out ?? this.encoded;
     this.normBackward(r, dres, bind(s.dln), this.normF, last, "normF", null, N);
@@ -645,7 +799,7 @@ export class DecoderModel {
       const dq = s.dq ? denseView(bind(s.dq), Q) : { binding: bind(s.dqkv), stride: W, offset: 0 };
       const dk = s.dk ? denseView(bind(s.dk), KV) : { binding: bind(s.dqkv), stride: W, offset: Q };
       const dv = { binding: bind(s.dqkv), stride: W, offset: Q + KV };
-      k.attention.backward(r, { dq, dk, dv, datt: bind(s.datt), dout: bind(s.datty), ...inputs, att: bind(a.att), B, T, NH, KVH, hs: hd, ...this.attentionOptions(a) });
+      k.attention.backward(r, { dq, dk, dv, dout: bind(s.datty), stats: bind(a.attStats), delta: bind(s.attDelta), ...inputs, B, T, NH, KVH, hs: hd, ...this.attentionOptions() });
       this.prepareQKBackward(r, a, l, "q", N, T);
       this.prepareQKBackward(r, a, l, "k", N, T);
       this.linearBackward(r, { dx: bind(s.dln), dy: bind(s.dqkv), x: bind(a.norm1.out), role: "qkv.weight", layer: l, M: N, outDim: W, inDim: C, accumulateDx: !a.norm2 });
@@ -656,9 +810,9 @@ export class DecoderModel {
   }
 
   /** Attention scale and soft-capping of the family (defaults otherwise). */
-  private attentionOptions(a: LayerActivations): { scale?: number; softcap?: { cap: number; saved: Binding } } {
+  private attentionOptions(): { scale?: number; softcap?: number } {
     const { attentionScale, attentionSoftcap } = this.config.arch;
-    return { scale: attentionScale, softcap: attentionSoftcap && a.scores ? { cap: attentionSoftcap, saved: bind(a.scores) } : undefined };
+    return { scale: attentionScale, softcap: attentionSoftcap };
   }
 
   /** Backward of a sandwich norm on a branch output: its input gradient (from dres) in the dnormed scratch. */
@@ -747,17 +901,45 @@ export class DecoderModel {
     return readFloat32(this.gpu, bind(this.losses, 0, B * T * 4));
   }
 
-  /** Logits of the current batch, [B,T,V] (after a forward with gradScale = 0). */
-  async readLogits(): Promise<Float32Array> {
+  /**
+   * Logits (after any soft-capping) at the given positions b·T + t of the current batch, [positions.length, V]:
+   * the head run on the final norm's output of the last forward (with the current weights), a chunk of rows at a
+   * time, so no [B·T, V] buffer is ever needed on the GPU.
+   */
+  async readLogitsRows(positions: ArrayLike<number>): Promise<Float32Array> {
     const { B, T } = this.requireBatch();
-    return readFloat32(this.gpu, bind(this.logits, 0, B * T * this.config.vocabSize * 4));
+    const V = this.config.vocabSize;
+    const n = positions.length;
+    const rows = Uint32Array.from(positions);
+    for (const i of rows) if (i >= B * T) throw new Error(`position ${i} is outside the ${B}x${T} batch`);
+    const out = new Float32Array(n * V);
+    if (n === 0) return out;
+    upload(this.gpu, bind(this.queryRows), rows);
+    const r = (this.logitsRecorder ??= new Recorder(this.gpu));
+    const operands = this.headOperands(this.queryRows, n);
+    for (let first = 0; first < n; first += this.head.rowChunk) {
+      const count = Math.min(this.head.rowChunk, n - first);
+      this.kernels.crossEntropy.logits(r, { ...operands, first, count });
+      r.submit();
+      const chunk = await readFloat32(this.gpu, bind(this.head.logits.buffer, 0, V * count * 4)); // [V, count]
+      for (let i = 0; i < count; i++) {
+        const row = out.subarray((first + i) * V, (first + i + 1) * V);
+        for (let v = 0; v < V; v++) row[v] = chunk[v * count + i];
+      }
+    }
+    return out;
   }
 
-  /** Logits at one position [V] (after a forward with gradScale = 0). */
+  /** Logits of the current batch, [B,T,V] (see readLogitsRows). */
+  async readLogits(): Promise<Float32Array> {
+    const { B, T } = this.requireBatch();
+    return this.readLogitsRows(Array.from({ length: B * T }, (_, i) => i));
+  }
+
+  /** Logits at one position [V] (see readLogitsRows). */
   async readLogitsAt(b: number, t: number): Promise<Float32Array> {
     const { T } = this.requireBatch();
-    const V = this.config.vocabSize;
-    return readFloat32(this.gpu, bind(this.logits, (b * T + t) * V * 4, V * 4));
+    return this.readLogitsRows([b * T + t]);
   }
 
   private requireBatch(): { B: number; T: number } {
@@ -769,10 +951,11 @@ export class DecoderModel {
     const norms = (n: NormActivations | null) => (n ? [n.out, n.mean, n.rstd] : []);
     const buffers: (GPUBuffer | null)[] = [
       this.params, this.grads, this.m, this.v, this.stepStatus, this.tokens, this.targets, this.lossWeights,
-      this.encoded, ...norms(this.normF), this.qNormed, this.kNormed, this.rotary, this.logits, this.cappedLogits, this.losses,
+      this.encoded, ...norms(this.normF), this.qNormed, this.kNormed, this.rotary, this.headRows, this.queryRows,
+      this.head.x.buffer, this.head.logits.buffer, this.head.dx?.buffer ?? null, this.losses,
       ...this.layers.flatMap((a) => [
         ...norms(a.norm1), ...norms(a.norm2), ...norms(a.attOutNorm), ...norms(a.mlpOutNorm), a.qkv, a.q, a.k, a.qRstd, a.kRstd,
-        a.att, a.scores, a.atty, a.attOut, a.residual2, a.fc, a.act, a.mlpOut, a.out,
+        a.attStats, a.atty, a.attOut, a.residual2, a.fc, a.act, a.mlpOut, a.out,
       ]),
       ...(this.scratch ? Object.values(this.scratch) : []),
       ...(this.lora ? [this.lora.params, this.lora.grads, this.lora.m, this.lora.v, this.lora.h, this.lora.dh, this.lora.wide, this.lora.dropped] : []),

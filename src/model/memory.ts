@@ -6,13 +6,17 @@
  *
  * WebGPU says nothing of total device memory; what an adapter does bound is each buffer (maxBufferSize) and each
  * binding (maxStorageBufferBindingSize). Parameters, gradients and moments are bound a tensor slot at a time (the
- * optimizer walks them in chunks), so they only need maxBufferSize as a whole and their largest slot within a
- * binding; every activation is bound whole. `fit` checks both and says by how much a plan is over.
+ * optimizer and the gradient norm walk them in binding-sized chunks; the vocabulary tables — token embedding and
+ * LM head — are bound a vocabulary range at a time), so they only need maxBufferSize as a whole and their largest
+ * other slot within a binding; every activation is bound whole. There is no [B·T, V] logits buffer: the head runs
+ * on chunks of rows whose logits take at most HEAD_LOGITS_BYTES (crossentropy.ts). `fit` checks both limits and
+ * says by how much a plan is over.
  */
 import { UserError } from "../errors.ts";
 import { rotaryDim, type ModelConfig } from "./family.ts";
 import { frozenSinkFloats, type LoraLayout } from "./lora.ts";
 import { paramLayout } from "./params.ts";
+import { headWorkspaceFloats } from "../gpu/kernels/crossentropy.ts";
 
 export type BufferKind = "weights" | "gradients" | "optimizer" | "activations" | "scratch";
 
@@ -32,6 +36,11 @@ export interface PlanShape {
   lora?: LoraLayout;
   /** Activation checkpointing: one layer's activations shared by all, plus each layer's output. */
   checkpointing?: boolean;
+  /**
+   * The binding limit kernels will use, where it is below HEAD_LOGITS_BYTES (tests that lower it): it sizes the
+   * head's row chunk as it does in DecoderModel.
+   */
+  maxBindingBytes?: number;
 }
 
 export interface MemoryPlan {
@@ -43,7 +52,10 @@ export interface MemoryPlan {
   buffers: PlannedBuffer[];
   byKind: Record<BufferKind, number>;
   total: number;
-  /** Largest single parameter slot (the embedding, usually), bytes: one binding of the parameter buffers. */
+  /**
+   * Largest binding of the parameter-layout buffers, bytes: the largest slot other than the vocabulary tables, or
+   * the smallest vocabulary range those are split into (64 rows), whichever is larger.
+   */
   largestSlotBytes: number;
 }
 
@@ -109,8 +121,7 @@ export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
       add(`h${l}.q.rstd`, "activations", N * NH);
       add(`h${l}.k.rstd`, "activations", N * KVH);
     }
-    add(`h${l}.att`, "activations", B * NH * T * T);
-    if (arch.attentionSoftcap) add(`h${l}.scores`, "activations", B * NH * T * T);
+    add(`h${l}.attStats`, "activations", 2 * B * NH * T); // flash-style attention: no T×T probabilities
     add(`h${l}.atty`, "activations", N * Q);
     add(`h${l}.attOut`, "activations", N * C);
     if (arch.sandwichNorms) {
@@ -129,15 +140,19 @@ export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
     add("k normed", "activations", N * KV);
   }
   if (rotary) add("rotary table", "activations", T * rotaryDim(config));
-  add("logits", "activations", N * V);
-  if (arch.logitSoftcap) add("capped logits", "activations", N * V);
+  add("head rows", "activations", N);
+  add("head query rows", "activations", N);
+  const head = headWorkspaceFloats(N, V, C, training, shape.maxBindingBytes);
+  add("head x", "activations", head.x);
+  add("head logits", "activations", head.logits);
+  if (training) add("head dx", "scratch", head.dx);
   add("losses", "activations", N);
   if (training) {
     const scratch = (label: string, floats: number) => add(label, "scratch", floats);
     scratch("d.residual", N * C);
     scratch("d.ln", N * C);
     scratch("d.qkv", N * W);
-    scratch("d.att", B * NH * T * T);
+    scratch("attention D", B * NH * T);
     scratch("d.atty", N * Q);
     scratch("d.fc", N * F);
     scratch("d.act", N * I);
@@ -156,7 +171,9 @@ export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
   }
   const byKind: Record<BufferKind, number> = { weights: 0, gradients: 0, optimizer: 0, activations: 0, scratch: 0 };
   for (const b of buffers) byKind[b.kind] += b.bytes;
-  const largestSlotBytes = Math.max(...layout.slots.map((s) => s.size * 4));
+  const vocabularyTables = new Set(["wte", "head.weight"]);
+  const others = layout.slots.filter((s) => !(s.layer === null && vocabularyTables.has(s.role)));
+  const largestSlotBytes = Math.max(64 * C * 4, ...others.map((s) => s.size * 4));
   return { B, T, training, lora, checkpointing, buffers, byKind, total: buffers.reduce((s, b) => s + b.bytes, 0), largestSlotBytes };
 }
 
@@ -187,10 +204,15 @@ export function overruns(plan: MemoryPlan, limits: AdapterLimits): Overrun[] {
   return out.sort((a, b) => b.bytes - b.limit - (a.bytes - a.limit));
 }
 
+/** The plan as DecoderModel sizes it on an adapter with these limits (the head's row chunk follows the binding limit). */
+function planFor(config: ModelConfig, shape: PlanShape, limits: AdapterLimits): MemoryPlan {
+  return memoryPlan(config, { B: shape.B, T: shape.T, training: shape.training, lora: shape.lora, maxBindingBytes: limits.maxStorageBufferBindingSize });
+}
+
 /** The largest batch rows (≤ B) at this T whose plan fits, or 0 when even one row does not. */
 export function largestFittingBatch(config: ModelConfig, shape: PlanShape, limits: AdapterLimits): number {
   for (let b = shape.B; b >= 1; b = b > 8 ? Math.floor(b / 2) : b - 1) {
-    if (overruns(memoryPlan(config, { ...shape, B: b }), limits).length === 0) return b;
+    if (overruns(planFor(config, { ...shape, B: b }, limits), limits).length === 0) return b;
   }
   return 0;
 }
@@ -210,7 +232,7 @@ export function formatBytes(bytes: number): string {
  * One line saying why a run cannot fit (null when it does): the worst overrun, by how much, and what would fit.
  */
 export function fitError(config: ModelConfig, plan: MemoryPlan, limits: AdapterLimits): string | null {
-  const over = overruns(plan, limits);
+  const over = overruns(planFor(config, plan, limits), limits);
   if (over.length === 0) return null;
   const worst = over[0];
   const fits = largestFittingBatch(config, plan, limits);

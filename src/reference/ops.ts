@@ -77,6 +77,28 @@ export function crossEntropy(
   return { losses, dlogits };
 }
 
+/**
+ * The LM head with its cross-entropy and backward, as the fused GPU head computes it (crossentropy.ts):
+ * logits = softcap(x·Wᵀ + bias) (cap 0: none), losses and dlogits by crossEntropy, then through the cap
+ * dx = dz·W, dweight = dzᵀ·x, dbias = Σ_rows dz. x is [N,C], weight [V,C].
+ */
+export function lmHead(
+  x: Float64Array, weight: Float64Array, bias: Float64Array | null, targets: Uint32Array, weights: Float64Array,
+  N: number, V: number, C: number, gradScale: number, cap = 0,
+): { logits: Float64Array; losses: Float64Array; dx: Float64Array; dweight: Float64Array; dbias: Float64Array } {
+  const raw = matmul(x, weight, bias, N, V, C, false, true);
+  const logits = cap > 0 ? softcap(raw, cap) : raw;
+  const ce = crossEntropy(logits, targets, weights, N, V, gradScale);
+  const dz = cap > 0 ? softcapBackward(ce.dlogits, raw, cap) : ce.dlogits;
+  return {
+    logits,
+    losses: ce.losses,
+    dx: matmul(dz, weight, null, N, C, V, false, false),
+    dweight: matmul(dz, x, null, V, C, N, true, false),
+    dbias: biasBackward(dz, N, V),
+  };
+}
+
 export interface AdamWOptions {
   lr: number;
   beta1: number;
@@ -226,9 +248,10 @@ const qkvWidth = (s: AttentionShape) => (s.NH + 2 * s.KVH) * s.hs;
 /**
  * Causal self-attention with grouped key/value heads over a fused qkv[B,T,(NH+2·KVH)·hs] (q | k | v per token,
  * head h in columns h·hs … of its part). att[B,NH,T,T] holds the softmax probabilities (zero above the diagonal),
- * out[B,T,NH·hs] the heads side by side. GPT-2 is NH = KVH, hs = C/NH.
+ * out[B,T,NH·hs] the heads side by side, stats[B,NH,T,2] each row's max of the (capped) scores and 1/Σexp(score −
+ * max) (what the GPU's flash-style kernels keep instead of att). GPT-2 is NH = KVH, hs = C/NH.
  */
-export function groupedAttentionForward(qkv: Float64Array, s: AttentionShape, options: AttentionOptions = {}): { out: Float64Array; att: Float64Array } {
+export function groupedAttentionForward(qkv: Float64Array, s: AttentionShape, options: AttentionOptions = {}): { out: Float64Array; att: Float64Array; stats: Float64Array } {
   const { B, T, NH, KVH, hs } = s;
   const W = qkvWidth(s);
   const group = NH / KVH;
@@ -236,6 +259,7 @@ export function groupedAttentionForward(qkv: Float64Array, s: AttentionShape, op
   const cap = (x: number) => (options.softcap ? options.softcap * Math.tanh(x / options.softcap) : x);
   const out = new Float64Array(B * T * NH * hs);
   const att = new Float64Array(B * NH * T * T);
+  const stats = new Float64Array(2 * B * NH * T);
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {
       for (let h = 0; h < NH; h++) {
@@ -257,6 +281,7 @@ export function groupedAttentionForward(qkv: Float64Array, s: AttentionShape, op
           sumExp += att[attRow + t2];
         }
         for (let t2 = 0; t2 <= t; t2++) att[attRow + t2] /= sumExp;
+        stats.set([max, 1 / sumExp], 2 * ((b * NH + h) * T + t));
         // weighted sum of the values
         const o = (b * T + t) * NH * hs + h * hs;
         for (let t2 = 0; t2 <= t; t2++) {
@@ -266,7 +291,42 @@ export function groupedAttentionForward(qkv: Float64Array, s: AttentionShape, op
       }
     }
   }
-  return { out, att };
+  return { out, att, stats };
+}
+
+/**
+ * Single-query attention against a key/value cache (kvcache.wgsl's attend): token n's query heads (q[N, NH·hs])
+ * attend to keys 0 … positions[n] of cache row rows[n] (kCache, vCache [rows, maxLength, KVH·hs]), kv head
+ * h / (NH/KVH), softmax of cap(scale·q·k). out[N, NH·hs].
+ */
+export function cachedAttention(
+  q: Float64Array, kCache: Float64Array, vCache: Float64Array, rows: ArrayLike<number>, positions: ArrayLike<number>,
+  s: { NH: number; KVH: number; hs: number; maxLength: number }, options: AttentionOptions = {},
+): Float64Array {
+  const { NH, KVH, hs, maxLength } = s;
+  const N = positions.length;
+  const group = NH / KVH;
+  const scale = options.scale ?? 1 / Math.sqrt(hs);
+  const cap = (x: number) => (options.softcap ? options.softcap * Math.tanh(x / options.softcap) : x);
+  const out = new Float64Array(N * NH * hs);
+  for (let n = 0; n < N; n++) {
+    for (let h = 0; h < NH; h++) {
+      const kvh = Math.floor(h / group);
+      const at = (j: number) => ((rows[n] * maxLength + j) * KVH + kvh) * hs;
+      const scores = Array.from({ length: positions[n] + 1 }, (_, j) => {
+        let dot = 0;
+        for (let i = 0; i < hs; i++) dot += q[(n * NH + h) * hs + i] * kCache[at(j) + i];
+        return cap(dot * scale);
+      });
+      const max = Math.max(...scores);
+      const e = scores.map((x) => Math.exp(x - max));
+      const sum = e.reduce((a, b) => a + b, 0);
+      for (let j = 0; j < e.length; j++) {
+        for (let i = 0; i < hs; i++) out[(n * NH + h) * hs + i] += (e[j] / sum) * vCache[at(j) + i];
+      }
+    }
+  }
+  return out;
 }
 
 /** dqkv (fused layout) from dout[B,T,NH·hs], through the value sum, the softmax and the scaled q·k scores. */
@@ -361,13 +421,14 @@ export function rmsNormBackward(dout: Float64Array, inp: Float64Array, weight: F
 
 /**
  * HF's rotate-half rotary embedding on the first R dims of each head of x[tokens, H·hd] (token n at position n % T),
- * θ_j = inverse frequencies (R/2 of them); sign −1 applies the transposed rotation (the backward pass).
+ * θ_j = inverse frequencies (R/2 of them); sign −1 applies the transposed rotation (the backward pass). With
+ * `positions`, token n is at positions[n] (incremental decoding).
  */
-export function rotary(x: Float64Array, tokens: number, T: number, H: number, hd: number, R: number, invFreq: Float64Array, sign = 1): Float64Array {
+export function rotary(x: Float64Array, tokens: number, T: number, H: number, hd: number, R: number, invFreq: Float64Array, sign = 1, positions?: ArrayLike<number>): Float64Array {
   const out = Float64Array.from(x);
   const half = R / 2;
   for (let n = 0; n < tokens; n++) {
-    const t = n % T;
+    const t = positions ? positions[n] : n % T;
     for (let h = 0; h < H; h++) {
       const base = (n * H + h) * hd;
       for (let j = 0; j < half; j++) {

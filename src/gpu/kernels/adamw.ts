@@ -8,6 +8,7 @@ import { grid1d } from "../workgroups.ts";
 import { f32bits, type Binding } from "../recorder.ts";
 import type { AdamWKernels, KernelContext } from "./index.ts";
 import { Scratch } from "./scratch.ts";
+import { bindingLimit } from "../chunks.ts";
 
 const WG = 256;
 const ITEMS = 16;
@@ -28,7 +29,7 @@ export async function createAdamWKernels(ctx: KernelContext, options: AdamWKerne
   const [step, partialSquares, total] = await Promise.all(
     ["step", "partialSquares", "total"].map((entry) => ctx.shaders.pipeline("adamw", entry, constants)),
   );
-  const maxBytes = Math.min(options.maxBindingBytes ?? Infinity, ctx.gpu.device.limits.maxStorageBufferBindingSize);
+  const maxBytes = Math.min(options.maxBindingBytes ?? Infinity, bindingLimit(ctx));
   const chunkFloats = Math.floor(maxBytes / (BLOCK * 4)) * BLOCK;
   if (chunkFloats === 0) throw new Error(`maxBindingBytes ${maxBytes} is below one block of ${BLOCK * 4} bytes`);
   const partialSums = new Scratch(ctx.gpu, "adamw: norm partial sums");

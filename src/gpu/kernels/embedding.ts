@@ -1,12 +1,15 @@
 /**
  * Token + position embeddings, see shaders/embedding.wgsl. The wte gradient is made deterministic without atomics
  * by grouping a batch's positions by token id on the CPU (`groupByToken`) and giving each distinct token one
- * workgroup on the GPU.
+ * workgroup on the GPU. Both passes are split by vocabulary range so that wte / dwte are never bound above the
+ * binding limit (planChunks, src/gpu/chunks.ts).
  */
 import { bind, createStorage, upload } from "../buffers.ts";
 import { grid1d } from "../workgroups.ts";
 import { f32bits } from "../recorder.ts";
 import type { Gpu } from "../device.ts";
+import type { Binding } from "../recorder.ts";
+import { assertU32, bindingLimit, planChunks, type Chunk } from "../chunks.ts";
 import type { EmbeddingBuckets, EmbeddingKernels, KernelContext } from "./index.ts";
 
 const WG = 256;
@@ -50,8 +53,8 @@ class TokenBuckets implements EmbeddingBuckets {
   readonly tokens: GPUBuffer;
   readonly offsets: GPUBuffer;
   readonly positions: GPUBuffer;
-  /** Distinct tokens and positions of the last update (they size the dispatch). */
-  uniqueTokens = 0;
+  /** Distinct tokens (ascending) and positions of the last update (they size the dispatch). */
+  distinct: Uint32Array = new Uint32Array(0);
   batchSize = 0;
 
   constructor(private readonly gpu: Gpu, readonly maxTokens: number) {
@@ -67,20 +70,52 @@ class TokenBuckets implements EmbeddingBuckets {
     upload(this.gpu, bind(this.tokens), groups.tokens);
     upload(this.gpu, bind(this.offsets), groups.offsets);
     upload(this.gpu, bind(this.positions), groups.positions);
-    this.uniqueTokens = groups.tokens.length;
+    this.distinct = groups.tokens;
     this.batchSize = batch.length;
   }
+
+  /** The buckets [first, first+count) whose tokens lie in the vocabulary range (a contiguous run: tokens ascend). */
+  groupsIn(range: Chunk): Chunk {
+    const first = lowerBound(this.distinct, range.first);
+    return { first, count: lowerBound(this.distinct, range.first + range.count) - first };
+  }
+}
+
+function lowerBound(sorted: Uint32Array, value: number): number {
+  let lo = 0, hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid] < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Rows [first, first+count) of a [rows, C] f32 tensor binding. */
+function rowSlice(b: Binding, C: number, range: Chunk): Binding {
+  return { buffer: b.buffer, offset: (b.offset ?? 0) + range.first * C * 4, size: range.count * C * 4 };
+}
+
+function bindingBytes(b: Binding): number {
+  return b.size ?? b.buffer.size - (b.offset ?? 0);
 }
 
 export async function createEmbeddingKernels(ctx: KernelContext): Promise<EmbeddingKernels> {
   const [forward, tokenGradients, positionGradients] = await Promise.all(
     ["forward", "tokenGradients", "positionGradients"].map((entry) => ctx.shaders.pipeline("embedding", entry, { WG })),
   );
+  const limit = bindingLimit(ctx);
+  /** Vocabulary ranges of the table `wte` ([V, C], V read from the binding's size), each bindable. */
+  const ranges = (wte: Binding, C: number) => planChunks(bindingBytes(wte) / (4 * C), 4 * C, limit);
   return {
     forward(r, o) {
-      // Without learned positions the wte binding stands in for wpe (never read: hasPositions = 0).
-      const words = [o.B, o.T, o.C, 0, f32bits(o.scale ?? 1), o.wpe ? 1 : 0];
-      r.dispatch(forward, words, [o.out, o.tokens, o.wte, o.wpe ?? o.wte], grid1d(o.B * o.T * o.C, WG));
+      assertU32(o.B * o.T * o.C, "embedding output elements");
+      for (const range of ranges(o.wte, o.C)) {
+        const wte = rowSlice(o.wte, o.C, range);
+        // Without learned positions the wte binding stands in for wpe (never read: hasPositions = 0).
+        const words = [o.B, o.T, o.C, 0, f32bits(o.scale ?? 1), o.wpe ? 1 : 0, range.first, range.count, 0];
+        r.dispatch(forward, words, [o.out, o.tokens, wte, o.wpe ?? wte], grid1d(o.B * o.T * o.C, WG));
+      }
     },
     createBuckets(maxTokens) {
       return new TokenBuckets(ctx.gpu, maxTokens);
@@ -91,10 +126,14 @@ export async function createEmbeddingKernels(ctx: KernelContext): Promise<Embedd
       if (buckets.batchSize !== o.B * o.T) {
         throw new Error(`buckets hold ${buckets.batchSize} tokens, the batch has B·T = ${o.B * o.T}: call update() first`);
       }
-      const params = [o.B, o.T, o.C, buckets.uniqueTokens, f32bits(o.scale ?? 1), o.dwpe ? 1 : 0];
       const groups = [bind(buckets.tokens), bind(buckets.offsets), bind(buckets.positions)];
-      r.dispatch(tokenGradients, params, [o.dwte, o.dout, ...groups], grid1d(buckets.uniqueTokens, 1));
-      if (o.dwpe) r.dispatch(positionGradients, params, [o.dwpe, o.dout], grid1d(o.T * o.C, WG));
+      const params = (range: Chunk, tokens: Chunk) => [o.B, o.T, o.C, tokens.count, f32bits(o.scale ?? 1), o.dwpe ? 1 : 0, range.first, range.count, tokens.first];
+      for (const range of ranges(o.dwte, o.C)) {
+        const tokens = buckets.groupsIn(range);
+        if (tokens.count === 0) continue;
+        r.dispatch(tokenGradients, params(range, tokens), [rowSlice(o.dwte, o.C, range), o.dout, ...groups], grid1d(tokens.count, 1));
+      }
+      if (o.dwpe) r.dispatch(positionGradients, params({ first: 0, count: 0 }, { first: 0, count: 0 }), [o.dwpe, o.dout], grid1d(o.T * o.C, WG));
     },
   };
 }

@@ -25,10 +25,19 @@ import { createGatedKernels } from "./gated.ts";
 import { createSoftcapKernels } from "./softcap.ts";
 import { createGuardKernels } from "./guard.ts";
 import { createLoraKernels } from "./lora.ts";
+import { createKVCacheKernels } from "./kvcache.ts";
 
 export interface KernelContext {
   gpu: Gpu;
   shaders: ShaderLibrary;
+  /** Bind at most this many bytes at once (default and ceiling: the adapter's maxStorageBufferBindingSize); tests
+   *  lower it so the chunked paths run on small models. Read it through bindingLimit (src/gpu/chunks.ts). */
+  maxBindingBytes?: number;
+}
+
+export interface KernelOptions {
+  /** See KernelContext.maxBindingBytes. */
+  maxBindingBytes?: number;
 }
 
 export interface MatmulKernels {
@@ -38,12 +47,49 @@ export interface MatmulKernels {
   biasBackward(r: Recorder, o: { dbias: Binding; dout: Binding; M: number; N: number }): void;
 }
 
+/** A compact list of row indices (u32, ascending, distinct) into the head's [N, C] input: `count` of them. */
+export interface HeadRows {
+  list: Binding;
+  count: number;
+}
+
+/**
+ * Buffers the fused head works in, allocated by its caller (DecoderModel; sized by headWorkspaceFloats so the memory
+ * plan counts them): x [rowChunk, C] the gathered rows, logits [V, rowChunk] one chunk's logits (vocabulary-major),
+ * dx [rowChunk, C] their input gradient (training only).
+ */
+export interface HeadWorkspace {
+  rowChunk: number;
+  x: Binding;
+  logits: Binding;
+  dx: Binding | null;
+}
+
+/** The LM head's operands: x [N, C] (the final norm's output), weight [V, C] (lm_head or the tied wte), bias [V]. */
+export interface HeadOperands {
+  ws: HeadWorkspace;
+  rows: HeadRows;
+  x: Binding;
+  weight: Binding;
+  bias?: Binding;
+  V: number;
+  C: number;
+  /** Gemma 2's final soft-capping: logits = cap·tanh(raw/cap). */
+  softcap?: number;
+}
+
 export interface CrossEntropyKernels {
   /**
-   * Per row i of logits[N,V]: losses[i] = weights[i]·(logsumexp(logits[i]) − logits[i,targets[i]]).
-   * If gradScale ≠ 0, logits[i,:] is then overwritten by dlogits = weights[i]·gradScale·(softmax(logits[i]) − onehot).
+   * Fused LM head + weighted cross-entropy over the listed rows i, z_i = softcap(W·x_i + bias):
+   * losses[i] = weights[i]·(logsumexp(z_i) − z_i[targets[i]]), every other entry of losses set to 0. With
+   * gradScale ≠ 0 and dx given, also the head's backward of weights[i]·gradScale·(softmax(z_i) − onehot):
+   * dx (= overwrite, rows not listed get 0), dweight += … and dbias += … (each optional: leave out a frozen one).
    */
-  crossEntropy(r: Recorder, o: { logits: Binding; losses: Binding; targets: Binding; weights: Binding; N: number; V: number; gradScale: number }): void;
+  head(r: Recorder, o: HeadOperands & { targets: Binding; weights: Binding; losses: Binding; gradScale: number; dx?: Binding; dweight?: Binding; dbias?: Binding }): void;
+  /** The logits of listed rows [first, first+count) (count ≤ ws.rowChunk) into ws.logits, as [V, count]. */
+  logits(r: Recorder, o: HeadOperands & { first: number; count: number }): void;
+  /** Logits of `count` rows already compact, x [count, C]: out [V, count] = softcap(W·xᵀ + bias), vocabulary-major. */
+  compactLogits(r: Recorder, o: { out: Binding; x: Binding; weight: Binding; bias?: Binding; count: number; V: number; C: number; softcap?: number }): void;
 }
 
 export interface AdamWKernels {
@@ -111,18 +157,17 @@ export interface AttentionShape {
 
 export interface AttentionKernels {
   /**
-   * Causal attention, query head h with key/value head h/(NH/KVH). att[B,NH,T,T] = softmax(scale·q·kᵀ)
-   * (saved); out[B,T,NH·hs] (dense) = att·v. scale defaults to 1/√hs.
+   * Causal attention, flash-style (no T×T buffer): query head h with key/value head h/(NH/KVH), scores
+   * scale·q·kᵀ (scale defaults to 1/√hs), soft-capped to softcap·tanh(s/softcap) when softcap is set (Gemma 2),
+   * softmax over keys ≤ i. out[B,T,NH·hs] (dense) = softmax·v; stats[B,NH,T,2] = each row's score max and 1/Σexp(s −
+   * max), from which the backward pass recomputes the probabilities. hs ≤ 256 (MAX_HEAD_SIZE in attention.ts).
    */
-  forward(r: Recorder, o: AttentionShape & { out: Binding; att: Binding; q: TokenView; k: TokenView; v: TokenView; scale?: number; softcap?: AttentionSoftcap }): void;
-  /** dq, dk, dv (= overwrite, through views); dout is dense [B,T,NH·hs]; datt is scratch of att's size. */
-  backward(r: Recorder, o: AttentionShape & { dq: TokenView; dk: TokenView; dv: TokenView; datt: Binding; dout: Binding; q: TokenView; k: TokenView; v: TokenView; att: Binding; scale?: number; softcap?: AttentionSoftcap }): void;
-}
-
-/** Gemma 2: scaled scores → cap·tanh(scores/cap) before the softmax; `saved` (att's size) keeps them for backward. */
-export interface AttentionSoftcap {
-  cap: number;
-  saved: Binding;
+  forward(r: Recorder, o: AttentionShape & { out: Binding; stats: Binding; q: TokenView; k: TokenView; v: TokenView; scale?: number; softcap?: number }): void;
+  /**
+   * dq, dk, dv (= overwrite, through views; dk and dv are views of one binding or of different buffers) from dout
+   * (dense [B,T,NH·hs]), q, k, v and the forward's stats; delta is [B,NH,T] scratch (Σ_j p·dout·v per row).
+   */
+  backward(r: Recorder, o: AttentionShape & { dq: TokenView; dk: TokenView; dv: TokenView; dout: Binding; stats: Binding; delta: Binding; q: TokenView; k: TokenView; v: TokenView; scale?: number; softcap?: number }): void;
 }
 
 export interface RMSNormKernels {
@@ -138,9 +183,10 @@ export interface RMSNormKernels {
 export interface RotaryKernels {
   /**
    * Rotate-half rotary embedding of the first rotaryDim dims of each of H heads per token (the rest copied), token n
-   * at position n % T, cos/sin from `table` (rotaryTable): out = rot(inp), overwriting.
+   * at position n % T — or at positions[n] (u32 per token, for incremental decoding) —, cos/sin from `table`
+   * (rotaryTable): out = rot(inp), overwriting.
    */
-  forward(r: Recorder, o: { out: TokenView; inp: TokenView; table: Binding; N: number; T: number; H: number; headDim: number; rotaryDim: number }): void;
+  forward(r: Recorder, o: { out: TokenView; inp: TokenView; table: Binding; N: number; T: number; H: number; headDim: number; rotaryDim: number; positions?: Binding }): void;
   /** The transposed rotation: out = dinp, inp = dout. */
   backward(r: Recorder, o: { out: TokenView; inp: TokenView; table: Binding; N: number; T: number; H: number; headDim: number; rotaryDim: number }): void;
 }
@@ -182,6 +228,24 @@ export interface LoraKernels {
   gatherColumns(r: Recorder, o: { out: Binding; inp: Binding; rows: number; width: number; stride: number; offset: number; scale: number }): void;
 }
 
+/**
+ * Incremental decoding (shaders/kvcache.wgsl). A pass feeds N tokens; token n belongs to cache row rows[n] at
+ * position positions[n] (u32 each). Caches are [maxRows, maxLength, KVH·hd] per layer.
+ */
+export interface KVCacheKernels {
+  /** kCache[rows[n], positions[n]] = k[n], vCache[…] = v[n] (width = KVH·hd floats, through views). */
+  append(r: Recorder, o: { kCache: Binding; vCache: Binding; k: TokenView; v: TokenView; rows: Binding; positions: Binding; N: number; width: number; maxLength: number }): void;
+  /**
+   * out[N, NH·hd] (dense): query head h of token n attends to keys 0 … positions[n] of its row (kv head h/(NH/KVH)),
+   * softmax of scale·q·k (scale defaults to 1/√hd), soft-capped to softcap·tanh(s/softcap) first when softcap is set.
+   */
+  attend(r: Recorder, o: { out: Binding; q: TokenView; kCache: Binding; vCache: Binding; rows: Binding; positions: Binding; N: number; NH: number; KVH: number; hd: number; maxLength: number; scale?: number; softcap?: number }): void;
+  /** out[n, :] += wpe[positions[n], :] over C floats (learned positions at per-token positions). */
+  addPositions(r: Recorder, o: { out: Binding; wpe: Binding; positions: Binding; N: number; C: number }): void;
+  /** out[i, :] = x[index[i], :] for i < n, C floats per row. */
+  gather(r: Recorder, o: { out: Binding; x: Binding; index: Binding; n: number; C: number }): void;
+}
+
 export interface Kernels {
   context: KernelContext;
   matmul: MatmulKernels;
@@ -198,14 +262,16 @@ export interface Kernels {
   softcap: SoftcapKernels;
   guard: GuardKernels;
   lora: LoraKernels;
+  kvCache: KVCacheKernels;
 }
 
 /** Compiles every kernel family for `gpu` (pipelines are built up front, so shader errors surface here). */
-export async function createKernels(gpu: Gpu, shaders = new ShaderLibrary(gpu.device)): Promise<Kernels> {
-  const context = { gpu, shaders };
-  const [matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap, guard, lora] = await Promise.all([
-    createMatmulKernels(context),
-    createCrossEntropyKernels(context),
+export async function createKernels(gpu: Gpu, shaders = new ShaderLibrary(gpu.device), options: KernelOptions = {}): Promise<Kernels> {
+  const context: KernelContext = { gpu, shaders, maxBindingBytes: options.maxBindingBytes };
+  const matmulReady = createMatmulKernels(context);
+  const [matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap, guard, lora, kvCache] = await Promise.all([
+    matmulReady,
+    matmulReady.then((m) => createCrossEntropyKernels(context, m)),
     createAdamWKernels(context),
     createResidualKernels(context),
     createLayerNormKernels(context),
@@ -218,6 +284,7 @@ export async function createKernels(gpu: Gpu, shaders = new ShaderLibrary(gpu.de
     createSoftcapKernels(context),
     createGuardKernels(context),
     createLoraKernels(context),
+    createKVCacheKernels(context),
   ]);
-  return { context, matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap, guard, lora };
+  return { context, matmul, crossEntropy, adamw, residual, layerNorm, gelu, attention, embedding, rmsNorm, rotary, gated, softcap, guard, lora, kvCache };
 }

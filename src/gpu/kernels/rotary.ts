@@ -46,12 +46,14 @@ export function rotaryTable(T: number, R: number, theta: number, scaling: RopeSc
 }
 
 export async function createRotaryKernels(ctx: KernelContext): Promise<RotaryKernels> {
-  const [forward, backward] = await Promise.all(["forward", "backward"].map((entry) => ctx.shaders.pipeline("rotary", entry, { WG })));
+  const [forward, backward, forwardAt] = await Promise.all(["forward", "backward", "forwardAt"].map((entry) => ctx.shaders.pipeline("rotary", entry, { WG })));
   const record = (pipeline: GPUComputePipeline) => (r: Parameters<RotaryKernels["forward"]>[0], o: Parameters<RotaryKernels["forward"]>[1]) => {
     if (o.rotaryDim % 2 !== 0 || o.rotaryDim > o.headDim) throw new Error(`rotary: rotaryDim ${o.rotaryDim} must be even and ≤ headDim ${o.headDim}`);
     const n = o.N * o.H * o.headDim;
     const words = [n, o.T, o.H, o.headDim, o.rotaryDim, o.inp.stride, o.inp.offset, o.out.stride, o.out.offset];
-    r.dispatch(pipeline, words, [o.out.binding, o.inp.binding, o.table], grid1d(n, WG));
+    const bindings = [o.out.binding, o.inp.binding, o.table];
+    if (o.positions) r.dispatch(forwardAt, words, [...bindings, o.positions], grid1d(n, WG));
+    else r.dispatch(pipeline, words, bindings, grid1d(n, WG));
   };
   return { forward: record(forward), backward: record(backward) };
 }

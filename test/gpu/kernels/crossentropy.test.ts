@@ -1,92 +1,138 @@
 import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
-import { createCrossEntropyKernels } from "../../../src/gpu/kernels/crossentropy.ts";
+import { createCrossEntropyKernels, headVocabChunks, headWorkspaceFloats } from "../../../src/gpu/kernels/crossentropy.ts";
+import { createMatmulKernels } from "../../../src/gpu/kernels/matmul.ts";
+import type { CrossEntropyKernels, HeadWorkspace } from "../../../src/gpu/kernels/index.ts";
 import * as ref from "../../../src/reference/ops.ts";
 import { context, expectClose, freeTensors, random, randomInts, read, readRaw, Rng, run, tensor, zeros } from "./harness.ts";
 
 setDefaultTimeout(120_000); // the software adapter shares two CPU cores with everything else
 
-const ce = await createCrossEntropyKernels(context);
+const matmul = await createMatmulKernels(context);
+const unlimited = await createCrossEntropyKernels(context, matmul);
+// V = 1000, C = 24: a 24,576-byte binding limit splits W into vocabulary slices of 256, 256, 256 and 232 rows and
+// the rows into chunks of 6 (a [1000, 6] logits chunk is 24,000 bytes)
+const TINY = 256 * 24 * 4;
+const tiny = await createCrossEntropyKernels({ ...context, maxBindingBytes: TINY }, matmul);
 afterAll(freeTensors);
 
 interface Case {
-  logits: Float64Array;
-  targets: Uint32Array;
-  weights: Float64Array;
-  N: number;
-  V: number;
+  N: number; V: number; C: number;
+  x: Float64Array; weight: Float64Array; bias: Float64Array | null;
+  targets: Uint32Array; weights: Float64Array; cap: number;
 }
 
-function makeCase(N: number, V: number, seed: number, spread = 10): Case {
+function makeCase(N: number, V: number, C: number, seed: number, o: { bias?: boolean; cap?: number } = {}): Case {
   const rng = new Rng(seed);
-  const weights = random(N, rng, 0, 2).map((w, i) => (i % 3 === 2 ? 0 : w)); // every third row masked out
-  return { logits: random(N * V, rng, -spread, spread), targets: randomInts(N, V, rng), weights, N, V };
+  const weights = random(N, rng, 0.5, 2).map((w, i) => (i % 3 === 1 ? 0 : w)); // every third row weighs 0
+  return {
+    N, V, C, cap: o.cap ?? 0,
+    x: random(N * C, rng, -2, 2), weight: random(V * C, rng, -1, 1), bias: o.bias ? random(V, rng, -1, 1) : null,
+    targets: randomInts(N, V, rng), weights,
+  };
 }
 
-/** Runs the kernel; returns losses and what the logits buffer holds afterwards. */
-async function gpuCrossEntropy(c: Case, gradScale: number) {
-  const logits = tensor(c.logits), losses = zeros(c.N);
-  run((r) => ce.crossEntropy(r, { logits, losses, targets: tensor(c.targets), weights: tensor(c.weights), N: c.N, V: c.V, gradScale }));
-  return { losses: await read(losses), logits: await read(logits) };
+function workspace(N: number, V: number, C: number, limit = Infinity): HeadWorkspace {
+  const f = headWorkspaceFloats(N, V, C, true, limit);
+  return { rowChunk: f.rowChunk, x: zeros(f.x), logits: zeros(f.logits), dx: zeros(f.dx) };
 }
 
-// Loss and gradient against float64: the row reductions run over ≤ 50257 terms in a tree, well inside 1e-5.
-test.each([[1, 1], [3, 5], [7, 300], [65, 1000], [2, 50257]])("N=%d V=%d: weighted losses and in-place gradient match float64", async (N, V) => {
-  const c = makeCase(N, V, N * 7 + V);
-  const gradScale = 1 / N;
-  const got = await gpuCrossEntropy(c, gradScale);
-  const want = ref.crossEntropy(c.logits, c.targets, c.weights, N, V, gradScale);
+const weightedRows = (c: Case) => Uint32Array.from(Array.from(c.weights.keys()).filter((i) => c.weights[i] !== 0));
+
+/** Runs the fused head with gradients; dx starts as garbage (it is overwritten), dweight/dbias random (they accumulate). */
+async function gpuHead(k: CrossEntropyKernels, c: Case, gradScale: number, limit = Infinity) {
+  const { N, V, C } = c;
+  const ws = workspace(N, V, C, limit);
+  const rows = weightedRows(c);
+  const start = { dweight: random(V * C, 3), dbias: random(V, 4) };
+  const losses = tensor(random(N, 5)), dx = tensor(random(N * C, 6)), dweight = tensor(start.dweight), dbias = tensor(start.dbias);
+  run((r) => k.head(r, {
+    ws, rows: { list: tensor(rows), count: rows.length }, x: tensor(c.x), weight: tensor(c.weight), bias: c.bias ? tensor(c.bias) : undefined,
+    V, C, softcap: c.cap || undefined, targets: tensor(c.targets), weights: tensor(c.weights), losses, gradScale,
+    dx, dweight, dbias: c.bias ? dbias : undefined,
+  }));
+  return { ws, start, losses: await read(losses), dx: await read(dx), dweight: await read(dweight), dbias: await read(dbias) };
+}
+
+const plus = (a: Float64Array, b: Float64Array) => a.map((v, i) => v + b[i]);
+
+test("the vocabulary is split into aligned slices within the limit (V = 1000 with slices of 256)", () => {
+  expect(headVocabChunks(1000, 24, TINY)).toEqual([{ first: 0, count: 256 }, { first: 256, count: 256 }, { first: 512, count: 256 }, { first: 768, count: 232 }]);
+  expect(headWorkspaceFloats(37, 1000, 24, true, TINY).rowChunk).toBe(6);
+  expect(headVocabChunks(50257, 768, 128 << 20)).toEqual([{ first: 0, count: 43648 }, { first: 43648, count: 6609 }]);
+});
+
+// Against float64: losses within 1e-5, gradients (sums over up to 1000 vocabulary entries and 37 rows) within 1e-5
+// relative to their largest element.
+test.each([
+  ["no bias, no cap, one chunk", 5, 77, 16, false, 0, Infinity],
+  ["bias and soft-capping, one chunk", 9, 300, 20, true, 3, Infinity],
+  ["V = 1000 in slices of 256, rows in chunks of 6", 37, 1000, 24, false, 0, TINY],
+  ["V = 1000 chunked, with bias and soft-capping", 37, 1000, 24, true, 2.5, TINY],
+] as const)("%s: losses, dx, dW and dbias match float64", async (_, N, V, C, bias, cap, limit) => {
+  const c = makeCase(N, V, C, N * 31 + V, { bias, cap });
+  const gradScale = 1 / 7;
+  const got = await gpuHead(limit === Infinity ? unlimited : tiny, c, gradScale, limit);
+  const want = ref.lmHead(c.x, c.weight, c.bias, c.targets, c.weights, N, V, C, gradScale, cap);
   expectClose(got.losses, want.losses, 1e-5, "losses");
-  expectClose(got.logits, want.dlogits, 1e-5, "dlogits");
-});
-
-test("rows of weight 0 get exactly zero loss and zero gradient, even with extreme logits", async () => {
-  const c = makeCase(6, 40, 5);
-  c.weights.set([0, 1, 0, 0.5, 0, 0]);
-  c.logits.fill(3e38, 0, 40); // would overflow any unguarded exp
-  const got = await gpuCrossEntropy(c, 0.25);
-  const want = ref.crossEntropy(c.logits, c.targets, c.weights, 6, 40, 0.25);
-  for (const row of [0, 2, 4, 5]) {
-    expect(got.losses[row]).toBe(0);
-    expect(got.logits.subarray(row * 40, row * 40 + 40).every((g) => g === 0)).toBe(true);
+  expectClose(got.dx, want.dx, 1e-5, "dx");
+  expectClose(got.dweight, plus(got.start.dweight, want.dweight), 1e-5, "dweight");
+  if (bias) expectClose(got.dbias, plus(got.start.dbias, want.dbias), 1e-5, "dbias");
+  // positions of weight 0: loss and input gradient exactly 0
+  for (let i = 1; i < N; i += 3) {
+    expect(got.losses[i]).toBe(0);
+    expect(got.dx.subarray(i * C, (i + 1) * C).every((g) => g === 0)).toBe(true);
   }
-  expectClose([got.losses[1], got.losses[3]], [want.losses[1], want.losses[3]], 1e-5, "unmasked losses");
 });
 
-test("gradScale 0 computes losses only and leaves the logits untouched", async () => {
-  const c = makeCase(5, 77, 9);
-  const got = await gpuCrossEntropy(c, 0);
-  expect(got.logits).toEqual(c.logits);
-  expectClose(got.losses, ref.crossEntropy(c.logits, c.targets, c.weights, 5, 77, 0).losses, 1e-5);
+test("gradScale 0: losses only; dx, dW and dbias untouched", async () => {
+  const c = makeCase(37, 1000, 24, 11, { bias: true });
+  const got = await gpuHead(tiny, c, 0, TINY);
+  expectClose(got.losses, ref.lmHead(c.x, c.weight, c.bias, c.targets, c.weights, 37, 1000, 24, 0).losses, 1e-5, "losses");
+  expect(got.dweight).toEqual(got.start.dweight);
+  expect(got.dbias).toEqual(got.start.dbias);
+});
+
+test("no weighted row at all: every loss 0, dx 0", async () => {
+  const c = makeCase(8, 100, 16, 12);
+  c.weights.fill(0);
+  const got = await gpuHead(unlimited, c, 1);
+  expect(got.losses.every((l) => l === 0)).toBe(true);
+  expect(got.dx.every((g) => g === 0)).toBe(true);
+  expect(got.dweight).toEqual(got.start.dweight);
 });
 
 test("large logits are handled by max subtraction (no overflow)", async () => {
-  const c = makeCase(4, 500, 13);
-  const shifted = c.logits.map((x, i) => x + (i < 1000 ? 1000 : -500)); // rows 0-1 near +1000, rows 2-3 near -500
-  const s = { ...c, logits: shifted };
-  const got = await gpuCrossEntropy(s, 1);
-  const want = ref.crossEntropy(shifted, s.targets, s.weights, 4, 500, 1);
+  const c = makeCase(6, 500, 8, 13);
+  c.x = c.x.map((v) => v * 100); // logits in the hundreds
+  const got = await gpuHead(unlimited, c, 1);
+  const want = ref.lmHead(c.x, c.weight, c.bias, c.targets, c.weights, 6, 500, 8, 1);
   expect(got.losses.every(Number.isFinite)).toBe(true);
-  // losses are differences of numbers near 1000, so f32 rounding of the logits' scale shows: 1e-4
-  expectClose(got.losses, want.losses, 1e-4, "losses");
-  expectClose(got.logits, want.dlogits, 1e-5, "dlogits");
+  expectClose(got.losses, want.losses, 1e-4, "losses"); // differences of numbers in the hundreds: f32 rounding shows
+  expectClose(got.dx, want.dx, 1e-4, "dx");
 });
 
-test("more rows than one grid dimension holds (folded into y)", async () => {
-  const c = makeCase(65_537, 3, 17);
-  const got = await gpuCrossEntropy(c, 1);
-  const want = ref.crossEntropy(c.logits, c.targets, c.weights, c.N, c.V, 1);
-  expectClose(got.losses, want.losses, 1e-5, "losses");
-  expectClose(got.logits, want.dlogits, 1e-5, "dlogits");
+test("chunked and unchunked results are bitwise deterministic across runs", async () => {
+  const c = makeCase(37, 1000, 24, 14, { bias: true, cap: 3 });
+  const a = await gpuHead(tiny, c, 0.5, TINY);
+  const b = await gpuHead(tiny, c, 0.5, TINY);
+  expect(Float32Array.from(b.dx)).toEqual(Float32Array.from(a.dx));
+  expect(Float32Array.from(b.dweight)).toEqual(Float32Array.from(a.dweight));
+  expect(Float32Array.from(b.losses)).toEqual(Float32Array.from(a.losses));
 });
 
-test("is deterministic: two runs give bit-identical losses and gradients", async () => {
-  const c = makeCase(9, 3001, 21);
-  const results = [];
-  for (let i = 0; i < 2; i++) {
-    const logits = tensor(c.logits), losses = zeros(c.N);
-    run((r) => ce.crossEntropy(r, { logits, losses, targets: tensor(c.targets), weights: tensor(c.weights), N: c.N, V: c.V, gradScale: 0.1 }));
-    results.push([await readRaw(losses), await readRaw(logits)]);
+test("logits of arbitrary rows (any order, weight 0 or not), chunked, [V, count] in the workspace", async () => {
+  const c = makeCase(37, 1000, 24, 15, { bias: true, cap: 4 });
+  const ws = workspace(37, 1000, 24, TINY);
+  const rows = Uint32Array.from([36, 1, 0, 17, 4, 22, 9, 30]);
+  const want = ref.lmHead(c.x, c.weight, c.bias, c.targets, c.weights, 37, 1000, 24, 0, 4).logits;
+  const list = tensor(rows);
+  for (const [first, count] of [[0, 6], [6, 2]]) {
+    run((r) => tiny.logits(r, { ws, rows: { list, count: rows.length }, x: tensor(c.x), weight: tensor(c.weight), bias: tensor(c.bias!), V: 1000, C: 24, softcap: 4, first, count }));
+    const got = (await readRaw(ws.logits)).subarray(0, 1000 * count);
+    for (let i = 0; i < count; i++) {
+      const row = rows[first + i];
+      const column = Float64Array.from({ length: 1000 }, (_, v) => got[v * count + i]);
+      expectClose(column, want.subarray(row * 1000, (row + 1) * 1000), 1e-5, `row ${row}`);
+    }
   }
-  expect(results[1][0]).toEqual(results[0][0]);
-  expect(results[1][1]).toEqual(results[0][1]);
 });

@@ -100,3 +100,23 @@ test("buckets are reusable across batches and refuse a batch of the wrong size",
   expect(() => buckets.update(new Uint32Array(B * T + 1))).toThrow(/exceed/);
   expect(() => run((r) => embedding.backward(r, { dwte, dwpe, dout: tensor(dout), buckets, B: 1, T, C }))).toThrow(/update/);
 });
+
+// A binding limit below the table's size: wte / dwte are bound in vocabulary ranges (V = 1000, C = 24: 96 rows of
+// 96 bytes per range under a 9,600-byte limit, 11 ranges, the last of 40 rows); the results must not change.
+test("forward and backward with the table split into vocabulary ranges equal the unsplit results", async () => {
+  const split = await createEmbeddingKernels({ ...context, maxBindingBytes: 9600 });
+  const [B, T, C, V] = [3, 50, 24, 1000];
+  const tokens = randomInts(B * T, V, 21), wte = random(V * C, 22), wpe = random(T * C, 23);
+  tokens.set([0, 95, 96, 999, 960, 959]); // range edges
+  const out = zeros(B * T * C);
+  run((r) => split.forward(r, { out, tokens: tensor(tokens), wte: tensor(wte), wpe: tensor(wpe), B, T, C }));
+  expect(await read(out)).toEqual(f32(ref.embeddingForward(tokens, wte, wpe, B, T, C)));
+  const dout = random(B * T * C, 24), start = random(V * C, 25);
+  const buckets = split.createBuckets(B * T);
+  buckets.update(tokens);
+  const dwte = tensor(start), dwpe = zeros(T * C);
+  run((r) => split.backward(r, { dwte, dwpe, dout: tensor(dout), buckets, scale: 1.5, B, T, C }));
+  const want = ref.embeddingBackward(dout, tokens, B, T, C, V, T, 1.5);
+  expectClose(await read(dwte), add(start, want.dwte), 1e-4, "dwte");
+  expectClose(await read(dwpe), want.dwpe, 1e-4, "dwpe");
+});
