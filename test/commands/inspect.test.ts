@@ -6,7 +6,6 @@ import { join } from "node:path";
 import { parameterCount } from "../../src/model/family.ts";
 import { readConfig } from "../../src/model/hf.ts";
 import { loraLayout, loraParameterCount } from "../../src/model/lora.ts";
-import { loraLayout, loraParameterCount } from "../../src/model/lora.ts";
 import { formatBytes, memoryPlan } from "../../src/model/memory.ts";
 import { PROJECT_ROOT, runCli } from "../helpers/cli.ts";
 
@@ -54,20 +53,6 @@ test("without an adapter, inspect prints the plan alone", () => {
   expect(r.adapter).toBeNull();
   expect(r.fits).toBeNull();
   expect(r.memory.total).toBeGreaterThan(0);
-});
-
-test("inspect --lora-rank: the adapters are what trains; no base gradients or moments in the plan", async () => {
-  const out = runCli(["inspect", "--model", LLAMA, "--batch-size", "2", "--max-tokens", "16", "--lora-rank", "4", "--lora-targets", "q_proj,v_proj,o_proj", "--gpu-memory", "24", "--json"]);
-  expect(out.code).toBe(0);
-  const r = JSON.parse(out.stdout);
-  const config = await readConfig(LLAMA);
-  const lora = loraLayout(config, { rank: 4, alpha: 8, dropout: 0, targets: ["q_proj", "v_proj", "o_proj"] });
-  expect(r.trainable).toEqual({ parameters: loraParameterCount(lora), lora: { rank: 4, alpha: 8, dropout: 0, targets: ["q_proj", "v_proj", "o_proj"], modules: 6 }, tiedHead: false });
-  expect(r.memory.total).toBe(memoryPlan(config, { B: 2, T: 16, training: true, lora }).total);
-  expect(r.memory.gradients).toBe(4 * lora.size);
-  expect(r.gpuMemory).toEqual({ bytes: 24 * 2 ** 30, fits: true });
-  const text = runCli(["inspect", "--model", LLAMA, "--lora-rank", "4", "--max-tokens", "16"]);
-  expect(text.stdout).toContain(`trainable: ${loraParameterCount(loraLayout(config, { rank: 4, alpha: 8, dropout: 0, targets: ["q_proj", "v_proj"] })).toLocaleString("en-US")} in LoRA adapters (r=4, alpha=8, on q_proj,v_proj: 4 modules); the base is frozen`);
 });
 
 test("inspect --lora-rank: the adapters are what trains; no base gradients or moments in the plan", async () => {
