@@ -612,7 +612,7 @@ export class DecoderModel {
    */
   private layerForward(r: Recorder, l: number, recompute: boolean): void {
     const { B, T } = this.requireBatch();
-    const { C, NH, KVH, hd, Q, W, F } = this.dims;
+    const { C, NH, KVH, hd, W } = this.dims;
     const N = B * T;
     const k = this.kernels;
     const a = this.layers[l];
@@ -622,6 +622,17 @@ export class DecoderModel {
     this.prepareQK(r, a, l, "q", N, T);
     this.prepareQK(r, a, l, "k", N, T);
     k.attention.forward(r, { out: bind(a.atty), stats: bind(a.attStats), ...this.attentionInputs(a), B, T, NH, KVH, hs: hd, ...this.attentionOptions() });
+    this.blockAfterAttention(r, l, x, N, !recompute);
+  }
+
+  /**
+   * The rest of a block once attention has written a.atty: output projection, residual, MLP (N tokens; the
+   * training forward, its recomputation and the cached decoding pass share it). writeOut: the block's output too.
+   */
+  private blockAfterAttention(r: Recorder, l: number, x: GPUBuffer, N: number, writeOut: boolean): void {
+    const { C, Q, F, I } = this.dims;
+    const k = this.kernels;
+    const a = this.layers[l];
     this.linear(r, { out: bind(a.attOut), x: bind(a.atty), role: "o.weight", layer: l, M: N, outDim: C, inDim: Q });
     if (a.attOutNorm) this.norm(r, a.attOutNorm, a.attOut, "attnOutNorm", l, N);
     k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(a.attOutNorm?.out ?? a.attOut), n: N * C });
@@ -629,9 +640,9 @@ export class DecoderModel {
     if (a.norm2) this.norm(r, a.norm2, a.residual2, "norm2", l, N);
     this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C });
     this.activation(r, a, N);
-    this.linear(r, { out: bind(a.mlpOut), x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: this.dims.I });
+    this.linear(r, { out: bind(a.mlpOut), x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: I });
     if (a.mlpOutNorm) this.norm(r, a.mlpOutNorm, a.mlpOut, "mlpOutNorm", l, N);
-    if (!recompute) k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(a.mlpOutNorm?.out ?? a.mlpOut), n: N * C });
+    if (writeOut) k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(a.mlpOutNorm?.out ?? a.mlpOut), n: N * C });
   }
 
   /** What the fused head reads, for the given row list. */
@@ -704,7 +715,7 @@ export class DecoderModel {
   forwardCached(r: Recorder, cache: KVCache, pass: CachedPass): void {
     const N = pass.tokens.length;
     const outRows = pass.last.length;
-    const { C, NH, KVH, hd, KV, W, F, V } = this.dims;
+    const { C, NH, KVH, hd, KV, W, V } = this.dims;
     const { arch, vocabSize } = this.config;
     if (N === 0 || N > this.options.B * this.options.T) throw new Error(`a pass of ${N} tokens (this model runs 1 … ${this.options.B * this.options.T})`);
     if (pass.rows.length !== N || pass.positions.length !== N) throw new Error("pass.tokens, rows and positions must have one entry per token");
@@ -734,16 +745,7 @@ export class DecoderModel {
       const where = { rows: bind(cache.rowOf), positions, N, maxLength: cache.length };
       k.kvCache.append(r, { kCache, vCache, k: inputs.k, v: inputs.v, width: KV, ...where });
       k.kvCache.attend(r, { out: bind(a.atty), q: inputs.q, kCache, vCache, NH, KVH, hd, scale: arch.attentionScale, softcap: arch.attentionSoftcap, ...where });
-      this.linear(r, { out: bind(a.attOut), x: bind(a.atty), role: "o.weight", layer: l, M: N, outDim: C, inDim: this.dims.Q });
-      if (a.attOutNorm) this.norm(r, a.attOutNorm, a.attOut, "attnOutNorm", l, N);
-      k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(a.attOutNorm?.out ?? a.attOut), n: N * C });
-      const mlpInput = a.norm2 ?? a.norm1;
-      if (a.norm2) this.norm(r, a.norm2, a.residual2, "norm2", l, N);
-      this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C });
-      this.activation(r, a, N);
-      this.linear(r, { out: bind(a.mlpOut), x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: this.dims.I });
-      if (a.mlpOutNorm) this.norm(r, a.mlpOutNorm, a.mlpOut, "mlpOutNorm", l, N);
-      k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(a.mlpOutNorm?.out ?? a.mlpOut), n: N * C });
+      this.blockAfterAttention(r, l, x, N, true);
     });
     const last = this.layers.at(-1)?.out ?? this.encoded;
     k.kvCache.gather(r, { out: bind(cache.gathered), x: bind(last), index: bind(cache.last), n: outRows, C });
