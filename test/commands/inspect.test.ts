@@ -83,4 +83,8 @@ test("the 24 GB goal: Phi-1.5 and Gemma-2B (their config.json shapes) fine-tune 
     expect(lora.memory.gradients).toBeLessThan(64 << 20); // the adapters' only
     expect(lora.memory.total).toBeLessThan(full.memory.total / 3);
   }
+  // the figures README quotes
+  const total = (model: string, B: number, T: number, ...flags: string[]) => formatBytes(plan(model, B, T, "--lora-rank", "8", ...flags).memory.total);
+  expect([total("phi-1_5", 2, 2048, "--checkpoint-activations"), total("gemma-2b", 1, 4096, "--checkpoint-activations")]).toEqual(["7.4 GiB", "12.0 GiB"]);
+  expect([total("phi-1_5", 2, 2048), total("gemma-2b", 1, 4096)]).toEqual(["20.4 GiB", "29.2 GiB"]);
 });
