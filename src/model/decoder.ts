@@ -419,13 +419,20 @@ export class DecoderModel {
 
   // ---- building blocks ----
 
-  /** out[N,outDim] = x·Wᵀ (+ b) for nn.Linear weights [out, in], x·W (+ b) for Conv1D weights [in, out]. */
-  private linear(r: Recorder, o: { out: Binding; x: Binding; role: LayerRole; layer: number; M: number; outDim: number; inDim: number }): void {
+  /**
+   * out[N,outDim] = x·Wᵀ (+ b) for nn.Linear weights [out, in], x·W (+ b) for Conv1D weights [in, out], plus any LoRA
+   * adapters' terms; with `gelu`, also gelu = GELU(out) of that final out.
+   */
+  private linear(r: Recorder, o: { out: Binding; x: Binding; role: LayerRole; layer: number; M: number; outDim: number; inDim: number; gelu?: Binding }): void {
     const weight = this.must(o.role, o.layer);
     const bias = this.at(o.role.replace(".weight", ".bias") as LayerRole, o.layer);
     const linear = this.config.arch.weightLayout === "linear";
-    this.kernels.matmul.matmul(r, { out: o.out, a: o.x, b: weight, bias, M: o.M, N: o.outDim, K: o.inDim, transB: linear });
-    for (const adapter of this.adaptersOf(o.role, o.layer)) this.adapterForward(r, adapter, o);
+    const adapters = this.adaptersOf(o.role, o.layer);
+    // a fused GELU would see the product before the adapters add their term: with adapters it runs after them
+    const fuse = adapters.length === 0 ? o.gelu : undefined;
+    this.kernels.matmul.matmul(r, { out: o.out, a: o.x, b: weight, bias, gelu: fuse, M: o.M, N: o.outDim, K: o.inDim, transB: linear });
+    for (const adapter of adapters) this.adapterForward(r, adapter, o);
+    if (o.gelu && !fuse) this.kernels.gelu.forward(r, { out: o.gelu, inp: o.out, n: o.M * o.outDim });
   }
 
   /** Backward of `linear`: dx (= or += with accumulateDx) = dy·W…, dW += …, db += Σ dy. */
@@ -646,8 +653,10 @@ export class DecoderModel {
       if (a.norm2) this.residualNorm(r, a.norm2, a.residual2, x, attBranch, "norm2", l, N);
       else k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(attBranch), n: N * C });
       const mlpInput = a.norm2 ?? a.norm1;
-      this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C });
-      this.activation(r, a, N);
+      // GELU rides in the fc product's epilogue (act = gelu(fc), fc kept for backward); gated MLPs keep their kernel.
+      const fusedGelu = arch.mlp === "gelu";
+      this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C, gelu: fusedGelu ? bind(a.act) : undefined });
+      if (!fusedGelu) this.activation(r, a, N);
       this.linear(r, { out: bind(a.mlpOut), x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: this.dims.I });
       if (a.mlpOutNorm) this.norm(r, a.mlpOutNorm, a.mlpOut, "mlpOutNorm", l, N);
       // the layer's output and the norm after it: the next layer's norm1, or the final norm
@@ -716,6 +725,7 @@ export class DecoderModel {
     upload(this.gpu, bind(cache.rowOf), pass.rows);
     upload(this.gpu, bind(cache.positions), pass.positions);
     upload(this.gpu, bind(cache.last), pass.last);
+    this.dropoutActive = false; // inference: adapters apply without dropout
     const k = this.kernels;
     const positions = bind(cache.positions);
     k.embedding.forward(r, { out: bind(this.encoded), tokens: bind(cache.tokens), wte: this.must("wte", null), scale: arch.embeddingScale, B: N, T: 1, C });

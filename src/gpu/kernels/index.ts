@@ -41,8 +41,13 @@ export interface KernelOptions {
 }
 
 export interface MatmulKernels {
-  /** out[M,N] (= or += with accumulate) op(a)·op(b) (+ bias[N]); a is [M,K] ([K,M] if transA), b is [K,N] ([N,K] if transB). */
-  matmul(r: Recorder, o: { out: Binding; a: Binding; b: Binding; bias?: Binding; M: number; N: number; K: number; transA?: boolean; transB?: boolean; accumulate?: boolean }): void;
+  /** Which kernel family the products run on ("tiled" on GPUs, "register" on software adapters; see matmul.ts). */
+  variant: string;
+  /**
+   * out[M,N] (= or += with accumulate) op(a)·op(b) (+ bias[N]); a is [M,K] ([K,M] if transA), b is [K,N] ([N,K] if
+   * transB). With `gelu`, also gelu[M,N] = GPT-2's tanh GELU of the final out (the MLP's fc → act in one pass).
+   */
+  matmul(r: Recorder, o: { out: Binding; a: Binding; b: Binding; bias?: Binding; gelu?: Binding; M: number; N: number; K: number; transA?: boolean; transB?: boolean; accumulate?: boolean }): void;
   /** dbias[N] += Σ_rows dout[M,N]. */
   biasBackward(r: Recorder, o: { dbias: Binding; dout: Binding; M: number; N: number }): void;
 }
