@@ -34,6 +34,8 @@ export interface PlanShape {
   T: number;
   training: boolean;
   lora?: LoraLayout;
+  /** Activation checkpointing: one layer's activations shared by all, plus each layer's output. */
+  checkpointing?: boolean;
   /**
    * The binding limit kernels will use, where it is below HEAD_LOGITS_BYTES (tests that lower it): it sizes the
    * head's row chunk as it does in DecoderModel.
@@ -46,6 +48,7 @@ export interface MemoryPlan {
   T: number;
   training: boolean;
   lora?: LoraLayout;
+  checkpointing?: boolean;
   buffers: PlannedBuffer[];
   byKind: Record<BufferKind, number>;
   total: number;
@@ -60,7 +63,7 @@ export interface MemoryPlan {
 const stored = (floats: number) => Math.max(16, Math.ceil((floats * 4) / 16) * 16);
 
 export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
-  const { B, T, training, lora } = shape;
+  const { B, T, training, lora, checkpointing } = shape;
   const { nLayer: L, nHead: NH, nKVHead: KVH, headDim: hd, nEmbd: C, vocabSize: V, intermediateSize: I, arch } = config;
   const layout = paramLayout(config);
   const N = B * T;
@@ -103,7 +106,11 @@ export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
   add("targets", "activations", N);
   add("loss weights", "activations", N);
   add("encoded", "activations", N * C);
-  for (let l = 0; l < L; l++) {
+  for (let layer = 0; layer < L; layer++) {
+    add(`h${layer}.out`, "activations", N * C);
+    // checkpointing: the layers share one set of the activations below
+    if (checkpointing && layer > 0) continue;
+    const l = checkpointing ? "shared" : layer;
     norm(`h${l}.norm1`);
     add(`h${l}.qkv`, "activations", N * W);
     if (rotary) {
@@ -126,7 +133,6 @@ export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
     add(`h${l}.fc`, "activations", N * F);
     add(`h${l}.act`, "activations", N * I);
     add(`h${l}.mlpOut`, "activations", N * C);
-    add(`h${l}.out`, "activations", N * C);
   }
   norm("normF");
   if (arch.qkNorm) {
@@ -168,7 +174,7 @@ export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
   const vocabularyTables = new Set(["wte", "head.weight"]);
   const others = layout.slots.filter((s) => !(s.layer === null && vocabularyTables.has(s.role)));
   const largestSlotBytes = Math.max(64 * C * 4, ...others.map((s) => s.size * 4));
-  return { B, T, training, lora, buffers, byKind, total: buffers.reduce((s, b) => s + b.bytes, 0), largestSlotBytes };
+  return { B, T, training, lora, checkpointing, buffers, byKind, total: buffers.reduce((s, b) => s + b.bytes, 0), largestSlotBytes };
 }
 
 export interface AdapterLimits {
@@ -238,7 +244,7 @@ export function fitError(config: ModelConfig, plan: MemoryPlan, limits: AdapterL
 }
 
 /** Throws the UserError train and train-lm refuse a run with when its training buffers cannot fit the device. */
-export function assertTrainingFits(config: ModelConfig, shape: { B: number; T: number; lora?: LoraLayout }, limits: AdapterLimits): void {
+export function assertTrainingFits(config: ModelConfig, shape: { B: number; T: number; lora?: LoraLayout; checkpointing?: boolean }, limits: AdapterLimits): void {
   const error = fitError(config, memoryPlan(config, { ...shape, training: true }), limits);
   if (error) throw new UserError(error, 422);
 }
