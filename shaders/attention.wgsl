@@ -9,6 +9,7 @@
 //   queryGradients      one invocation per query row, recomputing p_ij = exp(s_ij − m_i)/l_i: a first walk over the
 //                       keys j ≤ i sums D_i = Σ_j p_ij·dp_ij (dp_ij = dout_i·v_j), saved for the next kernel; a
 //                       second one sums dq_i = scale·Σ_j ds_ij·k_j with ds_ij = p_ij·(dp_ij − D_i)·cap'(s_ij).
+//                       (up to 256 keys, the second walk reuses the first's scores and dots from private memory.)
 //   keyValueGradients   one invocation per key row j of kv head g: over the group's query heads and the queries
 //                       i ≥ j, recomputing p_ij and ds_ij as above: dv_j = Σ p_ij·dout_i, dk_j = scale·Σ ds_ij·q_i.
 // (FlashAttention-2's backward, with dq in its own pass instead of atomics.) Every sum runs in a fixed order, so
@@ -32,6 +33,7 @@
 override WG: u32 = 32u;         // rows per workgroup
 const MAX_HS: u32 = 256u;       // largest head size (Gemma's); private arrays are sized for it
 const KB: u32 = 8u;             // rows walked per step
+const CACHED_BLOCKS: u32 = 32u; // queryGradients keeps this many steps' scores between its two walks
 const LOWEST: f32 = -3.4028234e38;
 
 struct Params {
@@ -205,15 +207,30 @@ fn queryGradients(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
   let rowMax = stats[2u * statIndex(b, h, row)];
   let rowNorm = stats[2u * statIndex(b, h, row) + 1u];
   let end = min(wg.x * WG + WG, p.T);
+  // Rows of up to CACHED keys keep the first walk's scores and dots for the second (small T: no recomputation).
+  let cached = end <= CACHED_BLOCKS * KB;
+  var sCache: array<Block, CACHED_BLOCKS>;
+  var dpCache: array<Block, CACHED_BLOCKS>;
   var D = 0.0;
   for (var j0 = 0u; j0 < end; j0 += KB) {
     let s = scores(&q, b, g, j0);
     let dp = valueDots(&dO, b, g, j0);
     for (var c = 0u; c < KB; c++) { D += select(0.0, exp(s[c] - rowMax) * rowNorm, j0 + c <= i) * dp[c]; }
+    if (cached) {
+      sCache[j0 / KB] = s;
+      dpCache[j0 / KB] = dp;
+    }
   }
   for (var j0 = 0u; j0 < end; j0 += KB) {
-    let s = scores(&q, b, g, j0);
-    let dp = valueDots(&dO, b, g, j0);
+    var s: Block;
+    var dp: Block;
+    if (cached) {
+      s = sCache[j0 / KB];
+      dp = dpCache[j0 / KB];
+    } else {
+      s = scores(&q, b, g, j0);
+      dp = valueDots(&dO, b, g, j0);
+    }
     var ds: Block;
     for (var c = 0u; c < KB; c++) {
       let prob = select(0.0, exp(s[c] - rowMax) * rowNorm, j0 + c <= i);

@@ -45,14 +45,12 @@ fn rowIndex(wg: vec3<u32>) -> u32 {
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read_write> meanOut: array<f32>;
 @group(0) @binding(3) var<storage, read_write> rstdOut: array<f32>;
-@group(0) @binding(4) var<storage, read> inp: array<f32>;
+// read_write only so that residualForward, which writes its sum here first, shares normalizeRow; forward only reads it
+@group(0) @binding(4) var<storage, read_write> inp: array<f32>;
 @group(0) @binding(5) var<storage, read> weight: array<f32>;
 @group(0) @binding(6) var<storage, read> bias: array<f32>;
 
-@compute @workgroup_size(WG)
-fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = rowIndex(wg);
-  if (row >= p.N) { return; } // uniform: the whole workgroup leaves
+fn normalizeRow(row: u32, lid: u32) {
   let base = row * p.C;
   let C = f32(p.C);
 
@@ -75,6 +73,31 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     meanOut[row] = mean;
     rstdOut[row] = rstd;
   }
+}
+
+@compute @workgroup_size(WG)
+fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = rowIndex(wg);
+  if (row >= p.N) { return; } // uniform: the whole workgroup leaves
+  normalizeRow(row, lid);
+}
+
+// ---- residual add fused with the forward: inp = a + b (the residual stream), then forward of it ----
+// The decoder's every residual add is followed by a norm (norm2 after attention, the next layer's norm1 or the final
+// norm after the MLP); fusing them saves a dispatch and a pass over the sum. Each thread then reads back only the
+// columns it wrote itself, and the row runs through forward's own code: bit-identical to add + forward.
+// Bindings 1–6 as forward's (4 = the residual, written); 7 = a, 8 = b.
+
+@group(0) @binding(7) var<storage, read> addA: array<f32>;
+@group(0) @binding(8) var<storage, read> addB: array<f32>;
+
+@compute @workgroup_size(WG)
+fn residualForward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = rowIndex(wg);
+  if (row >= p.N) { return; }
+  let base = row * p.C;
+  for (var c = lid; c < p.C; c += WG) { inp[base + c] = addA[base + c] + addB[base + c]; }
+  normalizeRow(row, lid);
 }
 
 // ---- backward ----

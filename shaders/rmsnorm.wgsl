@@ -52,13 +52,11 @@ fn outBase(row: u32) -> u32 { return (row / p.H) * p.outStride + p.outOffset + (
 
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read_write> rstdOut: array<f32>;
-@group(0) @binding(3) var<storage, read> inp: array<f32>;
+// read_write only so that residualForward, which writes its sum here first, shares normalizeRow; forward only reads it
+@group(0) @binding(3) var<storage, read_write> inp: array<f32>;
 @group(0) @binding(4) var<storage, read> weight: array<f32>;
 
-@compute @workgroup_size(WG)
-fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = wg.x + wg.y * 65535u;
-  if (row >= p.rows) { return; }
+fn normalizeRow(row: u32, lid: u32) {
   let src = inBase(row);
   let dst = outBase(row);
   var squares = 0.0;
@@ -71,6 +69,30 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     out[dst + c] = inp[src + c] * rstd * (weight[c] + p.gainOffset);
   }
   if (lid == 0u) { rstdOut[row] = rstd; }
+}
+
+@compute @workgroup_size(WG)
+fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = wg.x + wg.y * 65535u;
+  if (row >= p.rows) { return; }
+  normalizeRow(row, lid);
+}
+
+// ---- residual add fused with the forward: inp = a + b, then forward of it ----
+// As layernorm.wgsl's residualForward: one dispatch for the decoder's residual add and the norm after it, each
+// thread reading back only what it wrote, the row through forward's own code (bit-identical to add + forward).
+// a and b use the input view's geometry. Bindings 1–4 as forward's (3 = the residual, written); 5 = a, 6 = b.
+
+@group(0) @binding(5) var<storage, read> addA: array<f32>;
+@group(0) @binding(6) var<storage, read> addB: array<f32>;
+
+@compute @workgroup_size(WG)
+fn residualForward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = wg.x + wg.y * 65535u;
+  if (row >= p.rows) { return; }
+  let src = inBase(row);
+  for (var c = lid; c < p.C; c += WG) { inp[src + c] = addA[src + c] + addB[src + c]; }
+  normalizeRow(row, lid);
 }
 
 // ---- backward, input ----

@@ -1,10 +1,11 @@
 /**
  * `npm run demo`: the paper's questions on a task where they can be answered on a CPU in minutes, offline.
  *
- * Part 1 — the controlled "hops" task (src/data/hops.ts): the label is the colour at the end of a chain of facts,
- * and the gold rationale states the hops. A tiny GPT-2 student is trained from scratch under none / before / after /
- * after-shuffled / after-key-k, three seeds each, and the conditions are compared
- * pairwise over the same test items and seeds (src/experiment/compare.ts).
+ * Part 1 — the controlled "majority" task (src/data/majority.ts): a fixed world of made-up names with hidden
+ * colours; a question lists three names and the label is the colour most of them have; the gold rationale states
+ * each name's colour. A tiny GPT-2 student is trained from scratch under none / before / after / after-shuffled /
+ * after-key-3, three seeds each (plus the untrained student), and the conditions are compared pairwise over the
+ * same test items and seeds (src/experiment/compare.ts).
  * Part 2 — a short CommonsenseQA pass with the shipped PaLM-540B rationales: the real-data pipeline end to end.
  *
  * Both are ordinary experiment grids (resumable, the same results files and charts), run in this process on one
@@ -12,6 +13,12 @@
  */
 import { resolve } from "node:path";
 import { UserError } from "../errors.ts";
+import { loadSplit, getDataset } from "../data/registry.ts";
+import { datasetIdfAttribution } from "../distill/attribution.ts";
+import { buildExample } from "../distill/example.ts";
+import { type Placement } from "../distill/placement.ts";
+import { type Selection } from "../distill/selection.ts";
+import { loadCodec } from "../distill/tokenizer.ts";
 import { expandGrid, gridDir, parseGrid, runGrid, UNTRAINED, type Cell, type CellEvent, type CellResult, type Grid } from "../experiment/grid.ts";
 import { formatP, type PairedComparison } from "../experiment/compare.ts";
 import { writeGridReport, type GridReport } from "../experiment/report.ts";
@@ -24,36 +31,36 @@ import { PRESETS } from "../model/config.ts";
 import { DEFAULT_DB_PATH } from "../store/db.ts";
 import { intFlag, parseFlags, type Command } from "./command.ts";
 
+/** How many rationale tokens the demo's key-token condition keeps (the question's three names, by idf). */
+const KEY_K = 3;
+
 /**
- * The controlled grid. Sized to fit 10 minutes on 2 idle CPU cores with the software adapter (an estimate from
- * per-cell CPU time: see the README for the measured time and load). The student is "scratch-micro" (2 layers,
- * width 64).
+ * The controlled grid. Sized to fit 10 minutes on 2 idle CPU cores with the software adapter (estimated from the
+ * CPU seconds measured on a loaded machine: see the README). The student is "scratch-micro" (2 layers, width 64).
  */
-export const DEMO_HOPS_GRID = {
-  name: "demo-hops",
-  dataset: "hops-1x2",
+export const DEMO_TASK_GRID = {
+  name: "demo-majority",
+  dataset: "majority",
   model: "scratch-micro",
   placements: ["none", "before", "after"],
-  selections: [{ kind: "full" }, { kind: "shuffled", placements: ["after"] }, { kind: "key", k: 2, placements: ["after"] }],
+  selections: [{ kind: "full" }, { kind: "shuffled", placements: ["after"] }, { kind: "key", k: KEY_K, placements: ["after"] }],
   seeds: [0, 1, 2],
+  untrained: true,
   epochs: 1,
-  // 80 steps of 8, to fit 10 minutes on 2 CPU cores (README: about 0.4 CPU-s a step, and a before cell's evaluation
-  // decodes a rationale per question without a key/value cache, so the test set is small too). At this budget the
-  // students are near chance (at 100 steps most answered one letter for every question; at 200 steps none had 48%
-  // and after 28%; at 250 steps after led none by 14 points, 1 seed): `--train 1600 --eval 100` asks at the larger
-  // budget, in ~2.5x the time.
-  limit: 640,
+  // 200 steps of 8: prototyped in PyTorch first (README "Findings on the controlled task"): at 150 steps the
+  // label-only student was at chance on 2 of 3 seeds, at 200 it leaves chance while after is near 85%.
+  limit: 1600,
   evalSplit: "test",
-  evalLimit: 40,
-  // measured on this task: at 2e-2 a micro student stayed at chance after 100 steps; 6e-3 to 1e-2 learn
+  evalLimit: 100,
   training: { batchSize: 8, lr: 0.008, warmupSteps: 10, checkpointEvery: 1000 },
   comparisons: [
     ["after", "none"],
     ["before", "none"],
-    ["after-shuffled", "after"],
+    ["after", "before"],
     ["after-shuffled", "none"],
-    ["after-key-2", "none"],
-    ["after-key-2", "after"],
+    ["after-shuffled", "after"],
+    [`after-key-${KEY_K}`, "none"],
+    [`after-key-${KEY_K}`, "after"],
   ],
 };
 
@@ -73,26 +80,27 @@ export const DEMO_CQA_GRID = {
 
 const HELP = `usage: bun src/cli.ts demo [--out runs] [--db PATH] [--train N] [--eval N] [--epochs E] [--seeds S] [--no-cqa]
 
-The paper's questions on a task where a CPU can answer them, offline, in about 10 minutes on 2 idle CPU cores (estimated; see the README):
+The paper's questions on a task where a CPU can answer them, offline, in under 10 minutes on 2 idle CPU cores (estimated; see the README):
 
-1. the controlled "hops" task (facts forming chains of names ending in a colour; the question asks for one chain's
-   colour, choices A–E; the gold rationale states the hops). A tiny GPT-2 student (scratch-micro: 2 layers, width 64) is
-   trained from scratch on ${DEMO_HOPS_GRID.limit} questions under none / before / after / after-shuffled / after-key-2,
-   ${DEMO_HOPS_GRID.seeds.length} seeds each; evaluated on ${DEMO_HOPS_GRID.evalLimit} test questions.
+1. the controlled "majority" task (a fixed world of made-up names, each with a hidden colour; a question lists three
+   names and asks the colour most of them have, choices A–E; the gold rationale states each name's colour). A tiny
+   GPT-2 student (scratch-micro: 2 layers, width 64) is trained from scratch on ${DEMO_TASK_GRID.limit} questions under
+   none / before / after / after-shuffled / after-key-${KEY_K}, ${DEMO_TASK_GRID.seeds.length} seeds each, plus the untrained
+   student; evaluated on ${DEMO_TASK_GRID.evalLimit} test questions.
    Printed: accuracy mean ± 95% CI over seeds, paired comparisons over the same items and seeds with p-values,
    and what the result does and does not show.
 2. a short CommonsenseQA pass with the shipped PaLM-540B rationales (none vs after, ${DEMO_CQA_GRID.limit} questions, one seed):
    the real-data pipeline end to end; at this size it is expected at chance.
 
-Results and charts go to <out>/demo-hops/ and <out>/demo-cqa/; running it again reuses finished cells.
+Results and charts go to <out>/demo-majority/ and <out>/demo-cqa/; running it again reuses finished cells.
 
 options:
   --out DIR     root folder of grids (default runs)
   --db PATH     SQLite database the runs are registered in (default $COT_DISTILL_DB or cot-distill.sqlite)
-  --train N     training questions of the controlled task (default ${DEMO_HOPS_GRID.limit})
-  --eval N      test questions of the controlled task (default ${DEMO_HOPS_GRID.evalLimit})
-  --epochs E    passes over the training questions (default ${DEMO_HOPS_GRID.epochs})
-  --seeds S     seeds per condition (default ${DEMO_HOPS_GRID.seeds.length})
+  --train N     training questions of the controlled task (default ${DEMO_TASK_GRID.limit})
+  --eval N      test questions of the controlled task (default ${DEMO_TASK_GRID.evalLimit})
+  --epochs E    passes over the training questions (default ${DEMO_TASK_GRID.epochs})
+  --seeds S     seeds per condition (default ${DEMO_TASK_GRID.seeds.length})
   --no-cqa      skip the CommonsenseQA pass`;
 
 const CONDITION_NOTES: Record<string, string> = {
@@ -101,7 +109,7 @@ const CONDITION_NOTES: Record<string, string> = {
   before: "rationale, then label (student reasons at test time)",
   after: "label, then rationale (answers first, no reasoning at test time)",
   "after-shuffled": "label, then the rationale's tokens shuffled",
-  "after-key-2": "label, then the 2 highest-idf rationale tokens",
+  [`after-key-${KEY_K}`]: `label, then the ${KEY_K} highest-idf rationale tokens`,
 };
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(0)} s`;
@@ -149,22 +157,86 @@ function textTable(header: string[], rows: string[][]): string {
   return [format(header), widths.map((w) => "─".repeat(w)).join("  "), ...rows.map(format)].join("\n");
 }
 
+const surely = (c: PairedComparison) => c.ci95[0] > 0 || c.ci95[1] < 0;
+
 /** Plain-language reading of each comparison: a difference is claimed only when its CI excludes zero. */
 export function interpret(comparisons: PairedComparison[], chance: number | null, summary: ConditionSummary[]): string[] {
   const lines: string[] = [];
   const mean = (name: string) => summary.find((s) => s.condition.condition === name)?.mean;
   const trained = summary.filter((s) => s.condition.condition !== UNTRAINED);
-  if (chance !== null && trained.every((s) => s.mean - (s.ci95 ?? 0) <= chance)) {
-    lines.push(`No trained condition is clearly above chance (${pct(chance)}): at this budget the students learned too little to compare.`);
+  if (chance !== null) {
+    const above = trained.filter((s) => s.ci95 !== null && s.mean - s.ci95 > chance).map((s) => String(s.condition.condition));
+    lines.push(
+      above.length === 0
+        ? `No trained condition is clearly above chance (${pct(chance)}): at this budget the students learned too little to compare.`
+        : `Clearly above chance (${pct(chance)}; the seed-level 95% CI excludes it): ${above.join(", ")}${above.length < trained.length ? `; not: ${trained.map((s) => String(s.condition.condition)).filter((n) => !above.includes(n)).join(", ")}` : ""}.`,
+    );
   }
   for (const c of comparisons) {
-    const sure = c.ci95[0] > 0 || c.ci95[1] < 0;
     const seedNote = c.seedP === null ? "" : c.seedP < 0.05 ? "; it also holds across seeds (paired t)" : `; across ${c.seeds.length} seeds the paired t-test cannot confirm it (p ${formatP(c.seedP)})`;
     lines.push(
-      sure
+      surely(c)
         ? `${c.a} ${c.difference > 0 ? "beats" : "trails"} ${c.b} by ${points(Math.abs(c.difference)).slice(1)} points (${pct(mean(c.a))} vs ${pct(mean(c.b))}, 95% CI [${points(c.ci95[0])}, ${points(c.ci95[1])}], p ${formatP(c.p)})${seedNote}.`
         : `${c.a} vs ${c.b}: no difference detected (${points(c.difference)} points, 95% CI [${points(c.ci95[0])}, ${points(c.ci95[1])}] includes 0).`,
     );
+  }
+  return lines;
+}
+
+/**
+ * The paper's three findings (Wadhwa et al. 2024), each read off the comparisons that test it when the grid has
+ * them: (1) after vs before, (2) after-shuffled vs none, (3) key tokens vs none, as a share of the full rationale's gain.
+ */
+export function paperFindings(comparisons: PairedComparison[], summary: ConditionSummary[]): string[] {
+  const find = (a: string, b: string) => comparisons.find((c) => c.a === a && c.b === b);
+  const mean = (name: string) => summary.find((s) => s.condition.condition === name)?.mean;
+  const verdict = (c: PairedComparison, yes: string, no: string, other: string) => (surely(c) ? (c.difference > 0 ? yes : other) : no);
+  const lines: string[] = [];
+  const first = find("after", "before");
+  if (first) {
+    lines.push(
+      `(1) rationale after the label beats before it: ${verdict(first, "holds here", "not detected here", "the opposite here: before (which writes its rationale at test time) is ahead")} ` +
+        `(after − before ${points(first.difference)} points, p ${formatP(first.p)}).`,
+    );
+  }
+  const second = find("after-shuffled", "none");
+  const secondFull = find("after-shuffled", "after");
+  if (second) {
+    lines.push(
+      `(2) a token-shuffled rationale after the label still helps: ${verdict(second, "holds here", "not detected here", "the opposite here: it hurts")} ` +
+        `(after-shuffled − none ${points(second.difference)} points, p ${formatP(second.p)}${secondFull ? `; vs the ordered rationale ${points(secondFull.difference)}, p ${formatP(secondFull.p)}` : ""}).`,
+    );
+  }
+  const key = comparisons.find((c) => /^after-key-\d+$/.test(c.a) && c.b === "none");
+  const full = find("after", "none");
+  if (key) {
+    const share = full && surely(full) && full.difference > 0 ? ` — ${Math.round((100 * key.difference) / full.difference)}% of the full rationale's gain (${points(full.difference)})` : "";
+    lines.push(
+      `(3) a few key tokens give about the full rationale's gain: ${key.a} − none ${points(key.difference)} points (p ${formatP(key.p)})${share}; ` +
+        `${key.a} at ${pct(mean(key.a))}, after at ${pct(mean("after"))}.`,
+    );
+  }
+  return lines;
+}
+
+/** What each condition trains on, for one training question: the exact target text the student learns. */
+async function exampleTargets(grid: Grid): Promise<string[]> {
+  const dataset = grid.datasets[0];
+  const [item] = await loadSplit(dataset, "train", { excludeDev: true });
+  const codec = await loadCodec(dataset);
+  const attribution = await datasetIdfAttribution(dataset, codec.codec, codec.key);
+  const template = getDataset(dataset).template;
+  const conditions: Array<{ name: string; placement: Placement; selection: Omit<Selection, "seed"> }> = [
+    { name: "none", placement: "none", selection: { kind: "full" } },
+    { name: "before", placement: "before", selection: { kind: "full" } },
+    { name: "after", placement: "after", selection: { kind: "full" } },
+    { name: "after-shuffled", placement: "after", selection: { kind: "shuffled" } },
+    { name: `after-key-${KEY_K}`, placement: "after", selection: { kind: "key", k: KEY_K } },
+  ];
+  const lines = [`  prompt           ${JSON.stringify(buildExample(item, item.rationale!, { placement: "none", selection: { kind: "full", seed: 0 }, template }, codec.codec).prompt)}`];
+  for (const c of conditions) {
+    const example = buildExample(item, item.rationale!, { placement: c.placement, selection: { ...c.selection, seed: 0 }, template, attribution }, codec.codec);
+    lines.push(`  ${c.name.padEnd(16)} ${JSON.stringify(example.target)}`);
   }
   return lines;
 }
@@ -196,46 +268,50 @@ export const command: Command = {
       "no-cqa": { type: "boolean", default: false },
     });
     if (positionals.length) throw new UserError(`demo takes no arguments (got "${positionals[0]}"); see --help`);
-    const seeds = intFlag(values.seeds, "seeds", DEMO_HOPS_GRID.seeds.length, 1);
-    const hops = parseGrid({
-      ...DEMO_HOPS_GRID,
-      limit: intFlag(values.train, "train", DEMO_HOPS_GRID.limit, 1),
-      evalLimit: intFlag(values.eval, "eval", DEMO_HOPS_GRID.evalLimit, 1),
-      epochs: intFlag(values.epochs, "epochs", DEMO_HOPS_GRID.epochs, 1),
+    const seeds = intFlag(values.seeds, "seeds", DEMO_TASK_GRID.seeds.length, 1);
+    const task = parseGrid({
+      ...DEMO_TASK_GRID,
+      limit: intFlag(values.train, "train", DEMO_TASK_GRID.limit, 1),
+      evalLimit: intFlag(values.eval, "eval", DEMO_TASK_GRID.evalLimit, 1),
+      epochs: intFlag(values.epochs, "epochs", DEMO_TASK_GRID.epochs, 1),
       seeds: Array.from({ length: seeds }, (_, i) => i),
     });
-    const cqa = parseGrid({ ...DEMO_CQA_GRID, epochs: intFlag(values.epochs, "epochs", DEMO_CQA_GRID.epochs, 1), limit: Math.min(DEMO_CQA_GRID.limit, hops.limit ?? DEMO_CQA_GRID.limit), evalLimit: Math.min(DEMO_CQA_GRID.evalLimit, hops.evalLimit ?? DEMO_CQA_GRID.evalLimit) });
+    const cqa = parseGrid({ ...DEMO_CQA_GRID, epochs: intFlag(values.epochs, "epochs", DEMO_CQA_GRID.epochs, 1), limit: Math.min(DEMO_CQA_GRID.limit, task.limit ?? DEMO_CQA_GRID.limit), evalLimit: Math.min(DEMO_CQA_GRID.evalLimit, task.evalLimit ?? DEMO_CQA_GRID.evalLimit) });
     const micro = PRESETS.micro;
     const write = (line: string) => process.stderr.write(`${line}\n`);
     const started = Date.now();
     console.log(
       [
         "cot-distill demo — does a rationale after the label help a student that never writes one at test time?",
-        `  task     ${hops.datasets[0]}: chains of facts ending in a colour, "what colour is X?", choices A–E (chance 20%);`,
-        "           the gold rationale states the hops (src/data/hops.ts)",
-        `  student  GPT-2 "scratch-micro" (${micro.nLayer} layers, width ${micro.nEmbd}), ${hops.limit} training questions, ${hops.epochs} epoch(s), ${hops.seeds.length} seeds`,
-        `  eval     ${hops.evalLimit} test questions, the label the student writes (no rationale at test time except "before")`,
+        `  task     ${task.datasets[0]}: a fixed world of made-up names, each with a hidden colour; "Colour of most: <3 names>?",`,
+        "           choices A–E (chance 20%); the gold rationale states each name's colour (src/data/majority.ts)",
+        `  student  GPT-2 "scratch-micro" (${micro.nLayer} layers, width ${micro.nEmbd}) from scratch, ${task.limit} training questions, ${task.epochs} epoch(s), ${task.seeds.length} seeds`,
+        `  eval     ${task.evalLimit} test questions (name sets never trained on), the label the student writes (no rationale at test time except "before")`,
+        "  what each condition trains on (the first training question; the prompt is not trained on):",
+        ...(await exampleTargets(task)),
         "",
       ].join("\n"),
     );
     const gpu = await acquireGpu();
     try {
       const runner = inProcessCellRunner({ db: values.db, gpu, kernels: await createKernels(gpu) });
-      const part1 = await runPart(hops, values.out, runner, write);
-      const summary = summarize(toRunAccuracies(hops, part1.results));
+      const part1 = await runPart(task, values.out, runner, write);
+      const summary = summarize(toRunAccuracies(task, part1.results));
       console.log(
         [
           "",
           conditionTable(summary, part1.results),
           "",
-          `Chance: ${pct(part1.report.chance)}. Paired comparisons (same ${hops.evalLimit} test items, same seeds; p: sign-flip permutation test over items):`,
+          `Chance: ${pct(part1.report.chance)}. Paired comparisons (same ${task.evalLimit} test items, same seeds; p: sign-flip permutation test over items):`,
           comparisonTable(part1.report.comparisons),
           "",
           "What the result shows:",
           ...interpret(part1.report.comparisons, part1.report.chance, summary).map((l) => `  - ${l}`),
+          "The paper's findings, on this task at this budget:",
+          ...paperFindings(part1.report.comparisons, summary).map((l) => `  ${l}`),
           "",
           ...CAVEATS,
-          `results  ${resolve(gridDir(hops, values.out))}/ (results.md/.csv/.json, comparisons.csv, accuracy/loss/comparisons .svg/.png)`,
+          `results  ${resolve(gridDir(task, values.out))}/ (results.md/.csv/.json, comparisons.csv, accuracy/loss/comparisons .svg/.png)`,
         ].join("\n"),
       );
       if (!values["no-cqa"]) {

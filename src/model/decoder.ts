@@ -443,13 +443,20 @@ export class DecoderModel {
 
   // ---- building blocks ----
 
-  /** out[N,outDim] = x·Wᵀ (+ b) for nn.Linear weights [out, in], x·W (+ b) for Conv1D weights [in, out]. */
-  private linear(r: Recorder, o: { out: Binding; x: Binding; role: LayerRole; layer: number; M: number; outDim: number; inDim: number }): void {
+  /**
+   * out[N,outDim] = x·Wᵀ (+ b) for nn.Linear weights [out, in], x·W (+ b) for Conv1D weights [in, out], plus any LoRA
+   * adapters' terms; with `gelu`, also gelu = GELU(out) of that final out.
+   */
+  private linear(r: Recorder, o: { out: Binding; x: Binding; role: LayerRole; layer: number; M: number; outDim: number; inDim: number; gelu?: Binding }): void {
     const weight = this.must(o.role, o.layer);
     const bias = this.at(o.role.replace(".weight", ".bias") as LayerRole, o.layer);
     const linear = this.config.arch.weightLayout === "linear";
-    this.kernels.matmul.matmul(r, { out: o.out, a: o.x, b: weight, bias, M: o.M, N: o.outDim, K: o.inDim, transB: linear });
-    for (const adapter of this.adaptersOf(o.role, o.layer)) this.adapterForward(r, adapter, o);
+    const adapters = this.adaptersOf(o.role, o.layer);
+    // GELU rides in the product's epilogue only when nothing is added to out after it (a LoRA adapter is).
+    const fuse = o.gelu && adapters.length === 0;
+    this.kernels.matmul.matmul(r, { out: o.out, a: o.x, b: weight, bias, gelu: fuse ? o.gelu : undefined, M: o.M, N: o.outDim, K: o.inDim, transB: linear });
+    for (const adapter of adapters) this.adapterForward(r, adapter, o);
+    if (o.gelu && !fuse) this.kernels.gelu.forward(r, { out: o.gelu, inp: o.out, n: o.M * o.outDim });
   }
 
   /** Backward of `linear`: dx (= or += with accumulateDx) = dy·W…, dW += …, db += Σ dy. */
@@ -536,6 +543,19 @@ export class DecoderModel {
     } else {
       const gainOffset = this.config.arch.norm === "rms1p" ? 1 : 0;
       this.kernels.rmsNorm.forward(r, { out: denseView(bind(saved.out), C), rstd: bind(saved.rstd), inp: denseView(bind(inp), C), weight, N, C, eps, gainOffset });
+    }
+  }
+
+  /** residual = a + b and the norm of it into `saved`, in one kernel (the backward pass needs no change: see `norm`). */
+  private residualNorm(r: Recorder, saved: NormActivations, residual: GPUBuffer, a: GPUBuffer, b: GPUBuffer, role: NormRole, layer: number | null, N: number): void {
+    const { C } = this.dims;
+    const weight = this.must(`${role}.weight` as LayerRole, layer);
+    const eps = this.config.layerNormEps;
+    const sum = { residual: bind(residual), a: bind(a), b: bind(b), out: bind(saved.out), rstd: bind(saved.rstd), weight, N, C, eps };
+    if (this.config.arch.norm === "layer") {
+      this.kernels.layerNorm.residualForward(r, { ...sum, mean: bind(saved.mean!), bias: this.must(`${role}.bias` as LayerRole, layer) });
+    } else {
+      this.kernels.rmsNorm.residualForward(r, { ...sum, gainOffset: this.config.arch.norm === "rms1p" ? 1 : 0 });
     }
   }
 
@@ -633,33 +653,46 @@ export class DecoderModel {
     const k = this.kernels;
     const a = this.layers[l];
     const x = l === 0 ? this.encoded : this.layers[l - 1].out;
-    this.norm(r, a.norm1, x, "norm1", l, N);
+    // a later layer's norm1 was fused into the residual add before it, except when recomputed (checkpointing)
+    if (l === 0 || recompute) this.norm(r, a.norm1, x, "norm1", l, N);
     this.linear(r, { out: bind(a.qkv), x: bind(a.norm1.out), role: "qkv.weight", layer: l, M: N, outDim: W, inDim: C });
     this.prepareQK(r, a, l, "q", N, T);
     this.prepareQK(r, a, l, "k", N, T);
     k.attention.forward(r, { out: bind(a.atty), stats: bind(a.attStats), ...this.attentionInputs(a), B, T, NH, KVH, hs: hd, ...this.attentionOptions() });
-    this.blockAfterAttention(r, l, x, N, !recompute);
+    this.blockAfterAttention(r, l, x, N, recompute ? "none" : "fused");
   }
 
   /**
    * The rest of a block once attention has written a.atty: output projection, residual, MLP (N tokens; the
-   * training forward, its recomputation and the cached decoding pass share it). writeOut: the block's output too.
+   * training forward, its recomputation and the cached decoding pass share it). output: "fused" writes the block's
+   * output with the next norm applied to it (training forward), "plain" the output alone (cached decoding, whose
+   * next layer normalises it itself), "none" nothing past the MLP (a recomputation: the next block already read it).
    */
-  private blockAfterAttention(r: Recorder, l: number, x: GPUBuffer, N: number, writeOut: boolean): void {
+  private blockAfterAttention(r: Recorder, l: number, x: GPUBuffer, N: number, output: "fused" | "plain" | "none"): void {
     const { C, Q, F, I } = this.dims;
     const k = this.kernels;
     const a = this.layers[l];
     this.linear(r, { out: bind(a.attOut), x: bind(a.atty), role: "o.weight", layer: l, M: N, outDim: C, inDim: Q });
     if (a.attOutNorm) this.norm(r, a.attOutNorm, a.attOut, "attnOutNorm", l, N);
-    k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(a.attOutNorm?.out ?? a.attOut), n: N * C });
+    const attBranch = a.attOutNorm?.out ?? a.attOut;
+    if (a.norm2) this.residualNorm(r, a.norm2, a.residual2, x, attBranch, "norm2", l, N);
+    else k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(attBranch), n: N * C });
     const mlpInput = a.norm2 ?? a.norm1;
-    if (a.norm2) this.norm(r, a.norm2, a.residual2, "norm2", l, N);
-    this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C });
-    this.activation(r, a, N);
+    // GELU rides in the fc product's epilogue (act = gelu(fc), fc kept for backward; see linear); gated MLPs keep their kernel.
+    const fusedGelu = this.config.arch.mlp === "gelu";
+    this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C, gelu: fusedGelu ? bind(a.act) : undefined });
+    if (!fusedGelu) this.activation(r, a, N);
     this.linear(r, { out: bind(a.mlpOut), x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: I });
     if (a.mlpOutNorm) this.norm(r, a.mlpOutNorm, a.mlpOut, "mlpOutNorm", l, N);
-    if (writeOut) k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(a.mlpOutNorm?.out ?? a.mlpOut), n: N * C });
+    const mlpBranch = a.mlpOutNorm?.out ?? a.mlpOut;
+    if (output === "plain") k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(mlpBranch), n: N * C });
+    if (output !== "fused") return;
+    // the layer's output and the norm after it in one kernel: the next layer's norm1, or the final norm
+    const next = this.layers[l + 1];
+    if (next) this.residualNorm(r, next.norm1, a.out, a.residual2, mlpBranch, "norm1", l + 1, N);
+    else this.residualNorm(r, this.normF, a.out, a.residual2, mlpBranch, "normF", null, N);
   }
+
 
   /** What the fused head reads, for the given row list. */
   private headOperands(rows: GPUBuffer, count: number): HeadOperands {
@@ -684,8 +717,7 @@ export class DecoderModel {
     this.dropoutActive = this.options.training && gradScale !== 0;
     k.embedding.forward(r, { out: bind(this.encoded), tokens: bind(this.tokens), wte: this.must("wte", null), wpe: this.at("wpe", null), scale: arch.embeddingScale, B, T, C });
     for (let l = 0; l < this.layers.length; l++) this.layerForward(r, l, false);
-    const last = this.layers.at(-1)?.out ?? this.encoded;
-    this.norm(r, this.normF, last, "normF", null, N);
+    if (this.layers.length === 0) this.norm(r, this.normF, this.encoded, "normF", null, N);
     const gradient = gradScale !== 0 && this.scratch !== null;
     // a frozen base (LoRA) has no head weight or bias gradient: the head's backward then yields dnormF alone
     const grads = gradient ? this.grads : null;
@@ -745,6 +777,7 @@ export class DecoderModel {
     upload(this.gpu, bind(cache.rowOf), pass.rows);
     upload(this.gpu, bind(cache.positions), pass.positions);
     upload(this.gpu, bind(cache.last), pass.last);
+    this.dropoutActive = false; // inference: adapters apply without dropout
     const k = this.kernels;
     const positions = bind(cache.positions);
     k.embedding.forward(r, { out: bind(this.encoded), tokens: bind(cache.tokens), wte: this.must("wte", null), scale: arch.embeddingScale, B: N, T: 1, C });
@@ -761,7 +794,7 @@ export class DecoderModel {
       const where = { rows: bind(cache.rowOf), positions, N, maxLength: cache.length };
       k.kvCache.append(r, { kCache, vCache, k: inputs.k, v: inputs.v, width: KV, ...where });
       k.kvCache.attend(r, { out: bind(a.atty), q: inputs.q, kCache, vCache, NH, KVH, hd, scale: arch.attentionScale, softcap: arch.attentionSoftcap, ...where });
-      this.blockAfterAttention(r, l, x, N, true);
+      this.blockAfterAttention(r, l, x, N, "plain");
     });
     const last = this.layers.at(-1)?.out ?? this.encoded;
     k.kvCache.gather(r, { out: bind(cache.gathered), x: bind(last), index: bind(cache.last), n: outRows, C });

@@ -12,7 +12,7 @@ import { join } from "node:path";
 const dir = mkdtempSync(join(tmpdir(), "cot-demo-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const CONDITIONS = ["none", "before", "after", "after-shuffled", "after-key-2"];
+const CONDITIONS = ["none", "before", "after", "after-shuffled", "after-key-3"];
 
 test(
   "the demo runs the controlled task's conditions over seeds, compares them pairwise, and runs the CQA pass",
@@ -25,18 +25,26 @@ test(
     const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
     expect(stderr).not.toContain("Error");
     expect(code).toBe(0);
-    const rows = stdout.split("\n").filter((line) => /^(none|before|after|after-shuffled|after-key-2)\s+2\s+\d+\.\d%/.test(line));
+    const rows = stdout.split("\n").filter((line) => /^(none|before|after|after-shuffled|after-key-3)\s+2\s+\d+\.\d%/.test(line));
     expect(rows.map((r) => r.split(/\s+/)[0])).toEqual(CONDITIONS);
     expect(stdout).toMatch(/after vs none\s+[+-]\d+\.\d pts\s+\[/);
     expect(stdout).toContain("What the result shows:");
     expect(stdout).toContain("What this does NOT show");
+    // the untrained row, and the paper's three findings read off the comparisons
+    expect(stdout).toMatch(/^untrained\s+2\s+\d+\.\d%/m);
+    expect(stdout).toMatch(/\(1\) rationale after the label beats before it: .*after − before [+-]\d+\.\d points/);
+    expect(stdout).toMatch(/\(2\) a token-shuffled rationale .*after-shuffled − none [+-]\d+\.\d points/);
+    expect(stdout).toMatch(/\(3\) a few key tokens .*after-key-3 − none [+-]\d+\.\d points/);
+    // what each condition trains on, built by the trainer's own example builder: key-3 by idf keeps the three names
+    const prompt = /^  prompt\s+"Colour of most: (\w+) (\w+) (\w+)\?"$/m.exec(stdout)!;
+    expect(stdout).toMatch(new RegExp(`^  after-key-3\\s+" \\(([A-E])\\) ${prompt[1]} ${prompt[2]} ${prompt[3]}<\\|endoftext\\|>"$`, "m"));
     for (const condition of CONDITIONS) {
-      for (const seed of [0, 1]) expect(existsSync(join(out, "demo-hops", `${condition}-s${seed}`, "result.json"))).toBe(true);
+      for (const seed of [0, 1]) expect(existsSync(join(out, "demo-majority", `${condition}-s${seed}`, "result.json"))).toBe(true);
     }
     for (const file of ["results.md", "results.csv", "results.json", "comparisons.csv", "accuracy.svg", "accuracy.png", "loss.svg", "comparisons.svg"]) {
-      expect(existsSync(join(out, "demo-hops", file))).toBe(true);
+      expect(existsSync(join(out, "demo-majority", file))).toBe(true);
     }
-    const json = JSON.parse(readFileSync(join(out, "demo-hops", "results.json"), "utf8"));
+    const json = JSON.parse(readFileSync(join(out, "demo-majority", "results.json"), "utf8"));
     expect(json.chance).toBe(0.2);
     expect(json.comparisons.map((c: { a: string; b: string }) => `${c.a} vs ${c.b}`)).toContain("after-shuffled vs after");
     expect(stdout).toContain("CommonsenseQA pass");

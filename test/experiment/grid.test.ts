@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isUserError } from "../../src/errors.ts";
 import { expandGrid, parseGrid, readGrid, runGrid, type Cell, type CellRunner } from "../../src/experiment/grid.ts";
+import { comparisonPairs } from "../../src/experiment/report.ts";
 
 const root = mkdtempSync(join(tmpdir(), "cot-grid-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -160,8 +161,12 @@ describe("grid expansion", () => {
     expect(files).toContain("paper-cqa.json");
     for (const file of files) {
       const grid = readGrid(join(folder, file));
-      expect(expandGrid(grid, root).length).toBeGreaterThan(0);
+      const cells = expandGrid(grid, root);
+      expect(cells.length).toBeGreaterThan(0);
+      // every comparison a shipped grid names is a condition it has (a typo would fail only at report time)
+      expect(() => comparisonPairs(grid, cells)).not.toThrow();
     }
+    expect(files).toEqual(expect.arrayContaining(["ablations-majority.json", "alpha-majority.json", "paper-cqa-gpt2.json"]));
     const paper = expandGrid(readGrid(join(import.meta.dir, "../../experiments/paper-cqa.json")), root);
     expect([...new Set(paper.map((c) => c.condition))]).toEqual(
       ["none", "before", "after", "after-shuffled", "after-random", expect.stringMatching(/^after-key-\d+$/), expect.stringMatching(/^after-masked-/)],

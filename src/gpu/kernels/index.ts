@@ -41,8 +41,13 @@ export interface KernelOptions {
 }
 
 export interface MatmulKernels {
-  /** out[M,N] (= or += with accumulate) op(a)·op(b) (+ bias[N]); a is [M,K] ([K,M] if transA), b is [K,N] ([N,K] if transB). */
-  matmul(r: Recorder, o: { out: Binding; a: Binding; b: Binding; bias?: Binding; M: number; N: number; K: number; transA?: boolean; transB?: boolean; accumulate?: boolean }): void;
+  /** Which kernel family the products run on ("tiled" on GPUs, "register" on software adapters; see matmul.ts). */
+  variant: string;
+  /**
+   * out[M,N] (= or += with accumulate) op(a)·op(b) (+ bias[N]); a is [M,K] ([K,M] if transA), b is [K,N] ([N,K] if
+   * transB). With `gelu`, also gelu[M,N] = GPT-2's tanh GELU of the final out (the MLP's fc → act in one pass).
+   */
+  matmul(r: Recorder, o: { out: Binding; a: Binding; b: Binding; bias?: Binding; gelu?: Binding; M: number; N: number; K: number; transA?: boolean; transB?: boolean; accumulate?: boolean }): void;
   /** dbias[N] += Σ_rows dout[M,N]. */
   biasBackward(r: Recorder, o: { dbias: Binding; dout: Binding; M: number; N: number }): void;
 }
@@ -120,6 +125,8 @@ export interface ResidualKernels {
 export interface LayerNormKernels {
   /** Per row of inp[N,C]: out = (x−mean)·rstd·weight + bias; saves mean[N], rstd[N]. */
   forward(r: Recorder, o: { out: Binding; mean: Binding; rstd: Binding; inp: Binding; weight: Binding; bias: Binding; N: number; C: number; eps?: number }): void;
+  /** residual = a + b, then `forward` of residual (one kernel, bit-identical to residual.add + forward). */
+  residualForward(r: Recorder, o: { residual: Binding; a: Binding; b: Binding; out: Binding; mean: Binding; rstd: Binding; weight: Binding; bias: Binding; N: number; C: number; eps?: number }): void;
   /** dinp += …, dweight += …, dbias += … */
   backward(r: Recorder, o: { dinp: Binding; dweight: Binding; dbias: Binding; dout: Binding; inp: Binding; weight: Binding; mean: Binding; rstd: Binding; N: number; C: number }): void;
 }
@@ -176,6 +183,8 @@ export interface RMSNormKernels {
    * saving rstd[N·H].
    */
   forward(r: Recorder, o: { out: TokenView; rstd: Binding; inp: TokenView; weight: Binding; N: number; C: number; H?: number; eps: number; gainOffset: number }): void;
+  /** Dense rows [N, C]: residual = a + b, then `forward` of residual (one kernel, bit-identical to residual.add + forward). */
+  residualForward(r: Recorder, o: { residual: Binding; a: Binding; b: Binding; out: Binding; rstd: Binding; weight: Binding; N: number; C: number; eps: number; gainOffset: number }): void;
   /** dinp (+= with accumulate, the default; else =) through inp's view geometry, dout through out's; dweight +=. */
   backward(r: Recorder, o: { dinp: Binding; dweight: Binding; dout: TokenView; inp: TokenView; weight: Binding; rstd: Binding; N: number; C: number; H?: number; gainOffset: number; accumulate?: boolean }): void;
 }

@@ -25,8 +25,8 @@ export function rowBlocks(N: number): { rowsPerBlock: number; blocks: number } {
 }
 
 export async function createLayerNormKernels(ctx: KernelContext): Promise<LayerNormKernels> {
-  const [forward, backwardInput, columnPartials, columnTotals] = await Promise.all(
-    ["forward", "backwardInput", "columnPartials", "columnTotals"].map((entry) =>
+  const [forward, residualForward, backwardInput, columnPartials, columnTotals] = await Promise.all(
+    ["forward", "residualForward", "backwardInput", "columnPartials", "columnTotals"].map((entry) =>
       ctx.shaders.pipeline("layernorm", entry, { WG }),
     ),
   );
@@ -44,6 +44,10 @@ export async function createLayerNormKernels(ctx: KernelContext): Promise<LayerN
     forward(r, o) {
       const params = [o.N, o.C, f32bits(o.eps ?? GPT2_EPS)];
       r.dispatch(forward, params, [o.out, o.mean, o.rstd, o.inp, o.weight, o.bias], grid1d(o.N, 1));
+    },
+    residualForward(r, o) {
+      const params = [o.N, o.C, f32bits(o.eps ?? GPT2_EPS)];
+      r.dispatch(residualForward, params, [o.out, o.mean, o.rstd, o.residual, o.weight, o.bias, o.a, o.b], grid1d(o.N, 1));
     },
     backward(r, o) {
       const { rowsPerBlock, blocks } = rowBlocks(o.N);

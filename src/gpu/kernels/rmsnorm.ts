@@ -5,15 +5,15 @@
  */
 import { f32bits } from "../recorder.ts";
 import { grid1d } from "../workgroups.ts";
-import type { KernelContext, RMSNormKernels, TokenView } from "./index.ts";
+import { denseView, type KernelContext, type RMSNormKernels, type TokenView } from "./index.ts";
 import { rowBlocks } from "./layernorm.ts";
 import { Scratch } from "./scratch.ts";
 
 const WG = 32; // a warp per row, as layernorm.ts
 
 export async function createRMSNormKernels(ctx: KernelContext): Promise<RMSNormKernels> {
-  const [forward, backwardInput, columnPartials, columnTotals] = await Promise.all(
-    ["forward", "backwardInput", "columnPartials", "columnTotals"].map((entry) => ctx.shaders.pipeline("rmsnorm", entry, { WG })),
+  const [forward, residualForward, backwardInput, columnPartials, columnTotals] = await Promise.all(
+    ["forward", "residualForward", "backwardInput", "columnPartials", "columnTotals"].map((entry) => ctx.shaders.pipeline("rmsnorm", entry, { WG })),
   );
   const partialSums = new Scratch(ctx.gpu, "rmsnorm column partials");
   const params = (o: { N: number; C: number; H?: number; eps?: number; gainOffset?: number; accumulate?: boolean }, inp: TokenView, out: TokenView) => {
@@ -28,6 +28,10 @@ export async function createRMSNormKernels(ctx: KernelContext): Promise<RMSNormK
     forward(r, o) {
       const { rows, words } = params(o, o.inp, o.out);
       r.dispatch(forward, words, [o.out.binding, o.rstd, o.inp.binding, o.weight], grid1d(rows, 1));
+    },
+    residualForward(r, o) {
+      const { rows, words } = params(o, denseView(o.residual, o.C), denseView(o.out, o.C));
+      r.dispatch(residualForward, words, [o.out, o.rstd, o.residual, o.weight, o.a, o.b], grid1d(rows, 1));
     },
     backward(r, o) {
       const { rows, blocks, words } = params(o, o.inp, o.dout);

@@ -1,5 +1,6 @@
 import { afterAll, expect, test } from "bun:test";
 import { createLayerNormKernels, rowBlocks } from "../../../src/gpu/kernels/layernorm.ts";
+import { createResidualKernels } from "../../../src/gpu/kernels/residual.ts";
 import * as ref from "../../../src/reference/ops.ts";
 import { context, f32, freeTensors, random, read, readRaw, run, tensor, expectClose, zeros } from "./harness.ts";
 
@@ -73,4 +74,27 @@ test("row blocks cover every row, at most 256 of them", () => {
     expect(blocks * rowsPerBlock).toBeGreaterThanOrEqual(N);
     expect((blocks - 1) * rowsPerBlock).toBeLessThan(N);
   }
+});
+
+// residual + forward fused: residual is exactly the f32 sum, out/mean/rstd match float64 LayerNorm of it, and every
+// output is bit-identical to residual.add followed by forward (what the decoder ran before the fusion).
+const residual = await createResidualKernels(context);
+test.each([[1, 1], [3, 7], [17, 768], [300, 100], [70_000, 16]] as const)("residual + forward N=%d C=%d: the sum, then LayerNorm of it", async (N, C) => {
+  const x = inputs(N, C, 5 * N + C);
+  const branch = random(N * C, N + 3, -2, 2);
+  const sum = f32(add(x.inp, branch)); // the f32 sum the kernel stores
+  const params = { a: tensor(x.inp), b: tensor(branch), weight: tensor(x.weight), bias: tensor(x.bias), N, C };
+  const fused = { residual: zeros(N * C), out: zeros(N * C), mean: zeros(N), rstd: zeros(N) };
+  const split = { residual: zeros(N * C), out: zeros(N * C), mean: zeros(N), rstd: zeros(N) };
+  run((r) => {
+    layerNorm.residualForward(r, { ...params, ...fused });
+    residual.add(r, { out: split.residual, a: params.a, b: params.b, n: N * C });
+    layerNorm.forward(r, { out: split.out, mean: split.mean, rstd: split.rstd, inp: split.residual, weight: params.weight, bias: params.bias, N, C });
+  });
+  expect(await read(fused.residual)).toEqual(sum);
+  const want = ref.layerNormForward(sum, x.weight, x.bias, N, C, EPS);
+  expectClose(await read(fused.out), want.out, 1e-5, "out");
+  expectClose(await read(fused.mean), want.mean, 1e-6, "mean");
+  expectClose(await read(fused.rstd), want.rstd, 1e-5, "rstd");
+  for (const key of ["residual", "out", "mean", "rstd"] as const) expect(await readRaw(fused[key])).toEqual(await readRaw(split[key]));
 });

@@ -1,8 +1,9 @@
 import { afterAll, expect, test } from "bun:test";
 import { createRMSNormKernels } from "../../../src/gpu/kernels/rmsnorm.ts";
+import { createResidualKernels } from "../../../src/gpu/kernels/residual.ts";
 import { denseView } from "../../../src/gpu/kernels/index.ts";
 import * as ref from "../../../src/reference/ops.ts";
-import { context, freeTensors, random, read, readRaw, run, tensor, expectClose, zeros } from "./harness.ts";
+import { context, f32, freeTensors, random, read, readRaw, run, tensor, expectClose, zeros } from "./harness.ts";
 
 const rmsNorm = await createRMSNormKernels(context);
 afterAll(freeTensors);
@@ -48,4 +49,25 @@ test("per-head rows through views: q heads normalised in place of a fused [N, W]
   for (let n = 0; n < N; n++) expected.set(grads.dinp.subarray(n * H * hd, (n + 1) * H * hd), n * W + offset);
   expectClose(got, expected, 1e-5, "dinp in the fused tensor");
   expect(got[0]).toBe(7);
+});
+
+// residual + forward fused (the decoder's residual stream): residual is exactly the f32 sum, out/rstd match float64
+// RMSNorm of it, and every output is bit-identical to residual.add followed by forward.
+const residual = await createResidualKernels(context);
+test.each([[1, 1, 0], [5, 7, 0], [33, 64, 1], [300, 200, 1], [2000, 33, 0]] as const)("residual + forward N=%d C=%d gainOffset=%d: the sum, then RMSNorm of it", async (N, C, gainOffset) => {
+  const x = random(N * C, N + C, -3, 3), branch = random(N * C, N + 5, -2, 2), w = random(C, C + 1, 0.5, 1.5);
+  const sum = f32(x.map((v, i) => v + branch[i]));
+  const a = tensor(x), b = tensor(branch), weight = tensor(w);
+  const fused = { residual: zeros(N * C), out: zeros(N * C), rstd: zeros(N) };
+  const split = { residual: zeros(N * C), out: zeros(N * C), rstd: zeros(N) };
+  run((r) => {
+    rmsNorm.residualForward(r, { ...fused, a, b, weight, N, C, eps: 1e-6, gainOffset });
+    residual.add(r, { out: split.residual, a, b, n: N * C });
+    rmsNorm.forward(r, { out: denseView(split.out, C), rstd: split.rstd, inp: denseView(split.residual, C), weight, N, C, eps: 1e-6, gainOffset });
+  });
+  expect(await read(fused.residual)).toEqual(sum);
+  const want = ref.rmsNormForward(sum, w, N, C, 1e-6, gainOffset);
+  expectClose(await read(fused.out), want.out, 1e-5, "out");
+  expectClose(await read(fused.rstd), want.rstd, 1e-5, "rstd");
+  for (const key of ["residual", "out", "rstd"] as const) expect(await readRaw(fused[key])).toEqual(await readRaw(split[key]));
 });
