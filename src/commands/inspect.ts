@@ -68,7 +68,6 @@ adapter, the plan alone is printed.
     const loraSettings = loraSettingsOf(memory, config);
     const lora = loraSettings ? loraLayout(config, loraSettings) : undefined;
     const checkpointing = memory.checkpointActivations ?? false;
-    const plan = memoryPlan(config, { B, T, training: true, lora, checkpointing });
     const gpuMemory = values["gpu-memory"] === undefined ? null : numberFlag(values["gpu-memory"], "gpu-memory") * 2 ** 30;
     const groups = parameterGroups(config);
     const parameters = Object.values(groups).reduce((a, b) => a + b, 0);
@@ -85,6 +84,9 @@ adapter, the plan alone is printed.
       // no adapter is not an error here: the plan is still worth printing
       adapterError = (err as Error).message;
     }
+    // with an adapter, the plan the model would allocate on it (weights over its maxBufferSize split into pages)
+    const limits = adapter ? { maxBindingBytes: adapter.limits.maxStorageBufferBindingSize, maxBufferBytes: adapter.limits.maxBufferSize } : {};
+    const plan = memoryPlan(config, { B, T, training: true, lora, checkpointing, ...limits });
     const error = adapter ? fitError(config, plan, adapter.limits) : null;
     const largestBuffer = plan.buffers.reduce((a, b) => (b.bytes > a.bytes ? b : a));
 

@@ -27,7 +27,7 @@ import { STATUS } from "../gpu/kernels/guard.ts";
 import { UserError } from "../errors.ts";
 import { type LayerRole, type ModelConfig, rotaryDim } from "./family.ts";
 import { type AdapterSpec, dropoutKey, frozenSinkFloats, type LoraLayout } from "./lora.ts";
-import { paramLayout, type ParamLayout, type SlotSpec } from "./params.ts";
+import { type ParameterPage, parameterPages, paramLayout, type ParamLayout, type SlotSpec } from "./params.ts";
 
 export interface Batch {
   /** B·T token ids, row-major [B,T]. */
@@ -88,6 +88,8 @@ export interface ModelOptions {
    * forward pass per step, saves (L − 1) layers of activations.
    */
   checkpointing?: boolean;
+  /** Page size for frozen or inference weights (default: the adapter's maxBufferSize; tests set less). */
+  maxBufferBytes?: number;
 }
 
 /** The adapters' buffers: parameters, and when training their gradients and moments, plus the scratch of one product. */
@@ -184,6 +186,8 @@ export class DecoderModel {
   private readonly scratch: BackwardScratch | null;
   private readonly buckets: EmbeddingBuckets | null;
   private current: { B: number; T: number } | null = null;
+  /** The parameter buffers: one (params) unless the frozen weights exceed maxBufferSize. */
+  private readonly pages: (ParameterPage & { buffer: GPUBuffer })[];
   readonly lora: LoraBuffers | null;
   /** With a frozen base: where the norm kernels' weight gradients go (two ranges: LayerNorm writes weight and bias). */
   private readonly frozenSink: GPUBuffer | null;
@@ -221,9 +225,12 @@ export class DecoderModel {
     const layerNorm = arch.norm === "layer";
     const rotary = arch.positions.kind === "rotary";
     const norm = (label: string): NormActivations => ({ out: f(label, N * C), mean: layerNorm ? f(`${label}.mean`, N) : null, rstd: f(`${label}.rstd`, N) });
-    this.params = f("params", this.layout.size);
     // a frozen base (LoRA) has no gradients or moments: the memory LoRA exists to save
     const baseTrained = options.training && !options.lora;
+    // weights no kernel walks whole may span several buffers, each within the adapter's maxBufferSize
+    const pages = parameterPages(this.layout, baseTrained ? Infinity : Math.floor((options.maxBufferBytes ?? gpu.device.limits.maxBufferSize) / 4));
+    this.pages = pages.map((p, i) => ({ ...p, buffer: f(i === 0 ? "params" : `params[${i}]`, p.end - p.start) }));
+    this.params = this.pages[0].buffer;
     this.grads = baseTrained ? f("grads", this.layout.size) : null;
     this.m = baseTrained ? f("adam.m", this.layout.size) : null;
     this.v = baseTrained ? f("adam.v", this.layout.size) : null;
@@ -304,7 +311,14 @@ export class DecoderModel {
   param(name: string, buffer: GPUBuffer = this.params): Binding {
     const t = this.layout.byName.get(name);
     if (!t) throw new Error(`no parameter ${name}`);
-    return bind(buffer, t.offset * 4, t.size * 4);
+    return this.bindIn(buffer, t.offset, t.size);
+  }
+
+  /** Elements [offset, offset + size) of a buffer in the parameter layout (the page that holds them, for params). */
+  private bindIn(buffer: GPUBuffer, offset: number, size: number): Binding {
+    if (buffer !== this.params || this.pages.length === 1) return bind(buffer, offset * 4, size * 4);
+    const page = this.pages.find((p) => offset >= p.start && offset < p.end)!;
+    return bind(page.buffer, (offset - page.start) * 4, size * 4);
   }
 
   private slotOf(role: LayerRole | "wte" | "wpe" | "normF.weight" | "normF.bias" | "head.weight" | "head.bias", layer: number | null): SlotSpec | undefined {
@@ -314,7 +328,7 @@ export class DecoderModel {
   /** The slot of a role as a binding of params (or of another buffer in the same layout), or undefined if absent. */
   private at(role: Parameters<DecoderModel["slotOf"]>[0], layer: number | null, buffer: GPUBuffer = this.params): Binding | undefined {
     const s = this.slotOf(role, layer);
-    return s ? bind(buffer, s.offset * 4, s.size * 4) : undefined;
+    return s ? this.bindIn(buffer, s.offset, s.size) : undefined;
   }
 
   private must(role: Parameters<DecoderModel["slotOf"]>[0], layer: number | null, buffer: GPUBuffer = this.params): Binding {
@@ -352,11 +366,13 @@ export class DecoderModel {
     if (flat.length !== this.layout.size) {
       throw new Error(`parameter vector has ${flat.length} floats, layout needs ${this.layout.size}`);
     }
-    upload(this.gpu, bind(this.params), flat);
+    for (const p of this.pages) upload(this.gpu, bind(p.buffer), flat.subarray(p.start, p.end));
   }
 
   async getParameters(): Promise<Float32Array> {
-    return readFloat32(this.gpu, bind(this.params, 0, this.layout.size * 4));
+    const out = new Float32Array(this.layout.size);
+    for (const p of this.pages) out.set(await readFloat32(this.gpu, bind(p.buffer, 0, (p.end - p.start) * 4)), p.start);
+    return out;
   }
 
   /** Gradients of what is trained: every parameter (params' layout), or with LoRA the adapters (their layout). */
@@ -985,7 +1001,7 @@ export class DecoderModel {
   destroy(): void {
     const norms = (n: NormActivations | null) => (n ? [n.out, n.mean, n.rstd] : []);
     const buffers: (GPUBuffer | null)[] = [
-      this.params, this.grads, this.m, this.v, this.stepStatus, this.tokens, this.targets, this.lossWeights,
+      ...this.pages.map((p) => p.buffer), this.grads, this.m, this.v, this.stepStatus, this.tokens, this.targets, this.lossWeights,
       this.encoded, ...norms(this.normF), this.qNormed, this.kNormed, this.rotary, this.headRows, this.queryRows,
       this.head.x.buffer, this.head.logits.buffer, this.head.dx?.buffer ?? null, this.losses,
       ...this.layers.flatMap((a) => [

@@ -15,7 +15,7 @@
 import { UserError } from "../errors.ts";
 import { rotaryDim, type ModelConfig } from "./family.ts";
 import { frozenSinkFloats, type LoraLayout } from "./lora.ts";
-import { paramLayout } from "./params.ts";
+import { parameterPages, paramLayout } from "./params.ts";
 import { headWorkspaceFloats } from "../gpu/kernels/crossentropy.ts";
 
 export type BufferKind = "weights" | "gradients" | "optimizer" | "activations" | "scratch";
@@ -41,6 +41,8 @@ export interface PlanShape {
    * head's row chunk as it does in DecoderModel.
    */
   maxBindingBytes?: number;
+  /** The adapter's maxBufferSize: frozen or inference weights above it are split over several buffers (DecoderModel). */
+  maxBufferBytes?: number;
 }
 
 export interface MemoryPlan {
@@ -81,7 +83,10 @@ export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
     add(`${label}.rstd`, "activations", N);
   };
 
-  add("params", "weights", layout.size, false);
+  const baseTrained = training && !lora;
+  parameterPages(layout, baseTrained || !shape.maxBufferBytes ? Infinity : Math.floor(shape.maxBufferBytes / 4)).forEach((p, i) =>
+    add(i === 0 ? "params" : `params[${i}]`, "weights", p.end - p.start, false),
+  );
   if (training && !lora) {
     add("grads", "gradients", layout.size, false);
     add("adam.m", "optimizer", layout.size, false);
@@ -206,7 +211,7 @@ export function overruns(plan: MemoryPlan, limits: AdapterLimits): Overrun[] {
 
 /** The plan as DecoderModel sizes it on an adapter with these limits (the head's row chunk follows the binding limit). */
 function planFor(config: ModelConfig, shape: PlanShape, limits: AdapterLimits): MemoryPlan {
-  return memoryPlan(config, { B: shape.B, T: shape.T, training: shape.training, lora: shape.lora, maxBindingBytes: limits.maxStorageBufferBindingSize });
+  return memoryPlan(config, { ...shape, maxBindingBytes: limits.maxStorageBufferBindingSize, maxBufferBytes: limits.maxBufferSize });
 }
 
 /** The largest batch rows (≤ B) at this T whose plan fits, or 0 when even one row does not. */
@@ -245,6 +250,6 @@ export function fitError(config: ModelConfig, plan: MemoryPlan, limits: AdapterL
 
 /** Throws the UserError train and train-lm refuse a run with when its training buffers cannot fit the device. */
 export function assertTrainingFits(config: ModelConfig, shape: { B: number; T: number; lora?: LoraLayout; checkpointing?: boolean }, limits: AdapterLimits): void {
-  const error = fitError(config, memoryPlan(config, { ...shape, training: true }), limits);
+  const error = fitError(config, planFor(config, { ...shape, training: true }, limits), limits);
   if (error) throw new UserError(error, 422);
 }

@@ -76,3 +76,29 @@ describe("activation checkpointing", () => {
     }
   });
 });
+
+describe("frozen weights over maxBufferSize", () => {
+  test("a frozen base paged over several buffers (slots whole in each) computes what one buffer does, and the plan counts the pages", async () => {
+    const fx = await loadFamilyFixture("llama");
+    const config = fx.model.config;
+    const lora = loraLayout(config, { rank: 2, alpha: 4, dropout: 0, targets: ["q_proj", "v_proj", "down_proj"] });
+    const adapters = initLora(lora, 9);
+    adapters.forEach((_, i) => (adapters[i] += 0.01 * Math.cos(i)));
+    const maxBufferBytes = 16 << 10; // the embedding (83·36 floats) and every block tensor fit; the whole layout does not
+    const one = await step(fx, { lora }, adapters);
+    const paged = await step(fx, { lora, maxBufferBytes, checkpointing: true }, adapters);
+    expect(bits(paged.losses).equals(bits(one.losses))).toBe(true);
+    expect(bits(paged.grads).equals(bits(one.grads))).toBe(true);
+    const shape = { B: fx.B, T: fx.T, training: true, lora, checkpointing: true, maxBufferBytes };
+    const plan = memoryPlan(config, shape);
+    const pages = plan.buffers.filter((b) => /^params(\[\d+\])?$/.test(b.label));
+    expect(pages.length).toBeGreaterThan(3);
+    for (const p of pages) expect(p.bytes).toBeLessThanOrEqual(maxBufferBytes);
+    const model = new DecoderModel(gpu, kernels, config, shape);
+    model.setParameters(fx.model.params);
+    expect(await model.getParameters()).toEqual(fx.model.params);
+    const buckets = plan.buffers.filter((b) => b.label.startsWith("embedding bucket")).reduce((s, b) => s + b.bytes, 0);
+    expect(plan.total - buckets).toBe(model.allocatedBytes);
+    model.destroy();
+  });
+});
