@@ -1,24 +1,30 @@
 /**
  * Matmul throughput (GFLOP/s) of shaders/matmul.wgsl on the adapter present: square sizes 512…4096, then the
- * products of a GPT-2 124M training step (B·T = 8192 tokens, C = 768). Each shape is time-boxed: its cost is
+ * products of a GPT-2 124M training step (B·T = 8192 tokens, C = 768), or with --shapes tiny (the default on a
+ * software adapter) those of bench/train.ts's small config (B·T = 512, C = 128, vocab 2048) and a LoRA-sized
+ * rank-8 product. Each shape is time-boxed: its cost is
  * predicted from the rate measured so far and it is skipped (and listed as such) when it would not fit.
  * Timing uses GPU timestamps around the batch of dispatches when the adapter has `timestamp-query`, otherwise
  * wall-clock over a submitted batch after a warm-up. Prints figures; never fails on speed.
  *
  *   npm run bench -- matmul   (or: bash scripts/bench.sh matmul; the script makes the software adapter visible)
- *   bun bench/matmul.ts [--budget SECONDS] [--tilings] [--json]
- *     --budget   seconds one shape may take, all repetitions together (default 20)
- *     --tilings  also measure every candidate tiling forced on (for tuning the automatic choice)
+ *   bun bench/matmul.ts [--budget SECONDS] [--shapes gpt2|tiny] [--variants] [--tilings] [--json]
+ *     --budget    seconds one shape may take, all repetitions together (default 20)
+ *     --variants  also measure every kernel family forced on (register-tiled, workgroup-tiled)
+ *     --tilings   also measure every candidate tiling of the tiled kernel forced on (for tuning the automatic choice)
  */
 import { parseArgs } from "node:util";
-import { acquireGpu, describeGpu, type Gpu } from "../src/gpu/device.ts";
+import { acquireGpu, describeGpu } from "../src/gpu/device.ts";
 import { bind, createStorage, upload } from "../src/gpu/buffers.ts";
-import { createMatmulKernels, LARGE_TILING, SMALL_TILING, type MatmulTiling } from "../src/gpu/kernels/matmul.ts";
+import { createMatmulKernels, LARGE_TILING, MATMUL_VARIANTS, SMALL_TILING, type MatmulOptions, type MatmulTiling } from "../src/gpu/kernels/matmul.ts";
 import type { MatmulKernels } from "../src/gpu/kernels/index.ts";
 import { Recorder } from "../src/gpu/recorder.ts";
 import { ShaderLibrary } from "../src/gpu/shaders.ts";
+import { gpuTimer } from "./gpu-timer.ts";
 
-const { values } = parseArgs({ options: { budget: { type: "string" }, tilings: { type: "boolean" }, json: { type: "boolean" } } });
+const { values } = parseArgs({
+  options: { budget: { type: "string" }, shapes: { type: "string" }, variants: { type: "boolean" }, tilings: { type: "boolean" }, json: { type: "boolean" } },
+});
 const budgetSeconds = Number(values.budget ?? 20);
 
 interface Shape {
@@ -30,9 +36,8 @@ interface Shape {
   transB?: boolean;
 }
 
-const BT = 8192, C = 768, V = 50257;
-const SHAPES: Shape[] = [
-  ...[512, 1024, 2048, 4096].map((n) => ({ name: `square ${n}`, M: n, N: n, K: n })),
+/** The products of one training step of a GPT-2 of width C over BT tokens and vocabulary V. */
+const trainingShapes = (BT: number, C: number, V: number): Shape[] => [
   { name: "qkv = x·W", M: BT, N: 3 * C, K: C },
   { name: "fc = x·W", M: BT, N: 4 * C, K: C },
   { name: "proj = h·W", M: BT, N: C, K: 4 * C },
@@ -43,6 +48,15 @@ const SHAPES: Shape[] = [
   { name: "dx = dlogits·wte", M: BT, N: C, K: V },
   { name: "dwte += dlogitsᵀ·x", M: V, N: C, K: BT, transA: true },
 ];
+const SHAPE_SETS: Record<string, Shape[]> = {
+  gpt2: [...[512, 1024, 2048, 4096].map((n) => ({ name: `square ${n}`, M: n, N: n, K: n })), ...trainingShapes(8192, 768, 50257)],
+  tiny: [
+    { name: "square 256", M: 256, N: 256, K: 256 },
+    ...trainingShapes(512, 128, 2048),
+    { name: "LoRA x·A (rank 8)", M: 512, N: 8, K: 128 },
+    { name: "LoRA dA += xᵀ·dh", M: 128, N: 8, K: 512, transA: true },
+  ],
+};
 
 const CANDIDATE_TILINGS: MatmulTiling[] = [
   LARGE_TILING,
@@ -51,43 +65,6 @@ const CANDIDATE_TILINGS: MatmulTiling[] = [
   { wgM: 8, wgN: 16, bk: 8 },
   { wgM: 8, wgN: 8, bk: 8 },
 ];
-
-/** Seconds of GPU time for `reps` back-to-back calls of `record`. */
-type Timer = (record: (r: Recorder) => void, reps: number) => Promise<number>;
-
-function wallClockTimer(gpu: Gpu): Timer {
-  return async (record, reps) => {
-    const r = new Recorder(gpu);
-    for (let i = 0; i < reps; i++) record(r);
-    const start = performance.now();
-    r.submit();
-    await gpu.device.queue.onSubmittedWorkDone();
-    return (performance.now() - start) / 1000;
-  };
-}
-
-/** Timestamps written by empty passes just before and just after the batch's compute pass. */
-function timestampTimer(gpu: Gpu): Timer {
-  const device = gpu.device;
-  const querySet = device.createQuerySet({ type: "timestamp", count: 2 });
-  const resolved = device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-  const readback = device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  const mark = (r: Recorder, write: GPUComputePassTimestampWrites) => r.commandEncoder().beginComputePass({ timestampWrites: write }).end();
-  return async (record, reps) => {
-    const r = new Recorder(gpu);
-    mark(r, { querySet, endOfPassWriteIndex: 0 });
-    for (let i = 0; i < reps; i++) record(r);
-    mark(r, { querySet, beginningOfPassWriteIndex: 1 });
-    const encoder = r.commandEncoder();
-    encoder.resolveQuerySet(querySet, 0, 2, resolved, 0);
-    encoder.copyBufferToBuffer(resolved, 0, readback, 0, 16);
-    r.submit();
-    await readback.mapAsync(GPUMapMode.READ);
-    const [start, end] = new BigUint64Array(readback.getMappedRange().slice(0));
-    readback.unmap();
-    return Number(end - start) / 1e9;
-  };
-}
 
 interface Measured {
   shape: string;
@@ -101,9 +78,10 @@ interface Measured {
 }
 
 const gpu = await acquireGpu();
+const SHAPES = SHAPE_SETS[values.shapes ?? (gpu.adapter.isSoftware ? "tiny" : "gpt2")];
+if (!SHAPES) throw new Error(`--shapes: expected one of ${Object.keys(SHAPE_SETS).join(", ")}`);
 const shaders = new ShaderLibrary(gpu.device);
-const useTimestamps = gpu.device.features.has("timestamp-query");
-const time = useTimestamps ? timestampTimer(gpu) : wallClockTimer(gpu);
+const { time, kind: timing } = gpuTimer(gpu);
 const limits = gpu.device.limits;
 let rate = 0; // FLOP/s measured on the last shape, for predicting the next one's cost
 
@@ -142,12 +120,14 @@ async function measure(kernels: MatmulKernels, tilingName: string, s: Shape): Pr
 }
 
 const tilingName = (t: MatmulTiling) => `${8 * t.wgM}×${8 * t.wgN} k${t.bk}`;
-const configurations: [string, MatmulTiling | undefined][] = [["auto", undefined]];
-if (values.tilings) configurations.push(...CANDIDATE_TILINGS.map((t): [string, MatmulTiling] => [tilingName(t), t]));
+const configurations: [string, MatmulOptions][] = [["auto", {}]];
+if (values.variants) configurations.push(...MATMUL_VARIANTS.map((variant): [string, MatmulOptions] => [variant, { variant }]));
+if (values.tilings) configurations.push(...CANDIDATE_TILINGS.map((t): [string, MatmulOptions] => [tilingName(t), { tiling: t }]));
 
+if (!values.json) console.log(`auto = the "${(await createMatmulKernels({ gpu, shaders })).variant}" kernel on this adapter`);
 const results: Measured[] = [];
-for (const [name, tiling] of configurations) {
-  const kernels = await createMatmulKernels({ gpu, shaders }, { tiling });
+for (const [name, options] of configurations) {
+  const kernels = await createMatmulKernels({ gpu, shaders }, options);
   rate = 0;
   for (const shape of SHAPES) {
     const result = await measure(kernels, name, shape);
@@ -158,6 +138,6 @@ for (const [name, tiling] of configurations) {
     }
   }
 }
-if (values.json) console.log(JSON.stringify({ adapter: describeGpu(gpu), timing: useTimestamps ? "timestamps" : "wall-clock", results }));
-else console.log(`adapter: ${describeGpu(gpu)}; timing: ${useTimestamps ? "GPU timestamps" : "wall-clock"}; budget ${budgetSeconds} s per shape`);
+if (values.json) console.log(JSON.stringify({ adapter: describeGpu(gpu), timing, results }));
+else console.log(`adapter: ${describeGpu(gpu)}; timing: ${timing}; budget ${budgetSeconds} s per shape`);
 gpu.destroy();

@@ -1,8 +1,11 @@
 """PyTorch baselines for the GPU benchmarks, run in the same session as ours (bench/gpu-compare.sh):
 
-  train:  GPT-2 training tokens/s and peak memory, fp32 eager with TF32 off, AdamW, random init, same B and T.
-          Uses transformers' GPT2LMHeadModel when installed, else the plain-torch GPT-2 of the reference fixture
-          (the same math: tanh GELU, tied head, causal attention).
+  train:  training tokens/s and peak memory, fp32 eager with TF32 off, random init, same B and T, and the step our
+          Trainer takes (src/train/trainer.ts DEFAULT_OPTIMIZER): forward, backward, clip_grad_norm_ 1.0, AdamW
+          (betas 0.9/0.95, eps 1e-8, weight decay 0.1 on the 2-D tensors only, as src/model/params.ts splits them).
+          GPT-2 sizes from --n-layer/--n-head/--n-embd/--vocab: transformers' GPT2LMHeadModel when installed, else
+          the plain-torch GPT-2 of the reference fixture (the same math: tanh GELU, tied head, causal attention).
+          --hf-config config.json: any family transformers knows (Llama, Qwen2, …), from_config, eager attention.
   matmul: torch.matmul fp32 (cuBLAS, TF32 off) TFLOP/s at the sizes our matmul bench uses.
 
 Prints one JSON object per line. Usage: python3 bench/pytorch_baseline.py [train|matmul] [--B 8 --T 1024 --steps 20]
@@ -52,7 +55,7 @@ def gpt2_model(n_layer, n_head, n_embd, vocab, n_positions):
         def loss_fn(tokens, targets):
             return torch.nn.functional.cross_entropy(model(tokens).logits.flatten(0, 1), targets.flatten())
 
-        return "transformers.GPT2LMHeadModel", model.parameters(), loss_fn
+        return "transformers.GPT2LMHeadModel", list(model.parameters()), loss_fn
     except ImportError:
         sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "test", "fixtures"))
         from make_reference import gpt2_logits  # noqa: E402
@@ -72,13 +75,31 @@ def gpt2_model(n_layer, n_head, n_embd, vocab, n_positions):
         def loss_fn(tokens, targets):
             return torch.nn.functional.cross_entropy(gpt2_logits(p, cfg, tokens).flatten(0, 1), targets.flatten())
 
-        return "plain-torch GPT-2 (transformers not installed)", p.values(), loss_fn
+        return "plain-torch GPT-2 (transformers not installed)", list(p.values()), loss_fn
 
 
-def bench_train(B, T, steps, n_layer=12, n_head=12, n_embd=768, vocab=50257):
-    name, params, loss_fn = gpt2_model(n_layer, n_head, n_embd, vocab, max(T, 1024))
-    params = list(params)
-    opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
+def hf_model(config_path):
+    """A model of any family transformers knows, from an HF config.json, random init, eager attention."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.from_pretrained(os.path.dirname(os.path.abspath(config_path)))
+    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", torch_dtype=torch.float32).to(device)
+
+    def loss_fn(tokens, targets):
+        return torch.nn.functional.cross_entropy(model(tokens).logits.flatten(0, 1).float(), targets.flatten())
+
+    return f"transformers {type(model).__name__} (eager attention)", list(model.parameters()), loss_fn, cfg.vocab_size
+
+
+def bench_train(B, T, steps, n_layer, n_head, n_embd, vocab, hf_config=None, lr=1e-4):
+    if hf_config:
+        name, params, loss_fn, vocab = hf_model(hf_config)
+    else:
+        name, params, loss_fn = gpt2_model(n_layer, n_head, n_embd, vocab, max(T, 1024))
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=lr, betas=(0.9, 0.95), eps=1e-8)
     tokens = torch.randint(0, vocab, (B, T), device=device)
     targets = torch.randint(0, vocab, (B, T), device=device)
 
@@ -89,7 +110,7 @@ def bench_train(B, T, steps, n_layer=12, n_head=12, n_embd=768, vocab=50257):
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
 
-    step()
+    step()  # warm-up, as bench/train.ts takes one
     sync()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -99,8 +120,9 @@ def bench_train(B, T, steps, n_layer=12, n_head=12, n_embd=768, vocab=50257):
     sync()
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
-    print(json.dumps({"bench": f"pytorch fp32 eager train ({name})", "device": device, "B": B, "T": T, "steps": steps,
-                      "tokens_per_s": B * T * steps / seconds, "peak_memory_mib": peak}))
+    print(json.dumps({"bench": f"pytorch fp32 eager train ({name})", "device": device, "threads": torch.get_num_threads(),
+                      "torch": torch.__version__, "B": B, "T": T, "steps": steps, "tokens_per_s": B * T * steps / seconds,
+                      "ms_per_step": 1000 * seconds / steps, "peak_memory_mib": peak}))
 
 
 if __name__ == "__main__":
@@ -109,9 +131,20 @@ if __name__ == "__main__":
     ap.add_argument("--B", type=int, default=8)
     ap.add_argument("--T", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--n-layer", type=int, default=12)
+    ap.add_argument("--n-head", type=int, default=12)
+    ap.add_argument("--n-embd", type=int, default=768)
+    ap.add_argument("--vocab", type=int, default=50257)
+    ap.add_argument("--hf-config", help="an HF config.json (any family transformers knows) instead of GPT-2 sizes")
+    ap.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda when available")
+    ap.add_argument("--threads", type=int, help="CPU threads (default: every core, as llvmpipe uses)")
     ap.add_argument("--sizes", default="512,1024,2048,4096")
     args = ap.parse_args()
+    if args.device:
+        device = args.device
+    # Debian's torch (libgomp) can start with one OpenMP thread on a 2-core machine; llvmpipe uses every core.
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
     if args.what == "matmul":
         bench_matmul([int(s) for s in args.sizes.split(",")])
     else:
-        bench_train(args.B, args.T, args.steps)
+        bench_train(args.B, args.T, args.steps, args.n_layer, args.n_head, args.n_embd, args.vocab, args.hf_config)

@@ -26,6 +26,7 @@ override BK: u32 = 8u;      // depth of a K slice
 
 const HAS_BIAS = 1u;
 const ACCUMULATE = 2u;
+const GELU = 4u;            // also write act = gelu(out) (the MLP's fc → GELU, fused into the epilogue)
 const MAX_LOADS = 16u;      // per thread per slice and operand: 8·BK/WG_N (a) and 8·BK/WG_M (b)
 
 // kSplit: depth of K each workgroup layer z covers (split-K writes layer z of partial products to out[z·M·N …]).
@@ -36,6 +37,7 @@ struct Params { M: u32, N: u32, K: u32, flags: u32, kSplit: u32 }
 @group(0) @binding(2) var<storage, read> a: array<f32>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(5) var<storage, read_write> act: array<f32>;  // written only with GELU (else a dummy)
 
 // Rows of the staged slices are padded by one vec4, so the k-strided stores of the untransposed loads spread
 // over the memory banks instead of hitting one.
@@ -177,13 +179,100 @@ fn storeOne(layer: u32, m: u32, n: u32, value: f32) {
   let index = layer + m * p.N + n;
   if ((p.flags & ACCUMULATE) != 0u) { r += out[index]; }
   out[index] = r;
+  if ((p.flags & GELU) != 0u) { act[index] = gelu(r); }
 }
 
-// Split-K epilogue: out[i] (= or +=) Σ_z partials[z·count + i] in order of z (+ bias[i mod N]).
+// GPT-2's tanh GELU exactly as shaders/gelu.wgsl computes it (WGSL has no includes; the fused and the unfused
+// paths are tested against each other), x clamped to ±10 where it is x or 0 to f32 precision.
+fn gelu(x: f32) -> f32 {
+  let c = clamp(x, -10.0, 10.0);
+  let t = tanh(0.7978845608028654 * (c + 0.044715 * c * c * c));
+  return 0.5 * x * (1.0 + t);
+}
+
+// ---- Register-tiled variant, for software adapters (llvmpipe, SwiftShader) ----
+// These run a workgroup on one CPU thread, its invocations as the lanes of SIMD vectors; workgroup memory is
+// ordinary memory and every barrier a switch between invocation groups, so the staging of the tiled kernel above
+// buys little there. Here a workgroup of RT_LANES invocations owns 8 rows × 8·RT_LANES columns of out, each
+// invocation an 8×8 block (16 vec4 accumulators, as in main): columns 4·lane + 0..3 and 4·(RT_LANES + lane) + 0..3
+// of the workgroup's span, so neighbouring lanes read neighbouring addresses of b. a's elements depend only on the
+// workgroup and k, so all lanes read the same address (a uniform load: one scalar broadcast to the vector); the
+// CPU's caches do the staging. Out-of-range rows and columns read clamped (valid) addresses and skip their stores,
+// so the inner loop has no branches. Split-K works as in main (layer wid.z covers kSplit of K).
+override RT_LANES: u32 = 16u;  // invocations per workgroup, 8 columns each
+
+fn aAt(m: u32, k: u32) -> f32 { return a[select(m * p.K + k, k * p.M + m, TRANS_A)]; }
+fn bAt(k: u32, n: u32) -> f32 { return b[select(k * p.N + n, n * p.K + k, TRANS_B)]; }
+fn bQuad(k: u32, c: vec4<u32>) -> vec4<f32> { return vec4(bAt(k, c.x), bAt(k, c.y), bAt(k, c.z), bAt(k, c.w)); }
+
+@compute @workgroup_size(RT_LANES)
+fn registerTiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+  let row0 = wid.y * 8u;
+  let colA = wid.x * 8u * RT_LANES + 4u * lane;
+  let colB = colA + 4u * RT_LANES;
+  let last = vec4(p.N - 1u);
+  let ca = min(vec4(colA) + vec4(0u, 1u, 2u, 3u), last);
+  let cb = min(vec4(colB) + vec4(0u, 1u, 2u, 3u), last);
+  let m0 = min(row0 + 0u, p.M - 1u);
+  let m1 = min(row0 + 1u, p.M - 1u);
+  let m2 = min(row0 + 2u, p.M - 1u);
+  let m3 = min(row0 + 3u, p.M - 1u);
+  let m4 = min(row0 + 4u, p.M - 1u);
+  let m5 = min(row0 + 5u, p.M - 1u);
+  let m6 = min(row0 + 6u, p.M - 1u);
+  let m7 = min(row0 + 7u, p.M - 1u);
+  let kStart = wid.z * p.kSplit;
+  let kEnd = min(p.K, kStart + p.kSplit);
+
+  // Constant accumulator indices throughout, so acc stays in registers (acc[2r + j]: row r, column half j).
+  var acc: array<vec4<f32>, 16>;
+  for (var k = kStart; k < kEnd; k++) {
+    let b0 = bQuad(k, ca);
+    let b1 = bQuad(k, cb);
+    let a0 = vec4(aAt(m0, k));
+    acc[0] = fma(a0, b0, acc[0]);
+    acc[1] = fma(a0, b1, acc[1]);
+    let a1 = vec4(aAt(m1, k));
+    acc[2] = fma(a1, b0, acc[2]);
+    acc[3] = fma(a1, b1, acc[3]);
+    let a2 = vec4(aAt(m2, k));
+    acc[4] = fma(a2, b0, acc[4]);
+    acc[5] = fma(a2, b1, acc[5]);
+    let a3 = vec4(aAt(m3, k));
+    acc[6] = fma(a3, b0, acc[6]);
+    acc[7] = fma(a3, b1, acc[7]);
+    let a4 = vec4(aAt(m4, k));
+    acc[8] = fma(a4, b0, acc[8]);
+    acc[9] = fma(a4, b1, acc[9]);
+    let a5 = vec4(aAt(m5, k));
+    acc[10] = fma(a5, b0, acc[10]);
+    acc[11] = fma(a5, b1, acc[11]);
+    let a6 = vec4(aAt(m6, k));
+    acc[12] = fma(a6, b0, acc[12]);
+    acc[13] = fma(a6, b1, acc[13]);
+    let a7 = vec4(aAt(m7, k));
+    acc[14] = fma(a7, b0, acc[14]);
+    acc[15] = fma(a7, b1, acc[15]);
+  }
+
+  let layer = wid.z * p.M * p.N;
+  store(layer, row0 + 0u, colA, colB, acc[0], acc[1]);
+  store(layer, row0 + 1u, colA, colB, acc[2], acc[3]);
+  store(layer, row0 + 2u, colA, colB, acc[4], acc[5]);
+  store(layer, row0 + 3u, colA, colB, acc[6], acc[7]);
+  store(layer, row0 + 4u, colA, colB, acc[8], acc[9]);
+  store(layer, row0 + 5u, colA, colB, acc[10], acc[11]);
+  store(layer, row0 + 6u, colA, colB, acc[12], acc[13]);
+  store(layer, row0 + 7u, colA, colB, acc[14], acc[15]);
+}
+
+// Split-K epilogue: out[i] (= or +=) Σ_z partials[z·count + i] in order of z (+ bias[i mod N]); act[i] = gelu(out[i])
+// with GELU.
 struct SplitParams { count: u32, N: u32, splits: u32, flags: u32 }
 @group(0) @binding(0) var<uniform> sp: SplitParams;
 @group(0) @binding(2) var<storage, read> partials: array<f32>;
 @group(0) @binding(3) var<storage, read> splitBias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> splitAct: array<f32>;  // written only with GELU
 
 @compute @workgroup_size(256)
 fn splitSum(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -194,6 +283,7 @@ fn splitSum(@builtin(global_invocation_id) gid: vec3<u32>) {
   if ((sp.flags & HAS_BIAS) != 0u) { r += splitBias[i % sp.N]; }
   if ((sp.flags & ACCUMULATE) != 0u) { r += out[i]; }
   out[i] = r;
+  if ((sp.flags & GELU) != 0u) { splitAct[i] = gelu(r); }
 }
 
 // biasBackward, deterministically in two passes. Pass 1: workgroup (x, y) sums rows y·ROWS … y·ROWS+ROWS−1 of

@@ -37,4 +37,8 @@ export const GradClip = real(0, 1e6, "gradClip");
 /** Longest training sequence, in tokens. */
 export const SequenceTokens = int(1, 65_536, "maxSeqLength");
 export const CheckpointEvery = int(1, MAX_STEPS, "checkpointEvery");
+/** LoRA (src/model/lora.ts): rank, scale numerator, dropout on the adapter input. */
+export const LoraRank = int(1, 4_096, "loraRank");
+export const LoraAlpha = real(0, 1e6, "loraAlpha", true);
+export const LoraDropout = v.pipe(v.number(), v.minValue(0, "loraDropout must be in [0, 1)"), v.ltValue(1, "loraDropout must be in [0, 1)"));
 export const Fraction = v.pipe(v.number(), v.minValue(0, "p must be in [0, 1]"), v.maxValue(1, "p must be in [0, 1]"));

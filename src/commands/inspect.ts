@@ -6,7 +6,9 @@ import { readConfig } from "../model/hf.ts";
 import { resolveModel } from "../model/ref.ts";
 import { type AdapterLimits, fitError, formatBytes, memoryPlan, overruns } from "../model/memory.ts";
 import { paramLayout } from "../model/params.ts";
-import { type Command, intFlag, parseFlags, requiredFlag } from "./command.ts";
+import { ADAPTATION_FLAGS, adaptationFromFlags, loraSettingsOf } from "../distill/run-spec.ts";
+import { loraLayout, loraParameterCount } from "../model/lora.ts";
+import { type Command, intFlag, numberFlag, parseFlags, requiredFlag } from "./command.ts";
 
 const GROUPS: [name: string, match: (role: string) => boolean][] = [
   ["embeddings", (r) => r === "wte" || r === "wpe"],
@@ -36,6 +38,7 @@ async function modelConfig(model: string): Promise<{ config: ModelConfig; source
 export const command: Command = {
   summary: "a model's family, parameters and the GPU memory a training run needs",
   help: `usage: bun src/cli.ts inspect --model <hf-dir | hub id | scratch-SIZE> [--batch-size B] [--max-tokens T] [--json] [--adapter NAME]
+         [--lora-rank R [--lora-alpha A] [--lora-dropout P] [--lora-targets M1,M2]] [--gpu-memory GiB]
 
 Reads the model's config.json (no weights) and prints its family and architecture, the parameter count by part
 and what is trainable, and the GPU memory a training run of B sequences of T tokens needs: weights, gradients,
@@ -45,18 +48,26 @@ maxStorageBufferBindingSize): train and train-lm refuse a run that does not fit 
 adapter, the plan alone is printed.
   --batch-size B   sequences per micro-batch (default 4)
   --max-tokens T   tokens per sequence (default 128, at most the model's n_positions)
+  --lora-rank R …  the plan of a LoRA run (train's flags): the adapters and their gradients and moments, no base
+                   gradients or moments
+  --gpu-memory G   also say whether the plan fits a GPU with G GiB of memory (WebGPU does not report it)
   --json           {"model", "family", "parameters", "groups", "trainable", "memory": {...}, "adapter", "fits", "error"}`,
   usesGpu: true,
   async run(argv) {
     const { values } = parseFlags(argv, {
       model: { type: "string" }, "batch-size": { type: "string" }, "max-tokens": { type: "string" },
-      json: { type: "boolean" }, adapter: { type: "string" },
+      json: { type: "boolean" }, adapter: { type: "string" }, "gpu-memory": { type: "string" },
+      ...Object.fromEntries(ADAPTATION_FLAGS.map((flag) => [flag, { type: "string" as const }])),
     });
+    const adaptation = adaptationFromFlags(values);
     const { config, source } = await modelConfig(requiredFlag(values.model, "model"));
     const B = intFlag(values["batch-size"], "batch-size", 4, 1);
     const T = intFlag(values["max-tokens"], "max-tokens", Math.min(128, config.nPositions), 2);
     if (T > config.nPositions) throw new UserError(`--max-tokens ${T} is longer than the model's n_positions (${config.nPositions})`);
-    const plan = memoryPlan(config, { B, T, training: true });
+    const loraSettings = loraSettingsOf(adaptation, config);
+    const lora = loraSettings ? loraLayout(config, loraSettings) : undefined;
+    const plan = memoryPlan(config, { B, T, training: true, lora });
+    const gpuMemory = values["gpu-memory"] === undefined ? null : numberFlag(values["gpu-memory"], "gpu-memory") * 2 ** 30;
     const groups = parameterGroups(config);
     const parameters = Object.values(groups).reduce((a, b) => a + b, 0);
     const decayed = paramLayout(config).tensors.filter((t) => t.decay).reduce((s, t) => s + t.size, 0);
@@ -78,9 +89,12 @@ adapter, the plan alone is printed.
     if (values.json) {
       console.log(JSON.stringify({
         model: source, family: config.family, arch: config.arch, parameters, groups,
-        trainable: { parameters, weightDecayed: decayed, tiedHead: config.arch.tiedHead },
+        trainable: lora
+          ? { parameters: loraParameterCount(lora), lora: { ...lora.settings, modules: lora.adapters.length }, tiedHead: config.arch.tiedHead }
+          : { parameters, weightDecayed: decayed, tiedHead: config.arch.tiedHead },
         memory: { B, T, ...plan.byKind, total: plan.total, largestBuffer: { label: largestBuffer.label, bytes: largestBuffer.bytes }, largestParameterTensorBytes: plan.largestSlotBytes },
         adapter, fits: adapter ? error === null : null, error, overruns: adapter ? overruns(plan, adapter.limits) : null,
+        gpuMemory: gpuMemory === null ? null : { bytes: gpuMemory, fits: plan.total <= gpuMemory },
       }));
       return 0;
     }
@@ -90,10 +104,15 @@ adapter, the plan alone is printed.
     console.log(`model: ${source}`);
     console.log(`family: ${config.family} — ${config.nLayer} layers × ${config.nEmbd}, ${attention} of ${config.headDim}, ${a.norm} norm, ${positions}, ${a.mlp} MLP ${config.intermediateSize}, ${a.block} block, ${a.tiedHead ? "tied" : "untied"} head; vocab ${config.vocabSize}, context ${config.nPositions}`);
     console.log(`parameters: ${parameters.toLocaleString("en-US")} (${GROUPS.map(([g]) => `${g} ${groups[g].toLocaleString("en-US")}`).join(", ")})`);
-    console.log(`trainable: all ${parameters.toLocaleString("en-US")} (full fine-tuning in float32; weight decay on the ${decayed.toLocaleString("en-US")} in matmul weights and embeddings)`);
+    if (lora) {
+      console.log(`trainable: ${loraParameterCount(lora).toLocaleString("en-US")} in LoRA adapters (r=${lora.rank}, alpha=${lora.settings.alpha}, on ${lora.settings.targets.join(",")}: ${lora.adapters.length} modules); the base is frozen (no gradients or AdamW state)`);
+    } else {
+      console.log(`trainable: all ${parameters.toLocaleString("en-US")} (full fine-tuning in float32; weight decay on the ${decayed.toLocaleString("en-US")} in matmul weights and embeddings)`);
+    }
     console.log(`training memory at batch ${B} × ${T} tokens: ${formatBytes(plan.total)}`);
     console.log(`  weights ${formatBytes(plan.byKind.weights)}, gradients ${formatBytes(plan.byKind.gradients)}, AdamW m+v ${formatBytes(plan.byKind.optimizer)}, activations ${formatBytes(plan.byKind.activations)}, backward scratch ${formatBytes(plan.byKind.scratch)}`);
     console.log(`  largest buffer: ${largestBuffer.label} ${formatBytes(largestBuffer.bytes)}; largest parameter tensor ${formatBytes(plan.largestSlotBytes)}`);
+    if (gpuMemory !== null) console.log(`${plan.total <= gpuMemory ? "fits" : "does not fit"} a GPU of ${formatBytes(gpuMemory)} (${formatBytes(plan.total)} planned)`);
     if (adapter) {
       console.log(`adapter: ${adapter.name}: maxBufferSize ${formatBytes(adapter.limits.maxBufferSize)}, maxStorageBufferBindingSize ${formatBytes(adapter.limits.maxStorageBufferBindingSize)}`);
       console.log(error ? `does not fit: ${error.replace(/^the run cannot fit the GPU: /, "")}` : "fits: every buffer within the adapter's limits");

@@ -37,6 +37,8 @@ Roots (request fields name things inside these, never other paths):
 Limits:
   --max-processes N      training/evaluation child processes at once (default $COT_DISTILL_MAX_PROCESSES or 2)
   --max-queue N          work waiting for a process; beyond it 429 + Retry-After (default $COT_DISTILL_MAX_QUEUE or 16)
+  --student-cache N      students each resident inference worker keeps loaded for /v1/predict and /v1/evaluate
+                         (least recently used out first; default $COT_DISTILL_STUDENT_CACHE or 2)
   --request-timeout S    deadline of an on-demand POST /v1/rationales, all attempts included (default 120)
   --header-timeout S     close connections that have not sent a whole request header within S (default ${DEFAULT_HEADER_TIMEOUT_S})
   --idle-timeout S       close connections silent this long after their headers, idle keep-alives included (default ${DEFAULT_IDLE_TIMEOUT_S})
@@ -56,6 +58,7 @@ OPENAI_BASE_URL, OPENAI_API_KEY, TEACHER_MODEL.`,
       "data-dir": { type: "string" },
       "max-processes": { type: "string" },
       "max-queue": { type: "string" },
+      "student-cache": { type: "string" },
       "request-timeout": { type: "string" },
       "idle-timeout": { type: "string" },
       "header-timeout": { type: "string" },
@@ -83,6 +86,7 @@ OPENAI_BASE_URL, OPENAI_API_KEY, TEACHER_MODEL.`,
       roots,
       maxProcesses: intFlag(values["max-processes"] ?? env.COT_DISTILL_MAX_PROCESSES, "max-processes", 2, 1),
       maxQueued: intFlag(values["max-queue"] ?? env.COT_DISTILL_MAX_QUEUE, "max-queue", 16, 0),
+      studentCache: intFlag(values["student-cache"] ?? env.COT_DISTILL_STUDENT_CACHE, "student-cache", 2, 1),
     });
     const app = createApp({
       ...runtime.appDeps(token),

@@ -13,6 +13,8 @@ import { sequenceIds } from "../distill/codec.ts";
 import { TokenStreamSource } from "../train/batches.ts";
 import { runTraining } from "../train/run.ts";
 import { DEFAULT_OPTIMIZER } from "../train/trainer.ts";
+import { ADAPTATION_FLAGS, adaptationFromFlags, loraSettingsOf } from "../distill/run-spec.ts";
+import { initLora, loraLayout, loraParameterCount } from "../model/lora.ts";
 import { type Command, intFlag, numberFlag, parseFlags, requiredFlag, saveDtypeFlag } from "./command.ts";
 
 export const command: Command = {
@@ -37,6 +39,10 @@ Trains a decoder on next-token prediction over a text file, on the GPU (or the s
   --checkpoint-every N   (default: only at the end)
   --resume         continue from the latest checkpoint in --out (the same loss curve as an uninterrupted run)
   --seed N         (default 1)
+  --lora-rank R    train rank-R LoRA adapters with the base frozen (no base gradients or AdamW state); model/ is
+                   the base with them merged, adapter/ the PEFT adapter (adapter_config.json + adapter_model.safetensors)
+  --lora-alpha A   the update is scaled by A/R (default 8)      --lora-dropout P   on the adapter input (default 0)
+  --lora-targets M comma-separated HF modules (default PEFT's for the family: c_attn; q_proj,v_proj; phi adds fc1,fc2)
   --adapter NAME   pick the WebGPU adapter whose name contains NAME`,
   usesGpu: true,
   async run(argv) {
@@ -46,7 +52,9 @@ Trains a decoder on next-token prediction over a text file, on the GPU (or the s
       lr: { type: "string" }, warmup: { type: "string" }, "weight-decay": { type: "string" }, "grad-clip": { type: "string" },
       "vocab-size": { type: "string" }, "checkpoint-every": { type: "string" }, resume: { type: "boolean" },
       seed: { type: "string" }, adapter: { type: "string" }, "save-dtype": { type: "string" },
+      ...Object.fromEntries(ADAPTATION_FLAGS.map((flag) => [flag, { type: "string" as const }])),
     });
+    const adaptation = adaptationFromFlags(v);
     const saveDtype = saveDtypeFlag(v["save-dtype"]);
     const modelArg = requiredFlag(v.model, "model");
     const dataPath = requiredFlag(v.data, "data");
@@ -81,8 +89,11 @@ Trains a decoder on next-token prediction over a text file, on the GPU (or the s
     const stream = Uint32Array.from(sequenceIds(tokenizer, text));
     if (stream.length < 2) throw new UserError(`--data: ${dataPath} has fewer than 2 tokens`);
 
+    const loraSettings = loraSettingsOf(adaptation, config);
+    const lora = loraSettings ? loraLayout(config, loraSettings) : undefined;
     const gpu = await acquireGpu({ adapter: v.adapter });
-    console.error(`train-lm: ${describeGpu(gpu)}; ${config.nLayer} layers × ${config.nEmbd}, vocab ${config.vocabSize}; ${stream.length} tokens of data`);
+    console.error(`train-lm: ${describeGpu(gpu)}; ${config.nLayer} layers × ${config.nEmbd}, vocab ${config.vocabSize}; ${stream.length} tokens of data` +
+      (lora ? `; LoRA r=${lora.rank} on ${lora.settings.targets.join(",")} (${loraParameterCount(lora).toLocaleString("en-US")} trainable, base frozen)` : ""));
     const result = await runTraining({
       outDir: out,
       config,
@@ -101,7 +112,8 @@ Trains a decoder on next-token prediction over a text file, on the GPU (or the s
       checkpointEvery: intFlag(v["checkpoint-every"], "checkpoint-every", 0),
       extraFiles: tokenizerFiles,
       saveDtype,
-      run: { model: modelArg, data: dataPath, B, T, seed },
+      run: { model: modelArg, data: dataPath, B, T, seed, lora: lora?.settings ?? null },
+      lora: lora ? { layout: lora, adapters: initLora(lora, seed), baseModel: model.kind === "pretrained" ? model.dir : undefined } : undefined,
       resume: v.resume,
       gpu,
       onStep: (m) => {

@@ -12,7 +12,8 @@ const HELP = `usage: bun src/cli.ts train --dataset D --placement none|before|af
          [--samples first|all|majority] [--rationale-template V] [--rationale-part explanation|reasoning|both]
          [--attribution idf|saliency|random] [--attribution-model DIR]
          [--name NAME] [--db PATH] [--spec FILE.json] [--checkpoint-every N] [--dev-every N [--dev-limit N] [--patience N]]
-         [--resume] [--untrained] [--chat-template] [--save-dtype f32|bf16|f16] [--json]
+         [--resume] [--untrained] [--chat-template] [--save-dtype f32|bf16|f16]
+         [--lora-rank R [--lora-alpha A] [--lora-dropout P] [--lora-targets M1,M2]] [--json]
 
 Trains a student on the dataset's training split (dev items held out) with teacher rationales placed and selected
 as asked, into the run folder: run.json (every setting), metrics.jsonl, checkpoints/, model/ (Hugging Face folder
@@ -52,6 +53,11 @@ with the tokenizer). The run is registered in the runs table of --db. Progress g
   --chat-template wrap each prompt in the student's chat template (an instruct model's tokenizer_config.json
                   chat_template): a user turn, then the assistant's header; the target ends with its EOS
   --save-dtype    dtype of the final model/ weights (default f32; training is f32 either way)
+  --lora-rank     train rank-R LoRA adapters with the base frozen (no base gradients or AdamW state): model/ is
+                  the base with them merged (what eval reads), adapter/ the PEFT adapter files
+  --lora-alpha    the adapters' update is scaled by alpha/rank (default 8); --lora-dropout on their input (default 0)
+  --lora-targets  comma-separated HF module names (default PEFT's for the family: c_attn for gpt2, q_proj,v_proj for
+                  llama/mistral/qwen/gemma, q_proj,v_proj,fc1,fc2 for phi)
   --json          print {"run_id", "run_dir", "model_dir", "steps", "final_loss", "examples"} at the end`;
 
 const FLAGS = {

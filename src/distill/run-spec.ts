@@ -6,8 +6,10 @@
  * never as argv to be parsed back.
  */
 import * as v from "valibot";
-import { Alpha, BatchSize, CheckpointEvery, Epochs, Fraction, GradClip, ItemLimit, KeyTokens, LearningRate, MAX_STEPS, Seed, SequenceTokens, WarmupSteps, WeightDecay } from "../bounds.ts";
+import { Alpha, BatchSize, CheckpointEvery, Epochs, Fraction, GradClip, ItemLimit, KeyTokens, LearningRate, LoraAlpha, LoraDropout, LoraRank, MAX_STEPS, Seed, SequenceTokens, WarmupSteps, WeightDecay } from "../bounds.ts";
 import { UserError } from "../errors.ts";
+import type { ModelConfig } from "../model/family.ts";
+import { DEFAULT_LORA, DEFAULT_LORA_TARGETS, type LoraSettings } from "../model/lora.ts";
 import { BATCHINGS } from "../train/batches.ts";
 import { PLACEMENTS } from "./placement.ts";
 import { RATIONALE_FILTERS, RATIONALE_PARTS, SAMPLE_MODES } from "./rationales.ts";
@@ -53,6 +55,37 @@ export const SelectionSchema = v.variant(
 );
 export type SelectionSpec = v.InferOutput<typeof SelectionSchema>;
 
+/** Parameter-efficient fine-tuning: LoRA adapters on a frozen base (src/model/lora.ts); part of "training". */
+export const AdaptationSchema = v.strictObject({
+  /** Train rank-r LoRA adapters with the base frozen (PEFT's r; default: full fine-tuning). */
+  loraRank: v.optional(LoraRank),
+  /** The adapters' update is scaled by loraAlpha / loraRank (PEFT's lora_alpha; default 8). */
+  loraAlpha: v.optional(LoraAlpha),
+  /** Dropout on the adapters' input (PEFT's lora_dropout; default 0). */
+  loraDropout: v.optional(LoraDropout),
+  /** Comma-separated HF module names to adapt (PEFT's target_modules; default PEFT's for the family: c_attn, q_proj,v_proj …). */
+  loraTargets: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.]+(,[A-Za-z0-9_.]+)*$/, "loraTargets: comma-separated module names"), v.maxLength(1_000))),
+});
+export type AdaptationSpec = v.InferOutput<typeof AdaptationSchema>;
+
+/** The adaptation settings as flags (--lora-rank …), for commands whose other flags are their own (train-lm). */
+export const ADAPTATION_FLAGS = Object.keys(AdaptationSchema.entries).map((key) => kebab(key));
+
+/** Parsed flag values → validated adaptation settings; an error names the flag. */
+export function adaptationFromFlags(values: Record<string, string | boolean | undefined>): AdaptationSpec {
+  const input: Record<string, unknown> = {};
+  for (const key of Object.keys(AdaptationSchema.entries)) {
+    const raw = values[kebab(key)];
+    if (raw === undefined) continue;
+    input[key] = key === "loraTargets" || typeof raw !== "string" || raw.trim() === "" || !Number.isFinite(Number(raw)) ? raw : Number(raw);
+  }
+  const result = v.safeParse(AdaptationSchema, input);
+  if (result.success) return result.output;
+  const first = result.issues[0];
+  const where = v.getDotPath(first);
+  throw new UserError(`invalid flags: ${where ? `--${kebab(where)}: ` : ""}${first.message}`, 400);
+}
+
 /** Optimisation and schedule: what a grid's "training" object holds. */
 export const TrainingSchema = v.strictObject({
   batchSize: v.optional(BatchSize),
@@ -72,6 +105,7 @@ export const TrainingSchema = v.strictObject({
   devLimit: v.optional(ItemLimit),
   /** Stop after N dev evaluations in a row without improvement. */
   patience: v.optional(Steps),
+  ...AdaptationSchema.entries,
   /**
    * bucketed (default): batches of examples of similar length, each only as long as its longest; padded: a plain
    * shuffle, every batch padded to the longest example of the run (src/train/batches.ts).
@@ -79,6 +113,24 @@ export const TrainingSchema = v.strictObject({
   batching: v.optional(picklist(BATCHINGS, "batching")),
 });
 export type TrainingSpec = v.InferOutput<typeof TrainingSchema>;
+
+/**
+ * The LoRA adapters a run trains with the base frozen (src/model/lora.ts), chosen by giving loraRank; the flags
+ * --lora-rank, --lora-alpha, --lora-dropout, --lora-targets of both train and train-lm come from here.
+ */
+export function loraSettingsOf(t: AdaptationSpec, config: ModelConfig): LoraSettings | null {
+  if (t.loraRank === undefined) {
+    const stray = (["loraAlpha", "loraDropout", "loraTargets"] as const).filter((k) => t[k] !== undefined);
+    if (stray.length) throw new UserError(`${stray.map((k) => `--${kebab(k)}`).join(", ")} without --lora-rank: give the rank to train LoRA adapters`);
+    return null;
+  }
+  return {
+    rank: t.loraRank,
+    alpha: t.loraAlpha ?? DEFAULT_LORA.alpha,
+    dropout: t.loraDropout ?? DEFAULT_LORA.dropout,
+    targets: t.loraTargets ? t.loraTargets.split(",").map((x) => x.trim()) : DEFAULT_LORA_TARGETS[config.family],
+  };
+}
 
 /** Where a run's rationales come from and which answers train (src/distill/rationales.ts): a run spec's fields, which a grid shares. */
 export const RationaleChoiceSchema = v.strictObject({
@@ -154,7 +206,9 @@ export interface SpecFlag {
 
 type AnySchema = { type: string; wrapped?: AnySchema; pipe?: AnySchema[]; entries?: Record<string, AnySchema>; options?: AnySchema[] };
 
-const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+function kebab(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
 
 function unwrap(schema: AnySchema): AnySchema {
   if (schema.wrapped) return unwrap(schema.wrapped);

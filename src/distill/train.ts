@@ -31,7 +31,8 @@ import { type Attribution, datasetIdfAttribution, randomAttribution, documentFre
 import { buildExample, type DistillExample, toSequence } from "./example.ts";
 import { DEFAULT_TEMPLATE, type Placement, PLACEMENTS, type Template } from "./placement.ts";
 import type { Selection } from "./selection.ts";
-import { type AttributionKind, parseRunSpec, type RunSpec, type RunSpecInput, selectionOf } from "./run-spec.ts";
+import { type AttributionKind, loraSettingsOf, parseRunSpec, type RunSpec, type RunSpecInput, selectionOf } from "./run-spec.ts";
+import { initLora, loraLayout, loraParameterCount, type LoraSettings } from "../model/lora.ts";
 import { type ChosenExample, chooseAnswers, defaultRationaleSource, describeDrops, emptyDrops, openRationaleSource, type RationaleReport, type RationaleSource } from "./rationales.ts";
 import { saliencyAttribution } from "./saliency.ts";
 import { type LoadedCodec, loadCodec } from "./tokenizer.ts";
@@ -104,6 +105,8 @@ export interface RunSettings {
   longestTarget: number;
   /** Prompts were wrapped in the chat template (evaluation wraps them the same way). */
   chatTemplate?: boolean;
+  /** LoRA adapters trained on the frozen base (null: full fine-tuning), and how many parameters they add. */
+  lora?: (LoraSettings & { modules: number; trainableParameters: number }) | null;
 }
 
 export const RUN_FILE = "run.json";
@@ -301,8 +304,10 @@ export async function trainDistillation(input: RunSpecInput, options: DistillOpt
   const optimizer = { ...DEFAULT_OPTIMIZER, ...chosenOptimizer };
   const batching = spec.training.batching ?? DEFAULT_BATCHING;
 
+  const loraSettings = loraSettingsOf(spec.training, student.config);
+  const lora = loraSettings ? loraLayout(student.config, loraSettings) : undefined;
   // with the device at hand, an unfittable run is refused before anything is written or registered
-  if (options.gpu) assertTrainingFits(student.config, { B: batchSize, T: seqLength }, options.gpu.device.limits);
+  if (options.gpu) assertTrainingFits(student.config, { B: batchSize, T: seqLength, lora }, options.gpu.device.limits);
   mkdirSync(runDir, { recursive: true });
   const tokenizerFiles = await saveModelTokenizer(join(runDir, "tokenizer"), tokenizer);
   const { runs, close } = openRunStore(options.db);
@@ -335,6 +340,7 @@ export async function trainDistillation(input: RunSpecInput, options: DistillOpt
     truncated,
     longestTarget: Math.max(...examples.map((e) => e.ids.length - e.promptLength)),
     chatTemplate: spec.chatTemplate ?? false,
+    lora: lora ? { ...lora.settings, modules: lora.adapters.length, trainableParameters: loraParameterCount(lora) } : null,
   };
   const row = runs.register({ id: settings.id || undefined, name, runDir, config: settings as unknown as Record<string, unknown> });
   settings.id = row.id;
@@ -343,7 +349,8 @@ export async function trainDistillation(input: RunSpecInput, options: DistillOpt
     `run ${row.id} (${name}): ${spec.dataset} ${spec.placement}/${spec.selection.kind}, ${examples.length} examples` +
       ` from ${report.source === "store" ? `teacher ${report.teacher} (${report.template})` : report.name}` +
       `${skipped ? ` (${skipped} items dropped: ${describeDrops(report.dropped)})` : ""}${truncated ? `, ${truncated} cut to ${seqLength + 1} tokens` : ""}, ` +
-      `${steps} steps of ${batchSize}x${seqLength}${batching === "bucketed" ? " at most (length-bucketed)" : ""}, model ${spec.model} (vocab ${student.config.vocabSize})`,
+      `${steps} steps of ${batchSize}x${seqLength}${batching === "bucketed" ? " at most (length-bucketed)" : ""}, model ${spec.model} (vocab ${student.config.vocabSize})` +
+      (lora ? `, LoRA r=${lora.rank} alpha=${lora.settings.alpha} on ${lora.settings.targets.join(",")} (${loraParameterCount(lora).toLocaleString("en-US")} trainable, base frozen)` : ""),
   );
 
   runs.markRunning(row.id);
@@ -359,7 +366,8 @@ export async function trainDistillation(input: RunSpecInput, options: DistillOpt
       checkpointEvery: spec.training.checkpointEvery ?? 0,
       extraFiles: tokenizerFiles,
       saveDtype: spec.saveDtype === undefined ? undefined : parseDtype(spec.saveDtype)!,
-      run: { dataset: spec.dataset, placement: spec.placement, selection: selectionOf(spec), weights: settings.weights, model: spec.model, examples: examples.length, batchSize, seqLength, steps, batching },
+      run: { dataset: spec.dataset, placement: spec.placement, selection: selectionOf(spec), weights: settings.weights, model: spec.model, examples: examples.length, batchSize, seqLength, steps, batching, lora: lora?.settings ?? null },
+      lora: lora ? { layout: lora, adapters: initLora(lora, spec.seed), baseModel: model.kind === "pretrained" ? model.dir : undefined } : undefined,
       resume: options.resume,
       gpu: options.gpu,
       kernels: options.kernels,

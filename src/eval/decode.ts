@@ -34,6 +34,9 @@ export interface GenerateOptions {
   sampling?: Sampling;
   /** Use the key/value cache (default true). */
   cache?: boolean;
+  /** Context length this call may fill (default and at most: the decoder's maxLength), so a decoder bigger than
+   * needed decodes exactly as one built for the call. */
+  maxLength?: number;
 }
 
 /** Rows padded into one [B,T] batch; weights (and targets) only where `weighted(row, t)` says so. */
@@ -73,12 +76,13 @@ export class Decoder {
    */
   async generate(requests: GenerationRequest[], stop: StopRule, options: GenerateOptions = {}): Promise<number[][]> {
     const streams = new RowStreams(options.sampling ?? GREEDY);
+    const maxLength = Math.min(options.maxLength ?? this.maxLength, this.maxLength);
     const generated = requests.map(() => [] as number[]);
-    const finished = requests.map((r) => r.maxNewTokens <= 0 || r.prompt.length === 0 || r.prompt.length >= this.maxLength);
+    const finished = requests.map((r) => r.maxNewTokens <= 0 || r.prompt.length === 0 || r.prompt.length >= maxLength);
     const push = (i: number, logits: Float32Array) => {
       generated[i].push(streams.next(i, logits));
       const length = requests[i].prompt.length + generated[i].length;
-      finished[i] = stop(generated[i], i) || generated[i].length >= requests[i].maxNewTokens || length >= this.maxLength;
+      finished[i] = stop(generated[i], i) || generated[i].length >= requests[i].maxNewTokens || length >= maxLength;
     };
     if (options.cache === false) await this.generateUncached(requests, generated, finished, push);
     else await this.generateCached(requests, generated, finished, push);

@@ -19,6 +19,8 @@ import { createKernels, type Kernels } from "../gpu/kernels/index.ts";
 import { openRunStore } from "../store/runs.ts";
 import { Decoder } from "./decode.ts";
 import { labelWritten, parseOutput, sameLabel } from "./labels.ts";
+import type { StudentCache } from "./resident.ts";
+import { GREEDY, type Sampling } from "./sampling.ts";
 import { loadStudent, type Student } from "./student.ts";
 
 /** Tokens a label may take when it is all the student writes: "(A)", "(1234.5)" and an end-of-text. */
@@ -48,6 +50,10 @@ export interface EvalOptions {
   db?: Database | string;
   gpu?: Gpu;
   kernels?: Kernels;
+  /** Students kept loaded (and their decoders and GPU) between calls; gpu and kernels then come from it. */
+  students?: StudentCache;
+  /** How generation picks tokens (default greedy); rank classification does not depend on it. */
+  sampling?: Sampling;
   /** Write eval-<split>.jsonl / .json (default true). */
   write?: boolean;
   log?: (line: string) => void;
@@ -62,6 +68,8 @@ export interface EvalResult {
   rankAccuracy: number | null;
   placement: string;
   model: string;
+  /** How generation picked its tokens. */
+  sampling: Sampling;
   predictions: Prediction[];
   predictionsFile: string | null;
   summaryFile: string | null;
@@ -72,15 +80,20 @@ function generationBudget(student: Student): number {
   return (student.run?.longestTarget ?? DEFAULT_RATIONALE_BUDGET) + 8;
 }
 
-/** The GPU side of evaluation: one decoder sized for these items, built and torn down around `use`. */
-async function withDecoder<T>(student: Student, prompts: number[][], options: EvalOptions, use: (decoder: Decoder) => Promise<T>): Promise<T> {
+/**
+ * The GPU side of evaluation: a decoder for these items (maxLength tokens of context), built and torn down around
+ * `use` — or the resident student's, kept for the next call, when options.students is given.
+ */
+async function withDecoder<T>(student: Student, prompts: number[][], options: EvalOptions, use: (decoder: Decoder, maxLength: number) => Promise<T>): Promise<T> {
   const maxLength = Math.min(student.config.nPositions, Math.max(...prompts.map((p) => p.length)) + generationBudget(student) + LABEL_BUDGET);
+  const maxRows = Math.max(1, Math.min(options.batchSize ?? 8, prompts.length * 5));
+  if (options.students) return use(await options.students.decoder(student, maxRows, maxLength), maxLength);
   const gpu = options.gpu ?? (await acquireGpu());
   try {
     const kernels = options.kernels ?? (await createKernels(gpu));
-    const decoder = new Decoder(gpu, kernels, student.config, student.params, Math.max(1, Math.min(options.batchSize ?? 8, prompts.length * 5)), maxLength);
+    const decoder = new Decoder(gpu, kernels, student.config, student.params, maxRows, maxLength);
     try {
-      return await use(decoder);
+      return await use(decoder, maxLength);
     } finally {
       decoder.destroy();
     }
@@ -99,12 +112,12 @@ function labelContext(student: Student, prompt: number[], rationale: string | nu
   return [...prompt, ...reasoning, ...codec.encode(template.separator + template.answerPrefix)];
 }
 
-async function rankChoices(student: Student, decoder: Decoder, contexts: number[][], items: Item[]): Promise<Array<Record<string, number> | null>> {
+async function rankChoices(student: Student, decoder: Decoder, maxLength: number, contexts: number[][], items: Item[]): Promise<Array<Record<string, number> | null>> {
   const rows = items.flatMap((item, i) =>
     (item.choices ?? []).map((choice) => {
       const ids = [...contexts[i], ...student.codec.encode(labelPiece(student, choice.label))];
       // a long generated rationale can overflow the context: keep its end, where the label's evidence is
-      const cut = Math.max(0, ids.length - decoder.maxLength);
+      const cut = Math.max(0, ids.length - maxLength);
       return { ids: ids.slice(cut), from: contexts[i].length - cut };
     }),
   );
@@ -125,14 +138,14 @@ export async function predictItems(student: Student, items: Item[], options: Eva
   if (items.length === 0) return [];
   const { codec, placement, template } = student;
   const prompts = items.map((item) => promptIds(codec, promptText(item, template), student.chat));
-  return withDecoder(student, prompts, options, async (decoder) => {
+  return withDecoder(student, prompts, options, async (decoder, maxLength) => {
     const budget = generationBudget(student);
     const stop = (ids: number[]) => ids.at(-1) === codec.eotId || labelWritten(codec.decode(ids), placement, template);
-    const generated = await decoder.greedy(prompts.map((prompt) => ({ prompt, maxNewTokens: budget })), stop);
+    const generated = await decoder.generate(prompts.map((prompt) => ({ prompt, maxNewTokens: budget })), stop, { sampling: options.sampling, maxLength });
     const texts = generated.map((ids) => codec.decode(ids.filter((id) => id !== codec.eotId)));
     const parsed = texts.map((text) => parseOutput(text, placement, template));
     const contexts = prompts.map((prompt, i) => labelContext(student, prompt, parsed[i].rationale));
-    const scores = await rankChoices(student, decoder, contexts, items);
+    const scores = await rankChoices(student, decoder, maxLength, contexts, items);
     return items.map((item, i) => {
       const rankPredicted = best(scores[i]);
       return {
@@ -167,7 +180,7 @@ export async function evaluate(target: string, dataset: string | undefined, spli
   if (options.limit !== undefined && !(Number.isInteger(options.limit) && options.limit >= 1)) {
     throw new UserError(`--limit must be a positive integer, got ${options.limit}`);
   }
-  const student = await loadStudent(target, options.db);
+  const student = await (options.students?.student(target, options.db) ?? loadStudent(target, options.db));
   const name = dataset ?? student.run?.dataset;
   if (!name) throw new UserError(`${target} is a bare model folder: say which dataset to evaluate on (--dataset)`);
   const items = (await loadSplit(name, split)).slice(0, options.limit);
@@ -182,6 +195,7 @@ export async function evaluate(target: string, dataset: string | undefined, spli
     rankAccuracy,
     placement: student.placement,
     model: student.modelDir,
+    sampling: options.sampling ?? GREEDY,
     predictions,
     predictionsFile: null,
     summaryFile: null,
@@ -218,7 +232,7 @@ export interface PredictResult {
 /** One question: choices as texts (labelled A, B, …) or {label, text}. */
 export async function predict(target: string, question: string, choices?: Array<string | Choice>, options: EvalOptions = {}): Promise<PredictResult> {
   if (typeof question !== "string" || question.trim() === "") throw new UserError("question must be a non-empty string");
-  const student = await loadStudent(target, options.db);
+  const student = await (options.students?.student(target, options.db) ?? loadStudent(target, options.db));
   const labelled = choices?.map((c, i) => (typeof c === "string" ? { label: String.fromCharCode(65 + i), text: c } : c));
   const item: Item = { id: "question", dataset: "predict", split: "predict", index: 0, question, choices: labelled, answer: "" };
   const [p] = await predictItems(student, [item], options);

@@ -23,12 +23,16 @@ export type Sampling = v.InferOutput<typeof SamplingSchema>;
 
 export const GREEDY: Sampling = { temperature: 0, top_p: 1, seed: 0 };
 
-/** Settings from any source (flags, JSON), checked by the one schema: a UserError naming the first bad field. */
-export function parseSampling(input: unknown): Sampling {
+/**
+ * Settings from any source (flags, JSON), checked by the one schema: a UserError naming the first bad field, as
+ * `name` spells it (the CLI says --top-p where JSON says top_p).
+ */
+export function parseSampling(input: unknown, name: (field: string) => string = (field) => field): Sampling {
   const result = v.safeParse(SamplingSchema, input ?? {});
   if (result.success) return result.output;
   const first = result.issues[0];
-  const where = v.getDotPath(first);
+  const path = v.getDotPath(first);
+  const where = path && name(path);
   throw new UserError(`${where ? `${where}: ` : ""}${first.message}`, 400, result.issues.map((i) => ({ path: v.getDotPath(i) ?? "", message: i.message })));
 }
 

@@ -120,9 +120,8 @@ interface LayerActivations {
   /** Per-head rstd of the q/k norms. */
   qRstd: GPUBuffer | null;
   kRstd: GPUBuffer | null;
-  att: GPUBuffer;
-  /** Soft-capped scores, kept for the backward pass (Gemma 2). */
-  scores: GPUBuffer | null;
+  /** [B, NH, T, 2]: each attention row's score max and 1/Σexp, from which the backward pass recomputes the probabilities. */
+  attStats: GPUBuffer;
   atty: GPUBuffer;
   attOut: GPUBuffer;
   /** Sandwich norms (Gemma 2): the attention and MLP outputs normalised before their residual adds. */
@@ -139,7 +138,7 @@ interface LayerActivations {
 
 /** Scratch for one layer's backward pass, reused by every layer (layers are processed one after another). */
 interface BackwardScratch {
-  dresidual: GPUBuffer; dln: GPUBuffer; dqkv: GPUBuffer; datt: GPUBuffer; datty: GPUBuffer; dfc: GPUBuffer; dact: GPUBuffer;
+  dresidual: GPUBuffer; dln: GPUBuffer; dqkv: GPUBuffer; attDelta: GPUBuffer; datty: GPUBuffer; dfc: GPUBuffer; dact: GPUBuffer;
   /** Gradients of the rotated / normed q and k (rotary or q/k norm only). */
   dq: GPUBuffer | null; dk: GPUBuffer | null; dqNormed: GPUBuffer | null; dkNormed: GPUBuffer | null;
   /** Gradient of a sandwich norm's input (Gemma 2). */
@@ -249,8 +248,7 @@ export class DecoderModel {
       k: rotary ? f(`h${l}.k`, N * KV) : null,
       qRstd: arch.qkNorm ? f(`h${l}.q.rstd`, N * NH) : null,
       kRstd: arch.qkNorm ? f(`h${l}.k.rstd`, N * KVH) : null,
-      att: f(`h${l}.att`, B * NH * T * T),
-      scores: arch.attentionSoftcap ? f(`h${l}.scores`, B * NH * T * T) : null,
+      attStats: f(`h${l}.attStats`, 2 * B * NH * T),
       atty: f(`h${l}.atty`, N * Q),
       attOut: f(`h${l}.attOut`, N * C),
       attOutNorm: arch.sandwichNorms ? norm(`h${l}.attOutNorm`) : null,
@@ -284,7 +282,7 @@ export class DecoderModel {
     this.scratch = options.training
       ? {
           dresidual: f("d.residual", N * C), dln: f("d.ln", N * C), dqkv: f("d.qkv", N * this.dims.W),
-          datt: f("d.att", B * NH * T * T), datty: f("d.atty", N * Q), dfc: f("d.fc", N * F), dact: f("d.act", N * I),
+          attDelta: f("attention D", B * NH * T), datty: f("d.atty", N * Q), dfc: f("d.fc", N * F), dact: f("d.act", N * I),
           dq: rotary ? f("d.q", N * Q) : null, dk: rotary ? f("d.k", N * KV) : null,
           dqNormed: arch.qkNorm ? f("d.q normed", N * Q) : null, dkNormed: arch.qkNorm ? f("d.k normed", N * KV) : null,
           dnormed: arch.sandwichNorms ? f("d.normed", N * C) : null,
@@ -421,13 +419,20 @@ export class DecoderModel {
 
   // ---- building blocks ----
 
-  /** out[N,outDim] = x·Wᵀ (+ b) for nn.Linear weights [out, in], x·W (+ b) for Conv1D weights [in, out]. */
-  private linear(r: Recorder, o: { out: Binding; x: Binding; role: LayerRole; layer: number; M: number; outDim: number; inDim: number }): void {
+  /**
+   * out[N,outDim] = x·Wᵀ (+ b) for nn.Linear weights [out, in], x·W (+ b) for Conv1D weights [in, out], plus any LoRA
+   * adapters' terms; with `gelu`, also gelu = GELU(out) of that final out.
+   */
+  private linear(r: Recorder, o: { out: Binding; x: Binding; role: LayerRole; layer: number; M: number; outDim: number; inDim: number; gelu?: Binding }): void {
     const weight = this.must(o.role, o.layer);
     const bias = this.at(o.role.replace(".weight", ".bias") as LayerRole, o.layer);
     const linear = this.config.arch.weightLayout === "linear";
-    this.kernels.matmul.matmul(r, { out: o.out, a: o.x, b: weight, bias, M: o.M, N: o.outDim, K: o.inDim, transB: linear });
-    for (const adapter of this.adaptersOf(o.role, o.layer)) this.adapterForward(r, adapter, o);
+    const adapters = this.adaptersOf(o.role, o.layer);
+    // a fused GELU would see the product before the adapters add their term: with adapters it runs after them
+    const fuse = adapters.length === 0 ? o.gelu : undefined;
+    this.kernels.matmul.matmul(r, { out: o.out, a: o.x, b: weight, bias, gelu: fuse, M: o.M, N: o.outDim, K: o.inDim, transB: linear });
+    for (const adapter of adapters) this.adapterForward(r, adapter, o);
+    if (o.gelu && !fuse) this.kernels.gelu.forward(r, { out: o.gelu, inp: o.out, n: o.M * o.outDim });
   }
 
   /** Backward of `linear`: dx (= or += with accumulateDx) = dy·W…, dW += …, db += Σ dy. */
@@ -628,14 +633,16 @@ export class DecoderModel {
       this.linear(r, { out: bind(a.qkv), x: bind(a.norm1.out), role: "qkv.weight", layer: l, M: N, outDim: W, inDim: C });
       this.prepareQK(r, a, l, "q", N, T);
       this.prepareQK(r, a, l, "k", N, T);
-      k.attention.forward(r, { out: bind(a.atty), att: bind(a.att), ...this.attentionInputs(a), B, T, NH, KVH, hs: hd, ...this.attentionOptions(a) });
+      k.attention.forward(r, { out: bind(a.atty), stats: bind(a.attStats), ...this.attentionInputs(a), B, T, NH, KVH, hs: hd, ...this.attentionOptions() });
       this.linear(r, { out: bind(a.attOut), x: bind(a.atty), role: "o.weight", layer: l, M: N, outDim: C, inDim: Q });
       if (a.attOutNorm) this.norm(r, a.attOutNorm, a.attOut, "attnOutNorm", l, N);
       k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(a.attOutNorm?.out ?? a.attOut), n: N * C });
       const mlpInput = a.norm2 ?? a.norm1;
       if (a.norm2) this.norm(r, a.norm2, a.residual2, "norm2", l, N);
-      this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C });
-      this.activation(r, a, N);
+      // GELU rides in the fc product's epilogue (act = gelu(fc), fc kept for backward); gated MLPs keep their kernel.
+      const fusedGelu = arch.mlp === "gelu";
+      this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C, gelu: fusedGelu ? bind(a.act) : undefined });
+      if (!fusedGelu) this.activation(r, a, N);
       this.linear(r, { out: bind(a.mlpOut), x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: this.dims.I });
       if (a.mlpOutNorm) this.norm(r, a.mlpOutNorm, a.mlpOut, "mlpOutNorm", l, N);
       k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(a.mlpOutNorm?.out ?? a.mlpOut), n: N * C });
@@ -701,6 +708,7 @@ export class DecoderModel {
     upload(this.gpu, bind(cache.rowOf), pass.rows);
     upload(this.gpu, bind(cache.positions), pass.positions);
     upload(this.gpu, bind(cache.last), pass.last);
+    this.dropoutActive = false; // inference: adapters apply without dropout
     const k = this.kernels;
     const positions = bind(cache.positions);
     k.embedding.forward(r, { out: bind(this.encoded), tokens: bind(cache.tokens), wte: this.must("wte", null), scale: arch.embeddingScale, B: N, T: 1, C });
@@ -780,7 +788,7 @@ export class DecoderModel {
       const dq = s.dq ? denseView(bind(s.dq), Q) : { binding: bind(s.dqkv), stride: W, offset: 0 };
       const dk = s.dk ? denseView(bind(s.dk), KV) : { binding: bind(s.dqkv), stride: W, offset: Q };
       const dv = { binding: bind(s.dqkv), stride: W, offset: Q + KV };
-      k.attention.backward(r, { dq, dk, dv, datt: bind(s.datt), dout: bind(s.datty), ...inputs, att: bind(a.att), B, T, NH, KVH, hs: hd, ...this.attentionOptions(a) });
+      k.attention.backward(r, { dq, dk, dv, dout: bind(s.datty), stats: bind(a.attStats), delta: bind(s.attDelta), ...inputs, B, T, NH, KVH, hs: hd, ...this.attentionOptions() });
       this.prepareQKBackward(r, a, l, "q", N, T);
       this.prepareQKBackward(r, a, l, "k", N, T);
       this.linearBackward(r, { dx: bind(s.dln), dy: bind(s.dqkv), x: bind(a.norm1.out), role: "qkv.weight", layer: l, M: N, outDim: W, inDim: C, accumulateDx: !a.norm2 });
@@ -791,9 +799,9 @@ export class DecoderModel {
   }
 
   /** Attention scale and soft-capping of the family (defaults otherwise). */
-  private attentionOptions(a: LayerActivations): { scale?: number; softcap?: { cap: number; saved: Binding } } {
+  private attentionOptions(): { scale?: number; softcap?: number } {
     const { attentionScale, attentionSoftcap } = this.config.arch;
-    return { scale: attentionScale, softcap: attentionSoftcap && a.scores ? { cap: attentionSoftcap, saved: bind(a.scores) } : undefined };
+    return { scale: attentionScale, softcap: attentionSoftcap };
   }
 
   /** Backward of a sandwich norm on a branch output: its input gradient (from dres) in the dnormed scratch. */
@@ -936,7 +944,7 @@ export class DecoderModel {
       this.head.x.buffer, this.head.logits.buffer, this.head.dx?.buffer ?? null, this.losses,
       ...this.layers.flatMap((a) => [
         ...norms(a.norm1), ...norms(a.norm2), ...norms(a.attOutNorm), ...norms(a.mlpOutNorm), a.qkv, a.q, a.k, a.qRstd, a.kRstd,
-        a.att, a.scores, a.atty, a.attOut, a.residual2, a.fc, a.act, a.mlpOut, a.out,
+        a.attStats, a.atty, a.attOut, a.residual2, a.fc, a.act, a.mlpOut, a.out,
       ]),
       ...(this.scratch ? Object.values(this.scratch) : []),
       ...(this.lora ? [this.lora.params, this.lora.grads, this.lora.m, this.lora.v, this.lora.h, this.lora.dh, this.lora.wide, this.lora.dropped] : []),

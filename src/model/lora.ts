@@ -20,6 +20,7 @@ import { join } from "node:path";
 import { UserError } from "../errors.ts";
 import type { FamilyName, LayerRole, ModelConfig } from "./family.ts";
 import { familyTensors } from "./family.ts";
+import { type LoadedModel, loadHFModel, resolveModelDir } from "./hf.ts";
 import { PARAM_ALIGNMENT, paramLayout } from "./params.ts";
 import { Rng } from "./rng.ts";
 import { type Dtype, readSafetensorsFile, toFloat32, writeSafetensorsFile } from "./safetensors.ts";
@@ -46,7 +47,8 @@ export const DEFAULT_LORA_TARGETS: Record<FamilyName, string[]> = {
   phi: ["q_proj", "v_proj", "fc1", "fc2"],
 };
 
-export const DEFAULT_LORA = { rank: 8, alpha: 16, dropout: 0 } as const;
+/** PEFT LoraConfig's defaults (r = 8, lora_alpha = 8, lora_dropout = 0). */
+export const DEFAULT_LORA = { rank: 8, alpha: 8, dropout: 0 } as const;
 
 /** The matmul roles an adapter can sit on. */
 export const LORA_ROLES = ["qkv.weight", "o.weight", "fc.weight", "proj.weight"] as const satisfies readonly LayerRole[];
@@ -369,4 +371,20 @@ export function dropoutKey(seed: number, adapterIndex: number): number {
 /** Whether element i of the adapter's input survives dropout p under `key` (the GPU compares in f32). */
 export function dropoutKeep(key: number, i: number, p: number): boolean {
   return (pcgHash((i ^ key) >>> 0) >>> 8) / 16777216 >= Math.fround(p);
+}
+
+/**
+ * A PEFT adapter folder as a whole model: its base (`base`, else adapter_config.json's base_model_name_or_path: a
+ * folder or a hub id in the local cache) with the adapter merged in.
+ */
+export async function loadAdaptedModel(adapterDir: string, base?: string): Promise<LoadedModel & { baseDir: string; lora: LoadedLora }> {
+  const json = JSON.parse(readFileSync(join(adapterDir, ADAPTER_CONFIG_FILE), "utf8")) as { base_model_name_or_path?: unknown };
+  const baseRef = base ?? json.base_model_name_or_path;
+  if (typeof baseRef !== "string" || baseRef === "") {
+    throw new UserError(`${adapterDir}: ${ADAPTER_CONFIG_FILE} names no base model (base_model_name_or_path); give the base model`, 422);
+  }
+  const baseDir = resolveModelDir(baseRef);
+  const loaded = await loadHFModel(baseDir);
+  const lora = await loadLoraAdapter(adapterDir, loaded.config);
+  return { ...loaded, params: mergeLora(loaded.config, loaded.params, lora.layout, lora.adapters), baseDir, lora };
 }

@@ -114,8 +114,7 @@ export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
       add(`h${l}.q.rstd`, "activations", N * NH);
       add(`h${l}.k.rstd`, "activations", N * KVH);
     }
-    add(`h${l}.att`, "activations", B * NH * T * T);
-    if (arch.attentionSoftcap) add(`h${l}.scores`, "activations", B * NH * T * T);
+    add(`h${l}.attStats`, "activations", 2 * B * NH * T); // flash-style attention: no T×T probabilities
     add(`h${l}.atty`, "activations", N * Q);
     add(`h${l}.attOut`, "activations", N * C);
     if (arch.sandwichNorms) {
@@ -147,7 +146,7 @@ export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
     scratch("d.residual", N * C);
     scratch("d.ln", N * C);
     scratch("d.qkv", N * W);
-    scratch("d.att", B * NH * T * T);
+    scratch("attention D", B * NH * T);
     scratch("d.atty", N * Q);
     scratch("d.fc", N * F);
     scratch("d.act", N * I);

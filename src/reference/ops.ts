@@ -248,9 +248,10 @@ const qkvWidth = (s: AttentionShape) => (s.NH + 2 * s.KVH) * s.hs;
 /**
  * Causal self-attention with grouped key/value heads over a fused qkv[B,T,(NH+2·KVH)·hs] (q | k | v per token,
  * head h in columns h·hs … of its part). att[B,NH,T,T] holds the softmax probabilities (zero above the diagonal),
- * out[B,T,NH·hs] the heads side by side. GPT-2 is NH = KVH, hs = C/NH.
+ * out[B,T,NH·hs] the heads side by side, stats[B,NH,T,2] each row's max of the (capped) scores and 1/Σexp(score −
+ * max) (what the GPU's flash-style kernels keep instead of att). GPT-2 is NH = KVH, hs = C/NH.
  */
-export function groupedAttentionForward(qkv: Float64Array, s: AttentionShape, options: AttentionOptions = {}): { out: Float64Array; att: Float64Array } {
+export function groupedAttentionForward(qkv: Float64Array, s: AttentionShape, options: AttentionOptions = {}): { out: Float64Array; att: Float64Array; stats: Float64Array } {
   const { B, T, NH, KVH, hs } = s;
   const W = qkvWidth(s);
   const group = NH / KVH;
@@ -258,6 +259,7 @@ export function groupedAttentionForward(qkv: Float64Array, s: AttentionShape, op
   const cap = (x: number) => (options.softcap ? options.softcap * Math.tanh(x / options.softcap) : x);
   const out = new Float64Array(B * T * NH * hs);
   const att = new Float64Array(B * NH * T * T);
+  const stats = new Float64Array(2 * B * NH * T);
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {
       for (let h = 0; h < NH; h++) {
@@ -279,6 +281,7 @@ export function groupedAttentionForward(qkv: Float64Array, s: AttentionShape, op
           sumExp += att[attRow + t2];
         }
         for (let t2 = 0; t2 <= t; t2++) att[attRow + t2] /= sumExp;
+        stats.set([max, 1 / sumExp], 2 * ((b * NH + h) * T + t));
         // weighted sum of the values
         const o = (b * T + t) * NH * hs + h * hs;
         for (let t2 = 0; t2 <= t; t2++) {
@@ -288,7 +291,7 @@ export function groupedAttentionForward(qkv: Float64Array, s: AttentionShape, op
       }
     }
   }
-  return { out, att };
+  return { out, att, stats };
 }
 
 /**

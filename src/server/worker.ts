@@ -1,8 +1,13 @@
 /**
  * GPU work of the HTTP server, done in child processes so the server stays responsive (and survives a GPU crash):
  * training is `bun src/cli.ts train …` (which registers and updates its run in SQLite itself); evaluation and
- * prediction are this file run as a script, `bun src/server/worker.ts evaluate|predict`, reading one JSON request
- * on stdin and writing one JSON answer on stdout.
+ * prediction go to resident inference workers, this file run as `bun src/server/worker.ts serve --students N`: a
+ * long-lived process that holds one GPU device, compiles the kernels once and keeps the last N students loaded
+ * (src/eval/resident.ts), reading one JSON request per line on stdin and answering one JSON line on stdout, one
+ * request at a time. So a repeated /v1/predict costs a decode, not a process start, a device and a model load.
+ * Every request still takes a slot of the process pool (--max-processes, --max-queue) while it runs; a worker
+ * that crashes fails its request and is replaced on the next one; cancelling an evaluation kills its worker. A
+ * worker answers a bug (not a bad request) and then exits, so no request runs on a device in an unknown state.
  *
  * Evaluation jobs are kept in memory: they are cheap to rerun, and their results also land in the run folder.
  */
@@ -39,6 +44,8 @@ export interface SupervisorOptions {
   maxQueued?: number;
   /** Milliseconds a cancelled child gets to exit after SIGTERM before SIGKILL (default 3000). */
   killGraceMs?: number;
+  /** Students each inference worker keeps loaded (LRU, default 2). */
+  studentCache?: number;
 }
 
 export type EvaluationStatus = "queued" | "running" | "done" | "failed" | "cancelled";
@@ -67,6 +74,98 @@ function logError(path: string): string {
 
 /** A child process as the supervisor holds it. */
 type Child = { pid: number; kill(signal?: number | NodeJS.Signals): void; exited: Promise<number> };
+
+/** A worker's answer line; `cot` marks protocol lines (anything else a library prints on stdout is skipped). */
+interface WorkerAnswer {
+  cot: 1;
+  ok: boolean;
+  result?: unknown;
+  error?: string;
+  /** The error is the request's fault (a UserError), not a bug. */
+  user?: boolean;
+}
+
+/**
+ * Calls onLine for each line of a byte stream (awaiting it, so lines are handled one at a time) until the stream
+ * ends or onLine returns false.
+ */
+async function forEachLine(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void | boolean | Promise<void | boolean>): Promise<void> {
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  let buffered = "";
+  for (;;) {
+    const { done, value } = await reader.read();
+    buffered += done ? decoder.decode() : decoder.decode(value, { stream: true });
+    let end: number;
+    while ((end = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, end);
+      buffered = buffered.slice(end + 1);
+      if ((await onLine(line)) === false) {
+        await reader.cancel();
+        return;
+      }
+    }
+    if (done) break;
+  }
+  if (buffered) await onLine(buffered);
+}
+
+/**
+ * A resident inference worker as the supervisor holds it: requests go in one at a time (the supervisor holds a
+ * pool slot for each); its last stderr lines explain a crash.
+ */
+class InferenceWorker implements Child {
+  private readonly process;
+  private pending: { resolve: (answer: WorkerAnswer) => void; reject: (err: Error) => void } | null = null;
+  private stderrTail = "";
+  readonly exited: Promise<number>;
+  alive = true;
+
+  constructor(students: number, onExit: (worker: InferenceWorker) => void) {
+    this.process = Bun.spawn([process.execPath, WORKER_PATH, "serve", "--students", String(students)], { env: childEnv(), stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    void forEachLine(this.process.stdout, (line) => {
+      let answer: WorkerAnswer;
+      try {
+        answer = JSON.parse(line);
+      } catch {
+        return;
+      }
+      if (answer?.cot !== 1) return;
+      const pending = this.pending;
+      this.pending = null;
+      pending?.resolve(answer);
+    });
+    void forEachLine(this.process.stderr, (line) => {
+      this.stderrTail = (this.stderrTail + line + "\n").slice(-8_000);
+    });
+    this.exited = this.process.exited.then((code) => {
+      this.alive = false;
+      const pending = this.pending;
+      this.pending = null;
+      pending?.reject(new Error(`inference worker exited with code ${code}: ${lastErrorLine(this.stderrTail)}`));
+      onExit(this);
+      return code;
+    });
+  }
+
+  get pid(): number {
+    return this.process.pid;
+  }
+
+  kill(signal?: number | NodeJS.Signals): void {
+    this.process.kill(signal);
+  }
+
+  request(task: WorkerTask, body: unknown): Promise<WorkerAnswer> {
+    if (this.pending) throw new Error("inference worker is busy");
+    if (!this.alive) return Promise.reject(new Error("inference worker has exited"));
+    return new Promise((resolve, reject) => {
+      this.pending = { resolve, reject };
+      this.process.stdin.write(JSON.stringify({ task, request: body }) + "\n");
+      void this.process.stdin.flush();
+    });
+  }
+}
 
 /**
  * At most `max` child processes at once, FIFO after that, at most `maxQueued` waiting: work beyond that is refused
@@ -136,6 +235,9 @@ export class RunSupervisor {
   /** Children by the run or evaluation id they work for (predictions use a fresh key). */
   private readonly children = new Map<string, Child>();
   private readonly cancelling = new Set<string>();
+  /** Resident inference workers waiting for a request (at most one per process slot). */
+  private readonly idleWorkers: InferenceWorker[] = [];
+  private closed = false;
   private store: RunStore | undefined;
 
   constructor(private readonly options: SupervisorOptions) {
@@ -228,6 +330,7 @@ export class RunSupervisor {
         return;
       }
       this.children.set(id, child);
+      this.trimIdleWorkers();
       exited = child.exited.then((code) => {
         this.children.delete(id);
         this.pool.done();
@@ -312,7 +415,7 @@ export class RunSupervisor {
     const evaluation: Evaluation = { id: `eval-${newRunId().slice(4)}`, status: "queued", request, target, createdAt: Date.now(), finishedAt: null };
     this.evaluations.set(evaluation.id, evaluation);
     // a run's evaluation files go into its folder; a bare model folder (models root, HF cache) is only read
-    const job = { target, dataset: request.dataset, split: request.split, limit: request.limit, db: this.options.dbPath, write: fromRun };
+    const job = { target, dataset: request.dataset, split: request.split, limit: request.limit, db: this.options.dbPath, write: fromRun, sampling: samplingOf(request) };
     const finish = (fields: Partial<Evaluation>) => {
       if (evaluation.status === "cancelled") return;
       Object.assign(evaluation, fields, { finishedAt: Date.now() });
@@ -356,37 +459,53 @@ export class RunSupervisor {
     const run = this.requireRun(request.run);
     if (run.status !== "done") throw new UserError(`run "${request.run}" is ${run.status}, not done: it has no final model yet`, 409);
     const key = `predict-${newRunId().slice(4)}`;
-    const job = { target: run.runDir, question: request.question, choices: request.choices };
+    const job = { target: run.runDir, question: request.question, choices: request.choices, sampling: samplingOf(request) };
     return await new Promise((resolve, reject) => {
       this.pool.submit(key, () => void this.runWorker("predict", job, key).then(resolve, reject));
     });
   }
 
   /**
-   * Runs this file as a script on one request, in the pool slot `submit` gave it (freed when it exits); its exit
-   * code 1 is a UserError (bad input), others are bugs.
+   * Runs one request on an idle resident worker (or a new one), in the pool slot `submit` gave it (freed when it
+   * answers or dies); a UserError in the worker is the request's fault (422), anything else a bug.
    */
   private async runWorker(task: WorkerTask, request: unknown, key: string): Promise<unknown> {
-    let child: ReturnType<typeof spawnWorker>;
+    let worker: InferenceWorker;
     try {
-      child = spawnWorker(task);
+      worker = this.idleWorkers.pop() ?? new InferenceWorker(this.options.studentCache ?? 2, (gone) => this.forgetWorker(gone));
     } catch (err) {
       this.pool.done();
       throw err;
     }
-    this.children.set(key, child);
+    this.children.set(key, worker);
     try {
-      child.stdin.write(JSON.stringify(request));
-      await child.stdin.end();
-      const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
-      if (code === 0) return JSON.parse(stdout);
-      const why = this.roots.redact(lastErrorLine(stderr));
-      if (code === 1) throw new UserError(why || `${task} failed`, 422);
-      throw new Error(`${task} worker exited with code ${code}: ${why}`);
+      const answer = await worker.request(task, request);
+      if (answer.ok) return answer.result;
+      const why = this.roots.redact(answer.error ?? "");
+      if (answer.user) throw new UserError(why || `${task} failed`, 422);
+      throw new Error(`${task} failed in the inference worker: ${why}`);
     } finally {
       this.children.delete(key);
+      if (worker.alive && !this.closed) this.idleWorkers.push(worker);
       this.pool.done();
+      this.trimIdleWorkers();
     }
+  }
+
+  /** A worker that exited (crashed, killed) is no longer offered work. */
+  private forgetWorker(worker: InferenceWorker): void {
+    const at = this.idleWorkers.indexOf(worker);
+    if (at >= 0) this.idleWorkers.splice(at, 1);
+  }
+
+  /** Idle workers beyond the free process slots are stopped: the cap counts processes, not only requests. */
+  private trimIdleWorkers(): void {
+    while (this.idleWorkers.length > 0 && this.idleWorkers.length + this.pool.active > this.pool.max) this.idleWorkers.shift()!.kill();
+  }
+
+  /** Process ids of the resident inference workers waiting for work. */
+  get idleWorkerPids(): number[] {
+    return this.idleWorkers.map((w) => w.pid);
   }
 
   /**
@@ -400,33 +519,63 @@ export class RunSupervisor {
       if (evaluation) Object.assign(evaluation, { status: "cancelled", finishedAt: Date.now() });
     }
     for (const [key, child] of this.children) if (!key.startsWith("run-")) child.kill();
+    this.closed = true;
+    for (const worker of this.idleWorkers.splice(0)) worker.kill();
   }
 }
 
-function spawnWorker(task: WorkerTask) {
-  return Bun.spawn([process.execPath, WORKER_PATH, task], { env: childEnv(), stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+/** The generation settings of an evaluate or predict body (validated there by SamplingSchema). */
+function samplingOf(request: { temperature: number; top_p: number; seed: number }) {
+  return { temperature: request.temperature, top_p: request.top_p, seed: request.seed };
 }
 
 type WorkerTask = "evaluate" | "predict";
 
-/** The child side: one request on stdin → one JSON answer on stdout; a UserError → its message, exit 1. */
-async function workerMain(task: string): Promise<number> {
-  const request = JSON.parse(await new Response(Bun.stdin.stream()).text());
+/**
+ * The worker side: one JSON request per stdin line → one answer line on stdout, until stdin closes. A bug is
+ * answered, then the process exits (code 70) so its device is not reused.
+ */
+async function serveMain(argv: string[]): Promise<number> {
+  const at = argv.indexOf("--students");
+  const capacity = at >= 0 ? Number(argv[at + 1]) : 2;
   const { evaluate, predict } = await import("../eval/index.ts");
-  let answer: unknown;
-  if (task === "evaluate") answer = await evaluate(request.target, request.dataset, request.split, { limit: request.limit, db: request.db, write: request.write });
-  else if (task === "predict") answer = await predict(request.target, request.question, request.choices);
-  else throw new Error(`unknown worker task "${task}"`);
-  process.stdout.write(JSON.stringify(answer));
-  return 0;
+  const { StudentCache } = await import("../eval/resident.ts");
+  const { isUserError } = await import("../errors.ts");
+  const students = new StudentCache(capacity);
+  const answer = (a: Omit<WorkerAnswer, "cot">) => process.stdout.write(JSON.stringify({ cot: 1, ...a }) + "\n");
+  let exitCode = 0;
+  await forEachLine(Bun.stdin.stream(), async (raw) => {
+    const line = raw.trim();
+    if (!line) return;
+    try {
+      const { task, request } = JSON.parse(line) as { task: WorkerTask; request: Record<string, any> };
+      const options = { db: request.db, sampling: request.sampling, students };
+      let result: unknown;
+      if (task === "evaluate") result = await evaluate(request.target, request.dataset, request.split, { ...options, limit: request.limit, write: request.write });
+      else if (task === "predict") result = await predict(request.target, request.question, request.choices, options);
+      else throw new Error(`unknown worker task "${task}"`);
+      answer({ ok: true, result });
+    } catch (err) {
+      const user = isUserError(err);
+      answer({ ok: false, user, error: (err as Error).message });
+      if (!user) {
+        console.error(err);
+        exitCode = 70;
+        return false;
+      }
+    }
+  });
+  await students.destroy();
+  return exitCode;
 }
 
 if (import.meta.main) {
   try {
-    process.exitCode = await workerMain(process.argv[2] ?? "");
+    const [task, ...rest] = process.argv.slice(2);
+    if (task !== "serve") throw new Error(`usage: bun src/server/worker.ts serve [--students N] (got "${task ?? ""}")`);
+    process.exitCode = await serveMain(rest);
   } catch (err) {
-    const { isUserError } = await import("../errors.ts");
-    console.error(isUserError(err) ? `cot-distill: ${err.message}` : err);
-    process.exitCode = isUserError(err) ? 1 : 70;
+    console.error(err);
+    process.exitCode = 70;
   }
 }

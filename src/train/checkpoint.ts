@@ -1,6 +1,7 @@
 /**
  * Checkpoints: <run>/checkpoints/step-NNNNNN/ holding a Hugging Face model folder (config.json, model.safetensors,
- * plus the tokenizer files), optimizer.safetensors (AdamW m and v in the flat layout), trainer.json (step, RNG
+ * plus the tokenizer files) — or for a LoRA run config.json and the PEFT adapter files only (the frozen base is the
+ * run's base model, not copied) —, optimizer.safetensors (AdamW m and v of what is trained, in its flat layout), trainer.json (step, RNG
  * state, data position, run options) and manifest.json (SHA-256 of every file), written last. A checkpoint is built
  * in a temporary folder and renamed into place, so a crash never leaves a half-written one under the real name;
  * loading verifies every hash and refuses a corrupt checkpoint without touching any other.
@@ -10,7 +11,9 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameS
 import { basename, join } from "node:path";
 import { UserError } from "../errors.ts";
 import type { ModelConfig } from "../model/config.ts";
-import { loadHFModel, saveHFModel } from "../model/hf.ts";
+import { CONFIG_FILE, loadHFModel, readConfig, saveHFModel } from "../model/hf.ts";
+import { configToHF } from "../model/family.ts";
+import { isLoraAdapterDir, loadLoraAdapter, type LoraLayout, saveLoraAdapter } from "../model/lora.ts";
 import { readSafetensorsFile, toFloat32, writeSafetensorsFile } from "../model/safetensors.ts";
 import type { TrainerState } from "./trainer.ts";
 
@@ -19,7 +22,10 @@ const MANIFEST = "manifest.json";
 
 export interface CheckpointContents {
   config: ModelConfig;
+  /** Every parameter (empty for a LoRA run: its base is frozen and not saved). */
   params: Float32Array;
+  /** A LoRA run's adapters (m and v are theirs). */
+  lora?: { layout: LoraLayout; adapters: Float32Array };
   m: Float32Array;
   v: Float32Array;
   trainer: TrainerState;
@@ -51,7 +57,14 @@ export async function saveCheckpoint(runDir: string, c: CheckpointContents, extr
   const name = checkpointName(c.trainer.step);
   const tmp = join(root, `.tmp-${name}-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
-  await saveHFModel(tmp, { config: c.config, params: c.params });
+  if (c.lora) {
+    assertFinite("adapters", c.lora.adapters);
+    mkdirSync(tmp, { recursive: true });
+    writeFileSync(join(tmp, CONFIG_FILE), JSON.stringify(configToHF(c.config), null, 2) + "\n");
+    await saveLoraAdapter(tmp, c.config, c.lora.layout, c.lora.adapters);
+  } else {
+    await saveHFModel(tmp, { config: c.config, params: c.params });
+  }
   await writeSafetensorsFile(join(tmp, "optimizer.safetensors"), [
     { name: "m", shape: [c.m.length], data: c.m },
     { name: "v", shape: [c.v.length], data: c.v },
@@ -101,11 +114,12 @@ export function verifyCheckpoint(dir: string): void {
 
 export async function loadCheckpoint(dir: string): Promise<CheckpointContents> {
   verifyCheckpoint(dir);
-  const model = await loadHFModel(dir);
+  const lora = isLoraAdapterDir(dir);
+  const model = lora ? { config: await readConfig(dir), params: new Float32Array(0) } : await loadHFModel(dir);
   const optimizer = await readSafetensorsFile(join(dir, "optimizer.safetensors"));
   const m = optimizer.tensors.get("m");
   const v = optimizer.tensors.get("v");
   if (!m || !v) throw new UserError(`checkpoint ${dir}: optimizer.safetensors lacks m or v`, 422);
   const { trainer, run } = JSON.parse(readFileSync(join(dir, "trainer.json"), "utf8"));
-  return { config: model.config, params: model.params, m: toFloat32(m), v: toFloat32(v), trainer, run };
+  return { config: model.config, params: model.params, ...(lora ? { lora: await loadLoraAdapter(dir, model.config) } : {}), m: toFloat32(m), v: toFloat32(v), trainer, run };
 }

@@ -1,6 +1,8 @@
 /**
  * A whole training run in a folder: metrics.jsonl, checkpoints/ (exact resume), and model/ — the final weights as a
  * Hugging Face folder with the tokenizer beside them. Shared by `train-lm` and the distillation `train` command.
+ * A LoRA run (spec.lora) trains only its adapters: model/ is then the base with them merged (what evaluation and
+ * serving load), and adapter/ the adapters alone in PEFT's layout.
  */
 import { appendFileSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
@@ -12,6 +14,7 @@ import { sameModel } from "../model/family.ts";
 import { DecoderModel } from "../model/decoder.ts";
 import { saveHFModel } from "../model/hf.ts";
 import { assertTrainingFits } from "../model/memory.ts";
+import { type LoraLayout, mergeLora, saveLoraAdapter } from "../model/lora.ts";
 import type { Dtype } from "../model/safetensors.ts";
 import type { BatchSource } from "./batches.ts";
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
@@ -43,7 +46,20 @@ export interface RunSpec {
   stopAfter?: number;
   /** Dev-split evaluation during training: the model saved is the best-scoring one, and training may stop early. */
   validation?: Validation;
+  /** Train these LoRA adapters (their initial values) with the base (initialParams) frozen. */
+  lora?: LoraRun;
 }
+
+export interface LoraRun {
+  layout: LoraLayout;
+  adapters: Float32Array;
+  /** What adapter_config.json names as base_model_name_or_path (a hub id or the base folder). */
+  baseModel?: string;
+}
+
+/** The run's PEFT adapter folder (LoRA runs), beside model/. */
+export const ADAPTER_DIR = "adapter";
+const BEST_ADAPTER_DIR = "best-adapter";
 
 export interface Validation {
   /** Evaluate every this many steps (and at the last step). */
@@ -88,14 +104,20 @@ export async function runTraining(spec: RunSpec): Promise<TrainingResult> {
   const gpu = spec.gpu ?? (await acquireGpu());
   try {
     // before any buffer or file exists: a run that cannot fit is refused with by how much, not a device error mid-way
-    assertTrainingFits(spec.config, spec.source, gpu.device.limits);
+    assertTrainingFits(spec.config, { B: spec.source.B, T: spec.source.T, lora: spec.lora?.layout }, gpu.device.limits);
   } catch (err) {
     if (!spec.gpu) gpu.destroy();
     throw err;
   }
   mkdirSync(spec.outDir, { recursive: true });
   const kernels = spec.kernels ?? (await createKernels(gpu));
-  const model = new DecoderModel(gpu, kernels, spec.config, { B: spec.source.B, T: spec.source.T, training: true });
+  const lora = spec.lora;
+  const model = new DecoderModel(gpu, kernels, spec.config, { B: spec.source.B, T: spec.source.T, training: true, lora: lora?.layout });
+  /** The trained model's full parameters: the base with the adapters merged in a LoRA run. */
+  const trainedParams = async () => (lora ? mergeLora(spec.config, spec.initialParams, lora.layout, await model.getAdapters()) : model.getParameters());
+  const saveAdapter = async (dir: string) => {
+    if (lora) await saveLoraAdapter(dir, spec.config, lora.layout, await model.getAdapters(), { baseModel: lora.baseModel, dtype: spec.saveDtype });
+  };
   const trainer = new Trainer(gpu, model, spec.source, spec.optimizer, spec.steps, spec.seed);
   const log = new MetricsLog(join(spec.outDir, "metrics.jsonl"));
   let resumedFrom: number | undefined;
@@ -104,13 +126,18 @@ export async function runTraining(spec: RunSpec): Promise<TrainingResult> {
     if (from) {
       const c = await loadCheckpoint(from);
       checkResumable(spec, c.config, c.run);
-      model.setParameters(c.params);
+      if (Boolean(lora) !== Boolean(c.lora)) throw new UserError(`cannot resume: the checkpoint was ${c.lora ? "" : "not "}trained with LoRA adapters and this run is${lora ? "" : " not"}`);
+      if (lora && c.lora) {
+        model.setParameters(spec.initialParams);
+        model.setAdapters(c.lora.adapters);
+      } else model.setParameters(c.params);
       model.setOptimizerState(c.m, c.v);
       trainer.restore(c.trainer);
       log.truncateAfter(c.trainer.step);
       resumedFrom = c.trainer.step;
     } else {
       model.setParameters(spec.initialParams);
+      if (lora) model.setAdapters(lora.adapters);
       log.truncateAfter(0);
     }
     // dev evaluations of an interrupted run are kept up to its checkpoint; a later one is redone
@@ -121,7 +148,7 @@ export async function runTraining(spec: RunSpec): Promise<TrainingResult> {
     let stoppedEarly = false;
     const validate = async (step: number) => {
       const v = spec.validation!;
-      const params = await model.getParameters();
+      const params = await trainedParams();
       const score = await v.score(params, step);
       const better = best === undefined || score > best.score;
       const entry: DevScore = { step, score, best: better };
@@ -130,6 +157,7 @@ export async function runTraining(spec: RunSpec): Promise<TrainingResult> {
         best = entry;
         sinceBest = 0;
         await saveHFModel(join(spec.outDir, BEST_DIR), { config: spec.config, params }, {}, { dtype: spec.saveDtype });
+        await saveAdapter(join(spec.outDir, BEST_ADAPTER_DIR));
       } else sinceBest++;
       return v.patience !== undefined && sinceBest >= v.patience;
     };
@@ -137,7 +165,14 @@ export async function runTraining(spec: RunSpec): Promise<TrainingResult> {
     const checkpoint = async () =>
       saveCheckpoint(
         spec.outDir,
-        { config: spec.config, params: await model.getParameters(), ...(await model.getOptimizerState()), trainer: trainer.state(), run: spec.run ?? {} },
+        {
+          config: spec.config,
+          params: lora ? new Float32Array(0) : await model.getParameters(),
+          ...(lora ? { lora: { layout: lora.layout, adapters: await model.getAdapters() } } : {}),
+          ...(await model.getOptimizerState()),
+          trainer: trainer.state(),
+          run: spec.run ?? {},
+        },
         spec.extraFiles,
       );
     let stepsThisCall = 0;
@@ -165,13 +200,22 @@ export async function runTraining(spec: RunSpec): Promise<TrainingResult> {
     const finished = trainer.step === spec.steps || stoppedEarly;
     if (finished) {
       const bestDir = join(spec.outDir, BEST_DIR);
+      const adapterDir = join(spec.outDir, ADAPTER_DIR);
       if (spec.validation && best && existsSync(join(bestDir, "config.json"))) {
         rmSync(modelDir, { recursive: true, force: true });
         cpSync(bestDir, modelDir, { recursive: true });
+        if (lora) {
+          rmSync(adapterDir, { recursive: true, force: true });
+          cpSync(join(spec.outDir, BEST_ADAPTER_DIR), adapterDir, { recursive: true });
+        }
       } else {
-        await saveHFModel(modelDir, { config: spec.config, params: await model.getParameters() }, {}, { dtype: spec.saveDtype });
+        await saveHFModel(modelDir, { config: spec.config, params: await trainedParams() }, {}, { dtype: spec.saveDtype });
+        await saveAdapter(adapterDir);
       }
-      for (const file of spec.extraFiles ?? []) copyFileSync(file, join(modelDir, basename(file)));
+      for (const file of spec.extraFiles ?? []) {
+        copyFileSync(file, join(modelDir, basename(file)));
+        if (lora) copyFileSync(file, join(adapterDir, basename(file)));
+      }
     }
     return { metrics, modelDir, steps: trainer.step, resumedFrom, stoppedEarly, best, finished };
   } finally {

@@ -5,7 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parameterCount } from "../../src/model/family.ts";
 import { readConfig } from "../../src/model/hf.ts";
-import { memoryPlan } from "../../src/model/memory.ts";
+import { loraLayout, loraParameterCount } from "../../src/model/lora.ts";
+import { formatBytes, memoryPlan } from "../../src/model/memory.ts";
 import { PROJECT_ROOT, runCli } from "../helpers/cli.ts";
 
 const LLAMA = join(PROJECT_ROOT, "test/fixtures/families/llama");
@@ -28,18 +29,20 @@ test("inspect --json: family, parameters by part, trainable, the memory plan and
 });
 
 test("a run over the adapter's binding limit: inspect says by how much and what fits; train-lm refuses it before starting", () => {
-  // attention scores of one layer: 80·4·512·512 floats = 320 MiB, over llvmpipe's (and WebGPU's default) 128 MiB
-  const args = ["--model", TINY, "--batch-size", "80"];
+  // the MLP's h0.fc: 600·512·128 floats = 150 MiB, over llvmpipe's (and WebGPU's default) 128 MiB (the fused head
+  // keeps its logits chunk within the limit and attention keeps no T×T buffer: see memory.test.ts)
+  const args = ["--model", TINY, "--batch-size", "600"];
   const inspect = runCli(["inspect", ...args, "--max-tokens", "512"]);
   expect(inspect.code).toBe(0);
   const limit = Number(/maxStorageBufferBindingSize (\d+) MiB/.exec(inspect.stdout)?.[1] ?? "128");
-  expect(inspect.stdout).toContain(`does not fit: buffer h0.att needs 320 MiB, over the adapter's maxStorageBufferBindingSize (${limit} MiB) by ${320 - limit} MiB`);
+  const over = formatBytes(600 * 512 * 128 * 4 - limit * 2 ** 20);
+  expect(inspect.stdout).toContain(`does not fit: buffer h0.fc needs 150 MiB, over the adapter's maxStorageBufferBindingSize (${limit} MiB) by ${over}`);
   const out = join(mkdtempSync(join(tmpdir(), "cot-fit-")), "run");
   const train = runCli(["train-lm", ...args, "--seq-len", "512", "--data", join(TINY, "vocab.json"), "--steps", "1", "--out", out]);
   expect(train.code).toBe(1);
   const lines = train.stderr.trim().split("\n").filter((l) => l.startsWith("cot-distill:"));
   expect(lines).toHaveLength(1);
-  expect(lines[0]).toMatch(new RegExp(`^cot-distill: the run cannot fit the GPU: buffer h0.att needs 320 MiB, over the adapter's maxStorageBufferBindingSize \\(${limit} MiB\\) by ${320 - limit} MiB .*; --batch-size \\d+ fits at 512 tokens$`));
+  expect(lines[0]).toMatch(new RegExp(`^cot-distill: the run cannot fit the GPU: buffer h0\\.fc needs 150 MiB, over the adapter's maxStorageBufferBindingSize \\(${limit} MiB\\) by ${over}.*; --batch-size \\d+ fits at 512 tokens$`));
   expect(existsSync(out)).toBe(false);
 });
 
@@ -50,4 +53,18 @@ test("without an adapter, inspect prints the plan alone", () => {
   expect(r.adapter).toBeNull();
   expect(r.fits).toBeNull();
   expect(r.memory.total).toBeGreaterThan(0);
+});
+
+test("inspect --lora-rank: the adapters are what trains; no base gradients or moments in the plan", async () => {
+  const out = runCli(["inspect", "--model", LLAMA, "--batch-size", "2", "--max-tokens", "16", "--lora-rank", "4", "--lora-targets", "q_proj,v_proj,o_proj", "--gpu-memory", "24", "--json"]);
+  expect(out.code).toBe(0);
+  const r = JSON.parse(out.stdout);
+  const config = await readConfig(LLAMA);
+  const lora = loraLayout(config, { rank: 4, alpha: 8, dropout: 0, targets: ["q_proj", "v_proj", "o_proj"] });
+  expect(r.trainable).toEqual({ parameters: loraParameterCount(lora), lora: { rank: 4, alpha: 8, dropout: 0, targets: ["q_proj", "v_proj", "o_proj"], modules: 6 }, tiedHead: false });
+  expect(r.memory.total).toBe(memoryPlan(config, { B: 2, T: 16, training: true, lora }).total);
+  expect(r.memory.gradients).toBe(4 * lora.size);
+  expect(r.gpuMemory).toEqual({ bytes: 24 * 2 ** 30, fits: true });
+  const text = runCli(["inspect", "--model", LLAMA, "--lora-rank", "4", "--max-tokens", "16"]);
+  expect(text.stdout).toContain(`trainable: ${loraParameterCount(loraLayout(config, { rank: 4, alpha: 8, dropout: 0, targets: ["q_proj", "v_proj"] })).toLocaleString("en-US")} in LoRA adapters (r=4, alpha=8, on q_proj,v_proj: 4 modules); the base is frozen`);
 });

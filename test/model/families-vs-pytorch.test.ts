@@ -57,7 +57,11 @@ function worstTensor(model: DecoderModel, flat: Float32Array, expected: Map<stri
  * gradient is at least SIGNAL of its tensor's largest (exact zeros too are skipped: the embedding rows of tokens
  * absent from the batch, but also invariances that float64 happens to sum to 0), and within
  * PARAMS_TOLERANCE: an element at SIGNAL carries the gradients' ~10⁻⁶ error as ~10⁻² of its own, which Adam passes
- * on to its update. The losses, which every parameter feeds, are compared in full at TOLERANCE.
+ * on to its update. The losses, which every parameter feeds, are compared in full at TOLERANCE. So is the first
+ * step's gradient norm (identical parameters); the later ones at PARAMS_TOLERANCE: of everything compared, a gradient
+ * norm is what those elements move most (measured on Llama's fixture: two elements whose gradients are ~10⁻⁶ of
+ * their tensor's largest moved the 10th step's norm by 3·10⁻⁵ when only attention's rounding changed, the losses by
+ * under 5·10⁻⁶).
  */
 const SIGNAL = 1e-4;
 const PARAMS_TOLERANCE = 1e-4;
@@ -125,15 +129,17 @@ describe.each(["gpt2" as const, ...FIXTURE_FAMILIES].map((f) => [f]))("%s", (fam
       gradClip: o.maxGradNorm, gradAccum: 1,
     }, o.steps, 0);
     let worstLoss = 0;
-    let worstNorm = 0;
+    let worstNorm = 0; // after the first step
     for (let i = 0; i < o.steps; i++) {
       const m = await trainer.trainStep();
       worstLoss = Math.max(worstLoss, Math.abs(m.loss - fx.stepLosses[i]) / fx.stepLosses[i]);
-      worstNorm = Math.max(worstNorm, Math.abs(m.grad_norm - fx.gradNorms[i]) / fx.gradNorms[i]);
+      const normError = Math.abs(m.grad_norm - fx.gradNorms[i]) / fx.gradNorms[i];
+      if (i === 0) expect(normError).toBeLessThan(TOLERANCE);
+      else worstNorm = Math.max(worstNorm, normError);
     }
     expect(fx.stepLosses[o.steps - 1]).toBeLessThan(0.95 * fx.stepLosses[0]); // the fixture really trains
     expect(worstLoss).toBeLessThan(TOLERANCE);
-    expect(worstNorm).toBeLessThan(TOLERANCE);
+    expect(worstNorm).toBeLessThan(PARAMS_TOLERANCE);
     let compared = "";
     if (fx.finals.size > 0) { // GPT-2's fixture records no parameters after the steps
       const params = worstParameter(model, await model.getParameters(), fx);

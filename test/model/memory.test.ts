@@ -6,7 +6,7 @@ import { createKernels, type Kernels } from "../../src/gpu/kernels/index.ts";
 import { presetConfig } from "../../src/model/config.ts";
 import { DecoderModel } from "../../src/model/decoder.ts";
 import { readConfig } from "../../src/model/hf.ts";
-import { fitError, largestFittingBatch, memoryPlan, overruns } from "../../src/model/memory.ts";
+import { fitError, formatBytes, largestFittingBatch, memoryPlan, overruns } from "../../src/model/memory.ts";
 import { PROJECT_ROOT } from "../helpers/cli.ts";
 
 const FIXTURES = join(PROJECT_ROOT, "test/fixtures");
@@ -36,7 +36,7 @@ describe("memory plan", () => {
     }
   });
 
-  test("weights, gradients and both moments are the parameter layout's size each; activations grow with B·T (and T² for attention)", () => {
+  test("weights, gradients and both moments are the parameter layout's size each; activations grow with B·T (attention too: no T×T buffer)", () => {
     const config = presetConfig("micro");
     const plan = memoryPlan(config, { B: 2, T: 16, training: true });
     expect(plan.byKind.gradients).toBe(plan.byKind.weights);
@@ -44,14 +44,26 @@ describe("memory plan", () => {
     const doubleB = memoryPlan(config, { B: 4, T: 16, training: true });
     expect(doubleB.byKind.weights).toBe(plan.byKind.weights);
     expect(doubleB.byKind.activations).toBeGreaterThan(1.9 * plan.byKind.activations);
+    // flash-style attention keeps a log-sum-exp per row, no T×T probabilities: activations are linear in T as well
+    const [T128, T256] = [128, 256].map((T) => memoryPlan(config, { B: 2, T, training: true }));
+    expect(T256.byKind.activations).toBe(2 * T128.byKind.activations);
+    expect(T256.byKind.scratch).toBeLessThanOrEqual(2 * T128.byKind.scratch);
     const inference = memoryPlan(config, { B: 2, T: 16, training: false });
     expect(inference.byKind.gradients + inference.byKind.optimizer).toBe(0);
+  });
+
+  test("GPT-2 124M training at B=8, T=1024: attention keeps 2 floats per query row and head (9.4 MiB), no T×T buffer", () => {
+    const plan = memoryPlan(presetConfig("gpt2"), { B: 8, T: 1024, training: true });
+    const attention = plan.buffers.filter((b) => b.label.endsWith(".attStats") || b.label === "attention D");
+    // 12 layers' (max, 1/sum) per row + one shared D per row; the probabilities took 13·8·12·1024² floats = 4.9 GiB
+    expect(attention.map((b) => b.bytes)).toEqual([...Array(12).fill(2 * 8 * 12 * 1024 * 4), 8 * 12 * 1024 * 4]);
+    expect(formatBytes(attention.reduce((s, b) => s + b.bytes, 0))).toBe("9.4 MiB");
   });
 
   test("a deliberately tiny limit: the worst buffer is named with by how much it is over, and the batch that fits", () => {
     const config = presetConfig("micro"); // vocab 2048, 64 wide, MLP 256
     const plan = memoryPlan(config, { B: 8, T: 64, training: true });
-    // h0.fc: 8·64·256 floats = 512 KiB; the head's logits follow the limit (no [B·T, V] buffer), attention 256 KiB
+    // h0.fc: 8·64·256 floats = 512 KiB; the head's logits follow the limit (no [B·T, V] buffer)
     const limits = { maxBufferSize: 64 << 20, maxStorageBufferBindingSize: 256 << 10 };
     const over = overruns(memoryPlan(config, { B: 8, T: 64, training: true, maxBindingBytes: limits.maxStorageBufferBindingSize }), limits);
     expect(over[0]).toEqual({ what: "buffer h0.fc", bytes: 512 << 10, limit: 256 << 10, limitName: "maxStorageBufferBindingSize" });
@@ -73,6 +85,10 @@ describe("memory plan", () => {
     const gpt2 = presetConfig("gpt2");
     const llvmpipe = { maxBufferSize: 2 ** 31, maxStorageBufferBindingSize: 128 << 20 };
     expect(overruns(memoryPlan(gpt2, { B: 1, T: 256, training: true }), llvmpipe)).toEqual([]);
+    // README's example of a refusal
+    expect(fitError(gpt2, memoryPlan(gpt2, { B: 24, T: 512, training: true }), llvmpipe)).toMatch(
+      /^the run cannot fit the GPU: buffer h0\.fc needs 144 MiB, over the adapter's maxStorageBufferBindingSize \(128 MiB\) by 16\.0 MiB .*; --batch-size 12 fits at 512 tokens$/,
+    );
     const big = memoryPlan(gpt2, { B: 8, T: 1024, training: true });
     const head = big.buffers.filter((b) => b.label.startsWith("head") || b.label === "losses");
     const logits = head.find((b) => b.label === "head logits")!;

@@ -41,8 +41,13 @@ export interface KernelOptions {
 }
 
 export interface MatmulKernels {
-  /** out[M,N] (= or += with accumulate) op(a)·op(b) (+ bias[N]); a is [M,K] ([K,M] if transA), b is [K,N] ([N,K] if transB). */
-  matmul(r: Recorder, o: { out: Binding; a: Binding; b: Binding; bias?: Binding; M: number; N: number; K: number; transA?: boolean; transB?: boolean; accumulate?: boolean }): void;
+  /** Which kernel family the products run on ("tiled" on GPUs, "register" on software adapters; see matmul.ts). */
+  variant: string;
+  /**
+   * out[M,N] (= or += with accumulate) op(a)·op(b) (+ bias[N]); a is [M,K] ([K,M] if transA), b is [K,N] ([N,K] if
+   * transB). With `gelu`, also gelu[M,N] = GPT-2's tanh GELU of the final out (the MLP's fc → act in one pass).
+   */
+  matmul(r: Recorder, o: { out: Binding; a: Binding; b: Binding; bias?: Binding; gelu?: Binding; M: number; N: number; K: number; transA?: boolean; transB?: boolean; accumulate?: boolean }): void;
   /** dbias[N] += Σ_rows dout[M,N]. */
   biasBackward(r: Recorder, o: { dbias: Binding; dout: Binding; M: number; N: number }): void;
 }
@@ -157,18 +162,17 @@ export interface AttentionShape {
 
 export interface AttentionKernels {
   /**
-   * Causal attention, query head h with key/value head h/(NH/KVH). att[B,NH,T,T] = softmax(scale·q·kᵀ)
-   * (saved); out[B,T,NH·hs] (dense) = att·v. scale defaults to 1/√hs.
+   * Causal attention, flash-style (no T×T buffer): query head h with key/value head h/(NH/KVH), scores
+   * scale·q·kᵀ (scale defaults to 1/√hs), soft-capped to softcap·tanh(s/softcap) when softcap is set (Gemma 2),
+   * softmax over keys ≤ i. out[B,T,NH·hs] (dense) = softmax·v; stats[B,NH,T,2] = each row's score max and 1/Σexp(s −
+   * max), from which the backward pass recomputes the probabilities. hs ≤ 256 (MAX_HEAD_SIZE in attention.ts).
    */
-  forward(r: Recorder, o: AttentionShape & { out: Binding; att: Binding; q: TokenView; k: TokenView; v: TokenView; scale?: number; softcap?: AttentionSoftcap }): void;
-  /** dq, dk, dv (= overwrite, through views); dout is dense [B,T,NH·hs]; datt is scratch of att's size. */
-  backward(r: Recorder, o: AttentionShape & { dq: TokenView; dk: TokenView; dv: TokenView; datt: Binding; dout: Binding; q: TokenView; k: TokenView; v: TokenView; att: Binding; scale?: number; softcap?: AttentionSoftcap }): void;
-}
-
-/** Gemma 2: scaled scores → cap·tanh(scores/cap) before the softmax; `saved` (att's size) keeps them for backward. */
-export interface AttentionSoftcap {
-  cap: number;
-  saved: Binding;
+  forward(r: Recorder, o: AttentionShape & { out: Binding; stats: Binding; q: TokenView; k: TokenView; v: TokenView; scale?: number; softcap?: number }): void;
+  /**
+   * dq, dk, dv (= overwrite, through views; dk and dv are views of one binding or of different buffers) from dout
+   * (dense [B,T,NH·hs]), q, k, v and the forward's stats; delta is [B,NH,T] scratch (Σ_j p·dout·v per row).
+   */
+  backward(r: Recorder, o: AttentionShape & { dq: TokenView; dk: TokenView; dv: TokenView; dout: Binding; stats: Binding; delta: Binding; q: TokenView; k: TokenView; v: TokenView; scale?: number; softcap?: number }): void;
 }
 
 export interface RMSNormKernels {

@@ -6,6 +6,7 @@ import * as v from "valibot";
 import { ItemLimit } from "../../bounds.ts";
 import { type RunSpec, RunSpecSchema } from "../../distill/run-spec.ts";
 import { ChoiceSchema, DatasetName, SplitName } from "../schemas.ts";
+import { SamplingSchema } from "../../eval/sampling.ts";
 
 /** A run id, a run name or a run folder under the runs root: looked up in the run index (unknown → 404). */
 const RunRef = v.pipe(v.string(), v.minLength(1), v.maxLength(1_000));
@@ -22,6 +23,8 @@ export const EvaluateRequestSchema = v.pipe(
     dataset: DatasetName,
     split: v.optional(SplitName, "test"),
     limit: v.optional(ItemLimit),
+    /** Generation: greedy by default; temperature, top_p and seed as in src/eval/sampling.ts. */
+    ...SamplingSchema.entries,
   }),
   v.check((r) => (r.run === undefined) !== (r.modelDir === undefined), 'give exactly one of "run" or "modelDir"'),
 );
@@ -31,6 +34,7 @@ export const PredictRequestSchema = v.strictObject({
   run: RunRef,
   question: v.pipe(v.string(), v.trim(), v.minLength(1, "question must not be empty"), v.maxLength(10_000)),
   choices: v.optional(v.pipe(v.array(ChoiceSchema), v.minLength(2), v.maxLength(10))),
+  ...SamplingSchema.entries,
 });
 export type PredictRequest = v.InferOutput<typeof PredictRequestSchema>;
 
