@@ -16,7 +16,7 @@
 import { parseArgs } from "node:util";
 import { acquireGpu, describeGpu } from "../src/gpu/device.ts";
 import { bind, createStorage, upload } from "../src/gpu/buffers.ts";
-import { createMatmulKernels, LARGE_TILING, MATMUL_VARIANTS, SMALL_TILING, type MatmulOptions, type MatmulTiling } from "../src/gpu/kernels/matmul.ts";
+import { createMatmulKernels, LARGE_TILING, MATMUL_VARIANTS, SMALL_TILING, type MatmulOptions, type MatmulTiling, type MatmulVariant } from "../src/gpu/kernels/matmul.ts";
 import type { MatmulKernels } from "../src/gpu/kernels/index.ts";
 import { Recorder } from "../src/gpu/recorder.ts";
 import { ShaderLibrary } from "../src/gpu/shaders.ts";
@@ -120,20 +120,32 @@ async function measure(kernels: MatmulKernels, tilingName: string, s: Shape): Pr
 }
 
 const tilingName = (t: MatmulTiling) => `${8 * t.wgM}×${8 * t.wgN} k${t.bk}`;
-const configurations: [string, MatmulOptions][] = [["auto", {}]];
-if (values.variants) configurations.push(...MATMUL_VARIANTS.map((variant): [string, MatmulOptions] => [variant, { variant }]));
+// With --variants: every kernel family forced on (the first is the adapter's own choice, so "auto" is left out).
+const configurations: [string, MatmulOptions][] = values.variants ? [] : [["auto", {}]];
+if (values.variants) {
+  const own = (await createMatmulKernels({ gpu, shaders })).variant as MatmulVariant;
+  const families = [own, ...MATMUL_VARIANTS.filter((v) => v !== own)];
+  configurations.push(...families.map((variant): [string, MatmulOptions] => [variant, { variant }]));
+}
 if (values.tilings) configurations.push(...CANDIDATE_TILINGS.map((t): [string, MatmulOptions] => [tilingName(t), { tiling: t }]));
 
-if (!values.json) console.log(`auto = the "${(await createMatmulKernels({ gpu, shaders })).variant}" kernel on this adapter`);
+if (!values.json) console.log(`this adapter's own choice: the "${(await createMatmulKernels({ gpu, shaders })).variant}" kernel`);
+// Shapes outer, configurations inner: on a shared, loaded machine the variants of one shape are measured back to
+// back, so their ratio (printed against the first configuration) means more than the absolute figures.
+const kernelsOf = await Promise.all(configurations.map(([, options]) => createMatmulKernels({ gpu, shaders }, options)));
+const rates = configurations.map(() => 0);
 const results: Measured[] = [];
-for (const [name, options] of configurations) {
-  const kernels = await createMatmulKernels({ gpu, shaders }, options);
-  rate = 0;
-  for (const shape of SHAPES) {
-    const result = await measure(kernels, name, shape);
+for (const shape of SHAPES) {
+  let first: number | undefined;
+  for (const [c, [name]] of configurations.entries()) {
+    rate = rates[c];
+    const result = await measure(kernelsOf[c], name, shape);
+    rates[c] = rate;
     results.push(result);
+    if (c === 0) first = result.gflops;
     if (!values.json) {
-      const figure = result.gflops !== undefined ? `${result.gflops.toFixed(1).padStart(9)} GFLOP/s  ${result.ms!.toFixed(3).padStart(9)} ms` : `skipped: ${result.skipped}`;
+      const relative = c > 0 && first && result.gflops ? `  ${(result.gflops / first).toFixed(2)}× the first` : "";
+      const figure = result.gflops !== undefined ? `${result.gflops.toFixed(1).padStart(9)} GFLOP/s  ${result.ms!.toFixed(3).padStart(9)} ms${relative}` : `skipped: ${result.skipped}`;
       console.log(`${result.tiling.padEnd(14)} ${result.shape.padEnd(22)} ${`${result.M}×${result.N}×${result.K}`.padEnd(18)} ${figure}`);
     }
   }

@@ -5,7 +5,7 @@
           (betas 0.9/0.95, eps 1e-8, weight decay 0.1 on the 2-D tensors only, as src/model/params.ts splits them).
           GPT-2 sizes from --n-layer/--n-head/--n-embd/--vocab: transformers' GPT2LMHeadModel when installed, else
           the plain-torch GPT-2 of the reference fixture (the same math: tanh GELU, tied head, causal attention).
-          --hf-config config.json: any family transformers knows (Llama, Qwen2, …), from_config, eager attention.
+          --hf-config config.json: any family transformers knows (Llama, Qwen2, …), from_config, default (SDPA) attention.
   matmul: torch.matmul fp32 (cuBLAS, TF32 off) TFLOP/s at the sizes our matmul bench uses.
 
 Prints one JSON object per line. Usage: python3 bench/pytorch_baseline.py [train|matmul] [--B 8 --T 1024 --steps 20]
@@ -79,16 +79,18 @@ def gpt2_model(n_layer, n_head, n_embd, vocab, n_positions):
 
 
 def hf_model(config_path):
-    """A model of any family transformers knows, from an HF config.json, random init, eager attention."""
+    """A model of any family transformers knows, from an HF config.json, random init, transformers' default
+    attention (SDPA: eager mode, but the fast attention a PyTorch user gets, so the baseline is not handicapped)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     cfg = AutoConfig.from_pretrained(os.path.dirname(os.path.abspath(config_path)))
-    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", torch_dtype=torch.float32).to(device)
+    model = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32).to(device)
 
     def loss_fn(tokens, targets):
         return torch.nn.functional.cross_entropy(model(tokens).logits.flatten(0, 1).float(), targets.flatten())
 
-    return f"transformers {type(model).__name__} (eager attention)", list(model.parameters()), loss_fn, cfg.vocab_size
+    attention = getattr(model.config, "_attn_implementation", "default")
+    return f"transformers {type(model).__name__} ({attention} attention)", list(model.parameters()), loss_fn, cfg.vocab_size
 
 
 def bench_train(B, T, steps, n_layer, n_head, n_embd, vocab, hf_config=None, lr=1e-4):

@@ -6,7 +6,7 @@ import { readConfig } from "../model/hf.ts";
 import { resolveModel } from "../model/ref.ts";
 import { type AdapterLimits, fitError, formatBytes, memoryPlan, overruns } from "../model/memory.ts";
 import { paramLayout } from "../model/params.ts";
-import { ADAPTATION_FLAGS, adaptationFromFlags, loraSettingsOf } from "../distill/run-spec.ts";
+import { loraSettingsOf, trainingMemoryFromFlags, trainingMemoryOptions } from "../distill/run-spec.ts";
 import { loraLayout, loraParameterCount } from "../model/lora.ts";
 import { type Command, intFlag, numberFlag, parseFlags, requiredFlag } from "./command.ts";
 
@@ -38,7 +38,7 @@ async function modelConfig(model: string): Promise<{ config: ModelConfig; source
 export const command: Command = {
   summary: "a model's family, parameters and the GPU memory a training run needs",
   help: `usage: bun src/cli.ts inspect --model <hf-dir | hub id | scratch-SIZE> [--batch-size B] [--max-tokens T] [--json] [--adapter NAME]
-         [--lora-rank R [--lora-alpha A] [--lora-dropout P] [--lora-targets M1,M2]] [--gpu-memory GiB]
+         [--lora-rank R [--lora-alpha A] [--lora-dropout P] [--lora-targets M1,M2]] [--checkpoint-activations] [--gpu-memory GiB]
 
 Reads the model's config.json (no weights) and prints its family and architecture, the parameter count by part
 and what is trainable, and the GPU memory a training run of B sequences of T tokens needs: weights, gradients,
@@ -50,6 +50,7 @@ adapter, the plan alone is printed.
   --max-tokens T   tokens per sequence (default 128, at most the model's n_positions)
   --lora-rank R …  the plan of a LoRA run (train's flags): the adapters and their gradients and moments, no base
                    gradients or moments
+  --checkpoint-activations  the plan with activation checkpointing (each layer's input kept, one layer's activations)
   --gpu-memory G   also say whether the plan fits a GPU with G GiB of memory (WebGPU does not report it)
   --json           {"model", "family", "parameters", "groups", "trainable", "memory": {...}, "adapter", "fits", "error"}`,
   usesGpu: true,
@@ -57,16 +58,16 @@ adapter, the plan alone is printed.
     const { values } = parseFlags(argv, {
       model: { type: "string" }, "batch-size": { type: "string" }, "max-tokens": { type: "string" },
       json: { type: "boolean" }, adapter: { type: "string" }, "gpu-memory": { type: "string" },
-      ...Object.fromEntries(ADAPTATION_FLAGS.map((flag) => [flag, { type: "string" as const }])),
+      ...trainingMemoryOptions(),
     });
-    const adaptation = adaptationFromFlags(values);
+    const memory = trainingMemoryFromFlags(values);
     const { config, source } = await modelConfig(requiredFlag(values.model, "model"));
     const B = intFlag(values["batch-size"], "batch-size", 4, 1);
     const T = intFlag(values["max-tokens"], "max-tokens", Math.min(128, config.nPositions), 2);
     if (T > config.nPositions) throw new UserError(`--max-tokens ${T} is longer than the model's n_positions (${config.nPositions})`);
-    const loraSettings = loraSettingsOf(adaptation, config);
+    const loraSettings = loraSettingsOf(memory, config);
     const lora = loraSettings ? loraLayout(config, loraSettings) : undefined;
-    const plan = memoryPlan(config, { B, T, training: true, lora });
+    const checkpointing = memory.checkpointActivations ?? false;
     const gpuMemory = values["gpu-memory"] === undefined ? null : numberFlag(values["gpu-memory"], "gpu-memory") * 2 ** 30;
     const groups = parameterGroups(config);
     const parameters = Object.values(groups).reduce((a, b) => a + b, 0);
@@ -83,6 +84,9 @@ adapter, the plan alone is printed.
       // no adapter is not an error here: the plan is still worth printing
       adapterError = (err as Error).message;
     }
+    // with an adapter, the plan the model would allocate on it (weights over its maxBufferSize split into pages)
+    const limits = adapter ? { maxBindingBytes: adapter.limits.maxStorageBufferBindingSize, maxBufferBytes: adapter.limits.maxBufferSize } : {};
+    const plan = memoryPlan(config, { B, T, training: true, lora, checkpointing, ...limits });
     const error = adapter ? fitError(config, plan, adapter.limits) : null;
     const largestBuffer = plan.buffers.reduce((a, b) => (b.bytes > a.bytes ? b : a));
 
@@ -92,7 +96,7 @@ adapter, the plan alone is printed.
         trainable: lora
           ? { parameters: loraParameterCount(lora), lora: { ...lora.settings, modules: lora.adapters.length }, tiedHead: config.arch.tiedHead }
           : { parameters, weightDecayed: decayed, tiedHead: config.arch.tiedHead },
-        memory: { B, T, ...plan.byKind, total: plan.total, largestBuffer: { label: largestBuffer.label, bytes: largestBuffer.bytes }, largestParameterTensorBytes: plan.largestSlotBytes },
+        memory: { B, T, checkpointing, ...plan.byKind, total: plan.total, largestBuffer: { label: largestBuffer.label, bytes: largestBuffer.bytes }, largestParameterTensorBytes: plan.largestSlotBytes },
         adapter, fits: adapter ? error === null : null, error, overruns: adapter ? overruns(plan, adapter.limits) : null,
         gpuMemory: gpuMemory === null ? null : { bytes: gpuMemory, fits: plan.total <= gpuMemory },
       }));
@@ -109,7 +113,7 @@ adapter, the plan alone is printed.
     } else {
       console.log(`trainable: all ${parameters.toLocaleString("en-US")} (full fine-tuning in float32; weight decay on the ${decayed.toLocaleString("en-US")} in matmul weights and embeddings)`);
     }
-    console.log(`training memory at batch ${B} × ${T} tokens: ${formatBytes(plan.total)}`);
+    console.log(`training memory at batch ${B} × ${T} tokens${checkpointing ? " with activation checkpointing" : ""}: ${formatBytes(plan.total)}`);
     console.log(`  weights ${formatBytes(plan.byKind.weights)}, gradients ${formatBytes(plan.byKind.gradients)}, AdamW m+v ${formatBytes(plan.byKind.optimizer)}, activations ${formatBytes(plan.byKind.activations)}, backward scratch ${formatBytes(plan.byKind.scratch)}`);
     console.log(`  largest buffer: ${largestBuffer.label} ${formatBytes(largestBuffer.bytes)}; largest parameter tensor ${formatBytes(plan.largestSlotBytes)}`);
     if (gpuMemory !== null) console.log(`${plan.total <= gpuMemory ? "fits" : "does not fit"} a GPU of ${formatBytes(gpuMemory)} (${formatBytes(plan.total)} planned)`);

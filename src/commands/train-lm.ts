@@ -13,7 +13,7 @@ import { sequenceIds } from "../distill/codec.ts";
 import { TokenStreamSource } from "../train/batches.ts";
 import { runTraining } from "../train/run.ts";
 import { DEFAULT_OPTIMIZER } from "../train/trainer.ts";
-import { ADAPTATION_FLAGS, adaptationFromFlags, loraSettingsOf } from "../distill/run-spec.ts";
+import { loraSettingsOf, trainingMemoryFromFlags, trainingMemoryOptions } from "../distill/run-spec.ts";
 import { initLora, loraLayout, loraParameterCount } from "../model/lora.ts";
 import { type Command, intFlag, numberFlag, parseFlags, requiredFlag, saveDtypeFlag } from "./command.ts";
 
@@ -43,6 +43,8 @@ Trains a decoder on next-token prediction over a text file, on the GPU (or the s
                    the base with them merged, adapter/ the PEFT adapter (adapter_config.json + adapter_model.safetensors)
   --lora-alpha A   the update is scaled by A/R (default 8)      --lora-dropout P   on the adapter input (default 0)
   --lora-targets M comma-separated HF modules (default PEFT's for the family: c_attn; q_proj,v_proj; phi adds fc1,fc2)
+  --checkpoint-activations  keep only each layer's input and recompute its forward in backward (one layer's
+                   activations instead of all; one more forward pass per step)
   --adapter NAME   pick the WebGPU adapter whose name contains NAME`,
   usesGpu: true,
   async run(argv) {
@@ -52,9 +54,9 @@ Trains a decoder on next-token prediction over a text file, on the GPU (or the s
       lr: { type: "string" }, warmup: { type: "string" }, "weight-decay": { type: "string" }, "grad-clip": { type: "string" },
       "vocab-size": { type: "string" }, "checkpoint-every": { type: "string" }, resume: { type: "boolean" },
       seed: { type: "string" }, adapter: { type: "string" }, "save-dtype": { type: "string" },
-      ...Object.fromEntries(ADAPTATION_FLAGS.map((flag) => [flag, { type: "string" as const }])),
+      ...trainingMemoryOptions(),
     });
-    const adaptation = adaptationFromFlags(v);
+    const memory = trainingMemoryFromFlags(v);
     const saveDtype = saveDtypeFlag(v["save-dtype"]);
     const modelArg = requiredFlag(v.model, "model");
     const dataPath = requiredFlag(v.data, "data");
@@ -89,7 +91,7 @@ Trains a decoder on next-token prediction over a text file, on the GPU (or the s
     const stream = Uint32Array.from(sequenceIds(tokenizer, text));
     if (stream.length < 2) throw new UserError(`--data: ${dataPath} has fewer than 2 tokens`);
 
-    const loraSettings = loraSettingsOf(adaptation, config);
+    const loraSettings = loraSettingsOf(memory, config);
     const lora = loraSettings ? loraLayout(config, loraSettings) : undefined;
     const gpu = await acquireGpu({ adapter: v.adapter });
     console.error(`train-lm: ${describeGpu(gpu)}; ${config.nLayer} layers × ${config.nEmbd}, vocab ${config.vocabSize}; ${stream.length} tokens of data` +
@@ -114,6 +116,7 @@ Trains a decoder on next-token prediction over a text file, on the GPU (or the s
       saveDtype,
       run: { model: modelArg, data: dataPath, B, T, seed, lora: lora?.settings ?? null },
       lora: lora ? { layout: lora, adapters: initLora(lora, seed), baseModel: model.kind === "pretrained" ? model.dir : undefined } : undefined,
+      checkpointing: memory.checkpointActivations,
       resume: v.resume,
       gpu,
       onStep: (m) => {

@@ -13,7 +13,7 @@ const HELP = `usage: bun src/cli.ts train --dataset D --placement none|before|af
          [--attribution idf|saliency|random] [--attribution-model DIR]
          [--name NAME] [--db PATH] [--spec FILE.json] [--checkpoint-every N] [--dev-every N [--dev-limit N] [--patience N]]
          [--resume] [--untrained] [--chat-template] [--save-dtype f32|bf16|f16]
-         [--lora-rank R [--lora-alpha A] [--lora-dropout P] [--lora-targets M1,M2]] [--json]
+         [--lora-rank R [--lora-alpha A] [--lora-dropout P] [--lora-targets M1,M2]] [--checkpoint-activations] [--json]
 
 Trains a student on the dataset's training split (dev items held out) with teacher rationales placed and selected
 as asked, into the run folder: run.json (every setting), metrics.jsonl, checkpoints/, model/ (Hugging Face folder
@@ -58,6 +58,8 @@ with the tokenizer). The run is registered in the runs table of --db. Progress g
   --lora-alpha    the adapters' update is scaled by alpha/rank (default 8); --lora-dropout on their input (default 0)
   --lora-targets  comma-separated HF module names (default PEFT's for the family: c_attn for gpt2, q_proj,v_proj for
                   llama/mistral/qwen/gemma, q_proj,v_proj,fc1,fc2 for phi)
+  --checkpoint-activations  keep only each layer's input and recompute its forward in backward (one layer's
+                  activations instead of all; one more forward pass per step)
   --json          print {"run_id", "run_dir", "model_dir", "steps", "final_loss", "examples"} at the end`;
 
 const FLAGS = {

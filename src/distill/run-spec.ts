@@ -55,8 +55,11 @@ export const SelectionSchema = v.variant(
 );
 export type SelectionSpec = v.InferOutput<typeof SelectionSchema>;
 
-/** Parameter-efficient fine-tuning: LoRA adapters on a frozen base (src/model/lora.ts); part of "training". */
-export const AdaptationSchema = v.strictObject({
+/**
+ * What makes a big student fit the GPU: LoRA adapters on a frozen base (src/model/lora.ts) and activation
+ * checkpointing; part of "training", and the flags train-lm and inspect share with train.
+ */
+export const TrainingMemorySchema = v.strictObject({
   /** Train rank-r LoRA adapters with the base frozen (PEFT's r; default: full fine-tuning). */
   loraRank: v.optional(LoraRank),
   /** The adapters' update is scaled by loraAlpha / loraRank (PEFT's lora_alpha; default 8). */
@@ -65,21 +68,27 @@ export const AdaptationSchema = v.strictObject({
   loraDropout: v.optional(LoraDropout),
   /** Comma-separated HF module names to adapt (PEFT's target_modules; default PEFT's for the family: c_attn, q_proj,v_proj …). */
   loraTargets: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.]+(,[A-Za-z0-9_.]+)*$/, "loraTargets: comma-separated module names"), v.maxLength(1_000))),
+  /** Keep only each layer's input and recompute its forward in backward: about one layer of activations instead of all. */
+  checkpointActivations: v.optional(v.boolean()),
 });
-export type AdaptationSpec = v.InferOutput<typeof AdaptationSchema>;
+export type TrainingMemorySpec = v.InferOutput<typeof TrainingMemorySchema>;
 
-/** The adaptation settings as flags (--lora-rank …), for commands whose other flags are their own (train-lm). */
-export const ADAPTATION_FLAGS = Object.keys(AdaptationSchema.entries).map((key) => kebab(key));
+/** These settings as parseArgs options (--lora-rank …, --checkpoint-activations), for commands whose other flags are their own. */
+export function trainingMemoryOptions(): Record<string, { type: "string" | "boolean" }> {
+  return Object.fromEntries(
+    Object.entries(TrainingMemorySchema.entries).map(([key, schema]) => [kebab(key), { type: (schema as { wrapped?: { type: string } }).wrapped?.type === "boolean" ? "boolean" : "string" }]),
+  );
+}
 
-/** Parsed flag values → validated adaptation settings; an error names the flag. */
-export function adaptationFromFlags(values: Record<string, string | boolean | undefined>): AdaptationSpec {
+/** Parsed flag values → validated settings; an error names the flag. */
+export function trainingMemoryFromFlags(values: Record<string, string | boolean | undefined>): TrainingMemorySpec {
   const input: Record<string, unknown> = {};
-  for (const key of Object.keys(AdaptationSchema.entries)) {
+  for (const key of Object.keys(TrainingMemorySchema.entries)) {
     const raw = values[kebab(key)];
     if (raw === undefined) continue;
     input[key] = key === "loraTargets" || typeof raw !== "string" || raw.trim() === "" || !Number.isFinite(Number(raw)) ? raw : Number(raw);
   }
-  const result = v.safeParse(AdaptationSchema, input);
+  const result = v.safeParse(TrainingMemorySchema, input);
   if (result.success) return result.output;
   const first = result.issues[0];
   const where = v.getDotPath(first);
@@ -105,7 +114,7 @@ export const TrainingSchema = v.strictObject({
   devLimit: v.optional(ItemLimit),
   /** Stop after N dev evaluations in a row without improvement. */
   patience: v.optional(Steps),
-  ...AdaptationSchema.entries,
+  ...TrainingMemorySchema.entries,
   /**
    * bucketed (default): batches of examples of similar length, each only as long as its longest; padded: a plain
    * shuffle, every batch padded to the longest example of the run (src/train/batches.ts).
@@ -118,7 +127,7 @@ export type TrainingSpec = v.InferOutput<typeof TrainingSchema>;
  * The LoRA adapters a run trains with the base frozen (src/model/lora.ts), chosen by giving loraRank; the flags
  * --lora-rank, --lora-alpha, --lora-dropout, --lora-targets of both train and train-lm come from here.
  */
-export function loraSettingsOf(t: AdaptationSpec, config: ModelConfig): LoraSettings | null {
+export function loraSettingsOf(t: TrainingMemorySpec, config: ModelConfig): LoraSettings | null {
   if (t.loraRank === undefined) {
     const stray = (["loraAlpha", "loraDropout", "loraTargets"] as const).filter((k) => t[k] !== undefined);
     if (stray.length) throw new UserError(`${stray.map((k) => `--${kebab(k)}`).join(", ")} without --lora-rank: give the rank to train LoRA adapters`);

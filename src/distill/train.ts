@@ -307,7 +307,8 @@ export async function trainDistillation(input: RunSpecInput, options: DistillOpt
   const loraSettings = loraSettingsOf(spec.training, student.config);
   const lora = loraSettings ? loraLayout(student.config, loraSettings) : undefined;
   // with the device at hand, an unfittable run is refused before anything is written or registered
-  if (options.gpu) assertTrainingFits(student.config, { B: batchSize, T: seqLength, lora }, options.gpu.device.limits);
+  const checkpointing = spec.training.checkpointActivations ?? false;
+  if (options.gpu) assertTrainingFits(student.config, { B: batchSize, T: seqLength, lora, checkpointing }, options.gpu.device.limits);
   mkdirSync(runDir, { recursive: true });
   const tokenizerFiles = await saveModelTokenizer(join(runDir, "tokenizer"), tokenizer);
   const { runs, close } = openRunStore(options.db);
@@ -368,6 +369,7 @@ export async function trainDistillation(input: RunSpecInput, options: DistillOpt
       saveDtype: spec.saveDtype === undefined ? undefined : parseDtype(spec.saveDtype)!,
       run: { dataset: spec.dataset, placement: spec.placement, selection: selectionOf(spec), weights: settings.weights, model: spec.model, examples: examples.length, batchSize, seqLength, steps, batching, lora: lora?.settings ?? null },
       lora: lora ? { layout: lora, adapters: initLora(lora, spec.seed), baseModel: model.kind === "pretrained" ? model.dir : undefined } : undefined,
+      checkpointing,
       resume: options.resume,
       gpu: options.gpu,
       kernels: options.kernels,

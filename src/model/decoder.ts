@@ -27,7 +27,7 @@ import { STATUS } from "../gpu/kernels/guard.ts";
 import { UserError } from "../errors.ts";
 import { type LayerRole, type ModelConfig, rotaryDim } from "./family.ts";
 import { type AdapterSpec, dropoutKey, frozenSinkFloats, type LoraLayout } from "./lora.ts";
-import { paramLayout, type ParamLayout, type SlotSpec } from "./params.ts";
+import { type ParameterPage, parameterPages, paramLayout, type ParamLayout, type SlotSpec } from "./params.ts";
 
 export interface Batch {
   /** B·T token ids, row-major [B,T]. */
@@ -82,6 +82,14 @@ export interface ModelOptions {
    * moments exist for the adapters only (their own flat buffers), while dx still flows through every W.
    */
   lora?: LoraLayout;
+  /**
+   * Activation checkpointing: keep only each layer's input (the previous layer's output) and one layer's
+   * activations, shared by all layers; backward recomputes a layer's forward before its backward. Costs one more
+   * forward pass per step, saves (L − 1) layers of activations.
+   */
+  checkpointing?: boolean;
+  /** Page size for frozen or inference weights (default: the adapter's maxBufferSize; tests set less). */
+  maxBufferBytes?: number;
 }
 
 /** The adapters' buffers: parameters, and when training their gradients and moments, plus the scratch of one product. */
@@ -178,6 +186,8 @@ export class DecoderModel {
   private readonly scratch: BackwardScratch | null;
   private readonly buckets: EmbeddingBuckets | null;
   private current: { B: number; T: number } | null = null;
+  /** The parameter buffers: one (params) unless the frozen weights exceed maxBufferSize. */
+  private readonly pages: (ParameterPage & { buffer: GPUBuffer })[];
   readonly lora: LoraBuffers | null;
   /** With a frozen base: where the norm kernels' weight gradients go (two ranges: LayerNorm writes weight and bias). */
   private readonly frozenSink: GPUBuffer | null;
@@ -215,9 +225,12 @@ export class DecoderModel {
     const layerNorm = arch.norm === "layer";
     const rotary = arch.positions.kind === "rotary";
     const norm = (label: string): NormActivations => ({ out: f(label, N * C), mean: layerNorm ? f(`${label}.mean`, N) : null, rstd: f(`${label}.rstd`, N) });
-    this.params = f("params", this.layout.size);
     // a frozen base (LoRA) has no gradients or moments: the memory LoRA exists to save
     const baseTrained = options.training && !options.lora;
+    // weights no kernel walks whole may span several buffers, each within the adapter's maxBufferSize
+    const pages = parameterPages(this.layout, baseTrained ? Infinity : Math.floor((options.maxBufferBytes ?? gpu.device.limits.maxBufferSize) / 4));
+    this.pages = pages.map((p, i) => ({ ...p, buffer: f(i === 0 ? "params" : `params[${i}]`, p.end - p.start) }));
+    this.params = this.pages[0].buffer;
     this.grads = baseTrained ? f("grads", this.layout.size) : null;
     this.m = baseTrained ? f("adam.m", this.layout.size) : null;
     this.v = baseTrained ? f("adam.v", this.layout.size) : null;
@@ -241,7 +254,7 @@ export class DecoderModel {
     this.targets = f("targets", N);
     this.lossWeights = f("loss weights", N);
     this.encoded = f("encoded", N * C);
-    this.layers = Array.from({ length: L }, (_, l) => ({
+    const layerBuffers = (l: number | string): Omit<LayerActivations, "out"> => ({
       norm1: norm(`h${l}.norm1`),
       qkv: f(`h${l}.qkv`, N * this.dims.W),
       q: rotary ? f(`h${l}.q`, N * Q) : null,
@@ -258,8 +271,10 @@ export class DecoderModel {
       fc: f(`h${l}.fc`, N * F),
       act: f(`h${l}.act`, N * I),
       mlpOut: f(`h${l}.mlpOut`, N * C),
-      out: f(`h${l}.out`, N * C),
-    }));
+    });
+    // with checkpointing every layer writes the same activations; only its output (the next one's input) is its own
+    const shared = options.checkpointing ? layerBuffers("shared") : null;
+    this.layers = Array.from({ length: L }, (_, l) => ({ ...(shared ?? layerBuffers(l)), out: f(`h${l}.out`, N * C) }));
     this.normF = norm("normF");
     this.qNormed = arch.qkNorm ? f("q normed", N * Q) : null;
     this.kNormed = arch.qkNorm ? f("k normed", N * KV) : null;
@@ -296,7 +311,14 @@ export class DecoderModel {
   param(name: string, buffer: GPUBuffer = this.params): Binding {
     const t = this.layout.byName.get(name);
     if (!t) throw new Error(`no parameter ${name}`);
-    return bind(buffer, t.offset * 4, t.size * 4);
+    return this.bindIn(buffer, t.offset, t.size);
+  }
+
+  /** Elements [offset, offset + size) of a buffer in the parameter layout (the page that holds them, for params). */
+  private bindIn(buffer: GPUBuffer, offset: number, size: number): Binding {
+    if (buffer !== this.params || this.pages.length === 1) return bind(buffer, offset * 4, size * 4);
+    const page = this.pages.find((p) => offset >= p.start && offset < p.end)!;
+    return bind(page.buffer, (offset - page.start) * 4, size * 4);
   }
 
   private slotOf(role: LayerRole | "wte" | "wpe" | "normF.weight" | "normF.bias" | "head.weight" | "head.bias", layer: number | null): SlotSpec | undefined {
@@ -306,7 +328,7 @@ export class DecoderModel {
   /** The slot of a role as a binding of params (or of another buffer in the same layout), or undefined if absent. */
   private at(role: Parameters<DecoderModel["slotOf"]>[0], layer: number | null, buffer: GPUBuffer = this.params): Binding | undefined {
     const s = this.slotOf(role, layer);
-    return s ? bind(buffer, s.offset * 4, s.size * 4) : undefined;
+    return s ? this.bindIn(buffer, s.offset, s.size) : undefined;
   }
 
   private must(role: Parameters<DecoderModel["slotOf"]>[0], layer: number | null, buffer: GPUBuffer = this.params): Binding {
@@ -344,11 +366,13 @@ export class DecoderModel {
     if (flat.length !== this.layout.size) {
       throw new Error(`parameter vector has ${flat.length} floats, layout needs ${this.layout.size}`);
     }
-    upload(this.gpu, bind(this.params), flat);
+    for (const p of this.pages) upload(this.gpu, bind(p.buffer), flat.subarray(p.start, p.end));
   }
 
   async getParameters(): Promise<Float32Array> {
-    return readFloat32(this.gpu, bind(this.params, 0, this.layout.size * 4));
+    const out = new Float32Array(this.layout.size);
+    for (const p of this.pages) out.set(await readFloat32(this.gpu, bind(p.buffer, 0, (p.end - p.start) * 4)), p.start);
+    return out;
   }
 
   /** Gradients of what is trained: every parameter (params' layout), or with LoRA the adapters (their layout). */
@@ -618,6 +642,58 @@ export class DecoderModel {
     return this.at("head.weight", null, buffer) ?? this.must("wte", null, buffer);
   }
 
+  /**
+   * One block's forward pass, from the previous block's output into this block's activations. recompute: the same
+   * pass again in backward (activation checkpointing), which stops short of the output the next block already read.
+   */
+  private layerForward(r: Recorder, l: number, recompute: boolean): void {
+    const { B, T } = this.requireBatch();
+    const { C, NH, KVH, hd, W } = this.dims;
+    const N = B * T;
+    const k = this.kernels;
+    const a = this.layers[l];
+    const x = l === 0 ? this.encoded : this.layers[l - 1].out;
+    // a later layer's norm1 was fused into the residual add before it, except when recomputed (checkpointing)
+    if (l === 0 || recompute) this.norm(r, a.norm1, x, "norm1", l, N);
+    this.linear(r, { out: bind(a.qkv), x: bind(a.norm1.out), role: "qkv.weight", layer: l, M: N, outDim: W, inDim: C });
+    this.prepareQK(r, a, l, "q", N, T);
+    this.prepareQK(r, a, l, "k", N, T);
+    k.attention.forward(r, { out: bind(a.atty), stats: bind(a.attStats), ...this.attentionInputs(a), B, T, NH, KVH, hs: hd, ...this.attentionOptions() });
+    this.blockAfterAttention(r, l, x, N, recompute ? "none" : "fused");
+  }
+
+  /**
+   * The rest of a block once attention has written a.atty: output projection, residual, MLP (N tokens; the
+   * training forward, its recomputation and the cached decoding pass share it). output: "fused" writes the block's
+   * output with the next norm applied to it (training forward), "plain" the output alone (cached decoding, whose
+   * next layer normalises it itself), "none" nothing past the MLP (a recomputation: the next block already read it).
+   */
+  private blockAfterAttention(r: Recorder, l: number, x: GPUBuffer, N: number, output: "fused" | "plain" | "none"): void {
+    const { C, Q, F, I } = this.dims;
+    const k = this.kernels;
+    const a = this.layers[l];
+    this.linear(r, { out: bind(a.attOut), x: bind(a.atty), role: "o.weight", layer: l, M: N, outDim: C, inDim: Q });
+    if (a.attOutNorm) this.norm(r, a.attOutNorm, a.attOut, "attnOutNorm", l, N);
+    const attBranch = a.attOutNorm?.out ?? a.attOut;
+    if (a.norm2) this.residualNorm(r, a.norm2, a.residual2, x, attBranch, "norm2", l, N);
+    else k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(attBranch), n: N * C });
+    const mlpInput = a.norm2 ?? a.norm1;
+    // GELU rides in the fc product's epilogue (act = gelu(fc), fc kept for backward; see linear); gated MLPs keep their kernel.
+    const fusedGelu = this.config.arch.mlp === "gelu";
+    this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C, gelu: fusedGelu ? bind(a.act) : undefined });
+    if (!fusedGelu) this.activation(r, a, N);
+    this.linear(r, { out: bind(a.mlpOut), x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: I });
+    if (a.mlpOutNorm) this.norm(r, a.mlpOutNorm, a.mlpOut, "mlpOutNorm", l, N);
+    const mlpBranch = a.mlpOutNorm?.out ?? a.mlpOut;
+    if (output === "plain") k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(mlpBranch), n: N * C });
+    if (output !== "fused") return;
+    // the layer's output and the norm after it in one kernel: the next layer's norm1, or the final norm
+    const next = this.layers[l + 1];
+    if (next) this.residualNorm(r, next.norm1, a.out, a.residual2, mlpBranch, "norm1", l + 1, N);
+    else this.residualNorm(r, this.normF, a.out, a.residual2, mlpBranch, "normF", null, N);
+  }
+
+
   /** What the fused head reads, for the given row list. */
   private headOperands(rows: GPUBuffer, count: number): HeadOperands {
     const { C, V } = this.dims;
@@ -634,37 +710,13 @@ export class DecoderModel {
    */
   forward(r: Recorder, gradScale = 0): void {
     const { B, T } = this.requireBatch();
-    const { C, NH, KVH, hd, Q, W, F } = this.dims;
+    const { C } = this.dims;
     const { arch } = this.config;
     const N = B * T;
     const k = this.kernels;
     this.dropoutActive = this.options.training && gradScale !== 0;
     k.embedding.forward(r, { out: bind(this.encoded), tokens: bind(this.tokens), wte: this.must("wte", null), wpe: this.at("wpe", null), scale: arch.embeddingScale, B, T, C });
-    this.layers.forEach((a, l) => {
-      const x = l === 0 ? this.encoded : this.layers[l - 1].out;
-      if (l === 0) this.norm(r, a.norm1, x, "norm1", l, N); // a later layer's norm1 is fused into the residual add before it
-      this.linear(r, { out: bind(a.qkv), x: bind(a.norm1.out), role: "qkv.weight", layer: l, M: N, outDim: W, inDim: C });
-      this.prepareQK(r, a, l, "q", N, T);
-      this.prepareQK(r, a, l, "k", N, T);
-      k.attention.forward(r, { out: bind(a.atty), stats: bind(a.attStats), ...this.attentionInputs(a), B, T, NH, KVH, hs: hd, ...this.attentionOptions() });
-      this.linear(r, { out: bind(a.attOut), x: bind(a.atty), role: "o.weight", layer: l, M: N, outDim: C, inDim: Q });
-      if (a.attOutNorm) this.norm(r, a.attOutNorm, a.attOut, "attnOutNorm", l, N);
-      const attBranch = a.attOutNorm?.out ?? a.attOut;
-      if (a.norm2) this.residualNorm(r, a.norm2, a.residual2, x, attBranch, "norm2", l, N);
-      else k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(attBranch), n: N * C });
-      const mlpInput = a.norm2 ?? a.norm1;
-      // GELU rides in the fc product's epilogue (act = gelu(fc), fc kept for backward); gated MLPs keep their kernel.
-      const fusedGelu = arch.mlp === "gelu";
-      this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C, gelu: fusedGelu ? bind(a.act) : undefined });
-      if (!fusedGelu) this.activation(r, a, N);
-      this.linear(r, { out: bind(a.mlpOut), x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: this.dims.I });
-      if (a.mlpOutNorm) this.norm(r, a.mlpOutNorm, a.mlpOut, "mlpOutNorm", l, N);
-      // the layer's output and the norm after it: the next layer's norm1, or the final norm
-      const next = this.layers[l + 1];
-      const mlpBranch = a.mlpOutNorm?.out ?? a.mlpOut;
-      if (next) this.residualNorm(r, next.norm1, a.out, a.residual2, mlpBranch, "norm1", l + 1, N);
-      else this.residualNorm(r, this.normF, a.out, a.residual2, mlpBranch, "normF", null, N);
-    });
+    for (let l = 0; l < this.layers.length; l++) this.layerForward(r, l, false);
     if (this.layers.length === 0) this.norm(r, this.normF, this.encoded, "normF", null, N);
     const gradient = gradScale !== 0 && this.scratch !== null;
     // a frozen base (LoRA) has no head weight or bias gradient: the head's backward then yields dnormF alone
@@ -711,7 +763,7 @@ export class DecoderModel {
   forwardCached(r: Recorder, cache: KVCache, pass: CachedPass): void {
     const N = pass.tokens.length;
     const outRows = pass.last.length;
-    const { C, NH, KVH, hd, KV, W, F, V } = this.dims;
+    const { C, NH, KVH, hd, KV, W, V } = this.dims;
     const { arch, vocabSize } = this.config;
     if (N === 0 || N > this.options.B * this.options.T) throw new Error(`a pass of ${N} tokens (this model runs 1 … ${this.options.B * this.options.T})`);
     if (pass.rows.length !== N || pass.positions.length !== N) throw new Error("pass.tokens, rows and positions must have one entry per token");
@@ -742,18 +794,7 @@ export class DecoderModel {
       const where = { rows: bind(cache.rowOf), positions, N, maxLength: cache.length };
       k.kvCache.append(r, { kCache, vCache, k: inputs.k, v: inputs.v, width: KV, ...where });
       k.kvCache.attend(r, { out: bind(a.atty), q: inputs.q, kCache, vCache, NH, KVH, hd, scale: arch.attentionScale, softcap: arch.attentionSoftcap, ...where });
-      this.linear(r, { out: bind(a.attOut), x: bind(a.atty), role: "o.weight", layer: l, M: N, outDim: C, inDim: this.dims.Q });
-      if (a.attOutNorm) this.norm(r, a.attOutNorm, a.attOut, "attnOutNorm", l, N);
-      k.residual.add(r, { out: bind(a.residual2), a: bind(x), b: bind(a.attOutNorm?.out ?? a.attOut), n: N * C });
-      const mlpInput = a.norm2 ?? a.norm1;
-      if (a.norm2) this.norm(r, a.norm2, a.residual2, "norm2", l, N);
-      // as in forward(): GELU in the fc product's epilogue, so both paths round alike
-      const fusedGelu = arch.mlp === "gelu";
-      this.linear(r, { out: bind(a.fc), x: bind(mlpInput.out), role: "fc.weight", layer: l, M: N, outDim: F, inDim: C, gelu: fusedGelu ? bind(a.act) : undefined });
-      if (!fusedGelu) this.activation(r, a, N);
-      this.linear(r, { out: bind(a.mlpOut), x: bind(a.act), role: "proj.weight", layer: l, M: N, outDim: C, inDim: this.dims.I });
-      if (a.mlpOutNorm) this.norm(r, a.mlpOutNorm, a.mlpOut, "mlpOutNorm", l, N);
-      k.residual.add(r, { out: bind(a.out), a: bind(a.residual2), b: bind(a.mlpOutNorm?.out ?? a.mlpOut), n: N * C });
+      this.blockAfterAttention(r, l, x, N, "plain");
     });
     const last = this.layers.at(-1)?.out ?? this.encoded;
     k.kvCache.gather(r, { out: bind(cache.gathered), x: bind(last), index: bind(cache.last), n: outRows, C });
@@ -790,6 +831,8 @@ export class DecoderModel {
     const last = this.layers.at(-1)?.out ?? this.encoded;
     this.normBackward(r, dres, bind(s.dln), this.normF, last, "normF", null, N);
     for (let l = this.layers.length - 1; l >= 0; l--) {
+      // checkpointing: the layers share their activations, which hold the last layer's after forward
+      if (this.options.checkpointing && l < this.layers.length - 1) this.layerForward(r, l, true);
       const a = this.layers[l];
       const x = l === 0 ? this.encoded : this.layers[l - 1].out;
       // MLP: out = residual2 + proj(act(fc(norm2(residual2))))   [parallel: fc(norm1(x)); sandwich: mlpOutNorm(proj(…))]
@@ -958,7 +1001,7 @@ export class DecoderModel {
   destroy(): void {
     const norms = (n: NormActivations | null) => (n ? [n.out, n.mean, n.rstd] : []);
     const buffers: (GPUBuffer | null)[] = [
-      this.params, this.grads, this.m, this.v, this.stepStatus, this.tokens, this.targets, this.lossWeights,
+      ...this.pages.map((p) => p.buffer), this.grads, this.m, this.v, this.stepStatus, this.tokens, this.targets, this.lossWeights,
       this.encoded, ...norms(this.normF), this.qNormed, this.kNormed, this.rotary, this.headRows, this.queryRows,
       this.head.x.buffer, this.head.logits.buffer, this.head.dx?.buffer ?? null, this.losses,
       ...this.layers.flatMap((a) => [

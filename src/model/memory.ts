@@ -15,7 +15,7 @@
 import { UserError } from "../errors.ts";
 import { rotaryDim, type ModelConfig } from "./family.ts";
 import { frozenSinkFloats, type LoraLayout } from "./lora.ts";
-import { paramLayout } from "./params.ts";
+import { parameterPages, paramLayout } from "./params.ts";
 import { headWorkspaceFloats } from "../gpu/kernels/crossentropy.ts";
 
 export type BufferKind = "weights" | "gradients" | "optimizer" | "activations" | "scratch";
@@ -34,11 +34,15 @@ export interface PlanShape {
   T: number;
   training: boolean;
   lora?: LoraLayout;
+  /** Activation checkpointing: one layer's activations shared by all, plus each layer's output. */
+  checkpointing?: boolean;
   /**
    * The binding limit kernels will use, where it is below HEAD_LOGITS_BYTES (tests that lower it): it sizes the
    * head's row chunk as it does in DecoderModel.
    */
   maxBindingBytes?: number;
+  /** The adapter's maxBufferSize: frozen or inference weights above it are split over several buffers (DecoderModel). */
+  maxBufferBytes?: number;
 }
 
 export interface MemoryPlan {
@@ -46,6 +50,7 @@ export interface MemoryPlan {
   T: number;
   training: boolean;
   lora?: LoraLayout;
+  checkpointing?: boolean;
   buffers: PlannedBuffer[];
   byKind: Record<BufferKind, number>;
   total: number;
@@ -60,7 +65,7 @@ export interface MemoryPlan {
 const stored = (floats: number) => Math.max(16, Math.ceil((floats * 4) / 16) * 16);
 
 export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
-  const { B, T, training, lora } = shape;
+  const { B, T, training, lora, checkpointing } = shape;
   const { nLayer: L, nHead: NH, nKVHead: KVH, headDim: hd, nEmbd: C, vocabSize: V, intermediateSize: I, arch } = config;
   const layout = paramLayout(config);
   const N = B * T;
@@ -78,7 +83,10 @@ export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
     add(`${label}.rstd`, "activations", N);
   };
 
-  add("params", "weights", layout.size, false);
+  const baseTrained = training && !lora;
+  parameterPages(layout, baseTrained || !shape.maxBufferBytes ? Infinity : Math.floor(shape.maxBufferBytes / 4)).forEach((p, i) =>
+    add(i === 0 ? "params" : `params[${i}]`, "weights", p.end - p.start, false),
+  );
   if (training && !lora) {
     add("grads", "gradients", layout.size, false);
     add("adam.m", "optimizer", layout.size, false);
@@ -103,7 +111,11 @@ export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
   add("targets", "activations", N);
   add("loss weights", "activations", N);
   add("encoded", "activations", N * C);
-  for (let l = 0; l < L; l++) {
+  for (let layer = 0; layer < L; layer++) {
+    add(`h${layer}.out`, "activations", N * C);
+    // checkpointing: the layers share one set of the activations below
+    if (checkpointing && layer > 0) continue;
+    const l = checkpointing ? "shared" : layer;
     norm(`h${l}.norm1`);
     add(`h${l}.qkv`, "activations", N * W);
     if (rotary) {
@@ -126,7 +138,6 @@ export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
     add(`h${l}.fc`, "activations", N * F);
     add(`h${l}.act`, "activations", N * I);
     add(`h${l}.mlpOut`, "activations", N * C);
-    add(`h${l}.out`, "activations", N * C);
   }
   norm("normF");
   if (arch.qkNorm) {
@@ -168,7 +179,7 @@ export function memoryPlan(config: ModelConfig, shape: PlanShape): MemoryPlan {
   const vocabularyTables = new Set(["wte", "head.weight"]);
   const others = layout.slots.filter((s) => !(s.layer === null && vocabularyTables.has(s.role)));
   const largestSlotBytes = Math.max(64 * C * 4, ...others.map((s) => s.size * 4));
-  return { B, T, training, lora, buffers, byKind, total: buffers.reduce((s, b) => s + b.bytes, 0), largestSlotBytes };
+  return { B, T, training, lora, checkpointing, buffers, byKind, total: buffers.reduce((s, b) => s + b.bytes, 0), largestSlotBytes };
 }
 
 export interface AdapterLimits {
@@ -200,7 +211,7 @@ export function overruns(plan: MemoryPlan, limits: AdapterLimits): Overrun[] {
 
 /** The plan as DecoderModel sizes it on an adapter with these limits (the head's row chunk follows the binding limit). */
 function planFor(config: ModelConfig, shape: PlanShape, limits: AdapterLimits): MemoryPlan {
-  return memoryPlan(config, { B: shape.B, T: shape.T, training: shape.training, lora: shape.lora, maxBindingBytes: limits.maxStorageBufferBindingSize });
+  return memoryPlan(config, { ...shape, maxBindingBytes: limits.maxStorageBufferBindingSize, maxBufferBytes: limits.maxBufferSize });
 }
 
 /** The largest batch rows (≤ B) at this T whose plan fits, or 0 when even one row does not. */
@@ -238,7 +249,7 @@ export function fitError(config: ModelConfig, plan: MemoryPlan, limits: AdapterL
 }
 
 /** Throws the UserError train and train-lm refuse a run with when its training buffers cannot fit the device. */
-export function assertTrainingFits(config: ModelConfig, shape: { B: number; T: number; lora?: LoraLayout }, limits: AdapterLimits): void {
-  const error = fitError(config, memoryPlan(config, { ...shape, training: true }), limits);
+export function assertTrainingFits(config: ModelConfig, shape: { B: number; T: number; lora?: LoraLayout; checkpointing?: boolean }, limits: AdapterLimits): void {
+  const error = fitError(config, planFor(config, { ...shape, training: true }, limits), limits);
   if (error) throw new UserError(error, 422);
 }

@@ -106,3 +106,29 @@ export function paramLayout(config: ModelConfig): ParamLayout {
 export function tensorView<A extends Float32Array | Float64Array>(flat: A, spec: TensorSpec): A {
   return flat.subarray(spec.offset, spec.offset + spec.size) as A;
 }
+
+/** A range [start, end) of the flat layout held by one GPU buffer. */
+export interface ParameterPage {
+  start: number;
+  end: number;
+}
+
+/**
+ * The flat layout cut into pages of at most maxFloats, at slot boundaries (a slot never straddles two buffers), for
+ * adapters whose maxBufferSize is below the whole layout; one page when it fits (or when no limit is given). Only
+ * for parameters that no kernel walks whole — a frozen base or inference; trained ones stay one buffer.
+ */
+export function parameterPages(layout: ParamLayout, maxFloats = Infinity): ParameterPage[] {
+  if (layout.size <= maxFloats) return [{ start: 0, end: layout.size }];
+  const pages: ParameterPage[] = [];
+  let start = 0;
+  for (const slot of layout.slots) {
+    const end = slot.offset + Math.ceil(slot.size / PARAM_ALIGNMENT) * PARAM_ALIGNMENT;
+    if (end - start > maxFloats && slot.offset > start) {
+      pages.push({ start, end: slot.offset });
+      start = slot.offset;
+    }
+  }
+  pages.push({ start, end: layout.size });
+  return pages;
+}

@@ -48,6 +48,8 @@ export interface RunSpec {
   validation?: Validation;
   /** Train these LoRA adapters (their initial values) with the base (initialParams) frozen. */
   lora?: LoraRun;
+  /** Activation checkpointing: keep each layer's input only and recompute its forward in backward. */
+  checkpointing?: boolean;
 }
 
 export interface LoraRun {
@@ -104,7 +106,7 @@ export async function runTraining(spec: RunSpec): Promise<TrainingResult> {
   const gpu = spec.gpu ?? (await acquireGpu());
   try {
     // before any buffer or file exists: a run that cannot fit is refused with by how much, not a device error mid-way
-    assertTrainingFits(spec.config, { B: spec.source.B, T: spec.source.T, lora: spec.lora?.layout }, gpu.device.limits);
+    assertTrainingFits(spec.config, { B: spec.source.B, T: spec.source.T, lora: spec.lora?.layout, checkpointing: spec.checkpointing }, gpu.device.limits);
   } catch (err) {
     if (!spec.gpu) gpu.destroy();
     throw err;
@@ -112,7 +114,7 @@ export async function runTraining(spec: RunSpec): Promise<TrainingResult> {
   mkdirSync(spec.outDir, { recursive: true });
   const kernels = spec.kernels ?? (await createKernels(gpu));
   const lora = spec.lora;
-  const model = new DecoderModel(gpu, kernels, spec.config, { B: spec.source.B, T: spec.source.T, training: true, lora: lora?.layout });
+  const model = new DecoderModel(gpu, kernels, spec.config, { B: spec.source.B, T: spec.source.T, training: true, lora: lora?.layout, checkpointing: spec.checkpointing });
   /** The trained model's full parameters: the base with the adapters merged in a LoRA run. */
   const trainedParams = async () => (lora ? mergeLora(spec.config, spec.initialParams, lora.layout, await model.getAdapters()) : model.getParameters());
   const saveAdapter = async (dir: string) => {

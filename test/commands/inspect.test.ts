@@ -68,3 +68,26 @@ test("inspect --lora-rank: the adapters are what trains; no base gradients or mo
   const text = runCli(["inspect", "--model", LLAMA, "--lora-rank", "4", "--max-tokens", "16"]);
   expect(text.stdout).toContain(`trainable: ${loraParameterCount(loraLayout(config, { rank: 4, alpha: 8, dropout: 0, targets: ["q_proj", "v_proj"] })).toLocaleString("en-US")} in LoRA adapters (r=4, alpha=8, on q_proj,v_proj: 4 modules); the base is frozen`);
 });
+
+test("the 24 GB goal: Phi-1.5 and Gemma-2B (their config.json shapes) fine-tune with LoRA and activation checkpointing at B·T = 4096", () => {
+  const plan = (model: string, B: number, T: number, ...flags: string[]) => {
+    const out = runCli(["inspect", "--model", join(PROJECT_ROOT, "test/fixtures/configs", model), "--batch-size", String(B), "--max-tokens", String(T), "--gpu-memory", "24", "--json", ...flags]);
+    expect(out.code).toBe(0);
+    return JSON.parse(out.stdout);
+  };
+  for (const [model, B, T] of [["phi-1_5", 2, 2048], ["gemma-2b", 1, 4096]] as const) {
+    const full = plan(model, B, T);
+    expect(full.gpuMemory.fits).toBe(false); // full fine-tuning in f32 with every activation kept does not
+    const lora = plan(model, B, T, "--lora-rank", "8", "--checkpoint-activations");
+    expect({ model, fits: lora.gpuMemory.fits }).toEqual({ model, fits: true });
+    expect(lora.memory.gradients).toBeLessThan(64 << 20); // the adapters' only
+    expect(lora.memory.total).toBeLessThan(full.memory.total / 3);
+  }
+  // Phi-1.5's frozen base is paged within a 4 GiB maxBufferSize, and no buffer it binds passes 128 MiB: it fits llvmpipe
+  const phi = plan("phi-1_5", 2, 2048, "--lora-rank", "8", "--checkpoint-activations");
+  if (phi.adapter && phi.adapter.limits.maxBufferSize >= 4 * 2 ** 30 - 4 && phi.adapter.limits.maxStorageBufferBindingSize >= 128 * 2 ** 20) expect(phi.fits).toBe(true);
+  // the figures README quotes
+  const total = (model: string, B: number, T: number, ...flags: string[]) => formatBytes(plan(model, B, T, "--lora-rank", "8", ...flags).memory.total);
+  expect([total("phi-1_5", 2, 2048, "--checkpoint-activations"), total("gemma-2b", 1, 4096, "--checkpoint-activations")]).toEqual(["7.4 GiB", "12.0 GiB"]);
+  expect([total("phi-1_5", 2, 2048), total("gemma-2b", 1, 4096)]).toEqual(["20.4 GiB", "29.2 GiB"]);
+});

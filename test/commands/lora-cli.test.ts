@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { loadHFModel } from "../../src/model/hf.ts";
 import { ADAPTER_CONFIG_FILE, loadAdaptedModel, loadLoraAdapter, mergeLora } from "../../src/model/lora.ts";
 import { readMetrics } from "../../src/train/metrics.ts";
+import { loadStudent } from "../../src/eval/student.ts";
 import { familyModelFolder } from "../helpers/families.ts";
 import { PROJECT_ROOT, runCli } from "../helpers/cli.ts";
 
@@ -56,6 +57,10 @@ test("train-lm --lora-rank on a llama folder: only the adapters change; model/ i
   // the adapter folder is a model for evaluation: the base it names with the adapter merged
   const adaptedModel = await loadAdaptedModel(adapterDir);
   expect(adaptedModel.params).toEqual(merged.params);
+  // … and evaluation loads it so (as `eval --run <adapter folder>` does)
+  const student = await loadStudent(adapterDir);
+  expect(student.params).toEqual(merged.params);
+  expect(student.config.family).toBe("llama");
 });
 
 test("train-lm --lora-rank on GPT-2 (Conv1D, PEFT's default c_attn), with dropout; bad LoRA flags fail in one line", () => {
@@ -73,4 +78,12 @@ test("train-lm --lora-rank on GPT-2 (Conv1D, PEFT's default c_attn), with dropou
   expect(bad(["--lora-rank", "2", "--lora-targets", "q_proj"])).toBe(
     'cot-distill: LoRA target module "q_proj" is not a linear module of this gpt2 model (its modules: c_attn, c_proj, c_fc)',
   );
+});
+
+test("the LoRA and checkpointing settings are run-spec fields: flags, spec files and grid cells give the same spec", async () => {
+  const { parseRunSpec, runSpecFromFlags } = await import("../../src/distill/run-spec.ts");
+  const fromFlags = runSpecFromFlags({ dataset: "hops", placement: "after", "lora-rank": "4", "lora-alpha": "16", "lora-dropout": "0.05", "lora-targets": "q_proj,v_proj", "checkpoint-activations": true });
+  const fromJson = parseRunSpec({ dataset: "hops", placement: "after", training: { loraRank: 4, loraAlpha: 16, loraDropout: 0.05, loraTargets: "q_proj,v_proj", checkpointActivations: true } });
+  expect(fromFlags).toEqual(fromJson);
+  expect(() => parseRunSpec({ dataset: "hops", placement: "after", training: { loraRank: 1.5 } })).toThrow("training.loraRank: loraRank must be an integer");
 });

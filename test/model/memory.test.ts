@@ -85,6 +85,10 @@ describe("memory plan", () => {
     const gpt2 = presetConfig("gpt2");
     const llvmpipe = { maxBufferSize: 2 ** 31, maxStorageBufferBindingSize: 128 << 20 };
     expect(overruns(memoryPlan(gpt2, { B: 1, T: 256, training: true }), llvmpipe)).toEqual([]);
+    // README's example of a refusal
+    expect(fitError(gpt2, memoryPlan(gpt2, { B: 24, T: 512, training: true }), llvmpipe)).toMatch(
+      /^the run cannot fit the GPU: buffer h0\.fc needs 144 MiB, over the adapter's maxStorageBufferBindingSize \(128 MiB\) by 16\.0 MiB .*; --batch-size 12 fits at 512 tokens$/,
+    );
     const big = memoryPlan(gpt2, { B: 8, T: 1024, training: true });
     const head = big.buffers.filter((b) => b.label.startsWith("head") || b.label === "losses");
     const logits = head.find((b) => b.label === "head logits")!;

@@ -34,6 +34,8 @@ export async function createAdamWKernels(ctx: KernelContext, options: AdamWKerne
   if (chunkFloats === 0) throw new Error(`maxBindingBytes ${maxBytes} is below one block of ${BLOCK * 4} bytes`);
   const partialSums = new Scratch(ctx.gpu, "adamw: norm partial sums");
 
+  // Every chunk holds at most chunkFloats ≤ limit/4 < 2³⁰ floats, so the kernels' u32 indices within a chunk
+  // (i < count, block·WG·ITEMS + j·WG + lid < count) cannot overflow whatever n is; partialBase + block < n/BLOCK.
   function chunks(n: number): { first: number; count: number }[] {
     const list = [];
     for (let first = 0; first < n; first += chunkFloats) list.push({ first, count: Math.min(chunkFloats, n - first) });

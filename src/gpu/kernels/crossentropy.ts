@@ -55,9 +55,12 @@ export async function createCrossEntropyKernels(ctx: KernelContext, matmul: Matm
   const none = bind(createStorage(ctx.gpu, "crossentropy: unused input", 16));
   const noLosses = bind(createStorage(ctx.gpu, "crossentropy: unused losses", 16));
 
-  function checkWorkspace(ws: HeadWorkspace, V: number, C: number): void {
+  // Indices the passes form: v·R + i < V·R (the logits chunk) and rows[·]·C + c < N·C (x, dx): each below its
+  // binding's size in floats, so they fit a u32 once the bindings are within the limit — checked here.
+  function checkWorkspace(ws: HeadWorkspace, x: Binding, V: number, C: number): void {
     assertBindable(ws.rowChunk * V * 4, limit, "the head's logits chunk");
     assertBindable(ws.rowChunk * C * 4, limit, "the head's row chunk");
+    assertBindable(x.size ?? x.buffer.size - (x.offset ?? 0), limit, "the head's input");
     assertU32(ws.rowChunk * V, "logits chunk elements");
   }
 
@@ -88,7 +91,7 @@ export async function createCrossEntropyKernels(ctx: KernelContext, matmul: Matm
   return {
     head(r, o) {
       const { ws, rows, V, C } = o;
-      checkWorkspace(ws, V, C);
+      checkWorkspace(ws, o.x, V, C);
       const vocab = headVocabChunks(V, C, limit);
       const gradient = o.gradScale !== 0 && o.dx !== undefined;
       if (gradient && !ws.dx) throw new Error("the head workspace has no dx buffer (built for inference)");
@@ -115,7 +118,7 @@ export async function createCrossEntropyKernels(ctx: KernelContext, matmul: Matm
 
     logits(r, o) {
       const { ws, rows, V, C } = o;
-      checkWorkspace(ws, V, C);
+      checkWorkspace(ws, o.x, V, C);
       if (o.count > ws.rowChunk) throw new Error(`${o.count} rows of logits asked for at once, the workspace holds ${ws.rowChunk}`);
       gatherRows(r, ws.x, o.x, rows, o.first, o.count, C);
       compactLogits(r, { ...o, out: ws.logits, x: ws.x });
