@@ -105,7 +105,7 @@ describe("bad input: one line on stderr, exit 1", () => {
     ["p above 1", [...base, "--placement", "after", "--selection", "masked", "--p", "1.5"], "p must be in [0, 1], got 1.5"],
     ["p below 0", [...base, "--placement", "after", "--selection", "masked", "--p=-0.2"], "p must be in [0, 1], got -0.2"],
     ["index out of range", ["--dataset", "cqa", "--split", "test", "--index", "1221", "--placement", "none", "--selection", "full"], "--index 1221 is out of range: cqa/test has 1221 items"],
-    ["unknown dataset", ["--dataset", "mnist", "--split", "train", "--index", "0", "--placement", "none", "--selection", "full"], 'unknown dataset "mnist" (known: cqa, hops, svamp)'],
+    ["unknown dataset", ["--dataset", "mnist", "--split", "train", "--index", "0", "--placement", "none", "--selection", "full"], 'unknown dataset "mnist" (known: cqa, hops, majority, svamp)'],
     ["missing flag", ["--dataset", "cqa", "--split", "train", "--index", "0", "--selection", "full"], "--placement is required"],
   ];
   for (const [name, args, message] of cases) {
