@@ -21,7 +21,7 @@ import { UserError } from "../errors.ts";
 import type { FamilyName, LayerRole, ModelConfig } from "./family.ts";
 import { familyTensors } from "./family.ts";
 import { type LoadedModel, loadHFModel, resolveModelDir } from "./hf.ts";
-import { PARAM_ALIGNMENT, paramLayout } from "./params.ts";
+import { alignUp, paramLayout } from "./params.ts";
 import { Rng } from "./rng.ts";
 import { type Dtype, readSafetensorsFile, toFloat32, writeSafetensorsFile } from "./safetensors.ts";
 
@@ -54,7 +54,8 @@ export const DEFAULT_LORA = { rank: 8, alpha: 8, dropout: 0 } as const;
 export const LORA_ROLES = ["qkv.weight", "o.weight", "fc.weight", "proj.weight"] as const satisfies readonly LayerRole[];
 export type LoraRole = (typeof LORA_ROLES)[number];
 
-export interface AdapterSpec {
+/** An adaptable module of the model: one HF matmul weight, with where it sits in our fused slots. */
+interface ModuleSlot {
   /** HF module path, e.g. "model.layers.0.self_attn.q_proj". */
   module: string;
   layer: number;
@@ -64,6 +65,9 @@ export interface AdapterSpec {
   rows: number;
   /** Input width (A's columns). */
   inDim: number;
+}
+
+export interface AdapterSpec extends ModuleSlot {
   /** Element offsets of A [rank, inDim] and B [rows, rank] in the adapter array. */
   aOffset: number;
   bOffset: number;
@@ -84,18 +88,6 @@ export interface LoraLayout {
   /** Widest adapter output and input (scratch sizes). */
   maxRows: number;
   maxIn: number;
-}
-
-const alignUp = (n: number) => Math.ceil(n / PARAM_ALIGNMENT) * PARAM_ALIGNMENT;
-
-/** An adaptable module of the model: one HF matmul weight, with where it sits in our fused slots. */
-interface ModuleSlot {
-  module: string;
-  layer: number;
-  role: LoraRole;
-  rowStart: number;
-  rows: number;
-  inDim: number;
 }
 
 /** Every HF matmul module of the blocks, in layer and role order (the modules PEFT could adapt in our graph). */

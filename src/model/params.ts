@@ -56,7 +56,8 @@ export interface ParamLayout {
   count: number;
 }
 
-const alignUp = (n: number) => Math.ceil(n / PARAM_ALIGNMENT) * PARAM_ALIGNMENT;
+/** n floats rounded up to a whole number of PARAM_ALIGNMENT blocks (where the next tensor may start). */
+export const alignUp = (n: number) => Math.ceil(n / PARAM_ALIGNMENT) * PARAM_ALIGNMENT;
 
 export function paramLayout(config: ModelConfig): ParamLayout {
   const list = familyTensors(config);
@@ -123,7 +124,7 @@ export function parameterPages(layout: ParamLayout, maxFloats = Infinity): Param
   const pages: ParameterPage[] = [];
   let start = 0;
   for (const slot of layout.slots) {
-    const end = slot.offset + Math.ceil(slot.size / PARAM_ALIGNMENT) * PARAM_ALIGNMENT;
+    const end = slot.offset + alignUp(slot.size);
     if (end - start > maxFloats && slot.offset > start) {
       pages.push({ start, end: slot.offset });
       start = slot.offset;

@@ -11,12 +11,10 @@ import { acquireGpu, type Gpu } from "../../src/gpu/device.ts";
 import { headVocabChunks, headWorkspaceFloats } from "../../src/gpu/kernels/crossentropy.ts";
 import { createKernels, type Kernels } from "../../src/gpu/kernels/index.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
-import { type Batch, DecoderModel } from "../../src/model/decoder.ts";
+import { DecoderModel } from "../../src/model/decoder.ts";
 import { tensorView } from "../../src/model/params.ts";
 import { memoryPlan, overruns } from "../../src/model/memory.ts";
-import type { BatchSource } from "../../src/train/batches.ts";
-import { Trainer } from "../../src/train/trainer.ts";
-import { loadReferenceFixture, type ReferenceFixture } from "../fixtures/reference.ts";
+import { fixtureBatch, fixtureTrainer, loadReferenceFixture, type ReferenceFixture } from "../fixtures/reference.ts";
 import { relativeError } from "../helpers/numeric.ts";
 
 const LIMIT = 64 << 10;
@@ -48,7 +46,6 @@ beforeAll(async () => {
 });
 afterAll(() => gpu?.destroy());
 
-const batchOf = (f: ReferenceFixture): Batch => ({ tokens: f.tokens, targets: f.targets, weights: Float32Array.from(f.weights), B: f.B, T: f.T });
 
 function newModel(kernels: Kernels): DecoderModel {
   const model = new DecoderModel(gpu, kernels, fx.model.config, { B: fx.B, T: fx.T, training: true });
@@ -58,7 +55,7 @@ function newModel(kernels: Kernels): DecoderModel {
 
 async function lossAndGradients(model: DecoderModel) {
   const r = new Recorder(gpu);
-  model.setBatch(batchOf(fx));
+  model.setBatch(fixtureBatch(fx));
   model.forward(r, 0);
   r.submit();
   const logits = await model.readLogits();
@@ -107,13 +104,8 @@ test("split bindings: logits, loss and every gradient match PyTorch and the unsp
 
 test("split bindings: 10 AdamW steps follow PyTorch's losses and gradient norms", async () => {
   const model = newModel(split);
-  const batch = batchOf(fx);
-  const fixed: BatchSource = { B: fx.B, T: fx.T, next: () => batch, state: () => null, restore: () => {} };
   const o = fx.adamw;
-  const trainer = new Trainer(gpu, model, fixed, {
-    lr: o.lr, warmupSteps: 0, minLrRatio: 1, weightDecay: o.weightDecay, beta1: o.beta1, beta2: o.beta2, eps: o.eps,
-    gradClip: o.maxGradNorm, gradAccum: 1,
-  }, o.steps, 0);
+  const trainer = fixtureTrainer(gpu, model, fx);
   watching = true;
   for (let i = 0; i < o.steps; i++) {
     const m = await trainer.trainStep();

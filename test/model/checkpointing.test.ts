@@ -11,7 +11,7 @@ import { Recorder } from "../../src/gpu/recorder.ts";
 import { DecoderModel, type ModelOptions } from "../../src/model/decoder.ts";
 import { DEFAULT_LORA_TARGETS, initLora, loraLayout } from "../../src/model/lora.ts";
 import { memoryPlan } from "../../src/model/memory.ts";
-import { FIXTURE_FAMILIES, loadFamilyFixture, loadReferenceFixture, type ReferenceFixture } from "../fixtures/reference.ts";
+import { FIXTURE_FAMILIES, fixtureBatch, loadFamilyFixture, loadReferenceFixture, type ReferenceFixture } from "../fixtures/reference.ts";
 
 let gpu: Gpu;
 let kernels: Kernels;
@@ -27,7 +27,7 @@ async function step(fx: ReferenceFixture, options: Omit<ModelOptions, "B" | "T" 
   if (adapters) model.setAdapters(adapters);
   model.dropoutSeed = 4242;
   const r = new Recorder(gpu);
-  model.setBatch({ tokens: fx.tokens, targets: fx.targets, weights: Float32Array.from(fx.weights), B: fx.B, T: fx.T });
+  model.setBatch(fixtureBatch(fx));
   model.zeroGradients(r);
   model.forward(r, 1 / fx.weights.reduce((s, w) => s + w, 0));
   model.backward(r);

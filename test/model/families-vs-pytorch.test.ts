@@ -9,11 +9,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { acquireGpu, type Gpu } from "../../src/gpu/device.ts";
 import { createKernels, type Kernels } from "../../src/gpu/kernels/index.ts";
 import { Recorder } from "../../src/gpu/recorder.ts";
-import { type Batch, DecoderModel } from "../../src/model/decoder.ts";
+import { DecoderModel } from "../../src/model/decoder.ts";
 import { tensorView } from "../../src/model/params.ts";
-import type { BatchSource } from "../../src/train/batches.ts";
-import { Trainer } from "../../src/train/trainer.ts";
-import { FIXTURE_FAMILIES, loadFamilyFixture, loadReferenceFixture, type ReferenceFixture } from "../fixtures/reference.ts";
+import { FIXTURE_FAMILIES, fixtureBatch, fixtureTrainer, loadFamilyFixture, loadReferenceFixture, type ReferenceFixture } from "../fixtures/reference.ts";
 import { relativeError } from "../helpers/numeric.ts";
 
 const TOLERANCE = 1e-5;
@@ -25,10 +23,6 @@ beforeAll(async () => {
   kernels = await createKernels(gpu);
 });
 afterAll(() => gpu?.destroy());
-
-function batchOf(fx: ReferenceFixture): Batch {
-  return { tokens: fx.tokens, targets: fx.targets, weights: Float32Array.from(fx.weights), B: fx.B, T: fx.T };
-}
 
 function newModel(fx: ReferenceFixture): DecoderModel {
   const model = new DecoderModel(gpu, kernels, fx.model.config, { B: fx.B, T: fx.T, training: true });
@@ -99,7 +93,7 @@ describe.each(["gpt2" as const, ...FIXTURE_FAMILIES].map((f) => [f]))("%s", (fam
   test(`logits, loss and every parameter gradient match PyTorch within ${TOLERANCE} relative`, async () => {
     const model = newModel(fx);
     const r = new Recorder(gpu);
-    model.setBatch(batchOf(fx));
+    model.setBatch(fixtureBatch(fx));
     model.forward(r, 0);
     r.submit();
     const logitsError = relativeError(await model.readLogits(), fx.logits);
@@ -121,13 +115,8 @@ describe.each(["gpt2" as const, ...FIXTURE_FAMILIES].map((f) => [f]))("%s", (fam
 
   test("10 AdamW steps through the Trainer follow PyTorch's losses, gradient norms and parameters", async () => {
     const model = newModel(fx);
-    const batch = batchOf(fx);
-    const fixed: BatchSource = { B: fx.B, T: fx.T, next: () => batch, state: () => null, restore: () => {} };
     const o = fx.adamw;
-    const trainer = new Trainer(gpu, model, fixed, {
-      lr: o.lr, warmupSteps: 0, minLrRatio: 1, weightDecay: o.weightDecay, beta1: o.beta1, beta2: o.beta2, eps: o.eps,
-      gradClip: o.maxGradNorm, gradAccum: 1,
-    }, o.steps, 0);
+    const trainer = fixtureTrainer(gpu, model, fx);
     let worstLoss = 0;
     let worstNorm = 0; // after the first step
     for (let i = 0; i < o.steps; i++) {

@@ -19,7 +19,7 @@ import { decoderForwardBackward } from "../../src/reference/decoder.ts";
 import { dropoutMultipliers, loraBackward, loraForward } from "../../src/reference/lora.ts";
 import type { BatchSource } from "../../src/train/batches.ts";
 import { DEFAULT_OPTIMIZER, Trainer } from "../../src/train/trainer.ts";
-import { loadFamilyFixture, loadReferenceFixture, type ReferenceFixture } from "../fixtures/reference.ts";
+import { fixtureBatch, loadFamilyFixture, loadReferenceFixture, type ReferenceFixture } from "../fixtures/reference.ts";
 import { dot, expectGradient, randomArray } from "../reference/finite-diff.ts";
 import { expectClose, relativeError } from "../helpers/numeric.ts";
 
@@ -46,10 +46,6 @@ function fixture(family: "gpt2" | "llama" | "qwen3" | "phi"): Promise<ReferenceF
   return fixtures.get(family)!;
 }
 
-function batchOf(fx: ReferenceFixture): Batch {
-  return { tokens: fx.tokens, targets: fx.targets, weights: Float32Array.from(fx.weights), B: fx.B, T: fx.T };
-}
-
 /** Adapters with B ≠ 0 too (PEFT's zero B would make every dA vanish and test nothing). */
 function randomAdapters(layout: LoraLayout, seed: number): Float32Array {
   const flat = initLora(layout, seed);
@@ -66,7 +62,7 @@ async function gpuForwardBackward(fx: ReferenceFixture, lora: LoraLayout, adapte
   const r = new Recorder(gpu);
   let weightSum = 0;
   for (const w of fx.weights) weightSum += w;
-  model.setBatch(batchOf(fx));
+  model.setBatch(fixtureBatch(fx));
   model.zeroGradients(r);
   model.forward(r, 0);
   r.submit();
@@ -166,7 +162,7 @@ describe("training with a frozen base", () => {
       expect(model.m).toBeNull();
       model.setParameters(fx.model.params);
       model.setAdapters(initLora(lora, 1));
-      const trainer = new Trainer(gpu, model, new FixedBatch(batchOf(fx)), { ...DEFAULT_OPTIMIZER, lr: 1e-2, weightDecay: 0 }, 8, 1);
+      const trainer = new Trainer(gpu, model, new FixedBatch(fixtureBatch(fx)), { ...DEFAULT_OPTIMIZER, lr: 1e-2, weightDecay: 0 }, 8, 1);
       const losses: number[] = [];
       for (let i = 0; i < 8; i++) losses.push((await trainer.trainStep()).loss);
       expect(losses[0]).toBeCloseTo(fx.loss, 4); // B = 0: the first step is the base model's loss (dropout only touches the adapter path)
